@@ -1,0 +1,85 @@
+// The Backend interface: what a device must provide to run a compiled graph.
+//
+// Backends are dumb and fast (DESIGN.md, decision 10): they allocate, copy and run kernels
+// looked up by (op name, dtype). Which kernels run in what order, and where every value lives
+// inside one arena, is decided once, above them, by the runtime.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "fovea/core/graph.h"
+#include "fovea/runtime/thread_pool.h"
+
+namespace fovea {
+
+// A kernel's view of one input or output: a pointer into the arena (or a parameter's buffer)
+// and its type.
+struct TensorArg {
+  std::byte* data = nullptr;
+  TensorType type;
+
+  template <typename T> T* as() const { return reinterpret_cast<T*>(data); }
+  std::int64_t numel() const { return type.shape.numel(); }
+  const Shape& shape() const { return type.shape; }
+};
+
+struct KernelContext {
+  const Node* node = nullptr;  // attributes, and the name to report errors with
+  std::span<const TensorArg> inputs;
+  std::span<const TensorArg> outputs;
+  ThreadPool* pool = nullptr;
+
+  const TensorArg& in(std::size_t i) const { return inputs[i]; }
+  const TensorArg& out(std::size_t i = 0) const { return outputs[i]; }
+  const Attributes& attrs() const { return node->attrs; }
+  // For data-dependent errors (an index out of range): names the node and the user's line.
+  [[noreturn]] void fail(const std::string& message) const { node->fail(message); }
+};
+
+using Kernel = void (*)(const KernelContext&);
+
+// Kernels keyed by op name and the dtype of the op's first input (of its output for ops
+// with no inputs).
+class KernelRegistry {
+ public:
+  void add(std::string_view op, DType dtype, Kernel kernel);
+  Kernel find(std::string_view op, DType dtype) const;  // nullptr when absent
+  std::size_t size() const { return kernels_.size(); }
+
+ private:
+  std::map<std::pair<std::string, DType>, Kernel, std::less<>> kernels_;
+};
+
+// The dtype a node's kernel is looked up with.
+DType kernel_dtype(const Graph& graph, const Node& node);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  virtual Device device() const = 0;
+  virtual const KernelRegistry& kernels() const = 0;
+  virtual ThreadPool& pool() = 0;
+
+  // Device memory for an arena or a persistent buffer, 64-byte aligned.
+  virtual std::shared_ptr<std::byte[]> allocate(std::size_t bytes) = 0;
+  // Copies between host memory and this backend's memory.
+  virtual void copy_from_host(std::byte* dst, const std::byte* src, std::size_t bytes) = 0;
+  virtual void copy_to_host(std::byte* dst, const std::byte* src, std::size_t bytes) = 0;
+  // Waits until all launched work has finished.
+  virtual void synchronize() {}
+};
+
+// The CPU backend: OpenBLAS for matmul, the engine's own kernels on the default thread pool.
+std::shared_ptr<Backend> cpu();
+
+// Whether this build includes the CUDA backend and a GPU is visible; `reason` says why not.
+bool cuda_available(std::string* reason = nullptr);
+
+}  // namespace fovea

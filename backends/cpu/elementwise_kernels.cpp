@@ -1,0 +1,134 @@
+// CPU kernels for the elementwise ops: y[i] = f(x[i]) and y[i] = f(a[i'], b[i'']) with
+// NumPy broadcasting. The math is the shared functors of ops/functors.h; these loops only
+// walk memory. Same-shape and scalar operands take flat loops the compiler vectorizes.
+#include <array>
+
+#include "fovea/backends/cpu/broadcast.h"
+#include "fovea/backends/cpu/kernels.h"
+#include "fovea/ops/functors.h"
+
+namespace fovea::cpu_backend {
+
+namespace {
+
+template <typename T, typename Out, typename F> void unary_kernel(const KernelContext& ctx) {
+  const T* x = ctx.in(0).as<T>();
+  Out* y = ctx.out().as<Out>();
+  ctx.pool->parallel_for(ctx.out().numel(), kElementwiseGrain, [&](std::int64_t begin, std::int64_t end) {
+    const F f{};
+    for (std::int64_t i = begin; i < end; ++i) y[i] = f(x[i]);
+  });
+}
+
+// y over one row of `n` elements, with each operand's stride 0 (broadcast) or 1.
+template <typename T, typename Out, typename F>
+inline void binary_row(const T* a, std::int64_t sa, const T* b, std::int64_t sb, Out* y, std::int64_t n) {
+  const F f{};
+  if (sa == 1 && sb == 1) {
+    for (std::int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+  } else if (sa == 1 && sb == 0) {
+    const T bv = *b;
+    for (std::int64_t i = 0; i < n; ++i) y[i] = f(a[i], bv);
+  } else if (sa == 0 && sb == 1) {
+    const T av = *a;
+    for (std::int64_t i = 0; i < n; ++i) y[i] = f(av, b[i]);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) y[i] = f(a[i * sa], b[i * sb]);
+  }
+}
+
+template <typename T, typename Out, typename F> void binary_kernel(const KernelContext& ctx) {
+  const TensorArg &A = ctx.in(0), &B = ctx.in(1), &Y = ctx.out();
+  const T* a = A.as<T>();
+  const T* b = B.as<T>();
+  Out* y = Y.as<Out>();
+  const std::int64_t n = Y.numel();
+  // Fast paths: same shapes, or one side a single element.
+  if (A.numel() == n && B.numel() == n) {
+    ctx.pool->parallel_for(n, kElementwiseGrain, [&](std::int64_t s, std::int64_t e) {
+      binary_row<T, Out, F>(a + s, 1, b + s, 1, y + s, e - s);
+    });
+    return;
+  }
+  if (A.numel() == n && B.numel() == 1) {
+    ctx.pool->parallel_for(n, kElementwiseGrain, [&](std::int64_t s, std::int64_t e) {
+      binary_row<T, Out, F>(a + s, 1, b, 0, y + s, e - s);
+    });
+    return;
+  }
+  if (A.numel() == 1 && B.numel() == n) {
+    ctx.pool->parallel_for(n, kElementwiseGrain, [&](std::int64_t s, std::int64_t e) {
+      binary_row<T, Out, F>(a, 0, b + s, 1, y + s, e - s);
+    });
+    return;
+  }
+  const BroadcastLayout<2> layout(Y.shape(), {&A.shape(), &B.shape()});
+  const std::int64_t inner = layout.inner(), rows = layout.rows();
+  const std::int64_t sa = layout.inner_stride(0), sb = layout.inner_stride(1);
+  const std::int64_t grain = std::max<std::int64_t>(1, kElementwiseGrain / std::max<std::int64_t>(inner, 1));
+  ctx.pool->parallel_for(rows, grain, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const auto off = layout.row_offsets(r);
+      binary_row<T, Out, F>(a + off[0], sa, b + off[1], sb, y + r * inner, inner);
+    }
+  });
+}
+
+// Integer division by zero is undefined behaviour in C++: reject it with the node's name.
+template <typename T> void checked_integer_div_kernel(const KernelContext& ctx) {
+  const T* b = ctx.in(1).as<T>();
+  for (std::int64_t i = 0; i < ctx.in(1).numel(); ++i)
+    if (b[i] == 0) ctx.fail("integer division by zero");
+  binary_kernel<T, T, fn::Div>(ctx);
+}
+
+template <typename F, typename... Ts> void add_unary(KernelRegistry& r, std::string_view op) {
+  (r.add(op, dtype_of<Ts>, &unary_kernel<Ts, Ts, F>), ...);
+}
+template <typename F, typename... Ts> void add_binary(KernelRegistry& r, std::string_view op) {
+  (r.add(op, dtype_of<Ts>, &binary_kernel<Ts, Ts, F>), ...);
+}
+template <typename F, typename... Ts> void add_comparison(KernelRegistry& r, std::string_view op) {
+  (r.add(op, dtype_of<Ts>, &binary_kernel<Ts, std::uint8_t, F>), ...);
+}
+
+using i32_t = std::int32_t;
+using i64_t = std::int64_t;
+using bool_t = std::uint8_t;
+
+}  // namespace
+
+void register_elementwise_kernels(KernelRegistry& r) {
+  add_unary<fn::Neg, float, double, i32_t, i64_t>(r, "neg");
+  add_unary<fn::Abs, float, double, i32_t, i64_t>(r, "abs");
+  add_unary<fn::Relu, float, double, i32_t, i64_t>(r, "relu");
+  add_unary<fn::Exp, float, double>(r, "exp");
+  add_unary<fn::Log, float, double>(r, "log");
+  add_unary<fn::Sqrt, float, double>(r, "sqrt");
+  add_unary<fn::Rsqrt, float, double>(r, "rsqrt");
+  add_unary<fn::Tanh, float, double>(r, "tanh");
+  add_unary<fn::Sigmoid, float, double>(r, "sigmoid");
+  add_unary<fn::Sin, float, double>(r, "sin");
+  add_unary<fn::Cos, float, double>(r, "cos");
+  r.add("logical_not", DType::boolean, &unary_kernel<bool_t, bool_t, fn::LogicalNot>);
+
+  add_binary<fn::Add, float, double, i32_t, i64_t>(r, "add");
+  add_binary<fn::Sub, float, double, i32_t, i64_t>(r, "sub");
+  add_binary<fn::Mul, float, double, i32_t, i64_t>(r, "mul");
+  add_binary<fn::Div, float, double>(r, "div");
+  r.add("div", DType::i32, &checked_integer_div_kernel<i32_t>);
+  r.add("div", DType::i64, &checked_integer_div_kernel<i64_t>);
+  add_binary<fn::Pow, float, double>(r, "pow");
+  add_binary<fn::Maximum, float, double, i32_t, i64_t>(r, "maximum");
+  add_binary<fn::Minimum, float, double, i32_t, i64_t>(r, "minimum");
+  add_comparison<fn::Equal, float, double, i32_t, i64_t, bool_t>(r, "equal");
+  add_comparison<fn::NotEqual, float, double, i32_t, i64_t, bool_t>(r, "not_equal");
+  add_comparison<fn::Less, float, double, i32_t, i64_t, bool_t>(r, "less");
+  add_comparison<fn::LessEqual, float, double, i32_t, i64_t, bool_t>(r, "less_equal");
+  add_comparison<fn::Greater, float, double, i32_t, i64_t, bool_t>(r, "greater");
+  add_comparison<fn::GreaterEqual, float, double, i32_t, i64_t, bool_t>(r, "greater_equal");
+  r.add("logical_and", DType::boolean, &binary_kernel<bool_t, bool_t, fn::LogicalAnd>);
+  r.add("logical_or", DType::boolean, &binary_kernel<bool_t, bool_t, fn::LogicalOr>);
+}
+
+}  // namespace fovea::cpu_backend

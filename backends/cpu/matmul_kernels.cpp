@@ -1,0 +1,7 @@
+#include "fovea/backends/cpu/kernels.h"
+
+namespace fovea::cpu_backend {
+
+void register_matmul_kernels(KernelRegistry&) {}
+
+}  // namespace fovea::cpu_backend

@@ -1,0 +1,91 @@
+// OpDef: everything the engine knows about one op, in one place.
+//
+// An op family (ops/elementwise.cpp, ops/reduce.cpp, ...) defines one OpDef per op: its name,
+// how many inputs it takes, how its output types follow from its input types and attributes
+// (checked when the user builds the node, so a mistake is reported at the user's line), and
+// the properties the memory planner and the optimizer rely on. Kernels live in the backends,
+// keyed by the op's name and a dtype.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fovea/core/attributes.h"
+#include "fovea/core/dtype.h"
+#include "fovea/core/error.h"
+#include "fovea/core/shape.h"
+
+namespace fovea {
+
+// The type of a value: element type and shape. Prints as "f32[32,784]".
+struct TensorType {
+  DType dtype = DType::f32;
+  Shape shape;
+  std::string to_string() const;
+  std::size_t nbytes() const { return static_cast<std::size_t>(shape.numel()) * dtype_size(dtype); }
+  friend bool operator==(const TensorType&, const TensorType&) = default;
+};
+
+struct OpDef;
+
+// What shape inference sees: the input types and attributes of the node being built, and a
+// way to reject them with a message that carries the node's context.
+class InferContext {
+ public:
+  InferContext(const OpDef& op, std::span<const TensorType> inputs, const Attributes& attrs,
+               std::string node_name, SourceLoc where)
+      : op_(op), inputs_(inputs), attrs_(attrs), node_name_(std::move(node_name)), where_(where) {}
+
+  const OpDef& op() const { return op_; }
+  std::span<const TensorType> inputs() const { return inputs_; }
+  const TensorType& input(std::size_t i) const { return inputs_[i]; }
+  const Attributes& attrs() const { return attrs_; }
+
+  // Throws fovea::Error naming the op, the node and the user's file:line.
+  [[noreturn]] void fail(const std::string& message) const;
+  // Checks that every input has the same dtype; names the offending input otherwise.
+  void require_same_dtype() const;
+  // Checks that input `i` has a floating-point dtype.
+  void require_floating(std::size_t i) const;
+  // Normalises an axis of a rank-`rank` input, failing with a clear message when out of range.
+  int axis(std::int64_t axis, int rank) const;
+
+ private:
+  const OpDef& op_;
+  std::span<const TensorType> inputs_;
+  const Attributes& attrs_;
+  std::string node_name_;
+  SourceLoc where_;
+};
+
+using InferFn = std::vector<TensorType> (*)(const InferContext&);
+
+// Work and traffic of one node, for cost reports and benchmarks.
+struct Cost {
+  double flops = 0;
+  double bytes = 0;
+};
+
+struct OpDef {
+  std::string_view name;
+  int min_inputs = 0;
+  int max_inputs = 0;  // -1: any number (concat)
+  InferFn infer = nullptr;
+
+  // Output i depends only on the inputs at the broadcast-matching index i: elementwise
+  // fusion may merge it, and output 0 may overwrite input 0 when that input dies here.
+  bool elementwise = false;
+  // Output 0 is input 0's bytes, reinterpreted (reshape): the planner aliases them.
+  bool view = false;
+  // The node's value lives outside the arena (placeholders, parameters, constants).
+  bool source = false;
+  // Two nodes with this op and equal inputs and attributes may still differ (random).
+  bool impure = false;
+};
+
+std::string format_types(std::span<const TensorType> types);
+
+}  // namespace fovea

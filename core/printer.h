@@ -1,0 +1,5 @@
+#pragma once
+
+#include "fovea/core/graph.h"
+
+namespace fovea {}  // namespace fovea

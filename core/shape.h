@@ -1,0 +1,50 @@
+// Shape: the extent of each dimension of a dense, row-major tensor.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace fovea {
+
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<std::int64_t> dims) : dims_(dims) {}
+  explicit Shape(std::vector<std::int64_t> dims) : dims_(std::move(dims)) {}
+  explicit Shape(std::span<const std::int64_t> dims) : dims_(dims.begin(), dims.end()) {}
+
+  int rank() const { return static_cast<int>(dims_.size()); }
+  std::int64_t operator[](int axis) const { return dims_[static_cast<std::size_t>(axis)]; }
+  std::int64_t& operator[](int axis) { return dims_[static_cast<std::size_t>(axis)]; }
+  const std::vector<std::int64_t>& dims() const { return dims_; }
+  std::vector<std::int64_t>::const_iterator begin() const { return dims_.begin(); }
+  std::vector<std::int64_t>::const_iterator end() const { return dims_.end(); }
+
+  // Number of elements: the product of the dims (1 for a scalar, 0 if any dim is 0).
+  std::int64_t numel() const;
+  bool is_scalar() const { return dims_.empty(); }
+
+  // Row-major strides in elements: strides()[rank-1] == 1.
+  std::vector<std::int64_t> strides() const;
+
+  // "[32,784]"; a scalar prints as "[]".
+  std::string to_string() const;
+
+  friend bool operator==(const Shape&, const Shape&) = default;
+
+ private:
+  std::vector<std::int64_t> dims_;
+};
+
+// Normalises a possibly negative axis (-1 is the last) into [0, rank). Returns -1 when the
+// axis is out of range, so that the caller can report it with the node's context.
+int normalize_axis(int axis, int rank);
+
+// NumPy broadcasting of two shapes: dims are aligned from the right, and each pair must be
+// equal or contain a 1. Returns false (leaving `out` untouched) when they do not broadcast.
+bool broadcast_shapes(const Shape& a, const Shape& b, Shape& out);
+
+}  // namespace fovea

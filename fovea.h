@@ -1,0 +1,27 @@
+// Fovea: a static computational-graph engine. Include this one header.
+//
+//   #include <fovea/fovea.h>
+//
+//   fovea::Graph g;
+//   auto x = g.placeholder("x", fovea::f32, {32, 784});
+//   auto w = g.parameter("w", fovea::f32, {784, 10}, fovea::init::normal(0.0, 0.02));
+//   auto y = fovea::relu(fovea::matmul(x, w) + 1.0f);
+//   auto exe = fovea::compile(g, {y}, fovea::cpu());
+//   auto out = exe.run({{x, batch}});
+#pragma once
+
+#include "fovea/backends/backend.h"
+#include "fovea/core/dtype.h"
+#include "fovea/core/error.h"
+#include "fovea/core/graph.h"
+#include "fovea/core/init.h"
+#include "fovea/core/printer.h"
+#include "fovea/core/shape.h"
+#include "fovea/core/tensor.h"
+#include "fovea/ops/creation.h"
+#include "fovea/ops/elementwise.h"
+#include "fovea/ops/indexing.h"
+#include "fovea/ops/matmul.h"
+#include "fovea/ops/reduce.h"
+#include "fovea/ops/shape_ops.h"
+#include "fovea/runtime/executable.h"

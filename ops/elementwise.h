@@ -1,0 +1,81 @@
+// Elementwise ops: unary math, binary arithmetic with NumPy broadcasting, comparisons.
+//
+// Every function takes the user's source location as a defaulted last argument, so that a
+// shape error points at the user's line. Operators (x + y, x * 2.0f) capture it through the
+// implicit conversion of their left operand to `Operand`.
+#pragma once
+
+#include <source_location>
+
+#include "fovea/core/graph.h"
+
+namespace fovea {
+
+using Loc = std::source_location;
+
+// --- Unary: y[i] = f(x[i]) ---------------------------------------------------------------
+Value neg(Value x, Loc where = Loc::current());
+Value abs(Value x, Loc where = Loc::current());
+Value exp(Value x, Loc where = Loc::current());
+Value log(Value x, Loc where = Loc::current());
+Value sqrt(Value x, Loc where = Loc::current());
+Value rsqrt(Value x, Loc where = Loc::current());
+Value tanh(Value x, Loc where = Loc::current());
+Value sigmoid(Value x, Loc where = Loc::current());
+Value relu(Value x, Loc where = Loc::current());
+Value sin(Value x, Loc where = Loc::current());
+Value cos(Value x, Loc where = Loc::current());
+Value logical_not(Value x, Loc where = Loc::current());
+
+// --- Binary with broadcasting: y[i] = f(a[i], b[i]) ------------------------------------------
+Value add(Value a, Value b, Loc where = Loc::current());
+Value sub(Value a, Value b, Loc where = Loc::current());
+Value mul(Value a, Value b, Loc where = Loc::current());
+Value div(Value a, Value b, Loc where = Loc::current());
+Value pow(Value a, Value b, Loc where = Loc::current());
+Value maximum(Value a, Value b, Loc where = Loc::current());
+Value minimum(Value a, Value b, Loc where = Loc::current());
+// Comparisons give bool tensors.
+Value equal(Value a, Value b, Loc where = Loc::current());
+Value not_equal(Value a, Value b, Loc where = Loc::current());
+Value less(Value a, Value b, Loc where = Loc::current());
+Value less_equal(Value a, Value b, Loc where = Loc::current());
+Value greater(Value a, Value b, Loc where = Loc::current());
+Value greater_equal(Value a, Value b, Loc where = Loc::current());
+Value logical_and(Value a, Value b, Loc where = Loc::current());
+Value logical_or(Value a, Value b, Loc where = Loc::current());
+
+// A rank-0 constant with `like`'s dtype, in `like`'s graph: how C++ numbers enter a graph.
+Value scalar_like(Value like, double value, Loc where = Loc::current());
+
+// --- Operators ----------------------------------------------------------------------------
+// The left (or only) Value operand converts to Operand, recording the user's line.
+struct Operand {
+  Value value;
+  SourceLoc where;
+  Operand(Value v, Loc loc = Loc::current()) : value(v), where(loc) {}  // NOLINT: implicit on purpose
+};
+
+Value operator+(Operand a, Value b);
+Value operator-(Operand a, Value b);
+Value operator*(Operand a, Value b);
+Value operator/(Operand a, Value b);
+Value operator-(Operand x);
+// A C++ number on either side becomes a scalar of the Value's dtype: x * 0.5f, 1.0 - x.
+Value operator+(Operand a, double b);
+Value operator-(Operand a, double b);
+Value operator*(Operand a, double b);
+Value operator/(Operand a, double b);
+Value operator+(double a, Operand b);
+Value operator-(double a, Operand b);
+Value operator*(double a, Operand b);
+Value operator/(double a, Operand b);
+
+// The op definitions, for passes and tests that match on them.
+namespace ops {
+extern const OpDef neg, abs, exp, log, sqrt, rsqrt, tanh, sigmoid, relu, sin, cos, logical_not;
+extern const OpDef add, sub, mul, div, pow, maximum, minimum;
+extern const OpDef equal, not_equal, less, less_equal, greater, greater_equal, logical_and, logical_or;
+}  // namespace ops
+
+}  // namespace fovea

@@ -1,0 +1,5 @@
+#pragma once
+
+#include "fovea/ops/elementwise.h"
+
+namespace fovea {}  // namespace fovea

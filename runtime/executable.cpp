@@ -1,0 +1,153 @@
+#include "fovea/runtime/executable.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace fovea {
+
+namespace {
+
+// The nodes `outputs` depend on, sources first, then the rest in graph order (which is
+// topological). Putting sources first lets run() copy every feed in before any kernel runs
+// without a later kernel's buffer overlapping a placeholder's.
+std::vector<std::uint32_t> schedule_for(const Graph& graph, const std::vector<Value>& outputs) {
+  std::vector<bool> needed(graph.size(), false);
+  std::vector<std::uint32_t> stack;
+  for (const Value& v : outputs) stack.push_back(v.ref().node);
+  while (!stack.empty()) {
+    const std::uint32_t id = stack.back();
+    stack.pop_back();
+    if (needed[id]) continue;
+    needed[id] = true;
+    for (const ValueRef& in : graph.node(id).inputs) stack.push_back(in.node);
+  }
+  std::vector<std::uint32_t> schedule;
+  for (std::uint32_t id = 0; id < graph.size(); ++id)
+    if (needed[id] && graph.node(id).op->source) schedule.push_back(id);
+  for (std::uint32_t id = 0; id < graph.size(); ++id)
+    if (needed[id] && !graph.node(id).op->source) schedule.push_back(id);
+  return schedule;
+}
+
+}  // namespace
+
+Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend) {
+  if (!backend) throw Error("compile: the backend is null");
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    if (!outputs[i].defined()) throw Error(fmt::format("compile: output {} is an undefined Value", i));
+    if (&outputs[i].graph() != &graph)
+      throw Error(fmt::format("compile: output {} ('{}') belongs to graph '{}', not '{}'", i, outputs[i].name(),
+                              outputs[i].graph().name(), graph.name()));
+  }
+  Executable exe;
+  exe.graph_ = &graph;
+  exe.backend_ = backend;
+  exe.schedule_ = schedule_for(graph, outputs);
+  std::vector<ValueRef> output_refs;
+  for (const Value& v : outputs) output_refs.push_back(v.ref());
+  exe.plan_ = plan_memory(graph, exe.schedule_, output_refs);
+  exe.arena_ = backend->allocate(exe.plan_.peak_bytes);
+
+  // Where each value lives: an arena offset, or a parameter's or constant's own buffer.
+  auto address = [&](ValueRef v) -> std::byte* {
+    if (auto it = exe.plan_.buffer_of.find(v); it != exe.plan_.buffer_of.end())
+      return exe.arena_.get() + exe.plan_.buffers[it->second].offset;
+    const Node& n = graph.node(v.node);
+    if (n.op == &parameter_op) return const_cast<std::byte*>(graph.parameter_value(v).raw());
+    if (n.op == &constant_op) return const_cast<std::byte*>(n.attrs.get_tensor("value").raw());
+    throw Error(fmt::format("compile: value {}.{} has no storage", n.name, v.output));
+  };
+
+  for (std::uint32_t id : exe.schedule_) {
+    const Node& node = graph.node(id);
+    if (node.op == &placeholder_op) exe.feed_slots_.emplace_back(ValueRef{id, 0}, address({id, 0}));
+    if (node.op->source) continue;
+    const DType dtype = kernel_dtype(graph, node);
+    const Kernel kernel = backend->kernels().find(node.op->name, dtype);
+    if (!kernel)
+      node.fail(fmt::format("the {} backend has no kernel for op '{}' with dtype {}", backend->name(),
+                            node.op->name, dtype_name(dtype)));
+    const std::size_t n_in = node.inputs.size(), n_out = node.outputs.size();
+    auto args = std::make_unique<TensorArg[]>(n_in + n_out);
+    for (std::size_t i = 0; i < n_in; ++i) args[i] = {address(node.inputs[i]), graph.type(node.inputs[i])};
+    for (std::size_t k = 0; k < n_out; ++k)
+      args[n_in + k] = {address({id, static_cast<std::uint32_t>(k)}), node.outputs[k]};
+    KernelContext ctx{&node, {args.get(), n_in}, {args.get() + n_in, n_out}, &backend->pool()};
+    exe.steps_.push_back({kernel, ctx});
+    exe.args_.push_back(std::move(args));
+  }
+  for (const Value& v : outputs) exe.outputs_.push_back({v.ref(), address(v.ref())});
+  return exe;
+}
+
+std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location where) {
+  const SourceLoc call(where);
+  // Check every feed before touching the arena, so a bad call changes nothing.
+  std::vector<const Tensor*> fed(feed_slots_.size(), nullptr);
+  for (const auto& [value, tensor] : feeds) {
+    if (!value.defined()) throw Error("run: a feed names an undefined Value", "run", "", call);
+    const Node& node = value.node();
+    if (&value.graph() != graph_ || node.op != &placeholder_op)
+      throw Error(fmt::format("'{}' is not a placeholder of graph '{}' (it is a {} node)", node.name, graph_->name(),
+                              node.op->name),
+                  "run", node.name, call);
+    auto slot = std::find_if(feed_slots_.begin(), feed_slots_.end(),
+                             [&](const auto& s) { return s.first == value.ref(); });
+    if (slot == feed_slots_.end())
+      throw Error(fmt::format("placeholder '{}' (built at {}) is not used by the compiled outputs", node.name,
+                              node.where.to_string()),
+                  "run", node.name, call);
+    const auto index = static_cast<std::size_t>(slot - feed_slots_.begin());
+    if (fed[index])
+      throw Error(fmt::format("placeholder '{}' is fed twice", node.name), "run", node.name, call);
+    const TensorType& want = node.outputs[0];
+    if (!tensor.defined() || tensor.dtype() != want.dtype || tensor.shape() != want.shape)
+      throw Error(fmt::format("placeholder '{}' (built at {}) expects {}, but was fed {}", node.name,
+                              node.where.to_string(), want.to_string(),
+                              tensor.defined() ? TensorType{tensor.dtype(), tensor.shape()}.to_string()
+                                               : std::string("an undefined tensor")),
+                  "run", node.name, call);
+    fed[index] = &tensor;
+  }
+  for (std::size_t i = 0; i < feed_slots_.size(); ++i) {
+    if (!fed[i]) {
+      const Node& node = graph_->node(feed_slots_[i].first.node);
+      throw Error(fmt::format("placeholder '{}' ({}, built at {}) was not fed", node.name,
+                              node.outputs[0].to_string(), node.where.to_string()),
+                  "run", node.name, call);
+    }
+  }
+
+  for (std::size_t i = 0; i < feed_slots_.size(); ++i)
+    backend_->copy_from_host(feed_slots_[i].second, fed[i]->raw(), fed[i]->nbytes());
+  for (const Step& step : steps_) step.kernel(step.context);
+  backend_->synchronize();
+
+  std::vector<Tensor> results;
+  results.reserve(outputs_.size());
+  for (const Output& out : outputs_) {
+    const TensorType& type = graph_->type(out.value);
+    Tensor t = Tensor::empty(type.dtype, type.shape);
+    backend_->copy_to_host(t.raw(), out.data, t.nbytes());
+    results.push_back(std::move(t));
+  }
+  return results;
+}
+
+std::string Executable::to_string() const {
+  std::string s = fmt::format("executable for graph '{}' on {}: {} steps, planned peak {} bytes\n", graph_->name(),
+                              backend_->name(), steps_.size(), plan_.peak_bytes);
+  std::size_t step = 0;
+  for (std::uint32_t id : schedule_) {
+    const Node& n = graph_->node(id);
+    std::string where = "external";
+    if (auto it = plan_.buffer_of.find({id, 0}); it != plan_.buffer_of.end())
+      where = fmt::format("buffer #{} @ {}", it->second, plan_.buffers[it->second].offset);
+    s += fmt::format("  {:>4}  %{:<5} {:<14} {:<22} {}\n", step++, id, n.op->name, format_types(n.outputs), where);
+  }
+  return s;
+}
+
+}  // namespace fovea

@@ -1,0 +1,70 @@
+// compile() and Executable: a graph lowered for one backend and one set of shapes.
+//
+// Compiling picks the nodes the requested outputs need (the schedule), plans their memory in
+// one arena, and looks up a kernel for every node. Running copies the feeds into the arena,
+// calls the kernels in order with pre-computed arguments, and copies the outputs out. All
+// decisions are made at compile time, so a run costs one indirect call per node.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <source_location>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fovea/backends/backend.h"
+#include "fovea/core/graph.h"
+#include "fovea/runtime/memory_plan.h"
+
+namespace fovea {
+
+// Tensors to feed placeholders with, for one run: {{x, batch}, {labels, y}}.
+using Feeds = std::vector<std::pair<Value, Tensor>>;
+
+class Executable {
+ public:
+  // Runs the graph once. Every placeholder the outputs depend on must be fed exactly once
+  // with a tensor of its declared dtype and shape; anything else raises fovea::Error naming
+  // the placeholder and the line that called run().
+  std::vector<Tensor> run(const Feeds& feeds, std::source_location where = std::source_location::current());
+
+  const MemoryPlan& memory_plan() const { return plan_; }
+  std::size_t planned_peak_bytes() const { return plan_.peak_bytes; }
+  // Node ids in execution order.
+  const std::vector<std::uint32_t>& schedule() const { return schedule_; }
+  const Graph& graph() const { return *graph_; }
+  Backend& backend() const { return *backend_; }
+  // The schedule with each node's kernel and output buffer, for reading and debugging.
+  std::string to_string() const;
+
+ private:
+  friend Executable compile(Graph&, const std::vector<Value>&, std::shared_ptr<Backend>);
+  Executable() = default;
+
+  struct Step {
+    Kernel kernel;
+    KernelContext context;
+  };
+  struct Output {
+    ValueRef value;
+    const std::byte* data;
+  };
+
+  Graph* graph_ = nullptr;
+  std::shared_ptr<Backend> backend_;
+  std::vector<std::uint32_t> schedule_;
+  MemoryPlan plan_;
+  std::shared_ptr<std::byte[]> arena_;
+  std::vector<Step> steps_;
+  // Per step, its inputs' and outputs' TensorArgs (the contexts' spans point into these).
+  std::vector<std::unique_ptr<TensorArg[]>> args_;
+  std::vector<std::pair<ValueRef, std::byte*>> feed_slots_;  // placeholder -> arena address
+  std::vector<Output> outputs_;
+};
+
+// Compiles the part of `graph` that `outputs` depend on for `backend`. The graph must outlive
+// the executable; parameters are used in place from the graph's persistent buffers.
+Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend = cpu());
+
+}  // namespace fovea
