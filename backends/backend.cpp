@@ -12,7 +12,7 @@ Kernel KernelRegistry::find(std::string_view op, DType dtype) const {
 }
 
 DType kernel_dtype(const Graph& graph, const Node& node) {
-  return node.inputs.empty() ? node.outputs[0].dtype : graph.type(node.inputs[0]).dtype;
+  return (node.inputs.empty() || node.op->key_on_output) ? node.outputs[0].dtype : graph.type(node.inputs[0]).dtype;
 }
 
 }  // namespace fovea

@@ -44,8 +44,8 @@ struct KernelContext {
 
 using Kernel = void (*)(const KernelContext&);
 
-// Kernels keyed by op name and the dtype of the op's first input (of its output for ops
-// with no inputs).
+// Kernels keyed by op name and a dtype: that of the op's first input, or of its output for
+// ops with no inputs or with OpDef::key_on_output (see kernel_dtype).
 class KernelRegistry {
  public:
   void add(std::string_view op, DType dtype, Kernel kernel);

@@ -84,6 +84,9 @@ struct OpDef {
   bool source = false;
   // Two nodes with this op and equal inputs and attributes may still differ (random).
   bool impure = false;
+  // Kernels are looked up by the dtype of input 0, or by the dtype of output 0 when this is
+  // set or the op has no inputs (where(cond, a, b) is keyed by a's type, not cond's bool).
+  bool key_on_output = false;
 };
 
 std::string format_types(std::span<const TensorType> types);
