@@ -58,6 +58,7 @@ std::string Graph::unique_name(const std::string& base) {
 
 std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, Attributes attrs,
                                  SourceLoc where, const std::string& name) {
+  if (location_override_.known()) where = location_override_;
   const std::string node_name = unique_name(name.empty() ? std::string(op.name) : name);
   const auto n = static_cast<int>(inputs.size());
   if (n < op.min_inputs || (op.max_inputs >= 0 && n > op.max_inputs))
@@ -104,14 +105,27 @@ Value Graph::placeholder(const std::string& name, DType dtype, Shape shape, Sour
 
 Value Graph::parameter(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
                        SourceLoc where) {
+  if (!is_floating(dtype))
+    throw Error(fmt::format("parameters must be f32 or f64, got {}", dtype_name(dtype)), "parameter",
+                scope_.empty() ? name : scope_ + "/" + name, where);
+  return persistent(name, dtype, std::move(shape), initializer, true, where);
+}
+
+Value Graph::state(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
+                   SourceLoc where) {
+  return persistent(name, dtype, std::move(shape), initializer, false, where);
+}
+
+Value Graph::persistent(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
+                        bool trainable, SourceLoc where) {
   check_declared_shape("parameter", name, shape, where);
   const std::string scoped = scope_.empty() ? name : scope_ + "/" + name;
   if (by_name_.contains(scoped))
     throw Error(fmt::format("a node named '{}' already exists; parameter names must be unique", scoped),
                 "parameter", scoped, where);
-  if (!is_floating(dtype))
-    throw Error(fmt::format("parameters must be f32 or f64, got {}", dtype_name(dtype)), "parameter", scoped, where);
-  Value v = apply1(parameter_op, {}, {{"dtype", dtype}, {"shape", shape.dims()}, {"init", initializer.description}},
+  Value v = apply1(parameter_op, {},
+                   {{"dtype", dtype}, {"shape", shape.dims()}, {"init", initializer.description},
+                    {"trainable", trainable}},
                    where, name);
   Tensor t = Tensor::zeros(dtype, std::move(shape));
   if (initializer.fill) initializer.fill(t, seed_, hash_name(v.name()));
@@ -141,6 +155,13 @@ std::vector<Value> Graph::placeholders() {
 }
 
 std::vector<Value> Graph::parameters() {
+  std::vector<Value> out;
+  for (const auto& [id, tensor] : parameter_values_)
+    if (nodes_[id].attrs.get_bool("trainable")) out.emplace_back(this, ValueRef{id, 0});
+  return out;
+}
+
+std::vector<Value> Graph::persistent_values() {
   std::vector<Value> out;
   for (const auto& [id, tensor] : parameter_values_) out.emplace_back(this, ValueRef{id, 0});
   return out;

@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "fovea/core/attributes.h"
@@ -113,6 +114,10 @@ class Graph {
   // by the graph's seed and the scoped name. Names must be unique: checkpoints map by them.
   Value parameter(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
                   SourceLoc where = std::source_location::current());
+  // Persistent, non-trainable state (optimizer moments, step counters, running statistics):
+  // a parameter that grad-based optimizers skip but checkpoints save. Any dtype.
+  Value state(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
+              SourceLoc where = std::source_location::current());
   // A constant tensor baked into the graph.
   Value constant(Tensor value, const std::string& name = "",
                  SourceLoc where = std::source_location::current());
@@ -132,6 +137,13 @@ class Graph {
 
   NameScope scope(const std::string& name) { return NameScope(*this, name); }
   const std::string& current_scope() const { return scope_; }
+  // Replaces the whole scope path (autodiff puts gradient nodes under "gradients/<scope>");
+  // returns the previous one so the caller can restore it.
+  std::string exchange_scope(std::string scope) { return std::exchange(scope_, std::move(scope)); }
+  // While set, nodes record this location instead of the one their builder was given: the
+  // nodes a gradient rule builds point at the user's forward line, not at the rule's source.
+  void set_location_override(SourceLoc where) { location_override_ = where; }
+  void clear_location_override() { location_override_ = SourceLoc{}; }
   // The role given to nodes built from now on (autodiff marks its nodes backward).
   void set_role(NodeRole role) { role_ = role; }
   NodeRole role() const { return role_; }
@@ -145,7 +157,11 @@ class Graph {
   const Node* find(const std::string& name) const;
 
   std::vector<Value> placeholders();
+  // Trainable parameters, in creation order.
   std::vector<Value> parameters();
+  // Every persistent buffer: parameters and state, in creation order (what a checkpoint holds).
+  std::vector<Value> persistent_values();
+  bool is_persistent(ValueRef v) const { return parameter_values_.contains(v.node); }
 
   // The persistent buffer of a parameter; writing into it changes the parameter.
   Tensor& parameter_value(Value parameter);
@@ -162,11 +178,14 @@ class Graph {
  private:
   friend class NameScope;
   std::string unique_name(const std::string& base);
+  Value persistent(const std::string& name, DType dtype, Shape shape, const Initializer& initializer, bool trainable,
+                   SourceLoc where);
 
   std::string name_;
   std::deque<Node> nodes_;  // a deque: references stay valid as the graph grows
   std::string scope_;
   NodeRole role_ = NodeRole::forward;
+  SourceLoc location_override_;
   std::uint64_t seed_ = 0;
   std::unordered_map<std::string, std::uint32_t> by_name_;
   std::map<std::uint32_t, Tensor> parameter_values_;  // node id -> persistent buffer

@@ -30,6 +30,13 @@ struct TensorType {
 };
 
 struct OpDef;
+class Value;
+struct VjpContext;
+
+// A gradient rule: given the node and the gradients flowing into its outputs, build (with
+// ordinary ops) the gradient of each input. Returns one Value per input; an undefined Value
+// means "no gradient flows to this input" (integer indices, say). Defined in autograd/vjp.h.
+using VjpFn = std::vector<Value> (*)(const VjpContext&);
 
 // What shape inference sees: the input types and attributes of the node being built, and a
 // way to reject them with a message that carries the node's context.
@@ -87,6 +94,15 @@ struct OpDef {
   // Kernels are looked up by the dtype of input 0, or by the dtype of output 0 when this is
   // set or the op has no inputs (where(cond, a, b) is keyed by a's type, not cond's bool).
   bool key_on_output = false;
+  // Writes input 1 into input 0's persistent buffer; output 0 is that buffer (ops/state.h).
+  bool assigns = false;
+
+  // The vector-Jacobian product rule that autodiff calls (autograd/grad.h). Ops whose outputs
+  // are piecewise constant in their inputs (comparisons, iota, random) set differentiable to
+  // false: no gradient flows through them. A differentiable op without a rule is an error
+  // when someone asks for a gradient through it, not before.
+  VjpFn vjp = nullptr;
+  bool differentiable = true;
 };
 
 std::string format_types(std::span<const TensorType> types);

@@ -49,6 +49,9 @@ class Tensor {
   std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
   Device device() const { return device_; }
 
+  // True when no other Tensor shares this buffer (so overwriting it surprises nobody).
+  bool is_unique() const { return storage_.use_count() == 1; }
+
   std::byte* raw() { return storage_.get(); }
   const std::byte* raw() const { return storage_.get(); }
 

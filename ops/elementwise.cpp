@@ -4,6 +4,10 @@
 
 #include <fmt/format.h>
 
+#include "fovea/autograd/vjp.h"
+#include "fovea/ops/creation.h"
+#include "fovea/ops/indexing.h"
+
 namespace fovea {
 
 namespace {
@@ -58,11 +62,87 @@ std::vector<TensorType> infer_logical_binary(const InferContext& ctx) {
   return {TensorType{DType::boolean, broadcast_or_fail(ctx)}};
 }
 
-constexpr OpDef unary(std::string_view name, InferFn infer) {
-  return OpDef{.name = name, .min_inputs = 1, .max_inputs = 1, .infer = infer, .elementwise = true};
+constexpr OpDef unary(std::string_view name, InferFn infer, VjpFn vjp) {
+  return OpDef{.name = name, .min_inputs = 1, .max_inputs = 1, .infer = infer, .elementwise = true,
+               .vjp = vjp, .differentiable = vjp != nullptr};
 }
-constexpr OpDef binary(std::string_view name, InferFn infer) {
-  return OpDef{.name = name, .min_inputs = 2, .max_inputs = 2, .infer = infer, .elementwise = true};
+constexpr OpDef binary(std::string_view name, InferFn infer, VjpFn vjp) {
+  return OpDef{.name = name, .min_inputs = 2, .max_inputs = 2, .infer = infer, .elementwise = true,
+               .vjp = vjp, .differentiable = vjp != nullptr};
+}
+
+// --- Gradient rules ----------------------------------------------------------------------
+// Notation: y = f(x) or y = f(a, b), ḡ = ∂L/∂y. Binary rules sum their results back to each
+// operand's shape (unbroadcast), since a broadcast operand was used at many output positions.
+
+using Grads = std::vector<Value>;
+
+Value zero_like_scalar(Value like) { return scalar_like(like, 0.0); }
+
+// ∂(-x) = -ḡ
+Grads vjp_neg(const VjpContext& c) { return {neg(c.g())}; }
+// ∂|x| = ḡ·sign(x), with sign(0) = 0
+Grads vjp_abs(const VjpContext& c) {
+  const Value zero = zero_like_scalar(c.x(0));
+  return {where(greater(c.x(0), zero), c.g(), where(less(c.x(0), zero), neg(c.g()), zeros_like(c.g())))};
+}
+// ∂ relu(x) = ḡ·[x > 0]
+Grads vjp_relu(const VjpContext& c) {
+  return {where(greater(c.x(0), zero_like_scalar(c.x(0))), c.g(), zeros_like(c.g()))};
+}
+// ∂ eˣ = ḡ·y
+Grads vjp_exp(const VjpContext& c) { return {c.g() * c.y()}; }
+// ∂ ln x = ḡ/x
+Grads vjp_log(const VjpContext& c) { return {c.g() / c.x(0)}; }
+// ∂ √x = ḡ/(2y)
+Grads vjp_sqrt(const VjpContext& c) { return {c.g() * 0.5 / c.y()}; }
+// ∂ x^(-1/2) = -ḡ·y³/2
+Grads vjp_rsqrt(const VjpContext& c) { return {c.g() * -0.5 * (c.y() * c.y() * c.y())}; }
+// ∂ tanh x = ḡ·(1 - y²)
+Grads vjp_tanh(const VjpContext& c) { return {c.g() * (1.0 - c.y() * c.y())}; }
+// ∂ σ(x) = ḡ·y·(1 - y)
+Grads vjp_sigmoid(const VjpContext& c) { return {c.g() * (c.y() * (1.0 - c.y()))}; }
+// ∂ sin x = ḡ·cos x;  ∂ cos x = -ḡ·sin x
+Grads vjp_sin(const VjpContext& c) { return {c.g() * cos(c.x(0))}; }
+Grads vjp_cos(const VjpContext& c) { return {neg(c.g() * sin(c.x(0)))}; }
+
+// ∂(a ± b) = (ḡ, ±ḡ)
+Grads vjp_add(const VjpContext& c) {
+  return {unbroadcast(c.g(), c.x(0).shape()), unbroadcast(c.g(), c.x(1).shape())};
+}
+Grads vjp_sub(const VjpContext& c) {
+  return {unbroadcast(c.g(), c.x(0).shape()), unbroadcast(neg(c.g()), c.x(1).shape())};
+}
+// ∂(a·b) = (ḡ·b, ḡ·a)
+Grads vjp_mul(const VjpContext& c) {
+  return {unbroadcast(c.g() * c.x(1), c.x(0).shape()), unbroadcast(c.g() * c.x(0), c.x(1).shape())};
+}
+// ∂(a/b) = (ḡ/b, -ḡ·a/b²) = (ḡ/b, -ḡ·y/b)
+Grads vjp_div(const VjpContext& c) {
+  const Value ga = c.g() / c.x(1);
+  return {unbroadcast(ga, c.x(0).shape()), unbroadcast(neg(ga * c.y()), c.x(1).shape())};
+}
+// ∂ aᵇ = (ḡ·b·a^(b-1), ḡ·y·ln a); the second is taken as 0 where a <= 0 (ln undefined).
+Grads vjp_pow(const VjpContext& c) {
+  const Value a = c.x(0), b = c.x(1);
+  const Value ga = c.g() * b * pow(a, b - 1.0);
+  const Value positive = greater(a, zero_like_scalar(a));
+  const Value safe_a = where(positive, a, ones_like(a));
+  const Value gb = where(positive, c.g() * c.y() * log(safe_a), zeros_like(c.g()));
+  return {unbroadcast(ga, a.shape()), unbroadcast(gb, b.shape())};
+}
+// ∂ max(a, b): ḡ goes to the larger operand (to a on ties); min likewise.
+Grads vjp_maximum(const VjpContext& c) {
+  const Value take_a = greater_equal(c.x(0), c.x(1));
+  const Value zero = zeros_like(c.g());
+  return {unbroadcast(where(take_a, c.g(), zero), c.x(0).shape()),
+          unbroadcast(where(take_a, zero, c.g()), c.x(1).shape())};
+}
+Grads vjp_minimum(const VjpContext& c) {
+  const Value take_a = less_equal(c.x(0), c.x(1));
+  const Value zero = zeros_like(c.g());
+  return {unbroadcast(where(take_a, c.g(), zero), c.x(0).shape()),
+          unbroadcast(where(take_a, zero, c.g()), c.x(1).shape())};
 }
 
 Value apply_unary(const OpDef& op, Value x, SourceLoc where) {
@@ -80,34 +160,34 @@ Value apply_binary(const OpDef& op, Value a, Value b, SourceLoc where) {
 }  // namespace
 
 namespace ops {
-const OpDef neg = unary("neg", infer_numeric_unary);
-const OpDef abs = unary("abs", infer_numeric_unary);
-const OpDef exp = unary("exp", infer_floating_unary);
-const OpDef log = unary("log", infer_floating_unary);
-const OpDef sqrt = unary("sqrt", infer_floating_unary);
-const OpDef rsqrt = unary("rsqrt", infer_floating_unary);
-const OpDef tanh = unary("tanh", infer_floating_unary);
-const OpDef sigmoid = unary("sigmoid", infer_floating_unary);
-const OpDef relu = unary("relu", infer_numeric_unary);
-const OpDef sin = unary("sin", infer_floating_unary);
-const OpDef cos = unary("cos", infer_floating_unary);
-const OpDef logical_not = unary("logical_not", infer_logical_unary);
+const OpDef neg = unary("neg", infer_numeric_unary, vjp_neg);
+const OpDef abs = unary("abs", infer_numeric_unary, vjp_abs);
+const OpDef exp = unary("exp", infer_floating_unary, vjp_exp);
+const OpDef log = unary("log", infer_floating_unary, vjp_log);
+const OpDef sqrt = unary("sqrt", infer_floating_unary, vjp_sqrt);
+const OpDef rsqrt = unary("rsqrt", infer_floating_unary, vjp_rsqrt);
+const OpDef tanh = unary("tanh", infer_floating_unary, vjp_tanh);
+const OpDef sigmoid = unary("sigmoid", infer_floating_unary, vjp_sigmoid);
+const OpDef relu = unary("relu", infer_numeric_unary, vjp_relu);
+const OpDef sin = unary("sin", infer_floating_unary, vjp_sin);
+const OpDef cos = unary("cos", infer_floating_unary, vjp_cos);
+const OpDef logical_not = unary("logical_not", infer_logical_unary, nullptr);
 
-const OpDef add = binary("add", infer_arithmetic);
-const OpDef sub = binary("sub", infer_arithmetic);
-const OpDef mul = binary("mul", infer_arithmetic);
-const OpDef div = binary("div", infer_arithmetic);
-const OpDef pow = binary("pow", infer_floating_binary);
-const OpDef maximum = binary("maximum", infer_arithmetic);
-const OpDef minimum = binary("minimum", infer_arithmetic);
-const OpDef equal = binary("equal", infer_comparison);
-const OpDef not_equal = binary("not_equal", infer_comparison);
-const OpDef less = binary("less", infer_comparison);
-const OpDef less_equal = binary("less_equal", infer_comparison);
-const OpDef greater = binary("greater", infer_comparison);
-const OpDef greater_equal = binary("greater_equal", infer_comparison);
-const OpDef logical_and = binary("logical_and", infer_logical_binary);
-const OpDef logical_or = binary("logical_or", infer_logical_binary);
+const OpDef add = binary("add", infer_arithmetic, vjp_add);
+const OpDef sub = binary("sub", infer_arithmetic, vjp_sub);
+const OpDef mul = binary("mul", infer_arithmetic, vjp_mul);
+const OpDef div = binary("div", infer_arithmetic, vjp_div);
+const OpDef pow = binary("pow", infer_floating_binary, vjp_pow);
+const OpDef maximum = binary("maximum", infer_arithmetic, vjp_maximum);
+const OpDef minimum = binary("minimum", infer_arithmetic, vjp_minimum);
+const OpDef equal = binary("equal", infer_comparison, nullptr);
+const OpDef not_equal = binary("not_equal", infer_comparison, nullptr);
+const OpDef less = binary("less", infer_comparison, nullptr);
+const OpDef less_equal = binary("less_equal", infer_comparison, nullptr);
+const OpDef greater = binary("greater", infer_comparison, nullptr);
+const OpDef greater_equal = binary("greater_equal", infer_comparison, nullptr);
+const OpDef logical_and = binary("logical_and", infer_logical_binary, nullptr);
+const OpDef logical_or = binary("logical_or", infer_logical_binary, nullptr);
 }  // namespace ops
 
 Value neg(Value x, Loc w) { return apply_unary(ops::neg, x, w); }

@@ -1,5 +1,40 @@
+// Indexing ops: gather (NumPy's take), its adjoint scatter_add, and where (a three-way select).
+//
+//   gather(x, ids, axis)           out[a.., p.., b..] = x[a.., ids[p..], b..]
+//   scatter_add(t, ids, u, axis)   out = t;  out[a.., ids[p..], b..] += u[a.., p.., b..]
+//   where(cond, a, b)              out[i] = cond[i] ? a[i] : b[i]   (NumPy broadcasting)
+//
+// `a..` stands for the dims before `axis`, `b..` for those after it, and `p..` for every
+// position of the index tensor. An embedding lookup is gather(table [V,D], ids [B,T], 0),
+// giving [B,T,D]; its gradient is scatter_add(zeros [V,D], ids, grad [B,T,D], 0).
+//
+// Gradient rules (beside the OpDefs): gather and scatter_add are each other's adjoints, where
+// routes ḡ to the branch it took; no gradient flows to indices or to the condition.
 #pragma once
+
+#include <cstdint>
 
 #include "fovea/ops/elementwise.h"
 
-namespace fovea {}  // namespace fovea
+namespace fovea {
+
+// Picks slices of `x` along `axis` at `indices` (i32 or i64): the output's shape is
+// x.shape[:axis] + indices.shape + x.shape[axis+1:]. An index outside [0, x.shape[axis])
+// raises fovea::Error when the graph runs, naming the index, its position and the valid range.
+Value gather(Value x, Value indices, std::int64_t axis, Loc where = Loc::current());
+
+// The adjoint of gather: a copy of `target` with every slice of `updates` added into the
+// slice of `target` its index names. Repeated indices accumulate. `updates` must have the
+// shape target.shape[:axis] + indices.shape + target.shape[axis+1:]. Numeric dtypes only;
+// integer sums wrap around on overflow. The result is the same on any thread count.
+Value scatter_add(Value target, Value indices, Value updates, std::int64_t axis, Loc where = Loc::current());
+
+// Elementwise select: cond ? a : b, with `cond` bool and `a`, `b` of one dtype; the output's
+// shape is the NumPy broadcast of all three shapes.
+Value where(Value cond, Value a, Value b, Loc where = Loc::current());
+
+namespace ops {
+extern const OpDef gather, scatter_add, where;
+}  // namespace ops
+
+}  // namespace fovea

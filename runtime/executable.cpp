@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -9,9 +10,10 @@ namespace fovea {
 
 namespace {
 
-// The nodes `outputs` depend on, sources first, then the rest in graph order (which is
-// topological). Putting sources first lets run() copy every feed in before any kernel runs
-// without a later kernel's buffer overlapping a placeholder's.
+// The nodes `outputs` depend on: sources first, then the rest in graph order (which is
+// topological), then the assigns. Putting sources first lets run() copy every feed in before
+// any kernel runs without a later kernel's buffer overlapping a placeholder's; putting
+// assigns last makes every read of a parameter's old value happen before it is overwritten.
 std::vector<std::uint32_t> schedule_for(const Graph& graph, const std::vector<Value>& outputs) {
   std::vector<bool> needed(graph.size(), false);
   std::vector<std::uint32_t> stack;
@@ -27,14 +29,27 @@ std::vector<std::uint32_t> schedule_for(const Graph& graph, const std::vector<Va
   for (std::uint32_t id = 0; id < graph.size(); ++id)
     if (needed[id] && graph.node(id).op->source) schedule.push_back(id);
   for (std::uint32_t id = 0; id < graph.size(); ++id)
-    if (needed[id] && !graph.node(id).op->source) schedule.push_back(id);
+    if (needed[id] && !graph.node(id).op->source && !graph.node(id).op->assigns) schedule.push_back(id);
+  for (std::uint32_t id = 0; id < graph.size(); ++id)
+    if (needed[id] && graph.node(id).op->assigns) schedule.push_back(id);
+  for (std::uint32_t id : schedule)
+    for (const ValueRef& in : graph.node(id).inputs)
+      if (graph.node(in.node).op->assigns)
+        graph.node(id).fail(fmt::format("reads the output of assign '{}'; an assign's result cannot be used in the "
+                                        "same step (read the value that was assigned instead)",
+                                        graph.node(in.node).name));
   return schedule;
 }
 
 }  // namespace
 
-Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend) {
+Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend,
+                   const CompileOptions& options) {
   if (!backend) throw Error("compile: the backend is null");
+  for (const Value& u : options.updates)
+    if (!u.defined() || &u.graph() != &graph || !u.node().op->assigns)
+      throw Error(fmt::format("compile: update '{}' is not an assign node of graph '{}'",
+                              u.defined() ? u.name() : std::string("<undefined>"), graph.name()));
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     if (!outputs[i].defined()) throw Error(fmt::format("compile: output {} is an undefined Value", i));
     if (&outputs[i].graph() != &graph)
@@ -44,18 +59,33 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
   Executable exe;
   exe.graph_ = &graph;
   exe.backend_ = backend;
-  exe.schedule_ = schedule_for(graph, outputs);
+  std::vector<Value> roots = outputs;
+  roots.insert(roots.end(), options.updates.begin(), options.updates.end());
+  exe.schedule_ = schedule_for(graph, roots);
   std::vector<ValueRef> output_refs;
   for (const Value& v : outputs) output_refs.push_back(v.ref());
   exe.plan_ = plan_memory(graph, exe.schedule_, output_refs);
   exe.arena_ = backend->allocate(exe.plan_.peak_bytes);
 
-  // Where each value lives: an arena offset, or a parameter's or constant's own buffer.
+  // Computed outputs get Tensors of their own (see DirectOutput).
+  std::map<ValueRef, int> direct_index;
+  for (const Value& v : outputs) {
+    const Node& n = v.node();
+    if (n.op->source || n.op->assigns || exe.plan_.buffer_of.contains(v.ref()) || direct_index.contains(v.ref()))
+      continue;
+    direct_index[v.ref()] = static_cast<int>(exe.direct_outputs_.size());
+    exe.direct_outputs_.push_back({v.ref(), Tensor::empty(v.dtype(), v.shape()), {}});
+  }
+
+  // Where each value lives: an arena offset, an output's Tensor, or a parameter's or
+  // constant's own buffer.
   auto address = [&](ValueRef v) -> std::byte* {
     if (auto it = exe.plan_.buffer_of.find(v); it != exe.plan_.buffer_of.end())
       return exe.arena_.get() + exe.plan_.buffers[it->second].offset;
+    if (auto it = direct_index.find(v); it != direct_index.end()) return exe.direct_outputs_[it->second].tensor.raw();
     const Node& n = graph.node(v.node);
     if (n.op == &parameter_op) return const_cast<std::byte*>(graph.parameter_value(v).raw());
+    if (n.op->assigns) return const_cast<std::byte*>(graph.parameter_value(n.inputs[0]).raw());
     if (n.op == &constant_op) return const_cast<std::byte*>(n.attrs.get_tensor("value").raw());
     throw Error(fmt::format("compile: value {}.{} has no storage", n.name, v.output));
   };
@@ -71,14 +101,22 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
                             node.op->name, dtype_name(dtype)));
     const std::size_t n_in = node.inputs.size(), n_out = node.outputs.size();
     auto args = std::make_unique<TensorArg[]>(n_in + n_out);
-    for (std::size_t i = 0; i < n_in; ++i) args[i] = {address(node.inputs[i]), graph.type(node.inputs[i])};
-    for (std::size_t k = 0; k < n_out; ++k)
-      args[n_in + k] = {address({id, static_cast<std::uint32_t>(k)}), node.outputs[k]};
+    auto bind = [&](std::size_t slot, ValueRef v, const TensorType& type) {
+      args[slot] = {address(v), type};
+      if (auto it = direct_index.find(v); it != direct_index.end())
+        exe.direct_outputs_[it->second].sites.push_back(&args[slot].data);
+    };
+    for (std::size_t i = 0; i < n_in; ++i) bind(i, node.inputs[i], graph.type(node.inputs[i]));
+    for (std::size_t k = 0; k < n_out; ++k) bind(n_in + k, {id, static_cast<std::uint32_t>(k)}, node.outputs[k]);
     KernelContext ctx{&node, {args.get(), n_in}, {args.get() + n_in, n_out}, &backend->pool()};
     exe.steps_.push_back({kernel, ctx});
     exe.args_.push_back(std::move(args));
   }
-  for (const Value& v : outputs) exe.outputs_.push_back({v.ref(), address(v.ref())});
+  for (const Value& v : outputs) {
+    auto it = direct_index.find(v.ref());
+    exe.outputs_.push_back(it != direct_index.end() ? Executable::Output{v.ref(), it->second, nullptr}
+                                                    : Executable::Output{v.ref(), -1, address(v.ref())});
+  }
   return exe;
 }
 
@@ -93,15 +131,6 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
       throw Error(fmt::format("'{}' is not a placeholder of graph '{}' (it is a {} node)", node.name, graph_->name(),
                               node.op->name),
                   "run", node.name, call);
-    auto slot = std::find_if(feed_slots_.begin(), feed_slots_.end(),
-                             [&](const auto& s) { return s.first == value.ref(); });
-    if (slot == feed_slots_.end())
-      throw Error(fmt::format("placeholder '{}' (built at {}) is not used by the compiled outputs", node.name,
-                              node.where.to_string()),
-                  "run", node.name, call);
-    const auto index = static_cast<std::size_t>(slot - feed_slots_.begin());
-    if (fed[index])
-      throw Error(fmt::format("placeholder '{}' is fed twice", node.name), "run", node.name, call);
     const TensorType& want = node.outputs[0];
     if (!tensor.defined() || tensor.dtype() != want.dtype || tensor.shape() != want.shape)
       throw Error(fmt::format("placeholder '{}' (built at {}) expects {}, but was fed {}", node.name,
@@ -109,6 +138,13 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
                               tensor.defined() ? TensorType{tensor.dtype(), tensor.shape()}.to_string()
                                                : std::string("an undefined tensor")),
                   "run", node.name, call);
+    // A placeholder of this graph that the compiled outputs do not need is checked and then
+    // ignored, so one set of feeds can serve several executables (train and eval).
+    auto slot = std::find_if(feed_slots_.begin(), feed_slots_.end(),
+                             [&](const auto& s) { return s.first == value.ref(); });
+    if (slot == feed_slots_.end()) continue;
+    const auto index = static_cast<std::size_t>(slot - feed_slots_.begin());
+    if (fed[index]) throw Error(fmt::format("placeholder '{}' is fed twice", node.name), "run", node.name, call);
     fed[index] = &tensor;
   }
   for (std::size_t i = 0; i < feed_slots_.size(); ++i) {
@@ -120,6 +156,13 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
     }
   }
 
+  // An output Tensor the caller still holds from an earlier run is left alone: this run
+  // writes a fresh one.
+  for (DirectOutput& out : direct_outputs_) {
+    if (out.tensor.is_unique()) continue;
+    out.tensor = Tensor::empty(out.tensor.dtype(), out.tensor.shape());
+    for (std::byte** site : out.sites) *site = out.tensor.raw();
+  }
   for (std::size_t i = 0; i < feed_slots_.size(); ++i)
     backend_->copy_from_host(feed_slots_[i].second, fed[i]->raw(), fed[i]->nbytes());
   for (const Step& step : steps_) step.kernel(step.context);
@@ -128,6 +171,10 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
   std::vector<Tensor> results;
   results.reserve(outputs_.size());
   for (const Output& out : outputs_) {
+    if (out.direct >= 0) {
+      results.push_back(direct_outputs_[static_cast<std::size_t>(out.direct)].tensor);
+      continue;
+    }
     const TensorType& type = graph_->type(out.value);
     Tensor t = Tensor::empty(type.dtype, type.shape);
     backend_->copy_to_host(t.raw(), out.data, t.nbytes());

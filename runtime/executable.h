@@ -22,10 +22,17 @@ namespace fovea {
 // Tensors to feed placeholders with, for one run: {{x, batch}, {labels, y}}.
 using Feeds = std::vector<std::pair<Value, Tensor>>;
 
+struct CompileOptions {
+  // assign nodes (ops/state.h) to run after everything else at every run: the optimizer's
+  // updates of a training step. Their outputs are not returned.
+  std::vector<Value> updates;
+};
+
 class Executable {
  public:
   // Runs the graph once. Every placeholder the outputs depend on must be fed exactly once
-  // with a tensor of its declared dtype and shape; anything else raises fovea::Error naming
+  // with a tensor of its declared dtype and shape (placeholders they do not need may be fed
+  // too, and are ignored after the same checks); anything else raises fovea::Error naming
   // the placeholder and the line that called run().
   std::vector<Tensor> run(const Feeds& feeds, std::source_location where = std::source_location::current());
 
@@ -39,16 +46,28 @@ class Executable {
   std::string to_string() const;
 
  private:
-  friend Executable compile(Graph&, const std::vector<Value>&, std::shared_ptr<Backend>);
+  friend Executable compile(Graph&, const std::vector<Value>&, std::shared_ptr<Backend>, const CompileOptions&);
   Executable() = default;
 
   struct Step {
     Kernel kernel;
     KernelContext context;
   };
+  // A computed output lives in a Tensor of its own that its kernel writes into directly; the
+  // run hands that Tensor out. If the caller still holds it at the next run, a fresh one is
+  // allocated and the kernel arguments that point at it are re-pointed (`sites`), so results
+  // are never overwritten behind the caller's back and never copied.
+  struct DirectOutput {
+    ValueRef value;
+    Tensor tensor;
+    std::vector<std::byte**> sites;
+  };
+  // Every requested output: either one of the direct ones, or a value living elsewhere (a
+  // placeholder, parameter or constant, or an assign) that is copied out.
   struct Output {
     ValueRef value;
-    const std::byte* data;
+    int direct = -1;  // index into direct_outputs_, or -1
+    const std::byte* data = nullptr;
   };
 
   Graph* graph_ = nullptr;
@@ -60,11 +79,14 @@ class Executable {
   // Per step, its inputs' and outputs' TensorArgs (the contexts' spans point into these).
   std::vector<std::unique_ptr<TensorArg[]>> args_;
   std::vector<std::pair<ValueRef, std::byte*>> feed_slots_;  // placeholder -> arena address
+  std::vector<DirectOutput> direct_outputs_;
   std::vector<Output> outputs_;
 };
 
-// Compiles the part of `graph` that `outputs` depend on for `backend`. The graph must outlive
-// the executable; parameters are used in place from the graph's persistent buffers.
-Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend = cpu());
+// Compiles the part of `graph` that `outputs` (and `options.updates`) depend on for `backend`.
+// The graph must outlive the executable; parameters are used in place from the graph's
+// persistent buffers.
+Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend = cpu(),
+                   const CompileOptions& options = {});
 
 }  // namespace fovea

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -78,20 +79,26 @@ MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedu
   for (std::size_t step = 0; step < schedule.size(); ++step)
     for (const ValueRef& in : graph.node(schedule[step]).inputs) last_use[in] = step;
   for (const ValueRef& out : outputs) last_use[out] = forever;
+  const std::set<ValueRef> external_outputs(outputs.begin(), outputs.end());
 
   // Pass 1: give every arena value a buffer, sharing with the input for views and in place.
   for (std::size_t step = 0; step < schedule.size(); ++step) {
     const std::uint32_t id = schedule[step];
     const Node& node = graph.node(id);
     if (node.op->source && node.op != &placeholder_op) continue;  // parameter, constant
+    if (node.op->assigns) continue;  // its output is the target's persistent buffer
     for (std::uint32_t k = 0; k < node.outputs.size(); ++k) {
       const ValueRef value{id, k};
+      // A computed output is written into the Tensor run() returns, outside the arena.
+      if (node.op != &placeholder_op && external_outputs.contains(value)) continue;
       const std::size_t bytes = align_up(node.outputs[k].nbytes());
       const std::size_t dies = last_use.contains(value) ? last_use[value] : step;
       if (k == 0 && !node.inputs.empty() && plan.buffer_of.contains(node.inputs[0])) {
         const std::size_t shared = plan.buffer_of[node.inputs[0]];
         MemoryPlan::Buffer& b = plan.buffers[shared];
-        const bool same_size = b.bytes == bytes;
+        // Exact sizes, not aligned ones: a broadcast input is smaller than the output even
+        // when both round up to the same 64 bytes, and writing over it would corrupt it.
+        const bool same_size = graph.type(node.inputs[0]).nbytes() == node.outputs[0].nbytes() && b.bytes == bytes;
         const bool input_used_once =
             std::count(node.inputs.begin(), node.inputs.end(), node.inputs[0]) == 1;
         if (node.op->view && same_size) {

@@ -10,8 +10,9 @@
 //    this step and has the output's size ("in place").
 //
 // Sources do not live in the arena: parameters and constants keep their own buffers;
-// placeholders get arena buffers that run() copies the feeds into. Outputs stay live until
-// the end of the run. Offsets are assigned greedily, best fit over the free ranges, in
+// placeholders get arena buffers that run() copies the feeds into. Graph outputs computed by
+// kernels do not live in the arena either: the kernel writes straight into the Tensor that
+// run() returns (see Executable), so results are never copied. Offsets are assigned greedily, best fit over the free ranges, in
 // schedule order; the peak is the arena's size.
 #pragma once
 
@@ -36,7 +37,8 @@ struct MemoryPlan {
     std::size_t last = 0;     // last schedule step that reads it (inclusive)
   };
   std::vector<Buffer> buffers;
-  // The buffer holding each value; values outside the arena (parameters, constants) are absent.
+  // The buffer holding each value; values outside the arena (parameters, constants, computed
+  // outputs) are absent.
   std::map<ValueRef, std::size_t> buffer_of;
   std::size_t peak_bytes = 0;     // the arena's size
   std::size_t naive_bytes = 0;    // what one buffer per value would take

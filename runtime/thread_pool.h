@@ -12,6 +12,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace fovea {
@@ -34,7 +35,9 @@ class ThreadPool {
       body(std::int64_t{0}, n);
       return;
     }
-    run(n, grain, [](void* f, std::int64_t b, std::int64_t e) { (*static_cast<F*>(f))(b, e); }, &body);
+    using Body = std::remove_reference_t<F>;
+    run(n, grain, [](void* f, std::int64_t b, std::int64_t e) { (*static_cast<Body*>(f))(b, e); },
+        const_cast<void*>(static_cast<const void*>(&body)));
   }
 
  private:

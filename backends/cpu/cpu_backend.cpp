@@ -17,6 +17,8 @@ class CpuBackend final : public Backend {
     cpu_backend::register_shape_kernels(kernels_);
     cpu_backend::register_indexing_kernels(kernels_);
     cpu_backend::register_creation_kernels(kernels_);
+    cpu_backend::register_state_kernels(kernels_);
+    cpu_backend::register_attention_kernels(kernels_);
   }
 
   std::string_view name() const override { return "cpu"; }

@@ -15,6 +15,8 @@ void register_matmul_kernels(KernelRegistry& registry);
 void register_shape_kernels(KernelRegistry& registry);
 void register_indexing_kernels(KernelRegistry& registry);
 void register_creation_kernels(KernelRegistry& registry);
+void register_state_kernels(KernelRegistry& registry);
+void register_attention_kernels(KernelRegistry& registry);
 
 // Sets OpenBLAS's thread count (the backend gives BLAS the same cores as its own pool).
 void set_blas_threads(int threads);

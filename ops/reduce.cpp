@@ -1,0 +1,150 @@
+#include "fovea/ops/reduce.h"
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+
+#include "fovea/autograd/vjp.h"
+#include "fovea/ops/indexing.h"
+#include "fovea/ops/shape_ops.h"
+
+namespace fovea {
+
+namespace {
+
+// The axes a node stores: every axis when `axes` is empty, otherwise each one normalised
+// and the list sorted. Invalid axes are passed through unchanged, so that shape inference
+// (which has the node's name for the message) rejects them.
+std::vector<std::int64_t> canonical_axes(std::vector<std::int64_t> axes, int rank) {
+  if (axes.empty()) {
+    for (int i = 0; i < rank; ++i) axes.push_back(i);
+    return axes;
+  }
+  std::vector<std::int64_t> normalised;
+  for (std::int64_t a : axes) {
+    if (a < -rank || a >= rank) return axes;
+    normalised.push_back(a < 0 ? a + rank : a);
+  }
+  std::sort(normalised.begin(), normalised.end());
+  if (std::adjacent_find(normalised.begin(), normalised.end()) != normalised.end()) return axes;
+  return normalised;
+}
+
+// Which axes of a rank-`rank` input the node reduces, checking range and duplicates.
+std::vector<bool> reduced_axes(const InferContext& ctx, int rank) {
+  std::vector<bool> reduced(static_cast<std::size_t>(rank), false);
+  for (std::int64_t a : ctx.attrs().get_ints("axes")) {
+    const int axis = ctx.axis(a, rank);
+    if (reduced[static_cast<std::size_t>(axis)])
+      ctx.fail(fmt::format("axis {} is listed twice (axes {}) for input {}", a,
+                           attribute_to_string(ctx.attrs().get_ints("axes")), ctx.input(0).to_string()));
+    reduced[static_cast<std::size_t>(axis)] = true;
+  }
+  return reduced;
+}
+
+// The output type: the input's dims with the reduced ones dropped, or kept as 1.
+TensorType reduced_type(const InferContext& ctx, const std::vector<bool>& reduced) {
+  const TensorType& x = ctx.input(0);
+  const bool keepdims = ctx.attrs().get_bool("keepdims");
+  std::vector<std::int64_t> dims;
+  for (int i = 0; i < x.shape.rank(); ++i) {
+    if (!reduced[static_cast<std::size_t>(i)])
+      dims.push_back(x.shape[i]);
+    else if (keepdims)
+      dims.push_back(1);
+  }
+  return TensorType{x.dtype, Shape(std::move(dims))};
+}
+
+std::vector<TensorType> infer_reduce_sum(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  if (x.dtype == DType::boolean)
+    ctx.fail(fmt::format("expects a numeric input, got {}; cast() it first", x.to_string()));
+  return {reduced_type(ctx, reduced_axes(ctx, x.shape.rank()))};
+}
+
+std::vector<TensorType> infer_reduce_max(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  if (x.dtype == DType::boolean)
+    ctx.fail(fmt::format("expects a numeric input, got {}; cast() it first", x.to_string()));
+  const std::vector<bool> reduced = reduced_axes(ctx, x.shape.rank());
+  const TensorType out = reduced_type(ctx, reduced);
+  // The maximum of no elements has no value: reject a zero-size reduced axis whenever the
+  // output has elements that would need one.
+  for (int i = 0; i < x.shape.rank(); ++i)
+    if (reduced[static_cast<std::size_t>(i)] && x.shape[i] == 0 && out.shape.numel() > 0)
+      ctx.fail(fmt::format("the maximum of an empty set is undefined: axis {} of {} has size 0", i, x.to_string()));
+  return {out};
+}
+
+Value apply_reduce(const OpDef& op, Value x, std::vector<std::int64_t> axes, bool keepdims, SourceLoc where,
+                   const std::string& name = "") {
+  if (!x.defined()) throw Error("input 0 is an undefined Value", std::string(op.name), "", where);
+  Attributes attrs{{"axes", canonical_axes(std::move(axes), x.rank())}, {"keepdims", keepdims}};
+  const std::array<Value, 1> in{x};
+  return x.graph().apply1(op, in, std::move(attrs), where, name);
+}
+
+// --- Gradient rules ----------------------------------------------------------------------
+// y = op over the reduced axes of x, ḡ = ∂L/∂y.
+
+// `v` (shaped like the node's output) with the reduced axes present as size 1, so that it
+// broadcasts against the input.
+Value with_reduced_axes_kept(Value v, const VjpContext& c) {
+  if (c.attrs().get_bool("keepdims")) return v;
+  std::vector<std::int64_t> dims = c.x(0).shape().dims();
+  for (std::int64_t axis : c.attrs().get_ints("axes")) dims[static_cast<std::size_t>(axis)] = 1;
+  return reshape(v, Shape(std::move(dims)));
+}
+
+// ∂x[k, r] = ḡ[k]: every element of a reduced set contributed once to its sum.
+std::vector<Value> vjp_reduce_sum(const VjpContext& c) {
+  return {broadcast_to(with_reduced_axes_kept(c.g(), c), c.x(0).shape())};
+}
+
+// ∂x[k, r] = ḡ[k]·[x[k, r] = y[k]] / #{r' : x[k, r'] = y[k]}: the gradient goes to the elements
+// that are the maximum, shared evenly among ties (a NaN maximum equals nothing: no gradient).
+std::vector<Value> vjp_reduce_max(const VjpContext& c) {
+  const Value x = c.x(0);
+  const Value is_max = equal(x, with_reduced_axes_kept(c.y(), c));
+  const Value zero = scalar_like(x, 0.0);
+  const Value ties = reduce_sum(where(is_max, scalar_like(x, 1.0), zero), c.attrs().get_ints("axes"), true);
+  return {where(is_max, with_reduced_axes_kept(c.g(), c) / ties, zero)};
+}
+
+}  // namespace
+
+namespace ops {
+const OpDef reduce_sum{
+    .name = "reduce_sum", .min_inputs = 1, .max_inputs = 1, .infer = infer_reduce_sum, .vjp = vjp_reduce_sum};
+const OpDef reduce_max{
+    .name = "reduce_max", .min_inputs = 1, .max_inputs = 1, .infer = infer_reduce_max, .vjp = vjp_reduce_max};
+}  // namespace ops
+
+Value reduce_sum(Value x, std::vector<std::int64_t> axes, bool keepdims, Loc where) {
+  return apply_reduce(ops::reduce_sum, x, std::move(axes), keepdims, where);
+}
+
+Value reduce_max(Value x, std::vector<std::int64_t> axes, bool keepdims, Loc where) {
+  return apply_reduce(ops::reduce_max, x, std::move(axes), keepdims, where);
+}
+
+// Not a primitive: the engine keeps its primitives few (DESIGN.md, decision 1), and a mean is
+// a sum times the constant 1/n. The sum node is named "reduce_mean", so that an error or a
+// printed graph still shows what the user asked for.
+Value reduce_mean(Value x, std::vector<std::int64_t> axes, bool keepdims, Loc where) {
+  if (!x.defined()) throw Error("input 0 is an undefined Value", "reduce_mean", "", where);
+  if (!is_floating(x.dtype()))
+    throw Error(fmt::format("expects an f32 or f64 input, got {}; cast() it first", x.type().to_string()),
+                "reduce_mean", "", where);
+  Value sum = apply_reduce(ops::reduce_sum, x, std::move(axes), keepdims, where, "reduce_mean");
+  double count = 1;
+  for (std::int64_t axis : sum.node().attrs.get_ints("axes"))
+    count *= static_cast<double>(x.shape()[static_cast<int>(axis)]);
+  // n == 0 gives 0 · (1/0) = NaN, the mean of no elements.
+  return mul(sum, scalar_like(sum, 1.0 / count, where), where);
+}
+
+}  // namespace fovea

@@ -1,0 +1,278 @@
+// Elementwise ops against plain references: every unary op, every binary op with NumPy
+// broadcasting (including size-1 and zero-size dims and rank 0), in every dtype it supports.
+#include <cmath>
+#include <functional>
+
+#include "testing.h"
+
+using namespace fovea;
+using fovea::testing::check_close;
+using fovea::testing::random_tensor;
+
+namespace {
+
+// y[i] = f(x[i]) computed in double, then stored in `out_dtype`.
+Tensor reference_unary(const Tensor& x, const std::function<double(double)>& f, DType out_dtype) {
+  Tensor y = Tensor::empty(out_dtype, x.shape());
+  visit_dtype(out_dtype, [&](auto zero) {
+    using T = decltype(zero);
+    auto out = y.data<T>();
+    for (std::int64_t i = 0; i < x.numel(); ++i) out[i] = static_cast<T>(f(x.at(i)));
+  });
+  return y;
+}
+
+// out[idx] = f(a[idx mapped into a], b[idx mapped into b]) by explicit multi-index walking:
+// the definition of broadcasting, with no cleverness.
+Tensor reference_binary(const Tensor& a, const Tensor& b, const std::function<double(double, double)>& f,
+                        DType out_dtype) {
+  Shape out_shape;
+  REQUIRE(broadcast_shapes(a.shape(), b.shape(), out_shape));
+  Tensor y = Tensor::empty(out_dtype, out_shape);
+  const int rank = out_shape.rank();
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(rank), 0);
+  auto offset_in = [&](const Shape& s) {
+    std::int64_t off = 0;
+    for (int d = 0; d < s.rank(); ++d) {
+      const std::int64_t i = idx[static_cast<std::size_t>(rank - s.rank() + d)];
+      off = off * s[d] + (s[d] == 1 ? 0 : i);
+    }
+    return off;
+  };
+  visit_dtype(out_dtype, [&](auto zero) {
+    using T = decltype(zero);
+    auto out = y.data<T>();
+    for (std::int64_t flat = 0; flat < out_shape.numel(); ++flat) {
+      std::int64_t rest = flat;
+      for (int d = rank - 1; d >= 0; --d) {
+        idx[static_cast<std::size_t>(d)] = rest % out_shape[d];
+        rest /= out_shape[d];
+      }
+      out[flat] = static_cast<T>(f(a.at(offset_in(a.shape())), b.at(offset_in(b.shape()))));
+    }
+  });
+  return y;
+}
+
+struct UnaryCase {
+  const char* name;
+  Value (*build)(Value, Loc);
+  double (*reference)(double);
+  bool integers;     // also defined on i32/i64
+  double low, high;  // input range (log and sqrt want positive inputs)
+};
+
+const UnaryCase kUnary[] = {
+    {"neg", [](Value x, Loc w) { return neg(x, w); }, [](double x) { return -x; }, true, -3, 3},
+    {"abs", [](Value x, Loc w) { return fovea::abs(x, w); }, [](double x) { return std::abs(x); }, true, -3, 3},
+    {"relu", [](Value x, Loc w) { return relu(x, w); }, [](double x) { return x > 0 ? x : 0.0; }, true, -3, 3},
+    {"exp", [](Value x, Loc w) { return fovea::exp(x, w); }, [](double x) { return std::exp(x); }, false, -3, 3},
+    {"log", [](Value x, Loc w) { return fovea::log(x, w); }, [](double x) { return std::log(x); }, false, 0.1, 5},
+    {"sqrt", [](Value x, Loc w) { return fovea::sqrt(x, w); }, [](double x) { return std::sqrt(x); }, false, 0, 5},
+    {"rsqrt", [](Value x, Loc w) { return rsqrt(x, w); }, [](double x) { return 1 / std::sqrt(x); }, false, 0.1, 5},
+    {"tanh", [](Value x, Loc w) { return fovea::tanh(x, w); }, [](double x) { return std::tanh(x); }, false, -3, 3},
+    {"sigmoid", [](Value x, Loc w) { return sigmoid(x, w); }, [](double x) { return 1 / (1 + std::exp(-x)); },
+     false, -30, 30},
+    {"sin", [](Value x, Loc w) { return fovea::sin(x, w); }, [](double x) { return std::sin(x); }, false, -6, 6},
+    {"cos", [](Value x, Loc w) { return fovea::cos(x, w); }, [](double x) { return std::cos(x); }, false, -6, 6},
+};
+
+const Shape kShapes[] = {Shape{}, Shape{1}, Shape{7}, Shape{3, 0, 2}, Shape{4, 1, 5}, Shape{2, 3, 4, 5}, Shape{70000}};
+
+}  // namespace
+
+TEST_CASE("every unary op matches its reference on random inputs of every shape and dtype") {
+  std::uint64_t seed = 1;
+  for (const UnaryCase& op : kUnary) {
+    for (DType dtype : {f32, f64, i32, i64}) {
+      if (is_integer(dtype) && !op.integers) continue;
+      for (const Shape& shape : kShapes) {
+        CAPTURE(op.name);
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(shape.to_string());
+        Graph g;
+        Value x = g.placeholder("x", dtype, shape);
+        Value y = op.build(x, Loc::current());
+        Tensor input = random_tensor(dtype, shape, seed++, op.low, op.high);
+        Tensor got = testing::run1(g, y, {{x, input}});
+        check_close(got, reference_unary(input, op.reference, dtype), testing::rtol_for(dtype), 1e-6);
+      }
+    }
+  }
+}
+
+TEST_CASE("floating-only unary ops reject integer inputs at build time") {
+  Graph g;
+  Value x = g.placeholder("ids", i32, {3});
+  CHECK_THROWS_WITH_AS(fovea::exp(x), doctest::Contains("exp: input 0 must be f32 or f64"), Error);
+}
+
+namespace {
+
+struct BinaryCase {
+  const char* name;
+  Value (*build)(Value, Value, Loc);
+  double (*reference)(double, double);
+  bool comparison;
+};
+
+const BinaryCase kBinary[] = {
+    {"add", [](Value a, Value b, Loc w) { return add(a, b, w); }, [](double a, double b) { return a + b; }, false},
+    {"sub", [](Value a, Value b, Loc w) { return sub(a, b, w); }, [](double a, double b) { return a - b; }, false},
+    {"mul", [](Value a, Value b, Loc w) { return mul(a, b, w); }, [](double a, double b) { return a * b; }, false},
+    {"maximum", [](Value a, Value b, Loc w) { return maximum(a, b, w); },
+     [](double a, double b) { return std::max(a, b); }, false},
+    {"minimum", [](Value a, Value b, Loc w) { return minimum(a, b, w); },
+     [](double a, double b) { return std::min(a, b); }, false},
+    {"equal", [](Value a, Value b, Loc w) { return equal(a, b, w); }, [](double a, double b) { return double(a == b); },
+     true},
+    {"not_equal", [](Value a, Value b, Loc w) { return not_equal(a, b, w); },
+     [](double a, double b) { return double(a != b); }, true},
+    {"less", [](Value a, Value b, Loc w) { return less(a, b, w); }, [](double a, double b) { return double(a < b); },
+     true},
+    {"less_equal", [](Value a, Value b, Loc w) { return less_equal(a, b, w); },
+     [](double a, double b) { return double(a <= b); }, true},
+    {"greater", [](Value a, Value b, Loc w) { return greater(a, b, w); },
+     [](double a, double b) { return double(a > b); }, true},
+    {"greater_equal", [](Value a, Value b, Loc w) { return greater_equal(a, b, w); },
+     [](double a, double b) { return double(a >= b); }, true},
+};
+
+// Pairs of shapes that broadcast, covering scalars, size-1 dims, new leading dims, zero-size
+// dims, and shapes large enough to run in parallel.
+const std::pair<Shape, Shape> kBroadcastPairs[] = {
+    {Shape{}, Shape{}},          {Shape{5}, Shape{5}},         {Shape{5}, Shape{}},
+    {Shape{}, Shape{2, 3}},      {Shape{2, 3}, Shape{3}},      {Shape{2, 1}, Shape{1, 3}},
+    {Shape{4, 1, 3}, Shape{5, 1}}, {Shape{2, 3, 4, 5}, Shape{3, 1, 5}}, {Shape{0, 3}, Shape{3}},
+    {Shape{2, 0}, Shape{1}},     {Shape{1, 1}, Shape{1}},      {Shape{300, 257}, Shape{257}},
+    {Shape{300, 1}, Shape{1, 257}}, {Shape{513, 130}, Shape{513, 130}},
+};
+
+}  // namespace
+
+TEST_CASE("every binary op matches its reference under NumPy broadcasting in every dtype") {
+  std::uint64_t seed = 100;
+  for (const BinaryCase& op : kBinary) {
+    for (DType dtype : {f32, f64, i32, i64}) {
+      for (const auto& [sa, sb] : kBroadcastPairs) {
+        CAPTURE(op.name);
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(sa.to_string());
+        CAPTURE(sb.to_string());
+        Graph g;
+        Value a = g.placeholder("a", dtype, sa);
+        Value b = g.placeholder("b", dtype, sb);
+        Value y = op.build(a, b, Loc::current());
+        // Small integer ranges make equalities common enough to test the comparisons.
+        Tensor ta = random_tensor(dtype, sa, seed++, -3, 3), tb = random_tensor(dtype, sb, seed++, -3, 3);
+        Tensor got = testing::run1(g, y, {{a, ta}, {b, tb}});
+        const DType out = op.comparison ? boolean : dtype;
+        check_close(got, reference_binary(ta, tb, op.reference, out), testing::rtol_for(dtype), 1e-6);
+      }
+    }
+  }
+}
+
+TEST_CASE("div and pow match their references; integer division truncates toward zero") {
+  std::uint64_t seed = 7;
+  for (const auto& [sa, sb] : kBroadcastPairs) {
+    for (DType dtype : {f32, f64}) {
+      Graph g;
+      Value a = g.placeholder("a", dtype, sa), b = g.placeholder("b", dtype, sb);
+      Tensor ta = random_tensor(dtype, sa, seed++, 0.5, 3), tb = random_tensor(dtype, sb, seed++, 0.5, 3);
+      auto got = testing::run(g, {div(a, b), fovea::pow(a, b)}, {{a, ta}, {b, tb}});
+      check_close(got[0], reference_binary(ta, tb, [](double x, double y) { return x / y; }, dtype),
+                  testing::rtol_for(dtype));
+      check_close(got[1], reference_binary(ta, tb, [](double x, double y) { return std::pow(x, y); }, dtype),
+                  testing::rtol_for(dtype) * 10);
+    }
+  }
+  Graph g;
+  Value a = g.placeholder("a", i32, {4}), b = g.placeholder("b", i32, {4});
+  Tensor got = testing::run1(g, div(a, b), {{a, Tensor::from<std::int32_t>({7, -7, 7, -7}, {4})},
+                                            {b, Tensor::from<std::int32_t>({2, 2, -2, -2}, {4})}});
+  check_close(got, Tensor::from<std::int32_t>({3, -3, -3, 3}, {4}));
+}
+
+TEST_CASE("integer division by zero is a run-time error naming the node, not undefined behaviour") {
+  Graph g;
+  Value a = g.placeholder("a", i64, {2}), b = g.placeholder("b", i64, {2});
+  Value q = div(a, b);
+  auto exe = compile(g, {q});
+  try {
+    exe.run({{a, Tensor::from<std::int64_t>({1, 2}, {2})}, {b, Tensor::from<std::int64_t>({1, 0}, {2})}});
+    FAIL("expected fovea::Error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("integer division by zero") != std::string::npos);
+    CHECK(e.node() == q.name());
+    CHECK(std::string(e.what()).find("elementwise_test.cpp") != std::string::npos);
+  }
+}
+
+TEST_CASE("logical ops work on bool tensors and reject numbers") {
+  Graph g;
+  Value a = g.placeholder("a", boolean, {4}), b = g.placeholder("b", boolean, {4});
+  Tensor ta = Tensor::from<std::uint8_t>({0, 0, 1, 1}, {4}), tb = Tensor::from<std::uint8_t>({0, 1, 0, 1}, {4});
+  auto got = testing::run(g, {logical_and(a, b), logical_or(a, b), logical_not(a)}, {{a, ta}, {b, tb}});
+  check_close(got[0], Tensor::from<std::uint8_t>({0, 0, 0, 1}, {4}));
+  check_close(got[1], Tensor::from<std::uint8_t>({0, 1, 1, 1}, {4}));
+  check_close(got[2], Tensor::from<std::uint8_t>({1, 1, 0, 0}, {4}));
+  Value x = g.placeholder("x", f32, {4});
+  CHECK_THROWS_AS(logical_not(x), Error);
+}
+
+TEST_CASE("maximum and minimum propagate NaN like IEEE fmax would not") {
+  Graph g;
+  Value a = g.placeholder("a", f32, {2}), b = g.placeholder("b", f32, {2});
+  const float nan = std::nanf("");
+  auto got = testing::run(g, {maximum(a, b), minimum(a, b)},
+                          {{a, Tensor::from<float>({nan, 1}, {2})}, {b, Tensor::from<float>({1, nan}, {2})}});
+  for (const Tensor& t : got) {
+    CHECK(std::isnan(t.at(0)));
+    CHECK(std::isnan(t.at(1)));
+  }
+}
+
+TEST_CASE("operators build the same ops as the named functions, and C++ numbers take the tensor's dtype") {
+  Graph g;
+  Value x = g.placeholder("x", f64, {3});
+  Value y = (2.0 * x + 1.0) / (x - 4.0) - (-x) * x;
+  CHECK(y.dtype() == f64);
+  Tensor tx = Tensor::from<double>({0.5, 1.5, 2.5}, {3});
+  Tensor got = testing::run1(g, y, {{x, tx}});
+  for (int i = 0; i < 3; ++i) {
+    const double v = tx.at(i);
+    CHECK(got.at(i) == doctest::Approx((2 * v + 1) / (v - 4) - (-v) * v).epsilon(1e-14));
+  }
+  Value z = 1.0 - x / 2.0;
+  CHECK(testing::run1(g, z, {{x, tx}}).at(2) == doctest::Approx(1 - 1.25));
+}
+
+TEST_CASE("a broadcast mismatch names the op, both types, the node and this file's line") {
+  Graph g;
+  Value a = g.placeholder("a", f32, {32, 10});
+  Value b = g.placeholder("b", f32, {784});
+  {
+    auto scope = g.scope("mlp");
+    const int line = __LINE__ + 2;
+    try {
+      (void)(a + b);
+      FAIL("expected fovea::Error");
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      CHECK(e.op() == "add");
+      CHECK(e.node() == "mlp/add");
+      CHECK(what.find("f32[32,10]") != std::string::npos);
+      CHECK(what.find("f32[784]") != std::string::npos);
+      CHECK(what.find("dim -1: 10 vs 784") != std::string::npos);
+      CHECK(what.find(std::string("elementwise_test.cpp:") + std::to_string(line)) != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("mixing dtypes is a build-time error that suggests cast") {
+  Graph g;
+  Value a = g.placeholder("a", f32, {3});
+  Value b = g.placeholder("b", f64, {3});
+  CHECK_THROWS_WITH_AS(mul(a, b), doctest::Contains("use cast()"), Error);
+}

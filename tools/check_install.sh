@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the built library into a temporary prefix and builds a consumer project that does
+# find_package(Fovea) and links Fovea::fovea, then runs it. Used by CTest (install_and_find_package).
+#   tools/check_install.sh <build-dir>
+set -euo pipefail
+BUILD="$(cd "$1" && pwd)"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+cmake --install "$BUILD" --prefix "$WORK/prefix" > /dev/null
+mkdir -p "$WORK/consumer"
+cat > "$WORK/consumer/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.25)
+project(consumer CXX)
+find_package(Fovea REQUIRED)
+add_executable(consumer main.cpp)
+target_link_libraries(consumer PRIVATE Fovea::fovea)
+CMAKE
+cat > "$WORK/consumer/main.cpp" <<'CPP'
+#include <fovea/fovea.h>
+#include <cstdio>
+int main() {
+  fovea::Graph g;
+  auto x = g.placeholder("x", fovea::f32, {2});
+  auto y = fovea::relu(x * 2.0f + 1.0f);
+  auto exe = fovea::compile(g, {y}, fovea::cpu());
+  auto out = exe.run({{x, fovea::Tensor::from<float>({-3.0f, 1.0f}, {2})}});
+  std::printf("%s\n", out[0].to_string().c_str());
+  return out[0].at(0) == 0.0 && out[0].at(1) == 3.0 ? 0 : 1;
+}
+CPP
+cmake -S "$WORK/consumer" -B "$WORK/consumer/build" -DCMAKE_PREFIX_PATH="$WORK/prefix" > /dev/null
+cmake --build "$WORK/consumer/build" > /dev/null
+"$WORK/consumer/build/consumer"
