@@ -74,6 +74,19 @@ class Backend {
   virtual void copy_to_host(std::byte* dst, const std::byte* src, std::size_t bytes) = 0;
   // Waits until all launched work has finished.
   virtual void synchronize() {}
+
+  // --- Persistent buffers ------------------------------------------------------------------
+  // Parameters, state and constants live in host Tensors owned by the graph. A backend whose
+  // kernels read host memory (the CPU) uses them in place. A device backend keeps one device
+  // copy per host buffer, made on first use and shared by every executable on it, so that a
+  // training step and an evaluation see the same weights.
+  virtual bool uses_host_memory() const { return true; }
+  // The backend's copy of `host` (the host buffer itself on the CPU).
+  virtual std::byte* persistent_copy(const Tensor& host) { return const_cast<std::byte*>(host.raw()); }
+  // Copies the device copy back into `host` (after training), or `host` into the device copy
+  // (after loading a checkpoint). No-ops on the CPU.
+  virtual void pull(const Tensor& host) { (void)host; }
+  virtual void push(const Tensor& host) { (void)host; }
 };
 
 // The CPU backend: OpenBLAS for matmul, the engine's own kernels on the default thread pool.

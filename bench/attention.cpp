@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fovea/fovea.h>
+#include <CLI/CLI.hpp>
 
 #include "report.h"
 
@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
   app.add_flag("--big", big, "also run N = 8192");
   app.add_option("--heads", heads, "attention heads (the batch is 1)");
   app.add_option("--head-dim", head_dim, "dims per head");
-  app.add_option("--max-unfused-bytes", max_unfused_bytes, "skip the unfused graph when its planned arena exceeds this");
+  app.add_option("--max-unfused-bytes", max_unfused_bytes,
+                 "skip the unfused graph when its planned arena exceeds this");
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
   reps = std::max(reps, 3);

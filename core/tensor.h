@@ -70,6 +70,9 @@ class Tensor {
   // A converted copy.
   Tensor to(DType dtype) const;
 
+  // Whether this Tensor and `other` share one buffer.
+  bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
+
   // "f32[2,3] [[1, 2, 3], [4, 5, 6]]", eliding the middle of long dims.
   std::string to_string(int max_per_dim = 6) const;
 

@@ -37,9 +37,10 @@ AttentionDims check_qkv(const InferContext& ctx) {
   AttentionDims dims{leading(q.shape, 2), q.shape[q.shape.rank() - 2], k.shape[k.shape.rank() - 2],
                      q.shape[q.shape.rank() - 1], v.shape[v.shape.rank() - 1]};
   if (leading(k.shape, 2) != dims.batch || leading(v.shape, 2) != dims.batch)
-    ctx.fail(fmt::format("q, k and v must have equal leading (batch, head) dims, got {}; fused attention does not "
-                         "broadcast them (use broadcast_to first)",
-                         all));
+    ctx.fail(
+        fmt::format("q, k and v must have equal leading (batch, head) dims, got {}; fused attention does not "
+                    "broadcast them (use broadcast_to first)",
+                    all));
   if (k.shape[k.shape.rank() - 1] != dims.d)
     ctx.fail(fmt::format("q and k must have the same last dim (the head dim D), got {}", all));
   if (v.shape[v.shape.rank() - 2] != dims.tk)
@@ -126,18 +127,15 @@ const OpDef fused_attention{.name = "fused_attention",
                             .infer = infer_fused_attention,
                             .vjp = vjp_fused_attention};
 // No gradient rule: a second derivative through fused attention raises fovea::Error.
-const OpDef fused_attention_backward{.name = "fused_attention_backward",
-                                     .min_inputs = 6,
-                                     .max_inputs = 7,
-                                     .infer = infer_fused_attention_backward};
+const OpDef fused_attention_backward{
+    .name = "fused_attention_backward", .min_inputs = 6, .max_inputs = 7, .infer = infer_fused_attention_backward};
 }  // namespace ops
 
 FusedAttentionOutputs fused_attention(Value q, Value k, Value v, Value mask, double scale, bool causal, Loc where) {
   Graph& g = graph_of(q, ops::fused_attention.name, where);
   std::vector<Value> inputs{q, k, v};
   if (mask.defined()) inputs.push_back(mask);
-  const std::vector<Value> out =
-      g.apply(ops::fused_attention, inputs, {{"scale", scale}, {"causal", causal}}, where);
+  const std::vector<Value> out = g.apply(ops::fused_attention, inputs, {{"scale", scale}, {"causal", causal}}, where);
   return {out[0], out[1]};
 }
 

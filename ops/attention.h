@@ -59,9 +59,8 @@ FusedAttentionOutputs fused_attention(Value q, Value k, Value v, Value mask, dou
 // forward's. With P = softmax(s) row by row, Δ[i] = Σ_d d_o[i, d]·o[i, d]:
 //
 //   dv = Pᵀ·d_o,   dP = d_o·vᵀ,   dS = P ⊙ (dP - Δ),   dq = scale·dS·k,   dk = scale·dSᵀ·q
-FusedAttentionGradients fused_attention_backward(Value q, Value k, Value v, Value mask, Value o, Value lse,
-                                                 Value d_o, double scale, bool causal,
-                                                 Loc where = Loc::current());
+FusedAttentionGradients fused_attention_backward(Value q, Value k, Value v, Value mask, Value o, Value lse, Value d_o,
+                                                 double scale, bool causal, Loc where = Loc::current());
 
 // The op definitions. Attributes: scale (double), causal (bool). The mask, when present, is
 // the last input of fused_attention (q, k, v, mask) and the fourth of fused_attention_backward

@@ -64,14 +64,16 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
   exe.schedule_ = schedule_for(graph, roots);
   std::vector<ValueRef> output_refs;
   for (const Value& v : outputs) output_refs.push_back(v.ref());
-  exe.plan_ = plan_memory(graph, exe.schedule_, output_refs);
+  const bool host = backend->uses_host_memory();
+  exe.plan_ = plan_memory(graph, exe.schedule_, output_refs, /*outputs_in_arena=*/!host);
   exe.arena_ = backend->allocate(exe.plan_.peak_bytes);
 
   // Computed outputs get Tensors of their own (see DirectOutput).
   std::map<ValueRef, int> direct_index;
   for (const Value& v : outputs) {
     const Node& n = v.node();
-    if (n.op->source || n.op->assigns || exe.plan_.buffer_of.contains(v.ref()) || direct_index.contains(v.ref()))
+    if (!host || n.op->source || n.op->assigns || exe.plan_.buffer_of.contains(v.ref()) ||
+        direct_index.contains(v.ref()))
       continue;
     direct_index[v.ref()] = static_cast<int>(exe.direct_outputs_.size());
     exe.direct_outputs_.push_back({v.ref(), Tensor::empty(v.dtype(), v.shape()), {}});
@@ -84,9 +86,16 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
       return exe.arena_.get() + exe.plan_.buffers[it->second].offset;
     if (auto it = direct_index.find(v); it != direct_index.end()) return exe.direct_outputs_[it->second].tensor.raw();
     const Node& n = graph.node(v.node);
-    if (n.op == &parameter_op) return const_cast<std::byte*>(graph.parameter_value(v).raw());
-    if (n.op->assigns) return const_cast<std::byte*>(graph.parameter_value(n.inputs[0]).raw());
-    if (n.op == &constant_op) return const_cast<std::byte*>(n.attrs.get_tensor("value").raw());
+    const Tensor* persistent = nullptr;
+    if (n.op == &parameter_op) persistent = &graph.parameter_value(v);
+    if (n.op->assigns) persistent = &graph.parameter_value(n.inputs[0]);
+    if (n.op == &constant_op) persistent = &n.attrs.get_tensor("value");
+    if (persistent) {
+      if (std::none_of(exe.persistent_.begin(), exe.persistent_.end(),
+                       [&](const Tensor& t) { return t.shares_storage_with(*persistent); }))
+        exe.persistent_.push_back(*persistent);
+      return backend->persistent_copy(*persistent);
+    }
     throw Error(fmt::format("compile: value {}.{} has no storage", n.name, v.output));
   };
 
@@ -181,6 +190,15 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
     results.push_back(std::move(t));
   }
   return results;
+}
+
+void Executable::pull_state() {
+  backend_->synchronize();
+  for (const Tensor& t : persistent_) backend_->pull(t);
+}
+
+void Executable::push_state() {
+  for (const Tensor& t : persistent_) backend_->push(t);
 }
 
 std::string Executable::to_string() const {

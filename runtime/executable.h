@@ -36,6 +36,12 @@ class Executable {
   // the placeholder and the line that called run().
   std::vector<Tensor> run(const Feeds& feeds, std::source_location where = std::source_location::current());
 
+  // For device backends: copy the parameters, state and constants this executable uses
+  // from the device back into the graph's host Tensors (before saving a checkpoint), or from
+  // the host to the device (after loading one). No-ops on the CPU, which uses them in place.
+  void pull_state();
+  void push_state();
+
   const MemoryPlan& memory_plan() const { return plan_; }
   std::size_t planned_peak_bytes() const { return plan_.peak_bytes; }
   // Node ids in execution order.
@@ -80,6 +86,7 @@ class Executable {
   std::vector<std::unique_ptr<TensorArg[]>> args_;
   std::vector<std::pair<ValueRef, std::byte*>> feed_slots_;  // placeholder -> arena address
   std::vector<DirectOutput> direct_outputs_;
+  std::vector<Tensor> persistent_;  // host Tensors of the parameters, state and constants used
   std::vector<Output> outputs_;
 };
 

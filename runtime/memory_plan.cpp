@@ -70,7 +70,7 @@ class FreeList {
 }  // namespace
 
 MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedule,
-                       std::span<const ValueRef> outputs) {
+                       std::span<const ValueRef> outputs, bool outputs_in_arena) {
   MemoryPlan plan;
   constexpr std::size_t forever = std::numeric_limits<std::size_t>::max();
 
@@ -90,7 +90,7 @@ MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedu
     for (std::uint32_t k = 0; k < node.outputs.size(); ++k) {
       const ValueRef value{id, k};
       // A computed output is written into the Tensor run() returns, outside the arena.
-      if (node.op != &placeholder_op && external_outputs.contains(value)) continue;
+      if (!outputs_in_arena && node.op != &placeholder_op && external_outputs.contains(value)) continue;
       const std::size_t bytes = align_up(node.outputs[k].nbytes());
       const std::size_t dies = last_use.contains(value) ? last_use[value] : step;
       if (k == 0 && !node.inputs.empty() && plan.buffer_of.contains(node.inputs[0])) {

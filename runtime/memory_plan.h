@@ -50,7 +50,9 @@ struct MemoryPlan {
 };
 
 // Plans the arena for running `schedule` (node ids in execution order) to produce `outputs`.
+// With `outputs_in_arena` (device backends, whose results must be copied to the host
+// anyway), computed outputs get arena buffers too, live until the end of the run.
 MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedule,
-                       std::span<const ValueRef> outputs);
+                       std::span<const ValueRef> outputs, bool outputs_in_arena = false);
 
 }  // namespace fovea

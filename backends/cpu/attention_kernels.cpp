@@ -65,7 +65,8 @@ using i64 = std::int64_t;
 constexpr i64 kRowBlock = 64;
 constexpr i64 kColumnBlock = 128;
 
-template <typename T> constexpr T infinity = std::numeric_limits<T>::infinity();
+template <typename T>
+constexpr T infinity = std::numeric_limits<T>::infinity();
 
 // --- Tile products ---------------------------------------------------------------------------
 
@@ -117,7 +118,8 @@ void multiply_add(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, const T
 
 // dst[w, c] = src[c, w] for c < count, w < width: a block of rows stored as columns (leading
 // dim ld), so that products against it run along contiguous memory.
-template <typename T> void transpose_block(const T* src, i64 count, i64 width, T* dst, i64 ld) {
+template <typename T>
+void transpose_block(const T* src, i64 count, i64 width, T* dst, i64 ld) {
   for (i64 c = 0; c < count; ++c)
     for (i64 w = 0; w < width; ++w) dst[w * ld + c] = src[c * width + w];
 }
@@ -153,13 +155,17 @@ inline double exp_of(double x) { return std::exp(x); }
 
 // The value subtracted from a row's scores before exponentiating: its max or lse, or +∞ for
 // a row with no finite score, so that exp(s - shift) is exactly 0 there instead of NaN.
-template <typename T> T exp_shift(T row_value) { return row_value == -infinity<T> ? infinity<T> : row_value; }
+template <typename T>
+T exp_shift(T row_value) {
+  return row_value == -infinity<T> ? infinity<T> : row_value;
+}
 
 // --- The problem --------------------------------------------------------------------------
 
 // The inputs of one node, viewed as `batch` items of q [Tq,D], k [Tk,D], v [Tk,Dv], with the
 // mask's strides along the scores [..., Tq, Tk] it broadcasts to (0 along broadcast dims).
-template <typename T> struct Attention {
+template <typename T>
+struct Attention {
   const T *q, *k, *v, *mask = nullptr;
   i64 batch = 1, tq, tk, d, dv;
   T scale;
@@ -168,8 +174,11 @@ template <typename T> struct Attention {
   i64 mask_row_stride = 0, mask_column_stride = 0;
 
   Attention(const KernelContext& ctx, bool has_mask)
-      : q(ctx.in(0).as<T>()), k(ctx.in(1).as<T>()), v(ctx.in(2).as<T>()),
-        scale(static_cast<T>(ctx.attrs().get_float("scale"))), causal(ctx.attrs().get_bool("causal")) {
+      : q(ctx.in(0).as<T>()),
+        k(ctx.in(1).as<T>()),
+        v(ctx.in(2).as<T>()),
+        scale(static_cast<T>(ctx.attrs().get_float("scale"))),
+        causal(ctx.attrs().get_bool("causal")) {
     const Shape &sq = ctx.in(0).shape(), &sv = ctx.in(2).shape();
     const int rank = sq.rank();
     tq = sq[rank - 2];
@@ -243,14 +252,21 @@ template <typename T> struct Attention {
   }
 };
 
-// Per-thread scratch: one chunk of tasks allocates it once.
-template <typename T> struct Scratch {
-  std::vector<T> own, own2, tile, tile2, sum, row_max, row_sum, shift, block_max;
-  Scratch(const Attention<T>& a, i64 sum_size)
-      : own(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
-        own2(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
-        tile(static_cast<std::size_t>(kRowBlock * kColumnBlock)), tile2(static_cast<std::size_t>(kRowBlock * kColumnBlock)),
-        sum(static_cast<std::size_t>(sum_size)), row_max(kRowBlock), row_sum(kRowBlock), shift(kRowBlock),
+// Per-thread scratch, allocated once per chunk of tasks: the task's own blocks transposed,
+// two score-sized tiles, the task's output accumulator, and per-row statistics.
+template <typename T>
+struct Scratch {
+  std::vector<T> first_transposed, second_transposed, probabilities, score_gradients, accumulator, row_max, row_sum,
+      shift, block_max;
+  Scratch(const Attention<T>& a, i64 accumulator_size)
+      : first_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
+        second_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
+        probabilities(static_cast<std::size_t>(kRowBlock * kColumnBlock)),
+        score_gradients(static_cast<std::size_t>(kRowBlock * kColumnBlock)),
+        accumulator(static_cast<std::size_t>(accumulator_size)),
+        row_max(kRowBlock),
+        row_sum(kRowBlock),
+        shift(kRowBlock),
         block_max(kRowBlock) {}
 };
 
@@ -260,10 +276,11 @@ i64 blocks(i64 n, i64 block) { return (n + block - 1) / block; }
 
 // Rows [i0, i0 + rows) of batch item b: the online softmax described at the top, over tiles
 // held by key (st[c, r]), so that every per-row statistic is an elementwise loop over r.
-template <typename T> void forward_rows(const Attention<T>& a, i64 b, i64 i0, i64 rows, T* o, T* lse, Scratch<T>& w) {
-  T* qt = w.own.data();  // [D, kRowBlock]
-  T* st = w.tile.data();
-  T* acc = w.sum.data();  // [rows, Dv]
+template <typename T>
+void forward_rows(const Attention<T>& a, i64 b, i64 i0, i64 rows, T* o, T* lse, Scratch<T>& w) {
+  T* qt = w.first_transposed.data();  // [D, kRowBlock]
+  T* st = w.probabilities.data();
+  T* acc = w.accumulator.data();  // [rows, Dv]
   T *m = w.row_max.data(), *l = w.row_sum.data(), *shift = w.shift.data(), *block_max = w.block_max.data();
   transpose_block(a.q + (b * a.tq + i0) * a.d, rows, a.d, qt, kRowBlock);
   std::fill(acc, acc + rows * a.dv, T(0));
@@ -302,7 +319,8 @@ template <typename T> void forward_rows(const Attention<T>& a, i64 b, i64 i0, i6
 }
 
 // Inputs (q, k, v, [mask]); outputs (o, lse).
-template <typename T> void fused_attention_kernel(const KernelContext& ctx) {
+template <typename T>
+void fused_attention_kernel(const KernelContext& ctx) {
   const Attention<T> a(ctx, ctx.inputs.size() == 4);
   T* o = ctx.out(0).as<T>();
   T* lse = ctx.out(1).as<T>();
@@ -319,7 +337,8 @@ template <typename T> void fused_attention_kernel(const KernelContext& ctx) {
 // --- Backward ---------------------------------------------------------------------------------
 
 // The backward's extra inputs: o, lse, d_o, and Δ[i] = Σ_d dO[i, d]·o[i, d].
-template <typename T> struct Backward {
+template <typename T>
+struct Backward {
   const T *o, *lse, *d_o;
   std::vector<T> delta;  // [batch·Tq]
 };
@@ -331,13 +350,13 @@ template <typename T> struct Backward {
 //   dk[j] += Σ_i dS[i, j]·q[i]                                    (dk scaled at the end)
 template <typename T>
 void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i64 cols, T* dk, T* dv, Scratch<T>& w) {
-  T* kt = w.own.data();   // [D, kColumnBlock]
-  T* vt = w.own2.data();  // [Dv, kColumnBlock]
-  T* p = w.tile.data();
-  T* ds = w.tile2.data();
+  T* kt = w.first_transposed.data();   // [D, kColumnBlock]
+  T* vt = w.second_transposed.data();  // [Dv, kColumnBlock]
+  T* p = w.probabilities.data();
+  T* ds = w.score_gradients.data();
   transpose_block(a.k + (b * a.tk + j0) * a.d, cols, a.d, kt, kColumnBlock);
   transpose_block(a.v + (b * a.tk + j0) * a.dv, cols, a.dv, vt, kColumnBlock);
-  T* dk_sum = w.sum.data();                 // [cols, D]
+  T* dk_sum = w.accumulator.data();         // [cols, D]
   T* dv_sum = dk_sum + kColumnBlock * a.d;  // [cols, Dv]
   std::fill(dk_sum, dk_sum + cols * a.d, T(0));
   std::fill(dv_sum, dv_sum + cols * a.dv, T(0));
@@ -356,7 +375,8 @@ void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i
     multiply_add(rows, cols, a.dv, d_o, a.dv, 1, vt, kColumnBlock, ds, kColumnBlock);
     for (i64 r = 0; r < rows; ++r) {
       const T delta = g.delta[static_cast<std::size_t>(b * a.tq + i0 + r)];
-      for (i64 c = 0; c < cols; ++c) ds[r * kColumnBlock + c] = p[r * kColumnBlock + c] * (ds[r * kColumnBlock + c] - delta);
+      for (i64 c = 0; c < cols; ++c)
+        ds[r * kColumnBlock + c] = p[r * kColumnBlock + c] * (ds[r * kColumnBlock + c] - delta);
     }
     multiply_add(cols, a.d, rows, ds, 1, kColumnBlock, q, a.d, dk_sum, a.d);
   }
@@ -371,16 +391,16 @@ void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i
 //   Pᵀ = e^(sᵀ - lse),  dPᵀ = v·dOᵀ,  dSᵀ = Pᵀ ⊙ (dPᵀ - Δ),  dq[i] += Σ_j dS[i, j]·k[j]
 template <typename T>
 void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0, i64 rows, T* dq, Scratch<T>& w) {
-  T* qt = w.own.data();     // [D, kRowBlock]
-  T* d_ot = w.own2.data();  // [Dv, kRowBlock]
-  T* pt = w.tile.data();
-  T* dst = w.tile2.data();
+  T* qt = w.first_transposed.data();     // [D, kRowBlock]
+  T* d_ot = w.second_transposed.data();  // [Dv, kRowBlock]
+  T* pt = w.probabilities.data();
+  T* dst = w.score_gradients.data();
   T* shift = w.shift.data();
   const T* delta = g.delta.data() + b * a.tq + i0;
   transpose_block(a.q + (b * a.tq + i0) * a.d, rows, a.d, qt, kRowBlock);
   transpose_block(g.d_o + (b * a.tq + i0) * a.dv, rows, a.dv, d_ot, kRowBlock);
   for (i64 r = 0; r < rows; ++r) shift[r] = exp_shift(g.lse[b * a.tq + i0 + r]);
-  T* dq_sum = w.sum.data();  // [rows, D]
+  T* dq_sum = w.accumulator.data();  // [rows, D]
   std::fill(dq_sum, dq_sum + rows * a.d, T(0));
   const i64 key_end = a.key_end(i0 + rows - 1);
   for (i64 j0 = 0; j0 < key_end; j0 += kColumnBlock) {
@@ -401,7 +421,8 @@ void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0,
 }
 
 // Inputs (q, k, v, [mask], o, lse, d_o); outputs (dq, dk, dv).
-template <typename T> void fused_attention_backward_kernel(const KernelContext& ctx) {
+template <typename T>
+void fused_attention_backward_kernel(const KernelContext& ctx) {
   const bool has_mask = ctx.inputs.size() == 7;
   const Attention<T> a(ctx, has_mask);
   const std::size_t first = has_mask ? 4 : 3;

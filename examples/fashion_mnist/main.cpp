@@ -57,6 +57,7 @@ int main(int argc, char** argv) try {
   std::int64_t batch = 128, stop_after = 0;
   double lr = 2e-3, weight_decay = 1e-4, label_smoothing = 0.1;
   std::uint64_t seed = 1;
+  double min_accuracy = 0.0;
   std::string data_dir = fovea::fashion_mnist_default_dir, out_dir = "fashion_mnist_out", json, resume;
   app.add_option("--epochs", epochs, "passes over the 60,000 training images");
   app.add_option("--batch", batch, "examples per step");
@@ -69,6 +70,7 @@ int main(int argc, char** argv) try {
   app.add_option("--stop-after", stop_after, "stop (and save a checkpoint) after this many steps");
   app.add_option("--resume", resume, "continue from this checkpoint");
   app.add_option("--json", json, "write the final figures to this JSON file");
+  app.add_option("--min-accuracy", min_accuracy, "exit with status 2 if the test accuracy ends below this");
   CLI11_PARSE(app, argc, argv);
   std::filesystem::create_directories(out_dir);
 
@@ -194,6 +196,10 @@ int main(int argc, char** argv) try {
   report.set("steps", done);
   report.set("planned_peak_bytes", train_step.planned_peak_bytes());
   report.finish(json);
+  if (final_accuracy < min_accuracy) {
+    std::fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", final_accuracy, min_accuracy);
+    return 2;
+  }
   return 0;
 } catch (const fovea::Error& e) {
   std::fprintf(stderr, "fovea::Error: %s\n", e.what());

@@ -143,7 +143,8 @@ const std::vector<Case> shapes = {
     {{2}, 130, 300, 64, 80}, {{}, 7, 1, 8, 8},
 };
 
-template <typename F> std::string error_message(F&& f) {
+template <typename F>
+std::string error_message(F&& f) {
   try {
     f();
   } catch (const Error& e) {
@@ -155,7 +156,8 @@ template <typename F> std::string error_message(F&& f) {
 bool mentions(const std::string& message, const std::string& what) { return message.find(what) != std::string::npos; }
 
 // A mask of `shape` with entries 0, except -∞ (or -1e9) where `masked(flat index)` says so.
-template <typename F> Tensor make_mask(const Shape& shape, double masked_value, F masked) {
+template <typename F>
+Tensor make_mask(const Shape& shape, double masked_value, F masked) {
   std::vector<double> m(static_cast<std::size_t>(shape.numel()), 0.0);
   for (std::int64_t i = 0; i < shape.numel(); ++i)
     if (masked(i)) m[static_cast<std::size_t>(i)] = masked_value;
@@ -179,9 +181,9 @@ std::vector<Tensor> attention_gradients(bool fused, const Tensor& q, const Tenso
     if (pmask.defined()) s = s + pmask;
     if (causal) {
       const std::int64_t tq = q.shape()[q.rank() - 2], tk = k.shape()[k.rank() - 2];
-      s = s + g.constant(make_mask(Shape{tq, tk}, -inf, [&](std::int64_t f) { return f % tk > f / tk + tk - tq; })
-                             .to(dtype),
-                         "causal");
+      s = s + g.constant(
+                  make_mask(Shape{tq, tk}, -inf, [&](std::int64_t f) { return f % tk > f / tk + tk - tq; }).to(dtype),
+                  "causal");
     }
     o = matmul(nn::softmax(s), pv);
   }
@@ -267,7 +269,8 @@ TEST_CASE("fused_attention with a [B,1,1,Tk] padding mask and a full [B,H,Tq,Tk]
   const Case c{{2, 3}, 70, 300, 16, 8};
   // Sequence 0 is padded after 200 keys, sequence 1 after 37 (-inf and -1e9 padding).
   for (double pad : {-inf, -1e9}) {
-    const Tensor padding = make_mask(Shape{2, 1, 1, 300}, pad, [](std::int64_t f) { return f % 300 >= (f < 300 ? 200 : 37); });
+    const Tensor padding =
+        make_mask(Shape{2, 1, 1, 300}, pad, [](std::int64_t f) { return f % 300 >= (f < 300 ? 200 : 37); });
     for (DType dtype : {f32, f64}) check_forward(c, dtype, false, padding, 5);
   }
   const Tensor full = random_tensor(f64, Shape{2, 3, 70, 300}, 99, -3.0, 3.0);
@@ -304,8 +307,8 @@ TEST_CASE("fused_attention handles zero-size dims: no keys gives o = 0 and lse =
 }
 
 TEST_CASE("fused_attention's gradients match autodiff through the unfused softmax chain") {
-  const std::vector<Case> cases = {{{}, 7, 130, 8, 8}, {{2}, 65, 65, 64, 64}, {{2, 3}, 130, 300, 80, 16},
-                                   {{2}, 1, 7, 8, 8}, {{}, 300, 130, 1, 1}};
+  const std::vector<Case> cases = {
+      {{}, 7, 130, 8, 8}, {{2}, 65, 65, 64, 64}, {{2, 3}, 130, 300, 80, 16}, {{2}, 1, 7, 8, 8}, {{}, 300, 130, 1, 1}};
   for (DType dtype : {f32, f64})
     for (const Case& c : cases) {
       check_backward(c, dtype, false);
@@ -315,7 +318,8 @@ TEST_CASE("fused_attention's gradients match autodiff through the unfused softma
 
 TEST_CASE("fused_attention's gradients with [Tq,Tk] and [B,1,1,Tk] masks match autodiff through the chain") {
   const Tensor scores_mask = make_mask(Shape{65, 130}, -inf, [](std::int64_t f) { return f % 7 == 3; });
-  const Tensor padding = make_mask(Shape{2, 1, 1, 130}, -1e9, [](std::int64_t f) { return f % 130 >= (f < 130 ? 100 : 9); });
+  const Tensor padding =
+      make_mask(Shape{2, 1, 1, 130}, -1e9, [](std::int64_t f) { return f % 130 >= (f < 130 ? 100 : 9); });
   for (DType dtype : {f32, f64}) {
     check_backward({{2, 3}, 65, 130, 16, 16}, dtype, false, scores_mask);
     check_backward({{2, 3}, 65, 130, 16, 16}, dtype, true, scores_mask);
@@ -331,7 +335,8 @@ TEST_CASE("fused_attention's gradients are 0 for fully masked rows and never NaN
     const Value o = fused_attention(q, k, v, {}, 0.4, true).output;  // rows 0..59 see no key
     const std::vector<Value> grads = grad(reduce_sum(o * o), {q, k, v});
     const std::vector<Tensor> got = testing::run(
-        g, grads, {{q, random_tensor(dtype, sq, 1)}, {k, random_tensor(dtype, sk, 2)}, {v, random_tensor(dtype, sk, 3)}});
+        g, grads,
+        {{q, random_tensor(dtype, sq, 1)}, {k, random_tensor(dtype, sk, 2)}, {v, random_tensor(dtype, sk, 3)}});
     for (const Tensor& t : got)
       for (std::int64_t i = 0; i < t.numel(); ++i) REQUIRE(std::isfinite(t.at(i)));
     for (std::int64_t b = 0; b < 2; ++b)
@@ -349,13 +354,12 @@ TEST_CASE("fused_attention passes gradcheck in f64, with and without causal mask
         "fused_attention",
         [&](Graph&, const std::vector<Value>& x) { return fused_attention(x[0], x[1], x[2], {}, 0.7, causal).output; },
         {{Shape{2, 3, 4}}, {Shape{2, 5, 4}}, {Shape{2, 5, 3}}});
-    gradcheck(
-        "fused_attention with a mask",
-        [&](Graph& g, const std::vector<Value>& x) {
-          const Tensor mask = make_mask(Shape{2, 1, 5}, -inf, [](std::int64_t f) { return f == 4 || f == 7; });
-          return fused_attention(x[0], x[1], x[2], g.constant(mask), 0.7, causal).output;
-        },
-        {{Shape{2, 3, 4}}, {Shape{2, 5, 4}}, {Shape{2, 5, 3}}});
+    gradcheck("fused_attention with a mask",
+              [&](Graph& g, const std::vector<Value>& x) {
+                const Tensor mask = make_mask(Shape{2, 1, 5}, -inf, [](std::int64_t f) { return f == 4 || f == 7; });
+                return fused_attention(x[0], x[1], x[2], g.constant(mask), 0.7, causal).output;
+              },
+              {{Shape{2, 3, 4}}, {Shape{2, 5, 4}}, {Shape{2, 5, 3}}});
   }
 }
 
@@ -404,7 +408,8 @@ TEST_CASE("fused_attention kernels give bitwise the same results on 1 thread and
   for (std::size_t i = 0; i < 3; ++i) CHECK(bitwise_equal(backward1[i], backward3[i]));
 }
 
-TEST_CASE("fused_attention's planned memory grows linearly with the sequence length, the unfused chain's quadratically") {
+TEST_CASE(
+    "fused_attention's planned memory grows linearly with the sequence length, the unfused chain's quadratically") {
   const double fused = static_cast<double>(planned_peak(true, 2048)) / static_cast<double>(planned_peak(true, 1024));
   const double unfused =
       static_cast<double>(planned_peak(false, 2048)) / static_cast<double>(planned_peak(false, 1024));
@@ -430,24 +435,42 @@ TEST_CASE("fused_attention rejects bad shapes and dtypes, naming the op and the 
     CHECK(mentions(message, what));
   };
   expect_error([&] { fused_attention(g.placeholder("x", f32, {8}), k, v, {}, 1.0, false); }, "rank >= 2");
-  expect_error([&] { fused_attention(q, g.placeholder("k1", f32, {2, 1, 7, 8}), v, {}, 1.0, false); },
-               "equal leading (batch, head) dims");
-  expect_error([&] { fused_attention(q, g.placeholder("k2", f32, {2, 3, 7, 6}), v, {}, 1.0, false); },
-               "the same last dim");
-  expect_error([&] { fused_attention(q, k, g.placeholder("v2", f32, {2, 3, 6, 4}), {}, 1.0, false); },
-               "the same length");
-  expect_error([&] { fused_attention(q, g.placeholder("k3", f64, {2, 3, 7, 8}), v, {}, 1.0, false); },
-               "the same dtype");
+  expect_error(
+      [&] {
+        fused_attention(q, g.placeholder("k1", f32, {2, 1, 7, 8}), v, {}, 1.0, false);
+      },
+      "equal leading (batch, head) dims");
+  expect_error(
+      [&] {
+        fused_attention(q, g.placeholder("k2", f32, {2, 3, 7, 6}), v, {}, 1.0, false);
+      },
+      "the same last dim");
+  expect_error(
+      [&] {
+        fused_attention(q, k, g.placeholder("v2", f32, {2, 3, 6, 4}), {}, 1.0, false);
+      },
+      "the same length");
+  expect_error(
+      [&] {
+        fused_attention(q, g.placeholder("k3", f64, {2, 3, 7, 8}), v, {}, 1.0, false);
+      },
+      "the same dtype");
   expect_error(
       [&] {
         fused_attention(g.placeholder("qi", DType::i32, {5, 8}), g.placeholder("ki", DType::i32, {7, 8}),
                         g.placeholder("vi", DType::i32, {7, 4}), {}, 1.0, false);
       },
       "must be f32 or f64");
-  expect_error([&] { fused_attention(q, k, v, g.placeholder("m1", f32, {3, 5, 5}), 1.0, false); },
-               "does not broadcast to the scores f32[2,3,5,7]");
-  expect_error([&] { fused_attention(q, k, v, g.placeholder("m2", f32, {1, 2, 3, 5, 7}), 1.0, false); },
-               "does not broadcast");
+  expect_error(
+      [&] {
+        fused_attention(q, k, v, g.placeholder("m1", f32, {3, 5, 5}), 1.0, false);
+      },
+      "does not broadcast to the scores f32[2,3,5,7]");
+  expect_error(
+      [&] {
+        fused_attention(q, k, v, g.placeholder("m2", f32, {1, 2, 3, 5, 7}), 1.0, false);
+      },
+      "does not broadcast");
   const FusedAttentionOutputs out = fused_attention(q, k, v, {}, 1.0, false);
   const std::string message = error_message([&] {
     fused_attention_backward(q, k, v, {}, out.output, g.placeholder("lse", f32, {2, 3, 7}), out.output, 1.0, false);
