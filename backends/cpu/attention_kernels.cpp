@@ -24,26 +24,39 @@
 //   dv[j] = Σ_i P[i, j]·dO[i],   dP[i, j] = dO[i]·v[j],   dS = P ⊙ (dP - Δ),
 //   dq[i] = scale·Σ_j dS[i, j]·k[j],   dk[j] = scale·Σ_i dS[i, j]·q[i]
 //
-// in two passes that each recompute P tile by tile from lse: pass 1 gives each task a block
-// of keys and has it walk every query block, accumulating its own rows of dk and dv; pass 2
-// gives each task a block of queries and accumulates its rows of dq. Every element of every
-// output is thus summed by one task in one fixed order: the results are bitwise the same for
-// any number of threads. (Pass 2 recomputes s and dP once more; the alternative, per-thread
-// dq buffers summed at the end, needs O(threads·Tq·D) memory and a fixed reduction order.)
+// recomputing P tile by tile from lse. dk and dv of a key block are sums over query blocks,
+// dq of a query block a sum over key blocks, so no single split of the tiles gives every task
+// sole ownership of its outputs. Two schedules are used, without any racy accumulation:
+//
+//  - one pass per batch item, when there are enough items to keep every thread busy
+//    (batch >= 2·threads, or one thread): the task owns the item's dq, dk and dv, walks key
+//    blocks and, inside, query blocks, and adds every dS tile both ways (dk += dSᵀ·q,
+//    dq += dS·k). Each tile is computed once.
+//  - two passes otherwise: pass 1 gives each task a block of keys and has it walk every query
+//    block, accumulating its rows of dk and dv; pass 2 gives each task a block of queries and
+//    accumulates its rows of dq, recomputing s and dP (about 1/3 more work, for parallelism
+//    over blocks rather than items).
+//
+// Either way every output element is summed in one fixed order: over key blocks in order for
+// dq, over query blocks in order for dk and dv, each tile's products by multiply_add. Both
+// schedules produce bitwise the same tiles (every dot product is the same chain of fmas, in
+// either tile layout, see multiply_add), so the results are bitwise the same for any number of
+// threads, whichever schedule the thread count selects.
 //
 // Tiles are laid out so that no task transposes anything per tile: a task transposes the
-// block it owns once (q's rows for the forward and pass 2, k's and v's for pass 1) and
-// streams the other operand's rows as they are stored. So the forward and pass 2 hold score
-// tiles by key, st[c, r] (one row per key c, queries r contiguous), and pass 1 holds them by
-// query, s[r, c]. By-key tiles also make the forward's row statistics (max and sum over keys)
-// elementwise loops over r, which vectorise, where a per-row max would be a reduction that
-// GCC does not vectorise without -ffast-math.
+// block it owns once (q's rows for the forward and pass 2, k's and v's for pass 1 and the
+// one-pass schedule) and streams the other operand's rows as they are stored. So the forward
+// and pass 2 hold score tiles by key, st[c, r] (one row per key c, queries r contiguous), and
+// pass 1 and the one-pass schedule hold them by query, s[r, c]. By-key tiles also make the
+// forward's row statistics (max and sum over keys) elementwise loops over r, which vectorise,
+// where a per-row max would be a reduction GCC does not vectorise without -ffast-math.
 //
-// Tasks are (batch item x block) pairs spread over the pool one at a time; causal masking
-// skips the blocks a task cannot see, so tasks are uneven in cost and the pool's small chunks
-// balance them. The tile products are plain loops, register-blocked so that GCC keeps an 8x32
-// block of the result in vector registers (see multiply_add); exp in f32 is a polynomial the
-// compiler vectorises (see exp_f32). Both were measured: see bench/attention.cpp.
+// Tasks (batch items, or batch item x block pairs) go to the pool one at a time (grain 1);
+// causal masking skips the blocks a task cannot see, so tasks are uneven in cost and the
+// pool's small chunks balance them. The tile products are plain loops, register-blocked so
+// that GCC keeps an 8x32 block of the result in vector registers (see multiply_add); exp in
+// f32 is a polynomial the compiler vectorises (see exp_f32). Both were measured: see
+// bench/attention.cpp.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -73,12 +86,16 @@ constexpr T infinity = std::numeric_limits<T>::infinity();
 // c[i, j] += Σ_p a[i, p]·b[p, j] for i < m, j < n, p < k. a[i, p] is read at
 // a[i·a_row + p·a_col], so a may be a transposed view (a_row = 1); b and c are row-major with
 // leading dims ldb and ldc. The simple version, for the edges of the blocked one below.
+//
+// Both versions sum each c[i, j] as the same chain of fmas over p = 0, 1, ..., so which
+// version computes an element, and whether a product is taken as a·b or bᵀ·aᵀ, never changes
+// a bit of the result: the backward's schedules rely on that (see the top of the file).
 template <typename T>
 void multiply_add_plain(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c, i64 ldc) {
   for (i64 i = 0; i < m; ++i)
     for (i64 p = 0; p < k; ++p) {
       const T aip = a[i * a_row + p * a_col];
-      for (i64 j = 0; j < n; ++j) c[i * ldc + j] += aip * b[p * ldb + j];
+      for (i64 j = 0; j < n; ++j) c[i * ldc + j] = std::fma(aip, b[p * ldb + j], c[i * ldc + j]);
     }
 }
 
@@ -348,8 +365,12 @@ struct Backward {
 //
 //   P = e^(s - lse),  dv[j] += Σ_i P[i, j]·dO[i],  dP = dO·vᵀ,  dS = P ⊙ (dP - Δ),
 //   dk[j] += Σ_i dS[i, j]·q[i]                                    (dk scaled at the end)
+//
+// In the one-pass schedule `dq_sum` (the item's unscaled dq, [Tq, D]) also gets
+// dq[i] += Σ_j dS[i, j]·k[j]; in pass 1 it is null.
 template <typename T>
-void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i64 cols, T* dk, T* dv, Scratch<T>& w) {
+void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i64 cols, T* dk, T* dv, T* dq_sum,
+                   Scratch<T>& w) {
   T* kt = w.first_transposed.data();   // [D, kColumnBlock]
   T* vt = w.second_transposed.data();  // [Dv, kColumnBlock]
   T* p = w.probabilities.data();
@@ -379,6 +400,8 @@ void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i
         ds[r * kColumnBlock + c] = p[r * kColumnBlock + c] * (ds[r * kColumnBlock + c] - delta);
     }
     multiply_add(cols, a.d, rows, ds, 1, kColumnBlock, q, a.d, dk_sum, a.d);
+    if (dq_sum)
+      multiply_add(rows, a.d, cols, ds, kColumnBlock, 1, a.k + (b * a.tk + j0) * a.d, a.d, dq_sum + i0 * a.d, a.d);
   }
   T* dk_out = dk + (b * a.tk + j0) * a.d;
   for (i64 i = 0; i < cols * a.d; ++i) dk_out[i] = a.scale * dk_sum[i];
@@ -443,11 +466,28 @@ void fused_attention_backward_kernel(const KernelContext& ctx) {
   });
 
   const i64 column_blocks = blocks(a.tk, kColumnBlock);
+  const int threads = ctx.pool->size();
+  if (threads == 1 || a.batch >= 2 * threads) {
+    // One pass: a task per batch item, owning all of its dq, dk and dv.
+    ctx.pool->parallel_for(a.batch, 1, [&](i64 begin, i64 end) {
+      Scratch<T> scratch(a, kColumnBlock * (a.d + a.dv));
+      for (i64 b = begin; b < end; ++b) {
+        T* dq_item = dq + b * a.tq * a.d;
+        std::fill(dq_item, dq_item + a.tq * a.d, T(0));
+        for (i64 j = 0; j < column_blocks; ++j)
+          key_gradients(a, g, b, j * kColumnBlock, std::min(kColumnBlock, a.tk - j * kColumnBlock), dk, dv, dq_item,
+                        scratch);
+        for (i64 i = 0; i < a.tq * a.d; ++i) dq_item[i] = a.scale * dq_item[i];
+      }
+    });
+    return;
+  }
+
   ctx.pool->parallel_for(a.batch * column_blocks, 1, [&](i64 begin, i64 end) {
     Scratch<T> scratch(a, kColumnBlock * (a.d + a.dv));
     for (i64 task = begin; task < end; ++task) {
       const i64 b = task / column_blocks, j0 = task % column_blocks * kColumnBlock;
-      key_gradients(a, g, b, j0, std::min(kColumnBlock, a.tk - j0), dk, dv, scratch);
+      key_gradients(a, g, b, j0, std::min(kColumnBlock, a.tk - j0), dk, dv, static_cast<T*>(nullptr), scratch);
     }
   });
 

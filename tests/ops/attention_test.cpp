@@ -386,26 +386,36 @@ TEST_CASE("fused_attention's gradient is one fused_attention_backward node and n
   g.verify();
 }
 
-TEST_CASE("fused_attention kernels give bitwise the same results on 1 thread and on 3") {
+TEST_CASE("fused_attention kernels give bitwise the same results on 1, 3 and 4 threads, in either backward schedule") {
+  // 6 batch items: 1 and 3 threads take the one-pass backward, 4 threads the two-pass one.
   const Shape sq{2, 3, 300, 64}, sk{2, 3, 260, 64}, sv{2, 3, 260, 48};
   const Tensor q = random_tensor(f32, sq, 1), k = random_tensor(f32, sk, 2), v = random_tensor(f32, sv, 3);
   const Tensor mask = make_mask(Shape{2, 1, 1, 260}, -inf, [](std::int64_t f) { return f % 260 > 250; });
-  Graph g;
-  Value pq = g.placeholder("q", f32, sq), pk = g.placeholder("k", f32, sk), pv = g.placeholder("v", f32, sv);
-  Value pm = g.placeholder("mask", f32, mask.shape());
-  const FusedAttentionOutputs out = fused_attention(pq, pk, pv, pm, 0.125, true);
-  Value d_o = g.placeholder("d_o", f32, out.output.shape());
-  const FusedAttentionGradients grads = fused_attention_backward(pq, pk, pv, pm, out.output, out.lse, d_o, 0.125, true);
-  const Tensor dout = random_tensor(f32, out.output.shape(), 4);
+  for (bool causal : {false, true}) {
+    CAPTURE(causal);
+    Graph g;
+    Value pq = g.placeholder("q", f32, sq), pk = g.placeholder("k", f32, sk), pv = g.placeholder("v", f32, sv);
+    Value pm = g.placeholder("mask", f32, mask.shape());
+    const FusedAttentionOutputs out = fused_attention(pq, pk, pv, pm, 0.125, causal);
+    Value d_o = g.placeholder("d_o", f32, out.output.shape());
+    const FusedAttentionGradients grads =
+        fused_attention_backward(pq, pk, pv, pm, out.output, out.lse, d_o, 0.125, causal);
+    const Tensor dout = random_tensor(f32, out.output.shape(), 4);
 
-  ThreadPool one(1), three(3);
-  std::vector<Tensor> forward1, forward3, backward1, backward3;
-  run_kernel(out.output.node(), g, {q, k, v, mask}, forward1, one);
-  run_kernel(out.output.node(), g, {q, k, v, mask}, forward3, three);
-  run_kernel(grads.dq.node(), g, {q, k, v, mask, forward1[0], forward1[1], dout}, backward1, one);
-  run_kernel(grads.dq.node(), g, {q, k, v, mask, forward1[0], forward1[1], dout}, backward3, three);
-  for (std::size_t i = 0; i < 2; ++i) CHECK(bitwise_equal(forward1[i], forward3[i]));
-  for (std::size_t i = 0; i < 3; ++i) CHECK(bitwise_equal(backward1[i], backward3[i]));
+    ThreadPool one(1);
+    std::vector<Tensor> forward1, backward1;
+    run_kernel(out.output.node(), g, {q, k, v, mask}, forward1, one);
+    run_kernel(grads.dq.node(), g, {q, k, v, mask, forward1[0], forward1[1], dout}, backward1, one);
+    for (int threads : {3, 4}) {
+      CAPTURE(threads);
+      ThreadPool pool(threads);
+      std::vector<Tensor> forward, backward;
+      run_kernel(out.output.node(), g, {q, k, v, mask}, forward, pool);
+      run_kernel(grads.dq.node(), g, {q, k, v, mask, forward1[0], forward1[1], dout}, backward, pool);
+      for (std::size_t i = 0; i < 2; ++i) CHECK(bitwise_equal(forward1[i], forward[i]));
+      for (std::size_t i = 0; i < 3; ++i) CHECK(bitwise_equal(backward1[i], backward[i]));
+    }
+  }
 }
 
 TEST_CASE(
