@@ -1,7 +1,9 @@
 #include "fovea/runtime/executable.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <map>
 
 #include <fmt/format.h>
@@ -41,6 +43,36 @@ std::vector<std::uint32_t> schedule_for(const Graph& graph, const std::vector<Va
   return schedule;
 }
 
+// The flat index of the first NaN or infinity in a floating tensor, or -1.
+std::int64_t first_non_finite(const Tensor& t) {
+  return visit_dtype(t.dtype(), [&](auto zero) -> std::int64_t {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      const T* p = reinterpret_cast<const T*>(t.raw());
+      // Summing x·0 is NaN exactly when some x is NaN or infinite: one cheap vectorisable pass,
+      // then a second one only to find the culprit.
+      T probe = 0;
+      for (std::int64_t i = 0; i < t.numel(); ++i) probe += p[i] * T(0);
+      if (probe == T(0)) return -1;
+      for (std::int64_t i = 0; i < t.numel(); ++i)
+        if (!std::isfinite(p[i])) return i;
+    }
+    return -1;
+  });
+}
+
+std::string describe_value(double v) { return std::isnan(v) ? "NaN" : (v > 0 ? "+inf" : "-inf"); }
+
+// "[1,450]" for flat index 1234 of shape [B,784].
+std::string index_string(const Shape& shape, std::int64_t flat) {
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(shape.rank()));
+  for (int d = shape.rank() - 1; d >= 0; --d) {
+    idx[static_cast<std::size_t>(d)] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return fmt::format("[{}]", fmt::join(idx, ","));
+}
+
 }  // namespace
 
 Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend,
@@ -58,6 +90,7 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
   }
   Executable exe;
   exe.graph_ = &graph;
+  exe.check_finite_feeds_ = options.check_finite_feeds;
   exe.backend_ = backend;
   std::vector<Value> roots = outputs;
   roots.insert(roots.end(), options.updates.begin(), options.updates.end());
@@ -155,6 +188,15 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
     const auto index = static_cast<std::size_t>(slot - feed_slots_.begin());
     if (fed[index]) throw Error(fmt::format("placeholder '{}' is fed twice", node.name), "run", node.name, call);
     fed[index] = &tensor;
+    if (check_finite_feeds_ && is_floating(tensor.dtype())) {
+      const std::int64_t bad = first_non_finite(tensor);
+      if (bad >= 0)
+        throw Error(fmt::format("placeholder '{}' was fed {} at element {} (index {} of {}); the batch is "
+                                "corrupt or a preprocessing step overflowed",
+                                node.name, describe_value(tensor.at(bad)), bad,
+                                index_string(tensor.shape(), bad), want.to_string()),
+                    "run", node.name, call);
+    }
   }
   for (std::size_t i = 0; i < feed_slots_.size(); ++i) {
     if (!fed[i]) {

@@ -10,6 +10,7 @@
 // from one exactly as if the run had never stopped.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -156,6 +157,10 @@ int main(int argc, char** argv) try {
     train_seconds += seconds_since(t0);
     done = s + 1;
     const double l = out[0].item();
+    if (!std::isfinite(l))
+      throw fovea::Error(fmt::format("training diverged at step {} (epoch {}, batch {}): the loss is {}; lower --lr "
+                                     "or resume from {}/checkpoint.safetensors",
+                                     s + 1, epoch + 1, index, l, out_dir));
     smoothed = s == start_step ? l : 0.98 * smoothed + 0.02 * l;
     metrics.write(done, epoch, {{"loss", l}, {"batch_accuracy", out[1].item() / batch}, {"lr", out[2].item()}});
     curve_x.push_back(static_cast<double>(done));
