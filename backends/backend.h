@@ -95,4 +95,8 @@ std::shared_ptr<Backend> cpu();
 // Whether this build includes the CUDA backend and a GPU is visible; `reason` says why not.
 bool cuda_available(std::string* reason = nullptr);
 
+// The CUDA backend on GPU `device` (backends/cuda/cuda_backend.h), one per device for the
+// process; throws fovea::Error saying why when there is none (cuda_available's reason).
+std::shared_ptr<Backend> cuda(int device = 0);
+
 }  // namespace fovea

@@ -1,24 +1,188 @@
-// CUDA elementwise kernels over the functors shared with the CPU backend.
-#include <cuda_runtime.h>
-
-#include "fovea/backends/cuda/launch.h"
+// CUDA kernels for the elementwise ops, over the functors shared with the CPU backend
+// (ops/functors.h): the GPU computes exactly the formulas the CPU tests check.
+//
+//   unary:   y[i] = f(x[i])
+//   binary:  y[i] = f(a[i'], b[i''])   with i', i'' the broadcast positions of i (launch.h, Walk)
+//
+// One thread per element, grid-stride. Each (op, element type) pair the CPU backend registers
+// is one instantiation here; launch_unary and launch_binary map the runtime pair to it.
+#include "fovea/backends/cuda/device.cuh"
 #include "fovea/ops/functors.h"
 
 namespace fovea::cuda_backend {
 
-// y[i] = F(x[i]), grid-stride loop.
-template <typename T, typename F> __global__ void unary_kernel(const T* x, T* y, std::int64_t n) {
+namespace {
+
+template <typename T, typename F>
+__global__ void unary_kernel(const T* x, T* y, std::int64_t n) {
   const F f{};
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    y[i] = f(x[i]);
+  for (std::int64_t i = first_element(); i < n; i += grid_stride()) y[i] = f(x[i]);
 }
 
-void launch_exp_f32(const float* x, float* y, std::int64_t n, void* stream) {
-  if (n == 0) return;
-  const int threads = 256;
-  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((n + threads - 1) / threads, 65535));
-  unary_kernel<float, fn::Exp><<<blocks, threads, 0, static_cast<cudaStream_t>(stream)>>>(x, y, n);
+template <typename T, typename Out, typename F>
+__global__ void binary_kernel(const T* a, const T* b, Out* y, std::int64_t n, const __grid_constant__ Walk<2> walk) {
+  const F f{};
+  for (std::int64_t i = first_element(); i < n; i += grid_stride()) {
+    std::int64_t offset[2];
+    walk_offsets(walk, i, offset);
+    y[i] = f(a[offset[0]], b[offset[1]]);
+  }
+}
+
+// first = min { p : b[p] == 0 }
+template <typename T>
+__global__ void find_zero_kernel(const T* b, std::int64_t n, unsigned long long* first) {
+  for (std::int64_t i = first_element(); i < n; i += grid_stride())
+    if (b[i] == T(0)) record_first(first, i);
+}
+
+// The arguments of one launch, passed to the dispatch helpers below.
+struct UnaryArgs {
+  const void* x;
+  void* y;
+  std::int64_t n;
+  cudaStream_t stream;
+};
+
+struct BinaryArgs {
+  const void* a;
+  const void* b;
+  void* y;
+  std::int64_t n;
+  const Walk<2>& walk;
+  cudaStream_t stream;
+};
+
+template <typename T, typename F>
+bool unary_as(const UnaryArgs& p) {
+  unary_kernel<T, F><<<blocks_for(p.n), kThreads, 0, p.stream>>>(static_cast<const T*>(p.x), static_cast<T*>(p.y),
+                                                                  p.n);
+  return true;
+}
+
+template <typename T, typename Out, typename F>
+bool binary_as(const BinaryArgs& p) {
+  binary_kernel<T, Out, F><<<blocks_for(p.n), kThreads, 0, p.stream>>>(
+      static_cast<const T*>(p.a), static_cast<const T*>(p.b), static_cast<Out*>(p.y), p.n, p.walk);
+  return true;
+}
+
+// f over f32, f64, i32, i64 (numeric) or over f32, f64 (floating).
+template <typename F>
+bool unary_numeric(Element t, const UnaryArgs& p) {
+  switch (t) {
+    case Element::f32: return unary_as<float, F>(p);
+    case Element::f64: return unary_as<double, F>(p);
+    case Element::i32: return unary_as<std::int32_t, F>(p);
+    case Element::i64: return unary_as<std::int64_t, F>(p);
+    default: return false;
+  }
+}
+
+template <typename F>
+bool unary_floating(Element t, const UnaryArgs& p) {
+  switch (t) {
+    case Element::f32: return unary_as<float, F>(p);
+    case Element::f64: return unary_as<double, F>(p);
+    default: return false;
+  }
+}
+
+template <typename F>
+bool binary_numeric(Element t, const BinaryArgs& p) {
+  switch (t) {
+    case Element::f32: return binary_as<float, float, F>(p);
+    case Element::f64: return binary_as<double, double, F>(p);
+    case Element::i32: return binary_as<std::int32_t, std::int32_t, F>(p);
+    case Element::i64: return binary_as<std::int64_t, std::int64_t, F>(p);
+    default: return false;
+  }
+}
+
+template <typename F>
+bool binary_floating(Element t, const BinaryArgs& p) {
+  switch (t) {
+    case Element::f32: return binary_as<float, float, F>(p);
+    case Element::f64: return binary_as<double, double, F>(p);
+    default: return false;
+  }
+}
+
+// Comparisons: any dtype in, bool (one byte) out.
+template <typename F>
+bool comparison(Element t, const BinaryArgs& p) {
+  switch (t) {
+    case Element::f32: return binary_as<float, std::uint8_t, F>(p);
+    case Element::f64: return binary_as<double, std::uint8_t, F>(p);
+    case Element::i32: return binary_as<std::int32_t, std::uint8_t, F>(p);
+    case Element::i64: return binary_as<std::int64_t, std::uint8_t, F>(p);
+    case Element::boolean: return binary_as<std::uint8_t, std::uint8_t, F>(p);
+  }
+  return false;
+}
+
+template <typename F>
+bool logical(Element t, const BinaryArgs& p) {
+  return t == Element::boolean && binary_as<std::uint8_t, std::uint8_t, F>(p);
+}
+
+}  // namespace
+
+bool launch_unary(UnaryOp op, Element type, const void* x, void* y, std::int64_t n, void* stream) {
+  if (n == 0) return true;
+  const UnaryArgs p{x, y, n, as_stream(stream)};
+  switch (op) {
+    case UnaryOp::neg: return unary_numeric<fn::Neg>(type, p);
+    case UnaryOp::abs: return unary_numeric<fn::Abs>(type, p);
+    case UnaryOp::relu: return unary_numeric<fn::Relu>(type, p);
+    case UnaryOp::exp: return unary_floating<fn::Exp>(type, p);
+    case UnaryOp::log: return unary_floating<fn::Log>(type, p);
+    case UnaryOp::sqrt: return unary_floating<fn::Sqrt>(type, p);
+    case UnaryOp::rsqrt: return unary_floating<fn::Rsqrt>(type, p);
+    case UnaryOp::tanh: return unary_floating<fn::Tanh>(type, p);
+    case UnaryOp::sigmoid: return unary_floating<fn::Sigmoid>(type, p);
+    case UnaryOp::sin: return unary_floating<fn::Sin>(type, p);
+    case UnaryOp::cos: return unary_floating<fn::Cos>(type, p);
+    case UnaryOp::logical_not: return type == Element::boolean && unary_as<std::uint8_t, fn::LogicalNot>(p);
+  }
+  return false;
+}
+
+bool launch_binary(BinaryOp op, Element type, const void* a, const void* b, void* y, std::int64_t n,
+                   const Walk<2>& walk, void* stream) {
+  if (n == 0) return true;
+  const BinaryArgs p{a, b, y, n, walk, as_stream(stream)};
+  switch (op) {
+    case BinaryOp::add: return binary_numeric<fn::Add>(type, p);
+    case BinaryOp::sub: return binary_numeric<fn::Sub>(type, p);
+    case BinaryOp::mul: return binary_numeric<fn::Mul>(type, p);
+    case BinaryOp::div: return binary_numeric<fn::Div>(type, p);
+    case BinaryOp::pow: return binary_floating<fn::Pow>(type, p);
+    case BinaryOp::maximum: return binary_numeric<fn::Maximum>(type, p);
+    case BinaryOp::minimum: return binary_numeric<fn::Minimum>(type, p);
+    case BinaryOp::equal: return comparison<fn::Equal>(type, p);
+    case BinaryOp::not_equal: return comparison<fn::NotEqual>(type, p);
+    case BinaryOp::less: return comparison<fn::Less>(type, p);
+    case BinaryOp::less_equal: return comparison<fn::LessEqual>(type, p);
+    case BinaryOp::greater: return comparison<fn::Greater>(type, p);
+    case BinaryOp::greater_equal: return comparison<fn::GreaterEqual>(type, p);
+    case BinaryOp::logical_and: return logical<fn::LogicalAnd>(type, p);
+    case BinaryOp::logical_or: return logical<fn::LogicalOr>(type, p);
+  }
+  return false;
+}
+
+bool launch_find_zero(Element type, const void* b, std::int64_t n, unsigned long long* first, void* stream) {
+  if (n == 0) return true;
+  switch (type) {
+    case Element::i32:
+      find_zero_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<const std::int32_t*>(b), n, first);
+      return true;
+    case Element::i64:
+      find_zero_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<const std::int64_t*>(b), n, first);
+      return true;
+    default: return false;
+  }
 }
 
 }  // namespace fovea::cuda_backend

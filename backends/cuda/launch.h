@@ -1,14 +1,142 @@
 // Launchers for the CUDA kernels, callable from host C++ compiled by g++.
 //
 // nvcc compiles only the .cu files, which include nothing heavier than the shared functors
-// (ops/functors.h) and this header; everything else in the CUDA backend is ordinary C++.
+// (ops/functors.h), Philox (core/philox.h) and this header; everything else in the CUDA
+// backend is ordinary C++ (the *_kernels.cpp files beside this one). So this header speaks
+// plain C++17: raw pointers, sizes in elements, strides, and the stream as a void*
+// (a cudaStream_t).
+//
+// Every launcher enqueues its work on `stream` and returns at once. One returning false was
+// asked for an element type it has no kernel for (a bug in the registration, never a user's
+// mistake); launch errors are left for the caller's cudaGetLastError.
 #pragma once
 
 #include <cstdint>
 
 namespace fovea::cuda_backend {
 
-// y[i] = exp(x[i]) over n floats on the current stream: the first shared-functor kernel.
-void launch_exp_f32(const float* x, float* y, std::int64_t n, void* stream);
+// Element types, in fovea::DType's order (the host side converts with a static_cast).
+enum class Element : int { f32, f64, i32, i64, boolean };
+
+// The most dims an iteration box may have after merging (see Walk).
+inline constexpr int kMaxDims = 8;
+
+// A box of `rank` dims walked in row-major order by a flat index i, and for each of N
+// operands a stride per dim (0 where the operand is broadcast along it):
+//
+//   offset_k(i) = Σ_d index_d(i) · strides[k][d],   index_d(i) = the d-th digit of i in base dims
+//
+// Broadcasting, permuting, slicing and concatenating are all this one walk with different
+// strides; the host merges dims first, so a plain copy is a box of one dim.
+template <int N>
+struct Walk {
+  int rank = 0;
+  std::int64_t dims[kMaxDims] = {};
+  std::int64_t strides[N][kMaxDims] = {};
+};
+
+// --- elementwise.cu ------------------------------------------------------------------------
+
+enum class UnaryOp : int { neg, abs, relu, exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, logical_not };
+enum class BinaryOp : int {
+  add, sub, mul, div, pow, maximum, minimum,
+  equal, not_equal, less, less_equal, greater, greater_equal,
+  logical_and, logical_or
+};
+
+// y[i] = f(x[i]) for i < n.
+bool launch_unary(UnaryOp op, Element type, const void* x, void* y, std::int64_t n, void* stream);
+// y[i] = f(a[offset_0(i)], b[offset_1(i)]) for i < n, y contiguous over walk's box.
+// Comparisons and logical ops write bytes (bool).
+bool launch_binary(BinaryOp op, Element type, const void* a, const void* b, void* y, std::int64_t n,
+                   const Walk<2>& walk, void* stream);
+// *first = min(*first, p) for every p < n with b[p] == 0 (integers): the check before an
+// integer division. The caller sets *first to ~0 beforehand.
+bool launch_find_zero(Element type, const void* b, std::int64_t n, unsigned long long* first, void* stream);
+
+// --- reduce.cu -----------------------------------------------------------------------------
+
+enum class ReduceOp : int { sum, max };
+
+// x seen as [outer, count, inner]: y[o, i] = op over r < count of x[o, r, i] (count may be 0:
+// y gets the identity). Long reductions are split into chunks whose partial results go to
+// `workspace` (reduce_workspace_bytes() of it; nullptr when that is 0), then combined in
+// chunk order: the result depends on the shape only.
+bool launch_reduce_contiguous(ReduceOp op, Element type, const void* x, void* y, std::int64_t outer,
+                              std::int64_t count, std::int64_t inner, void* workspace, void* stream);
+std::int64_t reduce_workspace_bytes(ReduceOp op, Element type, std::int64_t outer, std::int64_t count,
+                                    std::int64_t inner);
+// Any set of axes: y[k] = op over r < count of x[offset_kept(k) + offset_reduced(r)], where
+// kept walks the outputs and reduced the reduced elements of one output (one operand each).
+bool launch_reduce_general(ReduceOp op, Element type, const void* x, void* y, std::int64_t outputs,
+                           const Walk<1>& kept, std::int64_t count, const Walk<1>& reduced, void* stream);
+
+// --- shape.cu ------------------------------------------------------------------------------
+
+// y[y_base + offset_1(i)] = x[x_base + offset_0(i)] for i < n, elements of `element_size`
+// bytes (1, 4 or 8). Offsets are in elements.
+bool launch_copy(int element_size, const void* x, std::int64_t x_base, void* y, std::int64_t y_base, std::int64_t n,
+                 const Walk<2>& walk, void* stream);
+
+// --- indexing.cu ---------------------------------------------------------------------------
+
+// *first = min(*first, p) for every p < m with ids[p] outside [0, n). The caller sets *first to
+// ~0 beforehand. index_type is i32 or i64.
+bool launch_check_indices(Element index_type, const void* ids, std::int64_t m, std::int64_t n,
+                          unsigned long long* first, void* stream);
+// gather: y[o, p, j] = x[o, ids[p], j] with x [outer, n, inner], ids [m], y [outer, m, inner].
+bool launch_gather(int element_size, Element index_type, const void* x, const void* ids, void* y, std::int64_t outer,
+                   std::int64_t n, std::int64_t m, std::int64_t inner, void* stream);
+// scatter_add: y[o, ids[p], j] += u[o, p, j] with y [outer, n, inner] (already holding the
+// target), u [outer, m, inner]. Atomic adds: floating sums come in no fixed order.
+bool launch_scatter_add(Element type, Element index_type, const void* ids, const void* u, void* y, std::int64_t outer,
+                        std::int64_t n, std::int64_t m, std::int64_t inner, void* stream);
+// where: y[i] = cond[offset_0(i)] ? a[offset_1(i)] : b[offset_2(i)] for i < n.
+bool launch_where(int element_size, const void* cond, const void* a, const void* b, void* y, std::int64_t n,
+                  const Walk<3>& walk, void* stream);
+
+// --- creation.cu ---------------------------------------------------------------------------
+
+// y[i] = convert<to>(x[i]) with the CPU backend's rules (ops/creation.h, cast()).
+bool launch_cast(Element from, Element to, const void* x, void* y, std::int64_t n, void* stream);
+// y[i] = convert<type>(value).
+bool launch_fill(Element type, double value, void* y, std::int64_t n, void* stream);
+// y[i] = (i / inner) mod extent: the index along an axis of extent `extent` with `inner`
+// elements after it.
+bool launch_iota(Element type, void* y, std::int64_t n, std::int64_t extent, std::int64_t inner, void* stream);
+// y[i] = low + (high - low)·U(seed, stream_id + *step, i) and mean + stddev·N(...), with the
+// Philox streams of core/philox.h; `step` is a device pointer to one i64, or nullptr.
+bool launch_random_uniform(Element type, void* y, std::int64_t n, std::uint64_t seed, std::uint64_t stream_id,
+                           const std::int64_t* step, double low, double high, void* stream);
+bool launch_random_normal(Element type, void* y, std::int64_t n, std::uint64_t seed, std::uint64_t stream_id,
+                          const std::int64_t* step, double mean, double stddev, void* stream);
+
+// --- attention.cu --------------------------------------------------------------------------
+
+// The sizes of one fused attention node (ops/attention.h): `batch` items of q [Tq,D],
+// k [Tk,D], v [Tk,Dv]; the mask (optional) entry of item b, query i, key j is at
+//   Σ_dim index_dim(b)·mask_batch_strides[dim] + i·mask_row_stride + j·mask_column_stride
+// with b's digits taken in base batch_dims.
+struct AttentionShape {
+  std::int64_t batch = 1, tq = 0, tk = 0, d = 0, dv = 0;
+  double scale = 1;
+  bool causal = false;
+  int batch_rank = 0;
+  std::int64_t batch_dims[kMaxDims] = {};
+  std::int64_t mask_batch_strides[kMaxDims] = {};
+  std::int64_t mask_row_stride = 0, mask_column_stride = 0;
+};
+
+// Bytes of shared memory one warp of the attention kernels needs; the host refuses head dims
+// whose need exceeds what a block may have (48 KiB).
+std::int64_t attention_shared_bytes_per_warp(Element type, std::int64_t d, std::int64_t dv);
+
+// o [batch, Tq, Dv] and lse [batch, Tq]. mask may be nullptr.
+bool launch_attention_forward(Element type, const AttentionShape& shape, const void* q, const void* k, const void* v,
+                              const void* mask, void* o, void* lse, void* stream);
+// dq, dk, dv from q, k, v, mask, o, lse and d_o; `delta` is scratch for batch·Tq elements.
+bool launch_attention_backward(Element type, const AttentionShape& shape, const void* q, const void* k,
+                               const void* v, const void* mask, const void* o, const void* lse, const void* d_o,
+                               void* delta, void* dq, void* dk, void* dv, void* stream);
 
 }  // namespace fovea::cuda_backend

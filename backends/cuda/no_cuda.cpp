@@ -5,9 +5,18 @@
 
 namespace fovea {
 
+namespace {
+constexpr const char* kNoCuda = "this build of Fovea has no CUDA backend (nvcc was not found or FOVEA_ENABLE_CUDA=OFF)";
+}
+
 bool cuda_available(std::string* reason) {
-  if (reason) *reason = "this build of Fovea has no CUDA backend (nvcc was not found or FOVEA_ENABLE_CUDA=OFF)";
+  if (reason) *reason = kNoCuda;
   return false;
+}
+
+std::shared_ptr<Backend> cuda(int device) {
+  (void)device;
+  throw Error(std::string("fovea::cuda(): ") + kNoCuda);
 }
 
 }  // namespace fovea

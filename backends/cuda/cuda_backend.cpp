@@ -1,0 +1,219 @@
+// The CUDA backend's memory, stream, cuBLAS handle and persistent copies (cuda_backend.h).
+#include "fovea/backends/cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <iterator>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "fovea/backends/cuda/kernels.h"
+
+namespace fovea {
+
+namespace {
+
+cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
+
+// Throws fovea::Error when a CUDA runtime call failed.
+void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) throw Error(fmt::format("CUDA: {} failed: {}", what, cudaGetErrorString(status)));
+}
+
+void check(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS) throw Error(fmt::format("cuBLAS: {} failed: {}", what, cublasGetStatusString(status)));
+}
+
+// Every device buffer the backends hand out, by address: how a kernel, which is told nothing
+// but pointers, finds the backend (and so the stream) that owns its memory. It is never
+// destroyed, so that buffers freed during the process's exit still find it.
+class Regions {
+ public:
+  static Regions& instance() {
+    static Regions* regions = new Regions;
+    return *regions;
+  }
+  void add(const std::byte* begin, std::size_t bytes, CudaBackend* owner) {
+    const std::lock_guard lock(mutex_);
+    regions_[begin] = {begin + bytes, owner};
+  }
+  void remove(const std::byte* begin) {
+    const std::lock_guard lock(mutex_);
+    regions_.erase(begin);
+  }
+  CudaBackend* owner(const std::byte* p) {
+    const std::lock_guard lock(mutex_);
+    auto it = regions_.upper_bound(p);
+    if (it == regions_.begin()) return nullptr;
+    --it;
+    return p < it->second.end ? it->second.owner : nullptr;
+  }
+
+ private:
+  struct Region {
+    const std::byte* end;
+    CudaBackend* owner;
+  };
+  std::mutex mutex_;
+  std::map<const std::byte*, Region> regions_;
+};
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device) : ordinal_(device) {
+  make_current();
+  cudaStream_t stream = nullptr;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  stream_ = stream;
+  cublasHandle_t handle = nullptr;
+  check(cublasCreate(&handle), "cublasCreate");
+  blas_ = handle;
+  check(cublasSetStream(handle, stream), "cublasSetStream");
+  set_allow_tf32(false);
+  failure_ = allocate(sizeof(unsigned long long));
+  cuda_backend::register_elementwise_kernels(kernels_);
+  cuda_backend::register_reduce_kernels(kernels_);
+  cuda_backend::register_matmul_kernels(kernels_);
+  cuda_backend::register_shape_kernels(kernels_);
+  cuda_backend::register_indexing_kernels(kernels_);
+  cuda_backend::register_creation_kernels(kernels_);
+  cuda_backend::register_state_kernels(kernels_);
+  cuda_backend::register_attention_kernels(kernels_);
+}
+
+CudaBackend::~CudaBackend() {
+  // Errors are ignored: there is nobody to report them to.
+  cudaSetDevice(ordinal_);
+  cudaStreamSynchronize(as_stream(stream_));
+  persistent_.clear();
+  workspace_.reset();
+  failure_.reset();
+  cublasDestroy(static_cast<cublasHandle_t>(blas_));
+  cudaStreamDestroy(as_stream(stream_));
+}
+
+void CudaBackend::make_current() const {
+  int current = -1;
+  check(cudaGetDevice(&current), "cudaGetDevice");
+  if (current != ordinal_) check(cudaSetDevice(ordinal_), "cudaSetDevice");
+}
+
+std::shared_ptr<std::byte[]> CudaBackend::allocate(std::size_t bytes) {
+  make_current();
+  // At least one byte, so that every buffer has an address of its own in the region map.
+  // cudaMalloc aligns to 256 bytes, more than the 64 the interface promises.
+  void* p = nullptr;
+  check(cudaMalloc(&p, bytes == 0 ? 1 : bytes), "cudaMalloc");
+  auto* begin = static_cast<std::byte*>(p);
+  Regions::instance().add(begin, bytes == 0 ? 1 : bytes, this);
+  return std::shared_ptr<std::byte[]>(begin, [](std::byte* q) {
+    Regions::instance().remove(q);
+    cudaFree(q);  // an error here (the runtime already unloaded at exit) cannot be reported
+  });
+}
+
+void CudaBackend::copy_from_host(std::byte* dst, const std::byte* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  make_current();
+  // From pageable memory this returns once `src` has been staged: the caller may free it.
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, as_stream(stream_)), "cudaMemcpyAsync to the device");
+}
+
+void CudaBackend::copy_to_host(std::byte* dst, const std::byte* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  make_current();
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream_)), "cudaMemcpyAsync to the host");
+  synchronize();
+}
+
+void CudaBackend::synchronize() {
+  make_current();
+  check(cudaStreamSynchronize(as_stream(stream_)), "running the kernels (cudaStreamSynchronize)");
+}
+
+std::byte* CudaBackend::persistent_copy(const Tensor& host) {
+  const std::lock_guard lock(persistent_mutex_);
+  // Copies whose host tensor nobody else holds any more belong to graphs that are gone; their
+  // addresses may be reused by new tensors, so they are dropped before looking one up.
+  for (auto it = persistent_.begin(); it != persistent_.end();)
+    it = it->second.host.is_unique() ? persistent_.erase(it) : std::next(it);
+  if (auto it = persistent_.find(host.raw()); it != persistent_.end()) return it->second.copy.get();
+  Persistent entry{host, allocate(host.nbytes())};
+  copy_from_host(entry.copy.get(), host.raw(), host.nbytes());
+  std::byte* copy = entry.copy.get();
+  persistent_.emplace(host.raw(), std::move(entry));
+  return copy;
+}
+
+void CudaBackend::pull(const Tensor& host) {
+  const std::lock_guard lock(persistent_mutex_);
+  if (auto it = persistent_.find(host.raw()); it != persistent_.end())
+    copy_to_host(const_cast<std::byte*>(host.raw()), it->second.copy.get(), host.nbytes());
+}
+
+void CudaBackend::push(const Tensor& host) {
+  const std::lock_guard lock(persistent_mutex_);
+  if (auto it = persistent_.find(host.raw()); it != persistent_.end())
+    copy_from_host(it->second.copy.get(), host.raw(), host.nbytes());
+}
+
+void CudaBackend::set_allow_tf32(bool allow) {
+  make_current();
+  check(cublasSetMathMode(static_cast<cublasHandle_t>(blas_), allow ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+        "cublasSetMathMode");
+  allow_tf32_ = allow;
+}
+
+CudaBackend& CudaBackend::of(const KernelContext& ctx) {
+  std::size_t k = 0;
+  while (k + 1 < ctx.outputs.size() && ctx.out(k).numel() == 0) ++k;
+  CudaBackend* owner = Regions::instance().owner(ctx.out(k).data);
+  if (!owner) ctx.fail("internal error: the output of a CUDA kernel is not in memory allocated by a CUDA backend");
+  owner->make_current();
+  return *owner;
+}
+
+void* CudaBackend::workspace(std::size_t bytes) {
+  if (bytes > workspace_bytes_) {
+    synchronize();  // kernels still running may use the old one
+    workspace_.reset();
+    workspace_ = allocate(bytes);
+    workspace_bytes_ = bytes;
+  }
+  return workspace_.get();
+}
+
+unsigned long long* CudaBackend::reset_failure() {
+  auto* word = reinterpret_cast<unsigned long long*>(failure_.get());
+  check(cudaMemsetAsync(word, 0xFF, sizeof(unsigned long long), as_stream(stream_)), "cudaMemsetAsync");
+  return word;
+}
+
+std::int64_t CudaBackend::read_failure() {
+  unsigned long long word = 0;
+  copy_to_host(reinterpret_cast<std::byte*>(&word), failure_.get(), sizeof word);
+  return word == ~0ull ? -1 : static_cast<std::int64_t>(word);
+}
+
+std::shared_ptr<Backend> cuda(int device) {
+  std::string reason;
+  if (!cuda_available(&reason)) throw Error("fovea::cuda(): no CUDA backend: " + reason);
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (device < 0 || device >= count)
+    throw Error(fmt::format("fovea::cuda({}): no such device ({} CUDA device{} visible)", device, count,
+                            count == 1 ? " is" : "s are"));
+  // One backend per device for the whole process, never destroyed: buffers freed at exit
+  // still find it, and no CUDA call runs after the runtime has shut down.
+  static std::mutex mutex;
+  static auto* backends = new std::vector<std::shared_ptr<Backend>>();
+  const std::lock_guard lock(mutex);
+  if (backends->size() < static_cast<std::size_t>(count)) backends->resize(static_cast<std::size_t>(count));
+  auto& backend = (*backends)[static_cast<std::size_t>(device)];
+  if (!backend) backend = std::make_shared<CudaBackend>(device);
+  return backend;
+}
+
+}  // namespace fovea

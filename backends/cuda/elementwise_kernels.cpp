@@ -1,0 +1,98 @@
+// CUDA kernels for the elementwise ops, host side (the device side is elementwise.cu):
+//
+//   unary:   y[i] = f(x[i])
+//   binary:  y[i] = f(a[i'], b[i''])   with NumPy broadcasting: i', i'' walk a and b with
+//                                      stride 0 along their broadcast dims (kernels.h, make_walk)
+//
+// The same (op, dtype) pairs as the CPU backend, over the same functors (ops/functors.h).
+#include "fovea/backends/cuda/kernels.h"
+
+namespace fovea::cuda_backend {
+
+namespace {
+
+template <UnaryOp Op>
+void unary_kernel(const KernelContext& ctx) {
+  const std::int64_t n = ctx.out().numel();
+  if (n == 0) return;
+  CudaBackend& gpu = CudaBackend::of(ctx);
+  check_launch(ctx, launch_unary(Op, element(ctx.in(0).type.dtype), ctx.in(0).data, ctx.out().data, n, gpu.stream()),
+               ctx.node->op->name);
+}
+
+void launch_binary_on(const KernelContext& ctx, CudaBackend& gpu, BinaryOp op) {
+  const TensorArg &a = ctx.in(0), &b = ctx.in(1), &y = ctx.out();
+  const Walk<2> walk =
+      make_walk<2>(ctx, y.shape().dims(), {broadcast_strides(a.shape(), y.shape()), broadcast_strides(b.shape(), y.shape())});
+  check_launch(ctx, launch_binary(op, element(a.type.dtype), a.data, b.data, y.data, y.numel(), walk, gpu.stream()),
+               ctx.node->op->name);
+}
+
+template <BinaryOp Op>
+void binary_kernel(const KernelContext& ctx) {
+  if (ctx.out().numel() == 0) return;
+  launch_binary_on(ctx, CudaBackend::of(ctx), Op);
+}
+
+// Integer division by a zero would give garbage on the GPU (and is undefined in C++): every
+// divisor is checked on the device first, and the verdict read back, as the CPU does.
+void checked_integer_div_kernel(const KernelContext& ctx) {
+  if (ctx.out().numel() == 0) return;
+  CudaBackend& gpu = CudaBackend::of(ctx);
+  const TensorArg& b = ctx.in(1);
+  check_launch(ctx, launch_find_zero(element(b.type.dtype), b.data, b.numel(), gpu.reset_failure(), gpu.stream()),
+               "div's divisor check");
+  if (gpu.read_failure() >= 0) ctx.fail("integer division by zero");
+  launch_binary_on(ctx, gpu, BinaryOp::div);
+}
+
+template <UnaryOp Op>
+void add_unary(KernelRegistry& r, std::string_view op, std::initializer_list<DType> dtypes) {
+  for (DType t : dtypes) r.add(op, t, &unary_kernel<Op>);
+}
+
+template <BinaryOp Op>
+void add_binary(KernelRegistry& r, std::string_view op, std::initializer_list<DType> dtypes) {
+  for (DType t : dtypes) r.add(op, t, &binary_kernel<Op>);
+}
+
+constexpr auto kNumeric = {DType::f32, DType::f64, DType::i32, DType::i64};
+constexpr auto kFloating = {DType::f32, DType::f64};
+constexpr auto kAll = {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean};
+
+}  // namespace
+
+void register_elementwise_kernels(KernelRegistry& r) {
+  add_unary<UnaryOp::neg>(r, "neg", kNumeric);
+  add_unary<UnaryOp::abs>(r, "abs", kNumeric);
+  add_unary<UnaryOp::relu>(r, "relu", kNumeric);
+  add_unary<UnaryOp::exp>(r, "exp", kFloating);
+  add_unary<UnaryOp::log>(r, "log", kFloating);
+  add_unary<UnaryOp::sqrt>(r, "sqrt", kFloating);
+  add_unary<UnaryOp::rsqrt>(r, "rsqrt", kFloating);
+  add_unary<UnaryOp::tanh>(r, "tanh", kFloating);
+  add_unary<UnaryOp::sigmoid>(r, "sigmoid", kFloating);
+  add_unary<UnaryOp::sin>(r, "sin", kFloating);
+  add_unary<UnaryOp::cos>(r, "cos", kFloating);
+  add_unary<UnaryOp::logical_not>(r, "logical_not", {DType::boolean});
+
+  add_binary<BinaryOp::add>(r, "add", kNumeric);
+  add_binary<BinaryOp::sub>(r, "sub", kNumeric);
+  add_binary<BinaryOp::mul>(r, "mul", kNumeric);
+  add_binary<BinaryOp::div>(r, "div", kFloating);
+  r.add("div", DType::i32, &checked_integer_div_kernel);
+  r.add("div", DType::i64, &checked_integer_div_kernel);
+  add_binary<BinaryOp::pow>(r, "pow", kFloating);
+  add_binary<BinaryOp::maximum>(r, "maximum", kNumeric);
+  add_binary<BinaryOp::minimum>(r, "minimum", kNumeric);
+  add_binary<BinaryOp::equal>(r, "equal", kAll);
+  add_binary<BinaryOp::not_equal>(r, "not_equal", kAll);
+  add_binary<BinaryOp::less>(r, "less", kAll);
+  add_binary<BinaryOp::less_equal>(r, "less_equal", kAll);
+  add_binary<BinaryOp::greater>(r, "greater", kAll);
+  add_binary<BinaryOp::greater_equal>(r, "greater_equal", kAll);
+  add_binary<BinaryOp::logical_and>(r, "logical_and", {DType::boolean});
+  add_binary<BinaryOp::logical_or>(r, "logical_or", {DType::boolean});
+}
+
+}  // namespace fovea::cuda_backend
