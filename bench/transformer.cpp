@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fovea/fovea.h>
+#include <CLI/CLI.hpp>
 
 #include "report.h"
 
@@ -142,8 +142,11 @@ Measurement gpt_step(const Config& c, int warmup, int steps) {
   const Tensor x = token_ids(c.batch, c.seq, c.vocab, 4), y = token_ids(c.batch, c.seq, c.vocab, 5);
   std::int64_t counter = 0;
   Measurement m;
-  m.ms_per_step =
-      median_ms([&] { exe.run({{ids, x}, {next, y}, {step_number, Tensor::scalar(counter++)}}); }, warmup, steps);
+  m.ms_per_step = median_ms(
+      [&] {
+        exe.run({{ids, x}, {next, y}, {step_number, Tensor::scalar(counter++)}});
+      },
+      warmup, steps);
   m.examples_per_second = 1000.0 * static_cast<double>(c.batch) / m.ms_per_step;
   m.tokens_per_second = 1000.0 * static_cast<double>(c.batch * c.seq) / m.ms_per_step;
   m.planned_peak_bytes = exe.planned_peak_bytes();
@@ -153,8 +156,8 @@ Measurement gpt_step(const Config& c, int warmup, int steps) {
 }
 
 void print(const char* model, const Config& c, const Measurement& m) {
-  std::printf("%-10s %-5s %s params, %5zu nodes: %9.2f ms/step  %8.1f examples/s  %9s tokens/s  peak %7.2f MB\n",
-              model, c.name.c_str(), fovea::with_thousands(m.parameters).c_str(), m.nodes, m.ms_per_step,
+  std::printf("%-10s %-5s %s params, %5zu nodes: %9.2f ms/step  %8.1f examples/s  %9s tokens/s  peak %7.2f MB\n", model,
+              c.name.c_str(), fovea::with_thousands(m.parameters).c_str(), m.nodes, m.ms_per_step,
               m.examples_per_second, fovea::with_thousands(static_cast<std::int64_t>(m.tokens_per_second)).c_str(),
               static_cast<double>(m.planned_peak_bytes) / 1e6);
 }

@@ -25,7 +25,7 @@ using Feeds = std::vector<std::pair<Value, Tensor>>;
 struct CompileOptions {
   // assign nodes (ops/state.h) to run after everything else at every run: the optimizer's
   // updates of a training step. Their outputs are not returned.
-  std::vector<Value> updates;
+  std::vector<Value> updates = {};
   // Reject floating-point feeds that hold NaN or ±inf (a corrupt batch) with an error naming
   // the placeholder and the first bad element, before anything runs. Costs one pass over
   // each feed per run; turn it off for the last few percent of speed.

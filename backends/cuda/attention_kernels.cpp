@@ -30,9 +30,10 @@ AttentionShape shape_of(const KernelContext& ctx, bool has_mask) {
   const Element type = element(ctx.in(0).type.dtype);
   const std::int64_t shared = attention_shared_bytes_per_warp(type, a.d, a.dv);
   if (shared > 48 * 1024)
-    ctx.fail(fmt::format("head dims D={} and Dv={} need {} bytes of shared memory per warp in the CUDA fused "
-                         "attention, more than the 48 KiB a block may have",
-                         a.d, a.dv, shared));
+    ctx.fail(
+        fmt::format("head dims D={} and Dv={} need {} bytes of shared memory per warp in the CUDA fused "
+                    "attention, more than the 48 KiB a block may have",
+                    a.d, a.dv, shared));
   if (!has_mask) return a;
   std::vector<std::int64_t> score_dims(sq.begin(), sq.end() - 1);  // the scores: [..., Tq, Tk]
   score_dims.push_back(a.tk);
@@ -49,11 +50,11 @@ void fused_attention_kernel(const KernelContext& ctx) {
   CudaBackend& gpu = CudaBackend::of(ctx);
   const bool has_mask = ctx.inputs.size() == 4;
   const AttentionShape a = shape_of(ctx, has_mask);
-  check_launch(ctx,
-               launch_attention_forward(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data,
-                                        ctx.in(2).data, has_mask ? ctx.in(3).data : nullptr, ctx.out(0).data,
-                                        ctx.out(1).data, gpu.stream()),
-               "fused_attention");
+  check_launch(
+      ctx,
+      launch_attention_forward(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
+                               has_mask ? ctx.in(3).data : nullptr, ctx.out(0).data, ctx.out(1).data, gpu.stream()),
+      "fused_attention");
 }
 
 // Inputs (q, k, v, [mask], o, lse, d_o); outputs (dq, dk, dv).

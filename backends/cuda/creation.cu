@@ -99,9 +99,14 @@ enum class Types { all, numeric, floating };
 template <Types allowed, typename F>
 bool with_type(Element t, F&& f) {
   switch (t) {
-    case Element::f32: f(float{}); return true;
-    case Element::f64: f(double{}); return true;
-    default: break;
+    case Element::f32:
+      f(float{});
+      return true;
+    case Element::f64:
+      f(double{});
+      return true;
+    default:
+      break;
   }
   if constexpr (allowed != Types::floating) {
     if (t == Element::i32) {

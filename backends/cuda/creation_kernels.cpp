@@ -12,8 +12,8 @@ void cast_kernel(const KernelContext& ctx) {
   if (n == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   check_launch(ctx,
-               launch_cast(element(ctx.in(0).type.dtype), element(ctx.out().type.dtype), ctx.in(0).data,
-                           ctx.out().data, n, gpu.stream()),
+               launch_cast(element(ctx.in(0).type.dtype), element(ctx.out().type.dtype), ctx.in(0).data, ctx.out().data,
+                           n, gpu.stream()),
                "cast");
 }
 
@@ -22,10 +22,9 @@ void fill_kernel(const KernelContext& ctx) {
   const std::int64_t n = ctx.out().numel();
   if (n == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  check_launch(ctx,
-               launch_fill(element(ctx.out().type.dtype), ctx.attrs().get_float("value"), ctx.out().data, n,
-                           gpu.stream()),
-               "fill");
+  check_launch(
+      ctx, launch_fill(element(ctx.out().type.dtype), ctx.attrs().get_float("value"), ctx.out().data, n, gpu.stream()),
+      "fill");
 }
 
 // iota: y[o, k, j] = k along the axis

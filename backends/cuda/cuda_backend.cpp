@@ -23,7 +23,8 @@ void check(cudaError_t status, const char* what) {
 }
 
 void check(cublasStatus_t status, const char* what) {
-  if (status != CUBLAS_STATUS_SUCCESS) throw Error(fmt::format("cuBLAS: {} failed: {}", what, cublasGetStatusString(status)));
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw Error(fmt::format("cuBLAS: {} failed: {}", what, cublasGetStatusString(status)));
 }
 
 // Every device buffer the backends hand out, by address: how a kernel, which is told nothing
@@ -167,10 +168,12 @@ void CudaBackend::set_allow_tf32(bool allow) {
 }
 
 CudaBackend& CudaBackend::of(const KernelContext& ctx) {
-  std::size_t k = 0;
-  while (k + 1 < ctx.outputs.size() && ctx.out(k).numel() == 0) ++k;
-  CudaBackend* owner = Regions::instance().owner(ctx.out(k).data);
-  if (!owner) ctx.fail("internal error: the output of a CUDA kernel is not in memory allocated by a CUDA backend");
+  const TensorArg* memory = nullptr;
+  for (auto args : {ctx.outputs, ctx.inputs})
+    for (const TensorArg& arg : args)
+      if (!memory && arg.numel() > 0) memory = &arg;
+  CudaBackend* owner = memory ? Regions::instance().owner(memory->data) : nullptr;
+  if (!owner) ctx.fail("internal error: a CUDA kernel's operands are not in memory allocated by a CUDA backend");
   owner->make_current();
   return *owner;
 }

@@ -62,7 +62,8 @@ class CudaBackend final : public Backend {
   bool allow_tf32() const { return allow_tf32_; }
 
   // --- For the kernels (backends/cuda/*_kernels.cpp) -----------------------------------------
-  // The backend owning the memory of ctx's first non-empty output, made the current device.
+  // The backend owning the memory of ctx's first non-empty output (or input, when every output
+  // is empty), made the current device.
   static CudaBackend& of(const KernelContext& ctx);
   void* stream() const { return stream_; }  // cudaStream_t
   void* blas() const { return blas_; }      // cublasHandle_t

@@ -55,8 +55,7 @@ struct BinaryArgs {
 
 template <typename T, typename F>
 bool unary_as(const UnaryArgs& p) {
-  unary_kernel<T, F><<<blocks_for(p.n), kThreads, 0, p.stream>>>(static_cast<const T*>(p.x), static_cast<T*>(p.y),
-                                                                  p.n);
+  unary_kernel<T, F><<<blocks_for(p.n), kThreads, 0, p.stream>>>(static_cast<const T*>(p.x), static_cast<T*>(p.y), p.n);
   return true;
 }
 
@@ -71,40 +70,56 @@ bool binary_as(const BinaryArgs& p) {
 template <typename F>
 bool unary_numeric(Element t, const UnaryArgs& p) {
   switch (t) {
-    case Element::f32: return unary_as<float, F>(p);
-    case Element::f64: return unary_as<double, F>(p);
-    case Element::i32: return unary_as<std::int32_t, F>(p);
-    case Element::i64: return unary_as<std::int64_t, F>(p);
-    default: return false;
+    case Element::f32:
+      return unary_as<float, F>(p);
+    case Element::f64:
+      return unary_as<double, F>(p);
+    case Element::i32:
+      return unary_as<std::int32_t, F>(p);
+    case Element::i64:
+      return unary_as<std::int64_t, F>(p);
+    default:
+      return false;
   }
 }
 
 template <typename F>
 bool unary_floating(Element t, const UnaryArgs& p) {
   switch (t) {
-    case Element::f32: return unary_as<float, F>(p);
-    case Element::f64: return unary_as<double, F>(p);
-    default: return false;
+    case Element::f32:
+      return unary_as<float, F>(p);
+    case Element::f64:
+      return unary_as<double, F>(p);
+    default:
+      return false;
   }
 }
 
 template <typename F>
 bool binary_numeric(Element t, const BinaryArgs& p) {
   switch (t) {
-    case Element::f32: return binary_as<float, float, F>(p);
-    case Element::f64: return binary_as<double, double, F>(p);
-    case Element::i32: return binary_as<std::int32_t, std::int32_t, F>(p);
-    case Element::i64: return binary_as<std::int64_t, std::int64_t, F>(p);
-    default: return false;
+    case Element::f32:
+      return binary_as<float, float, F>(p);
+    case Element::f64:
+      return binary_as<double, double, F>(p);
+    case Element::i32:
+      return binary_as<std::int32_t, std::int32_t, F>(p);
+    case Element::i64:
+      return binary_as<std::int64_t, std::int64_t, F>(p);
+    default:
+      return false;
   }
 }
 
 template <typename F>
 bool binary_floating(Element t, const BinaryArgs& p) {
   switch (t) {
-    case Element::f32: return binary_as<float, float, F>(p);
-    case Element::f64: return binary_as<double, double, F>(p);
-    default: return false;
+    case Element::f32:
+      return binary_as<float, float, F>(p);
+    case Element::f64:
+      return binary_as<double, double, F>(p);
+    default:
+      return false;
   }
 }
 
@@ -112,11 +127,16 @@ bool binary_floating(Element t, const BinaryArgs& p) {
 template <typename F>
 bool comparison(Element t, const BinaryArgs& p) {
   switch (t) {
-    case Element::f32: return binary_as<float, std::uint8_t, F>(p);
-    case Element::f64: return binary_as<double, std::uint8_t, F>(p);
-    case Element::i32: return binary_as<std::int32_t, std::uint8_t, F>(p);
-    case Element::i64: return binary_as<std::int64_t, std::uint8_t, F>(p);
-    case Element::boolean: return binary_as<std::uint8_t, std::uint8_t, F>(p);
+    case Element::f32:
+      return binary_as<float, std::uint8_t, F>(p);
+    case Element::f64:
+      return binary_as<double, std::uint8_t, F>(p);
+    case Element::i32:
+      return binary_as<std::int32_t, std::uint8_t, F>(p);
+    case Element::i64:
+      return binary_as<std::int64_t, std::uint8_t, F>(p);
+    case Element::boolean:
+      return binary_as<std::uint8_t, std::uint8_t, F>(p);
   }
   return false;
 }
@@ -132,18 +152,30 @@ bool launch_unary(UnaryOp op, Element type, const void* x, void* y, std::int64_t
   if (n == 0) return true;
   const UnaryArgs p{x, y, n, as_stream(stream)};
   switch (op) {
-    case UnaryOp::neg: return unary_numeric<fn::Neg>(type, p);
-    case UnaryOp::abs: return unary_numeric<fn::Abs>(type, p);
-    case UnaryOp::relu: return unary_numeric<fn::Relu>(type, p);
-    case UnaryOp::exp: return unary_floating<fn::Exp>(type, p);
-    case UnaryOp::log: return unary_floating<fn::Log>(type, p);
-    case UnaryOp::sqrt: return unary_floating<fn::Sqrt>(type, p);
-    case UnaryOp::rsqrt: return unary_floating<fn::Rsqrt>(type, p);
-    case UnaryOp::tanh: return unary_floating<fn::Tanh>(type, p);
-    case UnaryOp::sigmoid: return unary_floating<fn::Sigmoid>(type, p);
-    case UnaryOp::sin: return unary_floating<fn::Sin>(type, p);
-    case UnaryOp::cos: return unary_floating<fn::Cos>(type, p);
-    case UnaryOp::logical_not: return type == Element::boolean && unary_as<std::uint8_t, fn::LogicalNot>(p);
+    case UnaryOp::neg:
+      return unary_numeric<fn::Neg>(type, p);
+    case UnaryOp::abs:
+      return unary_numeric<fn::Abs>(type, p);
+    case UnaryOp::relu:
+      return unary_numeric<fn::Relu>(type, p);
+    case UnaryOp::exp:
+      return unary_floating<fn::Exp>(type, p);
+    case UnaryOp::log:
+      return unary_floating<fn::Log>(type, p);
+    case UnaryOp::sqrt:
+      return unary_floating<fn::Sqrt>(type, p);
+    case UnaryOp::rsqrt:
+      return unary_floating<fn::Rsqrt>(type, p);
+    case UnaryOp::tanh:
+      return unary_floating<fn::Tanh>(type, p);
+    case UnaryOp::sigmoid:
+      return unary_floating<fn::Sigmoid>(type, p);
+    case UnaryOp::sin:
+      return unary_floating<fn::Sin>(type, p);
+    case UnaryOp::cos:
+      return unary_floating<fn::Cos>(type, p);
+    case UnaryOp::logical_not:
+      return type == Element::boolean && unary_as<std::uint8_t, fn::LogicalNot>(p);
   }
   return false;
 }
@@ -153,21 +185,36 @@ bool launch_binary(BinaryOp op, Element type, const void* a, const void* b, void
   if (n == 0) return true;
   const BinaryArgs p{a, b, y, n, walk, as_stream(stream)};
   switch (op) {
-    case BinaryOp::add: return binary_numeric<fn::Add>(type, p);
-    case BinaryOp::sub: return binary_numeric<fn::Sub>(type, p);
-    case BinaryOp::mul: return binary_numeric<fn::Mul>(type, p);
-    case BinaryOp::div: return binary_numeric<fn::Div>(type, p);
-    case BinaryOp::pow: return binary_floating<fn::Pow>(type, p);
-    case BinaryOp::maximum: return binary_numeric<fn::Maximum>(type, p);
-    case BinaryOp::minimum: return binary_numeric<fn::Minimum>(type, p);
-    case BinaryOp::equal: return comparison<fn::Equal>(type, p);
-    case BinaryOp::not_equal: return comparison<fn::NotEqual>(type, p);
-    case BinaryOp::less: return comparison<fn::Less>(type, p);
-    case BinaryOp::less_equal: return comparison<fn::LessEqual>(type, p);
-    case BinaryOp::greater: return comparison<fn::Greater>(type, p);
-    case BinaryOp::greater_equal: return comparison<fn::GreaterEqual>(type, p);
-    case BinaryOp::logical_and: return logical<fn::LogicalAnd>(type, p);
-    case BinaryOp::logical_or: return logical<fn::LogicalOr>(type, p);
+    case BinaryOp::add:
+      return binary_numeric<fn::Add>(type, p);
+    case BinaryOp::sub:
+      return binary_numeric<fn::Sub>(type, p);
+    case BinaryOp::mul:
+      return binary_numeric<fn::Mul>(type, p);
+    case BinaryOp::div:
+      return binary_numeric<fn::Div>(type, p);
+    case BinaryOp::pow:
+      return binary_floating<fn::Pow>(type, p);
+    case BinaryOp::maximum:
+      return binary_numeric<fn::Maximum>(type, p);
+    case BinaryOp::minimum:
+      return binary_numeric<fn::Minimum>(type, p);
+    case BinaryOp::equal:
+      return comparison<fn::Equal>(type, p);
+    case BinaryOp::not_equal:
+      return comparison<fn::NotEqual>(type, p);
+    case BinaryOp::less:
+      return comparison<fn::Less>(type, p);
+    case BinaryOp::less_equal:
+      return comparison<fn::LessEqual>(type, p);
+    case BinaryOp::greater:
+      return comparison<fn::Greater>(type, p);
+    case BinaryOp::greater_equal:
+      return comparison<fn::GreaterEqual>(type, p);
+    case BinaryOp::logical_and:
+      return logical<fn::LogicalAnd>(type, p);
+    case BinaryOp::logical_or:
+      return logical<fn::LogicalOr>(type, p);
   }
   return false;
 }
@@ -176,12 +223,15 @@ bool launch_find_zero(Element type, const void* b, std::int64_t n, unsigned long
   if (n == 0) return true;
   switch (type) {
     case Element::i32:
-      find_zero_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<const std::int32_t*>(b), n, first);
+      find_zero_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<const std::int32_t*>(b), n,
+                                                                          first);
       return true;
     case Element::i64:
-      find_zero_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<const std::int64_t*>(b), n, first);
+      find_zero_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<const std::int64_t*>(b), n,
+                                                                          first);
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 

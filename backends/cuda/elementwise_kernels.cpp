@@ -22,8 +22,8 @@ void unary_kernel(const KernelContext& ctx) {
 
 void launch_binary_on(const KernelContext& ctx, CudaBackend& gpu, BinaryOp op) {
   const TensorArg &a = ctx.in(0), &b = ctx.in(1), &y = ctx.out();
-  const Walk<2> walk =
-      make_walk<2>(ctx, y.shape().dims(), {broadcast_strides(a.shape(), y.shape()), broadcast_strides(b.shape(), y.shape())});
+  const Walk<2> walk = make_walk<2>(ctx, y.shape().dims(),
+                                    {broadcast_strides(a.shape(), y.shape()), broadcast_strides(b.shape(), y.shape())});
   check_launch(ctx, launch_binary(op, element(a.type.dtype), a.data, b.data, y.data, y.numel(), walk, gpu.stream()),
                ctx.node->op->name);
 }
@@ -37,13 +37,13 @@ void binary_kernel(const KernelContext& ctx) {
 // Integer division by a zero would give garbage on the GPU (and is undefined in C++): every
 // divisor is checked on the device first, and the verdict read back, as the CPU does.
 void checked_integer_div_kernel(const KernelContext& ctx) {
-  if (ctx.out().numel() == 0) return;
-  CudaBackend& gpu = CudaBackend::of(ctx);
   const TensorArg& b = ctx.in(1);
+  if (ctx.out().numel() == 0 && b.numel() == 0) return;
+  CudaBackend& gpu = CudaBackend::of(ctx);
   check_launch(ctx, launch_find_zero(element(b.type.dtype), b.data, b.numel(), gpu.reset_failure(), gpu.stream()),
                "div's divisor check");
   if (gpu.read_failure() >= 0) ctx.fail("integer division by zero");
-  launch_binary_on(ctx, gpu, BinaryOp::div);
+  if (ctx.out().numel() > 0) launch_binary_on(ctx, gpu, BinaryOp::div);
 }
 
 template <UnaryOp Op>

@@ -71,9 +71,14 @@ __global__ void where_kernel(const std::uint8_t* cond, const Word* a, const Word
 template <typename F>
 bool with_index(Element index_type, F&& f) {
   switch (index_type) {
-    case Element::i32: f(std::int32_t{}); return true;
-    case Element::i64: f(std::int64_t{}); return true;
-    default: return false;
+    case Element::i32:
+      f(std::int32_t{});
+      return true;
+    case Element::i64:
+      f(std::int64_t{});
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -81,10 +86,17 @@ bool with_index(Element index_type, F&& f) {
 template <typename F>
 bool with_word(int element_size, F&& f) {
   switch (element_size) {
-    case 1: f(std::uint8_t{}); return true;
-    case 4: f(std::uint32_t{}); return true;
-    case 8: f(std::uint64_t{}); return true;
-    default: return false;
+    case 1:
+      f(std::uint8_t{});
+      return true;
+    case 4:
+      f(std::uint32_t{});
+      return true;
+    case 8:
+      f(std::uint64_t{});
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -128,11 +140,16 @@ bool launch_scatter_add(Element type, Element index_type, const void* ids, const
     });
   };
   switch (type) {
-    case Element::f32: return launch(float{});
-    case Element::f64: return launch(double{});
-    case Element::i32: return launch(std::int32_t{});
-    case Element::i64: return launch(std::int64_t{});
-    default: return false;
+    case Element::f32:
+      return launch(float{});
+    case Element::f64:
+      return launch(double{});
+    case Element::i32:
+      return launch(std::int32_t{});
+    case Element::i64:
+      return launch(std::int64_t{});
+    default:
+      return false;
   }
 }
 
@@ -141,10 +158,9 @@ bool launch_where(int element_size, const void* cond, const void* a, const void*
   if (n == 0) return true;
   return with_word(element_size, [&](auto word) {
     using Word = decltype(word);
-    where_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<const std::uint8_t*>(cond),
-                                                                    static_cast<const Word*>(a),
-                                                                    static_cast<const Word*>(b),
-                                                                    static_cast<Word*>(y), n, walk);
+    where_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const std::uint8_t*>(cond), static_cast<const Word*>(a), static_cast<const Word*>(b),
+        static_cast<Word*>(y), n, walk);
   });
 }
 

@@ -47,8 +47,8 @@ void check_indices(const KernelContext& ctx, CudaBackend& gpu, const TensorArg& 
                    const char* what) {
   const std::int64_t m = indices.numel();
   if (m == 0) return;
-  check_launch(ctx, launch_check_indices(element(indices.type.dtype), indices.data, m, n, gpu.reset_failure(),
-                                         gpu.stream()),
+  check_launch(ctx,
+               launch_check_indices(element(indices.type.dtype), indices.data, m, n, gpu.reset_failure(), gpu.stream()),
                "index check");
   const std::int64_t p = gpu.read_failure();
   if (p < 0) return;
@@ -60,16 +60,16 @@ void check_indices(const KernelContext& ctx, CudaBackend& gpu, const TensorArg& 
   } else {
     gpu.copy_to_host(reinterpret_cast<std::byte*>(&id), indices.data + p * 8, 8);
   }
-  ctx.fail(fmt::format("index {} at position {} of indices {} is out of range for axis {} of {} {}: "
-                       "valid indices are [0, {})",
-                       id, position_of(p, indices.shape()), indices.type.to_string(), axis, what,
-                       ctx.in(0).type.to_string(), n));
+  ctx.fail(fmt::format(
+      "index {} at position {} of indices {} is out of range for axis {} of {} {}: "
+      "valid indices are [0, {})",
+      id, position_of(p, indices.shape()), indices.type.to_string(), axis, what, ctx.in(0).type.to_string(), n));
 }
 
 // gather: y[o, p, j] = x[o, ids[p], j]
 void gather_kernel(const KernelContext& ctx) {
   const TensorArg &x = ctx.in(0), &ids = ctx.in(1), &y = ctx.out();
-  if (y.numel() == 0) return;
+  if (y.numel() == 0 && ids.numel() == 0) return;  // (an empty output still has its indices checked)
   CudaBackend& gpu = CudaBackend::of(ctx);
   const int axis = axis_of(ctx, x.shape());
   const AxisSplit split(x.shape(), axis);
@@ -83,7 +83,7 @@ void gather_kernel(const KernelContext& ctx) {
 // scatter_add: y = target;  y[o, ids[p], j] += u[o, p, j]
 void scatter_add_kernel(const KernelContext& ctx) {
   const TensorArg &target = ctx.in(0), &ids = ctx.in(1), &updates = ctx.in(2), &y = ctx.out();
-  if (y.numel() == 0) return;
+  if (y.numel() == 0 && ids.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const int axis = axis_of(ctx, target.shape());
   const AxisSplit split(target.shape(), axis);
@@ -101,8 +101,8 @@ void where_kernel(const KernelContext& ctx) {
   if (y.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const Walk<3> walk = make_walk<3>(ctx, y.shape().dims(),
-                                    {broadcast_strides(cond.shape(), y.shape()), broadcast_strides(a.shape(), y.shape()),
-                                     broadcast_strides(b.shape(), y.shape())});
+                                    {broadcast_strides(cond.shape(), y.shape()),
+                                     broadcast_strides(a.shape(), y.shape()), broadcast_strides(b.shape(), y.shape())});
   check_launch(ctx,
                launch_where(static_cast<int>(dtype_size(y.type.dtype)), cond.data, a.data, b.data, y.data, y.numel(),
                             walk, gpu.stream()),

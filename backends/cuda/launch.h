@@ -38,10 +38,23 @@ struct Walk {
 // --- elementwise.cu ------------------------------------------------------------------------
 
 enum class UnaryOp : int { neg, abs, relu, exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, logical_not };
+// Arithmetic, then comparisons (bool out), then logical ops (bool in and out).
 enum class BinaryOp : int {
-  add, sub, mul, div, pow, maximum, minimum,
-  equal, not_equal, less, less_equal, greater, greater_equal,
-  logical_and, logical_or
+  add,
+  sub,
+  mul,
+  div,
+  pow,
+  maximum,
+  minimum,
+  equal,
+  not_equal,
+  less,
+  less_equal,
+  greater,
+  greater_equal,
+  logical_and,
+  logical_or
 };
 
 // y[i] = f(x[i]) for i < n.
@@ -62,14 +75,14 @@ enum class ReduceOp : int { sum, max };
 // y gets the identity). Long reductions are split into chunks whose partial results go to
 // `workspace` (reduce_workspace_bytes() of it; nullptr when that is 0), then combined in
 // chunk order: the result depends on the shape only.
-bool launch_reduce_contiguous(ReduceOp op, Element type, const void* x, void* y, std::int64_t outer,
-                              std::int64_t count, std::int64_t inner, void* workspace, void* stream);
+bool launch_reduce_contiguous(ReduceOp op, Element type, const void* x, void* y, std::int64_t outer, std::int64_t count,
+                              std::int64_t inner, void* workspace, void* stream);
 std::int64_t reduce_workspace_bytes(ReduceOp op, Element type, std::int64_t outer, std::int64_t count,
                                     std::int64_t inner);
 // Any set of axes: y[k] = op over r < count of x[offset_kept(k) + offset_reduced(r)], where
 // kept walks the outputs and reduced the reduced elements of one output (one operand each).
-bool launch_reduce_general(ReduceOp op, Element type, const void* x, void* y, std::int64_t outputs,
-                           const Walk<1>& kept, std::int64_t count, const Walk<1>& reduced, void* stream);
+bool launch_reduce_general(ReduceOp op, Element type, const void* x, void* y, std::int64_t outputs, const Walk<1>& kept,
+                           std::int64_t count, const Walk<1>& reduced, void* stream);
 
 // --- shape.cu ------------------------------------------------------------------------------
 
@@ -135,8 +148,8 @@ std::int64_t attention_shared_bytes_per_warp(Element type, std::int64_t d, std::
 bool launch_attention_forward(Element type, const AttentionShape& shape, const void* q, const void* k, const void* v,
                               const void* mask, void* o, void* lse, void* stream);
 // dq, dk, dv from q, k, v, mask, o, lse and d_o; `delta` is scratch for batch·Tq elements.
-bool launch_attention_backward(Element type, const AttentionShape& shape, const void* q, const void* k,
-                               const void* v, const void* mask, const void* o, const void* lse, const void* d_o,
-                               void* delta, void* dq, void* dk, void* dv, void* stream);
+bool launch_attention_backward(Element type, const AttentionShape& shape, const void* q, const void* k, const void* v,
+                               const void* mask, const void* o, const void* lse, const void* d_o, void* delta, void* dq,
+                               void* dk, void* dv, void* stream);
 
 }  // namespace fovea::cuda_backend

@@ -87,8 +87,7 @@ void matmul_kernel(const KernelContext& ctx) {
   const std::int64_t m = sy[out_rank - 2], n = sy[out_rank - 1];
   const std::int64_t k = transpose_a ? sa[sa.rank() - 2] : sa[sa.rank() - 1];
   if (k == 0) {  // a sum of no products
-    check(ctx, cudaMemsetAsync(Y.data, 0, Y.type.nbytes(), static_cast<cudaStream_t>(gpu.stream())),
-          "cudaMemsetAsync");
+    check(ctx, cudaMemsetAsync(Y.data, 0, Y.type.nbytes(), static_cast<cudaStream_t>(gpu.stream())), "cudaMemsetAsync");
     return;
   }
   if (m > INT_MAX || n > INT_MAX || k > INT_MAX)

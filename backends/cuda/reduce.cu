@@ -192,11 +192,20 @@ void reduce_contiguous(const T* x, T* y, std::int64_t outer, std::int64_t count,
 template <typename F>
 bool numeric(Element t, F&& f) {
   switch (t) {
-    case Element::f32: f(float{}); return true;
-    case Element::f64: f(double{}); return true;
-    case Element::i32: f(std::int32_t{}); return true;
-    case Element::i64: f(std::int64_t{}); return true;
-    default: return false;
+    case Element::f32:
+      f(float{});
+      return true;
+    case Element::f64:
+      f(double{});
+      return true;
+    case Element::i32:
+      f(std::int32_t{});
+      return true;
+    case Element::i64:
+      f(std::int64_t{});
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -211,8 +220,8 @@ std::int64_t reduce_workspace_bytes(ReduceOp op, Element type, std::int64_t oute
   return outer * s.chunks * inner * acc_bytes;
 }
 
-bool launch_reduce_contiguous(ReduceOp op, Element type, const void* x, void* y, std::int64_t outer,
-                              std::int64_t count, std::int64_t inner, void* workspace, void* stream) {
+bool launch_reduce_contiguous(ReduceOp op, Element type, const void* x, void* y, std::int64_t outer, std::int64_t count,
+                              std::int64_t inner, void* workspace, void* stream) {
   if (outer * inner == 0) return true;
   return numeric(type, [&](auto zero) {
     using T = decltype(zero);
@@ -225,8 +234,8 @@ bool launch_reduce_contiguous(ReduceOp op, Element type, const void* x, void* y,
   });
 }
 
-bool launch_reduce_general(ReduceOp op, Element type, const void* x, void* y, std::int64_t outputs,
-                           const Walk<1>& kept, std::int64_t count, const Walk<1>& reduced, void* stream) {
+bool launch_reduce_general(ReduceOp op, Element type, const void* x, void* y, std::int64_t outputs, const Walk<1>& kept,
+                           std::int64_t count, const Walk<1>& reduced, void* stream) {
   if (outputs == 0) return true;
   return numeric(type, [&](auto zero) {
     using T = decltype(zero);

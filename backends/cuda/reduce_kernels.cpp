@@ -92,7 +92,8 @@ void reduce_kernel(const KernelContext& ctx) {
   }
   const Walk<1> kept = make_walk<1>(ctx, kept_dims, {kept_strides});
   const Walk<1> reduced = make_walk<1>(ctx, reduced_dims, {reduced_strides});
-  check_launch(ctx, launch_reduce_general(Op, type, x.data, y.data, outputs, kept, reduced_count, reduced, gpu.stream()),
+  check_launch(ctx,
+               launch_reduce_general(Op, type, x.data, y.data, outputs, kept, reduced_count, reduced, gpu.stream()),
                ctx.node->op->name);
 }
 

@@ -25,8 +25,8 @@ __global__ void copy_kernel(const Word* x, std::int64_t x_base, Word* y, std::in
 template <typename Word>
 void copy_as(const void* x, std::int64_t x_base, void* y, std::int64_t y_base, std::int64_t n, const Walk<2>& walk,
              cudaStream_t stream) {
-  copy_kernel<Word><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const Word*>(x), x_base,
-                                                            static_cast<Word*>(y), y_base, n, walk);
+  copy_kernel<Word><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const Word*>(x), x_base, static_cast<Word*>(y),
+                                                            y_base, n, walk);
 }
 
 }  // namespace
@@ -35,10 +35,17 @@ bool launch_copy(int element_size, const void* x, std::int64_t x_base, void* y, 
                  const Walk<2>& walk, void* stream) {
   if (n == 0) return true;
   switch (element_size) {
-    case 1: copy_as<std::uint8_t>(x, x_base, y, y_base, n, walk, as_stream(stream)); return true;
-    case 4: copy_as<std::uint32_t>(x, x_base, y, y_base, n, walk, as_stream(stream)); return true;
-    case 8: copy_as<std::uint64_t>(x, x_base, y, y_base, n, walk, as_stream(stream)); return true;
-    default: return false;
+    case 1:
+      copy_as<std::uint8_t>(x, x_base, y, y_base, n, walk, as_stream(stream));
+      return true;
+    case 4:
+      copy_as<std::uint32_t>(x, x_base, y, y_base, n, walk, as_stream(stream));
+      return true;
+    case 8:
+      copy_as<std::uint64_t>(x, x_base, y, y_base, n, walk, as_stream(stream));
+      return true;
+    default:
+      return false;
   }
 }
 

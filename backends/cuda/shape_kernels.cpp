@@ -70,13 +70,14 @@ void slice_kernel(const KernelContext& ctx) {
   if (y.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const std::vector<std::int64_t>& dims = x.shape().dims();
-  const auto axis = static_cast<std::size_t>(normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), x.shape().rank()));
+  const auto axis =
+      static_cast<std::size_t>(normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), x.shape().rank()));
   const std::int64_t dim = dims[axis], len = y.shape().dims()[axis];
   const std::int64_t outer = product(dims, 0, axis), inner = product(dims, axis + 1, dims.size());
   const std::int64_t start = slice_bound(ctx.attrs().get_int("start"), dim), step = ctx.attrs().get_int("step");
-  const Walk<2> walk =
-      make_walk<2>(ctx, {outer, len, inner}, {std::vector<std::int64_t>{dim * inner, step * inner, 1},
-                                               std::vector<std::int64_t>{len * inner, inner, 1}});
+  const Walk<2> walk = make_walk<2>(
+      ctx, {outer, len, inner},
+      {std::vector<std::int64_t>{dim * inner, step * inner, 1}, std::vector<std::int64_t>{len * inner, inner, 1}});
   strided_copy(ctx, gpu, x, start * inner, y.data, 0, y.numel(), walk);
 }
 
@@ -86,16 +87,17 @@ void concat_kernel(const KernelContext& ctx) {
   if (y.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const std::vector<std::int64_t>& dims = y.shape().dims();
-  const auto axis = static_cast<std::size_t>(normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), y.shape().rank()));
+  const auto axis =
+      static_cast<std::size_t>(normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), y.shape().rank()));
   const std::int64_t total = dims[axis];
   const std::int64_t outer = product(dims, 0, axis), inner = product(dims, axis + 1, dims.size());
   std::int64_t offset = 0;
   for (const TensorArg& x : ctx.inputs) {
     const std::int64_t dim = x.shape().dims()[axis];
     if (x.numel() > 0) {
-      const Walk<2> walk =
-          make_walk<2>(ctx, {outer, dim, inner}, {std::vector<std::int64_t>{dim * inner, inner, 1},
-                                                   std::vector<std::int64_t>{total * inner, inner, 1}});
+      const Walk<2> walk = make_walk<2>(
+          ctx, {outer, dim, inner},
+          {std::vector<std::int64_t>{dim * inner, inner, 1}, std::vector<std::int64_t>{total * inner, inner, 1}});
       strided_copy(ctx, gpu, x, 0, y.data, offset * inner, x.numel(), walk);
     }
     offset += dim;

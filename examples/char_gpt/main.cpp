@@ -1,7 +1,7 @@
 // A character-level GPT trained on any text, by default the fortune cookies of Debian's
 // `fortunes` package, then asked to write more of it.
 //
-//   build/examples/char_gpt [--text FILE_OR_FOLDER] [--steps 1500] [--prompt "Q: "] [--temperature 0.8]
+//   build/examples/char_gpt [--text FILE_OR_FOLDER] [--steps 2000] [--prompt "Q: "] [--temperature 0.8]
 //                           [--out char_gpt_out] [--json FILE] [--quick]
 //
 // The text is read as bytes; the vocabulary is the set of bytes it uses. Training draws random
@@ -31,9 +31,9 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fovea/fovea.h>
+#include <CLI/CLI.hpp>
 
 #include "report.h"
 
@@ -63,9 +63,10 @@ std::string load_text(const std::string& location) {
   namespace fs = std::filesystem;
   std::error_code error;
   if (!fs::exists(location, error))
-    throw fovea::Error(fmt::format("{} does not exist: install Debian's `fortunes` package (tools/install_deps.sh "
-                                   "does) or pass --text FILE",
-                                   location));
+    throw fovea::Error(
+        fmt::format("{} does not exist: install Debian's `fortunes` package (tools/install_deps.sh "
+                    "does) or pass --text FILE",
+                    location));
   if (!fs::is_directory(location)) return read_file(location);
   std::vector<fs::path> files;
   for (const fs::directory_entry& entry : fs::directory_iterator(location))
@@ -78,7 +79,7 @@ std::string load_text(const std::string& location) {
 
 // Bytes to ids 0 .. size-1 and back, over the bytes the text uses.
 struct Vocabulary {
-  std::string characters;           // id → byte, sorted
+  std::string characters;            // id → byte, sorted
   std::array<std::int32_t, 256> id;  // byte → id, -1 when absent
 
   explicit Vocabulary(const std::string& text) {
@@ -125,7 +126,7 @@ void fill_windows(const std::vector<std::int32_t>& ids, const std::vector<std::i
 int main(int argc, char** argv) try {
   CLI::App app{"Train a character-level GPT with Fovea and sample from it"};
   std::string text_path = default_text, prompt = "Q: ", out_dir = "char_gpt_out", json;
-  std::int64_t d_model = 128, heads = 4, d_ff = 512, layers = 2, context = 64, batch = 16, steps = 1500;
+  std::int64_t d_model = 128, heads = 4, d_ff = 512, layers = 2, context = 64, batch = 16, steps = 2000;
   std::int64_t warmup = 100, eval_every = 100, eval_batches = 8, final_eval_batches = 64, sample_length = 400;
   double lr = 4e-3, weight_decay = 0.05, dropout = 0.05, temperature = 0.8, held_out_fraction = 0.05;
   std::uint64_t seed = 1;
@@ -166,9 +167,21 @@ int main(int argc, char** argv) try {
   const auto total = static_cast<std::int64_t>(text.size());
   const auto held_out_begin = static_cast<std::int64_t>(static_cast<double>(total) * (1.0 - held_out_fraction));
   if (held_out_begin < context + 1 || total - held_out_begin < context + 1)
-    throw fovea::Error(fmt::format("{}: {} characters are too few for windows of {} in both the training and the "
-                                   "held-out part",
-                                   text_path, total, context));
+    throw fovea::Error(
+        fmt::format("{}: {} characters are too few for windows of {} in both the training and the "
+                    "held-out part",
+                    text_path, total, context));
+  // The prompt, checked now rather than after training (an empty one starts from the text's
+  // first character).
+  std::vector<std::int32_t> prompt_ids;
+  for (char c : prompt) {
+    const std::int32_t id = vocabulary.id[static_cast<unsigned char>(c)];
+    if (id < 0)
+      throw fovea::Error(
+          fmt::format("the prompt's byte 0x{:02x} never occurs in {}", static_cast<unsigned char>(c), text_path));
+    prompt_ids.push_back(id);
+  }
+  if (prompt_ids.empty()) prompt_ids.push_back(ids[0]);
   const double unigram_bits = unigram_entropy_bits(text);
   std::printf("%s: %s characters, %lld distinct; training on the first %s, validating on the last %s\n",
               text_path.c_str(), fovea::with_thousands(total).c_str(), static_cast<long long>(vocabulary.size()),
@@ -194,12 +207,11 @@ int main(int argc, char** argv) try {
     auto scope = g.scope("loss");
     loss = nn::cross_entropy(logits, targets);
   }
-  const nn::TrainStep step = nn::adamw(
-      loss, g.parameters(),
-      {.lr = nn::warmup_cosine(lr, static_cast<double>(warmup), static_cast<double>(steps), lr * 0.1),
-       .weight_decay = weight_decay});
-  fovea::Executable train_step =
-      fovea::compile(g, {loss, step.learning_rate}, fovea::cpu(), {.updates = step.updates});
+  const nn::TrainStep step =
+      nn::adamw(loss, g.parameters(),
+                {.lr = nn::warmup_cosine(lr, static_cast<double>(warmup), static_cast<double>(steps), lr * 0.1),
+                 .weight_decay = weight_decay});
+  fovea::Executable train_step = fovea::compile(g, {loss, step.learning_rate}, fovea::cpu(), {.updates = step.updates});
 
   Value eval_loss;
   {
@@ -296,18 +308,13 @@ int main(int argc, char** argv) try {
                           {.title = "character GPT", .y_label = "bits per character"});
 
   // --- Sample.
-  std::vector<std::int32_t> sequence;
-  for (char c : prompt) {
-    const std::int32_t id = vocabulary.id[static_cast<unsigned char>(c)];
-    if (id < 0) throw fovea::Error(fmt::format("the prompt's character '{}' never occurs in {}", c, text_path));
-    sequence.push_back(id);
-  }
-  if (sequence.empty()) sequence.push_back(vocabulary.id[static_cast<unsigned char>(text[0])]);
-  std::string sample = prompt;
+  std::vector<std::int32_t> sequence = prompt_ids;
+  std::string sample = prompt.empty() ? text.substr(0, 1) : prompt;
   Tensor window = Tensor::zeros(fovea::i32, {1, context});
   std::vector<double> probabilities(static_cast<std::size_t>(vocabulary.size()));
   for (std::int64_t n = 0; n < sample_length; ++n) {
-    const auto used = static_cast<std::int64_t>(std::min<std::size_t>(sequence.size(), static_cast<std::size_t>(context)));
+    const auto used =
+        static_cast<std::int64_t>(std::min<std::size_t>(sequence.size(), static_cast<std::size_t>(context)));
     auto cells = window.data<std::int32_t>();
     std::fill(cells.begin(), cells.end(), 0);
     std::copy(sequence.end() - used, sequence.end(), cells.begin());

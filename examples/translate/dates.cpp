@@ -7,9 +7,9 @@ namespace dates {
 
 namespace {
 
-constexpr std::array<std::string_view, 12> month_names = {"january", "february", "march",     "april",
-                                                          "may",     "june",     "july",      "august",
-                                                          "september", "october", "november", "december"};
+constexpr std::array<std::string_view, 12> month_names = {"january",   "february", "march",    "april",
+                                                          "may",       "june",     "july",     "august",
+                                                          "september", "october",  "november", "december"};
 constexpr std::array<std::string_view, 7> weekday_names = {"monday", "tuesday",  "wednesday", "thursday",
                                                            "friday", "saturday", "sunday"};
 
@@ -104,17 +104,20 @@ Rendered render(const Date& d, int format) {
       w.field(&Rendered::month, month), w.text(" "), w.field(&Rendered::year, year);
       break;
     case 1:  // 03/03/98
-      w.field(&Rendered::day, dd), w.text("/"), w.field(&Rendered::month, mm), w.text("/"), w.field(&Rendered::year, yy);
+      w.field(&Rendered::day, dd), w.text("/"), w.field(&Rendered::month, mm), w.text("/"),
+          w.field(&Rendered::year, yy);
       break;
     case 2:  // 3 mar 1998
-      w.field(&Rendered::day, day), w.text(" "), w.field(&Rendered::month, mon), w.text(" "), w.field(&Rendered::year, year);
+      w.field(&Rendered::day, day), w.text(" "), w.field(&Rendered::month, mon), w.text(" "),
+          w.field(&Rendered::year, year);
       break;
     case 3:  // march 3, 1998
       w.field(&Rendered::month, month), w.text(" "), w.field(&Rendered::day, day), w.text(", ");
       w.field(&Rendered::year, year);
       break;
     case 4:  // 1998.03.03
-      w.field(&Rendered::year, year), w.text("."), w.field(&Rendered::month, mm), w.text("."), w.field(&Rendered::day, dd);
+      w.field(&Rendered::year, year), w.text("."), w.field(&Rendered::month, mm), w.text("."),
+          w.field(&Rendered::day, dd);
       break;
     case 5:  // 3.3.1998
       w.field(&Rendered::day, day), w.text("."), w.field(&Rendered::month, month_number), w.text(".");
@@ -129,7 +132,8 @@ Rendered render(const Date& d, int format) {
       w.field(&Rendered::day, day), w.text(", "), w.field(&Rendered::year, year);
       break;
     case 8:  // 03-03-1998
-      w.field(&Rendered::day, dd), w.text("-"), w.field(&Rendered::month, mm), w.text("-"), w.field(&Rendered::year, year);
+      w.field(&Rendered::day, dd), w.text("-"), w.field(&Rendered::month, mm), w.text("-"),
+          w.field(&Rendered::year, year);
       break;
     case 9:  // tuesday 3 march 98
       w.field(&Rendered::weekday, weekday), w.text(" "), w.field(&Rendered::day, day), w.text(" ");

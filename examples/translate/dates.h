@@ -28,9 +28,9 @@
 namespace dates {
 
 struct Date {
-  int year = 2000;   // 1950 .. 2049
-  int month = 1;     // 1 .. 12
-  int day = 1;       // 1 .. days_in_month(year, month)
+  int year = 2000;  // 1950 .. 2049
+  int month = 1;    // 1 .. 12
+  int day = 1;      // 1 .. days_in_month(year, month)
   friend bool operator==(const Date&, const Date&) = default;
 };
 

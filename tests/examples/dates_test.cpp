@@ -64,8 +64,9 @@ TEST_CASE("the spans of every sentence hold its day, month, year and a weekday t
     const dates::Date date = dates::date_from_number(n);
     for (int format = 0; format < dates::format_count; ++format) {
       const dates::Rendered r = dates::render(date, format);
-      const auto field = [&](dates::Span span) { return r.text.substr(static_cast<std::size_t>(span.begin),
-                                                                       static_cast<std::size_t>(span.size())); };
+      const auto field = [&](dates::Span span) {
+        return r.text.substr(static_cast<std::size_t>(span.begin), static_cast<std::size_t>(span.size()));
+      };
       CAPTURE(r.text);
       REQUIRE(static_cast<int>(r.text.size()) <= dates::max_source_length());
       CHECK(std::stoi(field(r.day)) == date.day);  // stoi stops at an ordinal's "st"

@@ -34,9 +34,16 @@ Tensor ids(const std::vector<std::int32_t>& values, std::int64_t rows, std::int6
 // Which field of the source each character of "yyyy-mm-dd" copies (nullptr for '-', and for the
 // century "19" or "20", which is computed from the year rather than copied: the encoder may pass
 // that decision to any position, so no alignment is expected for it).
-constexpr std::array<dates::Span dates::Rendered::*, dates::target_length> field_of_output = {
-    nullptr, nullptr, &dates::Rendered::year, &dates::Rendered::year, nullptr,
-    &dates::Rendered::month, &dates::Rendered::month, nullptr, &dates::Rendered::day, &dates::Rendered::day};
+constexpr std::array<dates::Span dates::Rendered::*, dates::target_length> field_of_output = {nullptr,
+                                                                                              nullptr,
+                                                                                              &dates::Rendered::year,
+                                                                                              &dates::Rendered::year,
+                                                                                              nullptr,
+                                                                                              &dates::Rendered::month,
+                                                                                              &dates::Rendered::month,
+                                                                                              nullptr,
+                                                                                              &dates::Rendered::day,
+                                                                                              &dates::Rendered::day};
 
 }  // namespace
 
@@ -51,17 +58,14 @@ TEST_CASE("a small translator's cross-attention reads each output digit from the
                                   .layers = 1,
                                   .max_len = 16,
                                   .dropout = 0.1});
-  const auto pad_mask = [](Value source) {
-    return nn::padding_mask(equal(source, scalar_like(source, dates::pad)));
-  };
+  const auto pad_mask = [](Value source) { return nn::padding_mask(equal(source, scalar_like(source, dates::pad))); };
 
   // Training with teacher forcing.
   const Value source = g.placeholder("source", i32, {batch, source_length});
   const Value decoder_input = g.placeholder("decoder_input", i32, {batch, target_length});
   const Value decoder_target = g.placeholder("decoder_target", i32, {batch, target_length});
   const Value step_number = g.placeholder("step", i64, {});
-  const Value train_logits =
-      model(source, decoder_input, pad_mask(source), {.training = true, .step = step_number});
+  const Value train_logits = model(source, decoder_input, pad_mask(source), {.training = true, .step = step_number});
   const Value loss = nn::cross_entropy(train_logits, decoder_target, {.ignore_index = dates::pad});
   const nn::TrainStep step = nn::adam(loss, g.parameters(), {.lr = nn::warmup_constant(3e-3, 50)});
   Executable train = compile(g, {loss}, cpu(), {.updates = step.updates});
@@ -77,10 +81,11 @@ TEST_CASE("a small translator's cross-attention reads each output digit from the
   double last_loss = 0;
   for (int s = 0; s < 500; ++s) {
     const dates::Batch data = dates::make_batch(training, batch, source_length);
-    last_loss = train.run({{source, ids(data.source, batch, source_length)},
-                           {decoder_input, ids(data.decoder_input, batch, target_length)},
-                           {decoder_target, ids(data.decoder_target, batch, target_length)},
-                           {step_number, Tensor::scalar<std::int64_t>(s)}})[0]
+    last_loss = train
+                    .run({{source, ids(data.source, batch, source_length)},
+                          {decoder_input, ids(data.decoder_input, batch, target_length)},
+                          {decoder_target, ids(data.decoder_target, batch, target_length)},
+                          {step_number, Tensor::scalar<std::int64_t>(s)}})[0]
                     .item();
   }
   CAPTURE(last_loss);
