@@ -62,8 +62,8 @@ std::vector<Value> vjp(const std::vector<Value>& outputs, const std::vector<Valu
     for (const Value& v : *list) {
       if (!v.defined()) throw Error("an undefined Value was passed", "grad", "", call);
       if (&v.graph() != &g)
-        throw Error(fmt::format("'{}' belongs to graph '{}', not '{}'", v.name(), v.graph().name(), g.name()),
-                    "grad", v.name(), call);
+        throw Error(fmt::format("'{}' belongs to graph '{}', not '{}'", v.name(), v.graph().name(), g.name()), "grad",
+                    v.name(), call);
     }
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     if (!is_floating(outputs[i].dtype()))

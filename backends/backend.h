@@ -24,7 +24,10 @@ struct TensorArg {
   std::byte* data = nullptr;
   TensorType type;
 
-  template <typename T> T* as() const { return reinterpret_cast<T*>(data); }
+  template <typename T>
+  T* as() const {
+    return reinterpret_cast<T*>(data);
+  }
   std::int64_t numel() const { return type.shape.numel(); }
   const Shape& shape() const { return type.shape; }
 };

@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fovea/fovea.h>
+#include <CLI/CLI.hpp>
 
 #include "report.h"
 
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
 
   fovea::Tensor images = fovea::Tensor::empty(fovea::f32, {batch, 784});
   fovea::Tensor labels = fovea::Tensor::empty(fovea::i32, {batch});
-  for (std::int64_t i = 0; i < images.numel(); ++i) images.data<float>()[i] = static_cast<float>((i * 7919) % 256) / 255;
+  for (std::int64_t i = 0; i < images.numel(); ++i)
+    images.data<float>()[i] = static_cast<float>((i * 7919) % 256) / 255;
   for (std::int64_t i = 0; i < batch; ++i) labels.data<std::int32_t>()[i] = static_cast<std::int32_t>(i % 10);
 
   for (int i = 0; i < 20; ++i) exe.run({{x, images}, {y, labels}});  // warm-up

@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fovea/fovea.h>
+#include <CLI/CLI.hpp>
 
 #include "report.h"
 

@@ -56,8 +56,8 @@ std::string Graph::unique_name(const std::string& base) {
   }
 }
 
-std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, Attributes attrs,
-                                 SourceLoc where, const std::string& name) {
+std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, Attributes attrs, SourceLoc where,
+                                const std::string& name) {
   if (location_override_.known()) where = location_override_;
   const std::string node_name = unique_name(name.empty() ? std::string(op.name) : name);
   const auto n = static_cast<int>(inputs.size());
@@ -94,8 +94,7 @@ std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, 
 static void check_declared_shape(const std::string& what, const std::string& name, const Shape& shape,
                                  SourceLoc where) {
   for (std::int64_t d : shape)
-    if (d < 0)
-      throw Error(fmt::format("shape {} has a negative dimension", shape.to_string()), what, name, where);
+    if (d < 0) throw Error(fmt::format("shape {} has a negative dimension", shape.to_string()), what, name, where);
 }
 
 Value Graph::placeholder(const std::string& name, DType dtype, Shape shape, SourceLoc where) {
@@ -111,8 +110,7 @@ Value Graph::parameter(const std::string& name, DType dtype, Shape shape, const 
   return persistent(name, dtype, std::move(shape), initializer, true, where);
 }
 
-Value Graph::state(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
-                   SourceLoc where) {
+Value Graph::state(const std::string& name, DType dtype, Shape shape, const Initializer& initializer, SourceLoc where) {
   return persistent(name, dtype, std::move(shape), initializer, false, where);
 }
 
@@ -121,12 +119,12 @@ Value Graph::persistent(const std::string& name, DType dtype, Shape shape, const
   check_declared_shape("parameter", name, shape, where);
   const std::string scoped = scope_.empty() ? name : scope_ + "/" + name;
   if (by_name_.contains(scoped))
-    throw Error(fmt::format("a node named '{}' already exists; parameter names must be unique", scoped),
-                "parameter", scoped, where);
-  Value v = apply1(parameter_op, {},
-                   {{"dtype", dtype}, {"shape", shape.dims()}, {"init", initializer.description},
-                    {"trainable", trainable}},
-                   where, name);
+    throw Error(fmt::format("a node named '{}' already exists; parameter names must be unique", scoped), "parameter",
+                scoped, where);
+  Value v =
+      apply1(parameter_op, {},
+             {{"dtype", dtype}, {"shape", shape.dims()}, {"init", initializer.description}, {"trainable", trainable}},
+             where, name);
   Tensor t = Tensor::zeros(dtype, std::move(shape));
   if (initializer.fill) initializer.fill(t, seed_, hash_name(v.name()));
   parameter_values_[v.ref().node] = std::move(t);

@@ -119,8 +119,7 @@ class Graph {
   Value state(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
               SourceLoc where = std::source_location::current());
   // A constant tensor baked into the graph.
-  Value constant(Tensor value, const std::string& name = "",
-                 SourceLoc where = std::source_location::current());
+  Value constant(Tensor value, const std::string& name = "", SourceLoc where = std::source_location::current());
   // A rank-0 constant of the given dtype.
   Value scalar(double value, DType dtype, SourceLoc where = std::source_location::current());
 
@@ -128,8 +127,8 @@ class Graph {
   // Appends a node applying `op`; infers and checks its output types (throwing fovea::Error
   // at the user's line on a mismatch). `name` defaults to the op's name; the current scope
   // is prefixed and a suffix makes it unique. Every op function ends here.
-  std::vector<Value> apply(const OpDef& op, std::span<const Value> inputs, Attributes attrs,
-                           SourceLoc where, const std::string& name = "");
+  std::vector<Value> apply(const OpDef& op, std::span<const Value> inputs, Attributes attrs, SourceLoc where,
+                           const std::string& name = "");
   Value apply1(const OpDef& op, std::span<const Value> inputs, Attributes attrs, SourceLoc where,
                const std::string& name = "") {
     return apply(op, inputs, std::move(attrs), where, name)[0];

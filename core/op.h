@@ -42,8 +42,8 @@ using VjpFn = std::vector<Value> (*)(const VjpContext&);
 // way to reject them with a message that carries the node's context.
 class InferContext {
  public:
-  InferContext(const OpDef& op, std::span<const TensorType> inputs, const Attributes& attrs,
-               std::string node_name, SourceLoc where)
+  InferContext(const OpDef& op, std::span<const TensorType> inputs, const Attributes& attrs, std::string node_name,
+               SourceLoc where)
       : op_(op), inputs_(inputs), attrs_(attrs), node_name_(std::move(node_name)), where_(where) {}
 
   const OpDef& op() const { return op_; }

@@ -32,14 +32,20 @@ class Tensor {
   // A tensor filled with `value`, converted to `dtype`.
   static Tensor full(DType dtype, Shape shape, double value);
   // Copies `values` into a new tensor; the element type fixes the dtype.
-  template <typename T> static Tensor from(std::span<const T> values, Shape shape);
-  template <typename T> static Tensor from(std::initializer_list<T> values, Shape shape) {
+  template <typename T>
+  static Tensor from(std::span<const T> values, Shape shape);
+  template <typename T>
+  static Tensor from(std::initializer_list<T> values, Shape shape) {
     return from(std::span<const T>(values.begin(), values.size()), std::move(shape));
   }
-  template <typename T> static Tensor from(const std::vector<T>& values, Shape shape) {
+  template <typename T>
+  static Tensor from(const std::vector<T>& values, Shape shape) {
     return from(std::span<const T>(values), std::move(shape));
   }
-  template <typename T> static Tensor scalar(T value) { return from<T>({value}, Shape{}); }
+  template <typename T>
+  static Tensor scalar(T value) {
+    return from<T>({value}, Shape{});
+  }
 
   bool defined() const { return storage_ != nullptr; }
   DType dtype() const { return dtype_; }
@@ -56,8 +62,10 @@ class Tensor {
   const std::byte* raw() const { return storage_.get(); }
 
   // Typed access; throws fovea::Error when T does not match the dtype.
-  template <typename T> std::span<T> data();
-  template <typename T> std::span<const T> data() const;
+  template <typename T>
+  std::span<T> data();
+  template <typename T>
+  std::span<const T> data() const;
   // The single element of a one-element tensor, converted to double.
   double item() const;
   // Element `i` (row-major flat index), converted to double: handy in tests and printers.
@@ -86,22 +94,25 @@ class Tensor {
   Device device_ = Device::cpu;
 };
 
-template <typename T> Tensor Tensor::from(std::span<const T> values, Shape shape) {
+template <typename T>
+Tensor Tensor::from(std::span<const T> values, Shape shape) {
   if (static_cast<std::int64_t>(values.size()) != shape.numel())
-    throw Error(fmt::format("Tensor::from: {} values cannot fill shape {} ({} elements)",
-                            values.size(), shape.to_string(), shape.numel()));
+    throw Error(fmt::format("Tensor::from: {} values cannot fill shape {} ({} elements)", values.size(),
+                            shape.to_string(), shape.numel()));
   Tensor t(dtype_of<T>, std::move(shape));
   auto out = t.data<T>();
   for (std::size_t i = 0; i < values.size(); ++i) out[i] = values[i];
   return t;
 }
 
-template <typename T> std::span<T> Tensor::data() {
+template <typename T>
+std::span<T> Tensor::data() {
   check_dtype(dtype_of<T>);
   return {reinterpret_cast<T*>(storage_.get()), static_cast<std::size_t>(numel())};
 }
 
-template <typename T> std::span<const T> Tensor::data() const {
+template <typename T>
+std::span<const T> Tensor::data() const {
   check_dtype(dtype_of<T>);
   return {reinterpret_cast<const T*>(storage_.get()), static_cast<std::size_t>(numel())};
 }

@@ -75,7 +75,8 @@ std::string safetensors_dtype_name(DType dtype);
 
 // --- Graph checkpoints ------------------------------------------------------------------------
 
-// Saves every persistent buffer of `g` (parameters and state such as optimizer moments) by its scoped name, with `metadata` (say, the epoch and step).
+// Saves every persistent buffer of `g` (parameters and state such as optimizer moments) by its scoped name, with
+// `metadata` (say, the epoch and step).
 void save_checkpoint(const std::string& path, Graph& g, const std::map<std::string, std::string>& metadata = {});
 
 // Loads a checkpoint into `g`'s parameters, copying into their existing buffers (compiled

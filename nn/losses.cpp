@@ -53,7 +53,8 @@ Value cross_entropy(Value logits, Value targets, const CrossEntropyOptions& o, s
 
   const Value logp = log_softmax(logits, -1, where);
   // -log p[target] picked with a one-hot mask (an ignored target matches no column).
-  const Value picked = reduce_sum(mul(logp, one_hot(targets, classes, logits.dtype(), where), where), {-1}, false, where);
+  const Value picked =
+      reduce_sum(mul(logp, one_hot(targets, classes, logits.dtype(), where), where), {-1}, false, where);
   Value per_example = neg(picked, where);
   if (o.label_smoothing > 0) {
     // (1-ε)·(-log p[target]) + ε·mean_c(-log p[c])

@@ -14,7 +14,8 @@ namespace {
 
 // Unary ops keep their input's type; `floating` ops reject integers, `logical` ones want bool.
 std::vector<TensorType> infer_numeric_unary(const InferContext& ctx) {
-  if (ctx.input(0).dtype == DType::boolean) ctx.fail(fmt::format("expects a numeric input, got {}", ctx.input(0).to_string()));
+  if (ctx.input(0).dtype == DType::boolean)
+    ctx.fail(fmt::format("expects a numeric input, got {}", ctx.input(0).to_string()));
   return {ctx.input(0)};
 }
 std::vector<TensorType> infer_floating_unary(const InferContext& ctx) {
@@ -22,7 +23,8 @@ std::vector<TensorType> infer_floating_unary(const InferContext& ctx) {
   return {ctx.input(0)};
 }
 std::vector<TensorType> infer_logical_unary(const InferContext& ctx) {
-  if (ctx.input(0).dtype != DType::boolean) ctx.fail(fmt::format("expects a bool input, got {}", ctx.input(0).to_string()));
+  if (ctx.input(0).dtype != DType::boolean)
+    ctx.fail(fmt::format("expects a bool input, got {}", ctx.input(0).to_string()));
   return {ctx.input(0)};
 }
 
@@ -44,7 +46,8 @@ Shape broadcast_or_fail(const InferContext& ctx) {
 
 std::vector<TensorType> infer_arithmetic(const InferContext& ctx) {
   ctx.require_same_dtype();
-  if (ctx.input(0).dtype == DType::boolean) ctx.fail(fmt::format("expects numeric inputs, got {}", format_types(ctx.inputs())));
+  if (ctx.input(0).dtype == DType::boolean)
+    ctx.fail(fmt::format("expects numeric inputs, got {}", format_types(ctx.inputs())));
   return {TensorType{ctx.input(0).dtype, broadcast_or_fail(ctx)}};
 }
 std::vector<TensorType> infer_floating_binary(const InferContext& ctx) {
@@ -58,17 +61,28 @@ std::vector<TensorType> infer_comparison(const InferContext& ctx) {
 }
 std::vector<TensorType> infer_logical_binary(const InferContext& ctx) {
   ctx.require_same_dtype();
-  if (ctx.input(0).dtype != DType::boolean) ctx.fail(fmt::format("expects bool inputs, got {}", format_types(ctx.inputs())));
+  if (ctx.input(0).dtype != DType::boolean)
+    ctx.fail(fmt::format("expects bool inputs, got {}", format_types(ctx.inputs())));
   return {TensorType{DType::boolean, broadcast_or_fail(ctx)}};
 }
 
 constexpr OpDef unary(std::string_view name, InferFn infer, VjpFn vjp) {
-  return OpDef{.name = name, .min_inputs = 1, .max_inputs = 1, .infer = infer, .elementwise = true,
-               .vjp = vjp, .differentiable = vjp != nullptr};
+  return OpDef{.name = name,
+               .min_inputs = 1,
+               .max_inputs = 1,
+               .infer = infer,
+               .elementwise = true,
+               .vjp = vjp,
+               .differentiable = vjp != nullptr};
 }
 constexpr OpDef binary(std::string_view name, InferFn infer, VjpFn vjp) {
-  return OpDef{.name = name, .min_inputs = 2, .max_inputs = 2, .infer = infer, .elementwise = true,
-               .vjp = vjp, .differentiable = vjp != nullptr};
+  return OpDef{.name = name,
+               .min_inputs = 2,
+               .max_inputs = 2,
+               .infer = infer,
+               .elementwise = true,
+               .vjp = vjp,
+               .differentiable = vjp != nullptr};
 }
 
 // --- Gradient rules ----------------------------------------------------------------------
@@ -107,9 +121,7 @@ Grads vjp_sin(const VjpContext& c) { return {c.g() * cos(c.x(0))}; }
 Grads vjp_cos(const VjpContext& c) { return {neg(c.g() * sin(c.x(0)))}; }
 
 // ∂(a ± b) = (ḡ, ±ḡ)
-Grads vjp_add(const VjpContext& c) {
-  return {unbroadcast(c.g(), c.x(0).shape()), unbroadcast(c.g(), c.x(1).shape())};
-}
+Grads vjp_add(const VjpContext& c) { return {unbroadcast(c.g(), c.x(0).shape()), unbroadcast(c.g(), c.x(1).shape())}; }
 Grads vjp_sub(const VjpContext& c) {
   return {unbroadcast(c.g(), c.x(0).shape()), unbroadcast(neg(c.g()), c.x(1).shape())};
 }

@@ -29,7 +29,8 @@ Value assign(Value target, Value value, Loc where) {
                             target.node().op->name),
                 "assign", target.name(), where);
   const std::array<Value, 2> in{target, value};
-  return target.graph().apply1(ops::assign, in, {}, where, "assign_" + target.name().substr(target.name().rfind('/') + 1));
+  return target.graph().apply1(ops::assign, in, {}, where,
+                               "assign_" + target.name().substr(target.name().rfind('/') + 1));
 }
 
 }  // namespace fovea

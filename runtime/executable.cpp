@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 #include <map>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -37,9 +37,10 @@ std::vector<std::uint32_t> schedule_for(const Graph& graph, const std::vector<Va
   for (std::uint32_t id : schedule)
     for (const ValueRef& in : graph.node(id).inputs)
       if (graph.node(in.node).op->assigns)
-        graph.node(id).fail(fmt::format("reads the output of assign '{}'; an assign's result cannot be used in the "
-                                        "same step (read the value that was assigned instead)",
-                                        graph.node(in.node).name));
+        graph.node(id).fail(
+            fmt::format("reads the output of assign '{}'; an assign's result cannot be used in the "
+                        "same step (read the value that was assigned instead)",
+                        graph.node(in.node).name));
   return schedule;
 }
 
@@ -139,8 +140,8 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
     const DType dtype = kernel_dtype(graph, node);
     const Kernel kernel = backend->kernels().find(node.op->name, dtype);
     if (!kernel)
-      node.fail(fmt::format("the {} backend has no kernel for op '{}' with dtype {}", backend->name(),
-                            node.op->name, dtype_name(dtype)));
+      node.fail(fmt::format("the {} backend has no kernel for op '{}' with dtype {}", backend->name(), node.op->name,
+                            dtype_name(dtype)));
     const std::size_t n_in = node.inputs.size(), n_out = node.outputs.size();
     auto args = std::make_unique<TensorArg[]>(n_in + n_out);
     auto bind = [&](std::size_t slot, ValueRef v, const TensorType& type) {
@@ -182,8 +183,8 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
                   "run", node.name, call);
     // A placeholder of this graph that the compiled outputs do not need is checked and then
     // ignored, so one set of feeds can serve several executables (train and eval).
-    auto slot = std::find_if(feed_slots_.begin(), feed_slots_.end(),
-                             [&](const auto& s) { return s.first == value.ref(); });
+    auto slot =
+        std::find_if(feed_slots_.begin(), feed_slots_.end(), [&](const auto& s) { return s.first == value.ref(); });
     if (slot == feed_slots_.end()) continue;
     const auto index = static_cast<std::size_t>(slot - feed_slots_.begin());
     if (fed[index]) throw Error(fmt::format("placeholder '{}' is fed twice", node.name), "run", node.name, call);
@@ -193,16 +194,16 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
       if (bad >= 0)
         throw Error(fmt::format("placeholder '{}' was fed {} at element {} (index {} of {}); the batch is "
                                 "corrupt or a preprocessing step overflowed",
-                                node.name, describe_value(tensor.at(bad)), bad,
-                                index_string(tensor.shape(), bad), want.to_string()),
+                                node.name, describe_value(tensor.at(bad)), bad, index_string(tensor.shape(), bad),
+                                want.to_string()),
                     "run", node.name, call);
     }
   }
   for (std::size_t i = 0; i < feed_slots_.size(); ++i) {
     if (!fed[i]) {
       const Node& node = graph_->node(feed_slots_[i].first.node);
-      throw Error(fmt::format("placeholder '{}' ({}, built at {}) was not fed", node.name,
-                              node.outputs[0].to_string(), node.where.to_string()),
+      throw Error(fmt::format("placeholder '{}' ({}, built at {}) was not fed", node.name, node.outputs[0].to_string(),
+                              node.where.to_string()),
                   "run", node.name, call);
     }
   }

@@ -69,8 +69,8 @@ class FreeList {
 
 }  // namespace
 
-MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedule,
-                       std::span<const ValueRef> outputs, bool outputs_in_arena) {
+MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedule, std::span<const ValueRef> outputs,
+                       bool outputs_in_arena) {
   MemoryPlan plan;
   constexpr std::size_t forever = std::numeric_limits<std::size_t>::max();
 
@@ -86,7 +86,7 @@ MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedu
     const std::uint32_t id = schedule[step];
     const Node& node = graph.node(id);
     if (node.op->source && node.op != &placeholder_op) continue;  // parameter, constant
-    if (node.op->assigns) continue;  // its output is the target's persistent buffer
+    if (node.op->assigns) continue;                               // its output is the target's persistent buffer
     for (std::uint32_t k = 0; k < node.outputs.size(); ++k) {
       const ValueRef value{id, k};
       // A computed output is written into the Tensor run() returns, outside the arena.
@@ -99,8 +99,7 @@ MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedu
         // Exact sizes, not aligned ones: a broadcast input is smaller than the output even
         // when both round up to the same 64 bytes, and writing over it would corrupt it.
         const bool same_size = graph.type(node.inputs[0]).nbytes() == node.outputs[0].nbytes() && b.bytes == bytes;
-        const bool input_used_once =
-            std::count(node.inputs.begin(), node.inputs.end(), node.inputs[0]) == 1;
+        const bool input_used_once = std::count(node.inputs.begin(), node.inputs.end(), node.inputs[0]) == 1;
         if (node.op->view && same_size) {
           plan.buffer_of[value] = shared;
           b.last = std::max(b.last, dies);
@@ -145,14 +144,15 @@ std::string MemoryPlan::to_string(const Graph& graph) const {
     const Node& n = graph.node(value.node);
     names[b].push_back(n.outputs.size() > 1 ? fmt::format("{}.{}", n.name, value.output) : n.name);
   }
-  std::string s = fmt::format("memory plan: {} buffers, peak {} bytes (one buffer per value: {} bytes), "
-                              "{} in place, {} views\n",
-                              buffers.size(), peak_bytes, naive_bytes, in_place_count, view_count);
+  std::string s = fmt::format(
+      "memory plan: {} buffers, peak {} bytes (one buffer per value: {} bytes), "
+      "{} in place, {} views\n",
+      buffers.size(), peak_bytes, naive_bytes, in_place_count, view_count);
   for (std::size_t b = 0; b < buffers.size(); ++b) {
     const Buffer& buf = buffers[b];
     const std::string last = buf.last == std::numeric_limits<std::size_t>::max() ? "end" : std::to_string(buf.last);
-    s += fmt::format("  #{:<4} offset {:>10}  {:>10} B  steps {}..{}  {}\n", b, buf.offset, buf.bytes, buf.first,
-                     last, fmt::join(names[b], ", "));
+    s += fmt::format("  #{:<4} offset {:>10}  {:>10} B  steps {}..{}  {}\n", b, buf.offset, buf.bytes, buf.first, last,
+                     fmt::join(names[b], ", "));
   }
   return s;
 }

@@ -12,8 +12,8 @@
 // Sources do not live in the arena: parameters and constants keep their own buffers;
 // placeholders get arena buffers that run() copies the feeds into. Graph outputs computed by
 // kernels do not live in the arena either: the kernel writes straight into the Tensor that
-// run() returns (see Executable), so results are never copied. Offsets are assigned greedily, best fit over the free ranges, in
-// schedule order; the peak is the arena's size.
+// run() returns (see Executable), so results are never copied. Offsets are assigned greedily, best fit over the free
+// ranges, in schedule order; the peak is the arena's size.
 #pragma once
 
 #include <cstddef>
@@ -32,18 +32,18 @@ struct MemoryPlan {
 
   struct Buffer {
     std::size_t offset = 0;
-    std::size_t bytes = 0;    // rounded up to the alignment
-    std::size_t first = 0;    // schedule step that writes it
-    std::size_t last = 0;     // last schedule step that reads it (inclusive)
+    std::size_t bytes = 0;  // rounded up to the alignment
+    std::size_t first = 0;  // schedule step that writes it
+    std::size_t last = 0;   // last schedule step that reads it (inclusive)
   };
   std::vector<Buffer> buffers;
   // The buffer holding each value; values outside the arena (parameters, constants, computed
   // outputs) are absent.
   std::map<ValueRef, std::size_t> buffer_of;
-  std::size_t peak_bytes = 0;     // the arena's size
-  std::size_t naive_bytes = 0;    // what one buffer per value would take
-  std::size_t in_place_count = 0; // outputs written over a dying input
-  std::size_t view_count = 0;     // outputs aliasing their input
+  std::size_t peak_bytes = 0;      // the arena's size
+  std::size_t naive_bytes = 0;     // what one buffer per value would take
+  std::size_t in_place_count = 0;  // outputs written over a dying input
+  std::size_t view_count = 0;      // outputs aliasing their input
 
   // One line per buffer: offset, size, live range and the values in it.
   std::string to_string(const Graph& graph) const;
@@ -52,7 +52,7 @@ struct MemoryPlan {
 // Plans the arena for running `schedule` (node ids in execution order) to produce `outputs`.
 // With `outputs_in_arena` (device backends, whose results must be copied to the host
 // anyway), computed outputs get arena buffers too, live until the end of the run.
-MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedule,
-                       std::span<const ValueRef> outputs, bool outputs_in_arena = false);
+MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedule, std::span<const ValueRef> outputs,
+                       bool outputs_in_arena = false);
 
 }  // namespace fovea

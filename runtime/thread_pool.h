@@ -29,14 +29,16 @@ class ThreadPool {
   // Calls body(begin, end) on disjoint chunks covering [0, n). Runs serially on the calling
   // thread when n <= grain or the pool has one thread, so tiny tensors pay no wake-up. The
   // first exception thrown by any chunk is rethrown here after all chunks finished.
-  template <typename F> void parallel_for(std::int64_t n, std::int64_t grain, F&& body) {
+  template <typename F>
+  void parallel_for(std::int64_t n, std::int64_t grain, F&& body) {
     if (n <= 0) return;
     if (n <= grain || size() == 1) {
       body(std::int64_t{0}, n);
       return;
     }
     using Body = std::remove_reference_t<F>;
-    run(n, grain, [](void* f, std::int64_t b, std::int64_t e) { (*static_cast<Body*>(f))(b, e); },
+    run(
+        n, grain, [](void* f, std::int64_t b, std::int64_t e) { (*static_cast<Body*>(f))(b, e); },
         const_cast<void*>(static_cast<const void*>(&body)));
   }
 

@@ -91,4 +91,36 @@ inline void gradcheck(const std::string& what, const Builder& build, const std::
   }
 }
 
+// Checks ∂L/∂p, L = Σ y ⊙ r, for every element of every parameter in `parameters` against
+// central differences taken by nudging the parameter's persistent buffer (f64): the
+// parameters' counterpart of gradcheck, which differentiates with respect to placeholders.
+inline void check_parameter_gradients(Graph& g, Value y, const std::vector<Value>& parameters, const Feeds& feeds,
+                                      double tolerance = 1e-6) {
+  const Value r = g.constant(random_tensor(f64, y.shape(), 77, 0.5, 1.5), "r");
+  const Value loss = reduce_sum(y * r);
+  const std::vector<Value> grads = grad(loss, parameters);
+  Executable analytic = compile(g, grads);
+  Executable forward = compile(g, {loss});
+  const std::vector<Tensor> got = analytic.run(feeds);
+  constexpr double eps = 1e-6;
+  for (std::size_t k = 0; k < parameters.size(); ++k) {
+    CAPTURE(parameters[k].name());
+    auto buffer = g.parameter_value(parameters[k]).data<double>();
+    for (std::size_t j = 0; j < buffer.size(); ++j) {
+      const double saved = buffer[j];
+      buffer[j] = saved + eps;
+      const double plus = forward.run(feeds)[0].item();
+      buffer[j] = saved - eps;
+      const double minus = forward.run(feeds)[0].item();
+      buffer[j] = saved;
+      const double numeric = (plus - minus) / (2 * eps);
+      const double analytic_value = got[k].at(static_cast<std::int64_t>(j));
+      if (!(std::abs(analytic_value - numeric) <= tolerance * std::max(1.0, std::abs(numeric)))) {
+        FAIL_CHECK(parameters[k].name() << "[" << j << "]: analytic " << analytic_value << " vs numeric " << numeric);
+        return;
+      }
+    }
+  }
+}
+
 }  // namespace fovea::testing

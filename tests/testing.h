@@ -14,8 +14,7 @@ namespace fovea::testing {
 
 // A tensor of `dtype` filled with uniform numbers in [low, high) (integers: rounded down),
 // reproducible from `seed`. Booleans are 0/1 with equal odds.
-inline Tensor random_tensor(DType dtype, const Shape& shape, std::uint64_t seed, double low = -1.0,
-                            double high = 1.0) {
+inline Tensor random_tensor(DType dtype, const Shape& shape, std::uint64_t seed, double low = -1.0, double high = 1.0) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> dist(low, high);
   Tensor t = Tensor::empty(dtype, shape);
@@ -57,6 +56,17 @@ inline double rtol_for(DType t) { return t == DType::f64 ? 1e-12 : 1e-5; }
 inline std::vector<Tensor> run(Graph& g, const std::vector<Value>& outputs, const Feeds& feeds = {}) {
   Executable exe = compile(g, outputs, cpu(), {.check_finite_feeds = false});
   return exe.run(feeds);
+}
+
+// what() of the fovea::Error that `build` throws, or "(no error)".
+template <typename F>
+std::string error_of(F&& build) {
+  try {
+    build();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 // Runs and returns the single output.

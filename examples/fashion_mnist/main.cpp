@@ -16,9 +16,9 @@
 #include <map>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fovea/fovea.h>
+#include <CLI/CLI.hpp>
 
 #include "report.h"
 
@@ -29,8 +29,7 @@ namespace {
 
 struct Model {
   nn::Linear layer1, layer2, layer3;
-  Model(fovea::Graph& g)
-      : layer1(g, "layer1", 784, 256), layer2(g, "layer2", 256, 128), layer3(g, "layer3", 128, 10) {}
+  Model(fovea::Graph& g) : layer1(g, "layer1", 784, 256), layer2(g, "layer2", 256, 128), layer3(g, "layer3", 128, 10) {}
   // Pixels are standardised with the training set's mean and deviation (0.2860, 0.3530)
   // inside the graph, so callers feed raw [0, 1] images.
   Value operator()(Value x) const {
@@ -92,9 +91,9 @@ int main(int argc, char** argv) try {
     loss = nn::cross_entropy(logits, y, {.label_smoothing = label_smoothing});
   }
   const std::int64_t steps_per_epoch = train.size() / batch, total_steps = steps_per_epoch * epochs;
-  nn::TrainStep step = nn::adamw(loss, g.parameters(),
-                                 {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02),
-                                  .weight_decay = weight_decay});
+  nn::TrainStep step = nn::adamw(
+      loss, g.parameters(),
+      {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02), .weight_decay = weight_decay});
   const Value train_correct = count_correct(logits, y);
 
   const std::int64_t eval_batch = 1000;
@@ -119,8 +118,8 @@ int main(int argc, char** argv) try {
   fovea::Executable train_step =
       fovea::compile(g, {loss, train_correct, step.learning_rate}, fovea::cpu(), {.updates = step.updates});
   fovea::Executable evaluate = fovea::compile(g, {eval_correct});
-  std::printf("training step: %zu nodes, planned peak %.2f MB; evaluation: %zu nodes\n",
-              train_step.schedule().size(), train_step.planned_peak_bytes() / 1e6, evaluate.schedule().size());
+  std::printf("training step: %zu nodes, planned peak %.2f MB; evaluation: %zu nodes\n", train_step.schedule().size(),
+              train_step.planned_peak_bytes() / 1e6, evaluate.schedule().size());
 
   auto test_accuracy = [&] {
     fovea::Tensor ex = fovea::Tensor::empty(fovea::f32, {eval_batch, 784});
@@ -158,9 +157,10 @@ int main(int argc, char** argv) try {
     done = s + 1;
     const double l = out[0].item();
     if (!std::isfinite(l))
-      throw fovea::Error(fmt::format("training diverged at step {} (epoch {}, batch {}): the loss is {}; lower --lr "
-                                     "or resume from {}/checkpoint.safetensors",
-                                     s + 1, epoch + 1, index, l, out_dir));
+      throw fovea::Error(
+          fmt::format("training diverged at step {} (epoch {}, batch {}): the loss is {}; lower --lr "
+                      "or resume from {}/checkpoint.safetensors",
+                      s + 1, epoch + 1, index, l, out_dir));
     smoothed = s == start_step ? l : 0.98 * smoothed + 0.02 * l;
     metrics.write(done, epoch, {{"loss", l}, {"batch_accuracy", out[1].item() / batch}, {"lr", out[2].item()}});
     curve_x.push_back(static_cast<double>(done));

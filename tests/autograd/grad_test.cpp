@@ -28,8 +28,7 @@ TEST_CASE("every differentiable elementwise unary op passes the f64 finite-diffe
       {"cos", [](Value x) { return fovea::cos(x); }, -3, 3},
   };
   for (const Case& c : cases)
-    gradcheck(c.name, [&](Graph&, const std::vector<Value>& x) { return c.f(x[0]); },
-              {{Shape{3, 4}, c.low, c.high}});
+    gradcheck(c.name, [&](Graph&, const std::vector<Value>& x) { return c.f(x[0]); }, {{Shape{3, 4}, c.low, c.high}});
 }
 
 TEST_CASE("every differentiable binary op passes the gradient check with broadcasting both ways") {
@@ -132,7 +131,7 @@ TEST_CASE("second derivatives: d²/dx² of x³ is 6x, and gradients of gradients
   Graph g;
   Value x = g.placeholder("x", f64, {4});
   Value y = reduce_sum(x * x * x);
-  Value dy = grad(y, {x})[0];             // 3x²
+  Value dy = grad(y, {x})[0];                // 3x²
   Value d2y = grad(reduce_sum(dy), {x})[0];  // 6x
   Tensor tx = Tensor::from<double>({-1.5, 0.5, 2, 3}, {4});
   auto got = testing::run(g, {dy, d2y}, {{x, tx}});
@@ -174,8 +173,8 @@ TEST_CASE("vjp with an explicit cotangent equals the weighted gradient") {
   CHECK(got.at(0) == 2.0);
   CHECK(got.at(1) == 4.0);
   CHECK(got.at(2) == 12.0);
-  CHECK_THROWS_WITH_AS(vjp({y}, {g.constant(Tensor::from<double>({1, 2}, {2}))}, {x}),
-                       doctest::Contains("cotangent"), Error);
+  CHECK_THROWS_WITH_AS(vjp({y}, {g.constant(Tensor::from<double>({1, 2}, {2}))}, {x}), doctest::Contains("cotangent"),
+                       Error);
 }
 
 TEST_CASE("gradients in f32 agree with f64 gradients to f32 precision") {

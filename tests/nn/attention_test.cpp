@@ -115,15 +115,7 @@ void randomize_biases(Graph& g, const nn::MultiHeadAttention& mha, std::uint64_t
     g.parameter_value(l->bias) = testing::random_tensor(l->bias.dtype(), l->bias.shape(), seed++);
 }
 
-template <typename F>
-std::string error_of(F&& build) {
-  try {
-    build();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 std::string here(int line) { return "attention_test.cpp:" + std::to_string(line); }
 

@@ -44,48 +44,9 @@ double gelu_reference(double x) {
   return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (x + 0.044715 * x * x * x)));
 }
 
-// Checks ∂L/∂p, L = Σ y ⊙ r, for every element of every parameter in `parameters` against
-// central differences taken by nudging the parameter's persistent buffer (f64).
-void check_parameter_gradients(Graph& g, Value y, const std::vector<Value>& parameters, const Feeds& feeds,
-                               double tolerance = 1e-6) {
-  const Value r = g.constant(testing::random_tensor(f64, y.shape(), 77, 0.5, 1.5), "r");
-  const Value loss = reduce_sum(y * r);
-  const std::vector<Value> grads = grad(loss, parameters);
-  std::vector<Value> outputs = grads;
-  Executable analytic = compile(g, outputs);
-  Executable forward = compile(g, {loss});
-  const std::vector<Tensor> got = analytic.run(feeds);
-  constexpr double eps = 1e-6;
-  for (std::size_t k = 0; k < parameters.size(); ++k) {
-    CAPTURE(parameters[k].name());
-    auto buffer = g.parameter_value(parameters[k]).data<double>();
-    for (std::size_t j = 0; j < buffer.size(); ++j) {
-      const double saved = buffer[j];
-      buffer[j] = saved + eps;
-      const double plus = forward.run(feeds)[0].item();
-      buffer[j] = saved - eps;
-      const double minus = forward.run(feeds)[0].item();
-      buffer[j] = saved;
-      const double numeric = (plus - minus) / (2 * eps);
-      const double analytic_value = got[k].at(static_cast<std::int64_t>(j));
-      if (!(std::abs(analytic_value - numeric) <= tolerance * std::max(1.0, std::abs(numeric)))) {
-        FAIL_CHECK(parameters[k].name() << "[" << j << "]: analytic " << analytic_value << " vs numeric " << numeric);
-        return;
-      }
-    }
-  }
-}
+using testing::check_parameter_gradients;
 
-// what() of the fovea::Error `build` throws.
-template <typename F>
-std::string error_of(F&& build) {
-  try {
-    build();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 std::string here(int line) { return "layers_test.cpp:" + std::to_string(line); }
 

@@ -61,11 +61,10 @@ TEST_CASE("cross_entropy is finite for huge logits and zero when every target is
 
 TEST_CASE("cross_entropy, log_softmax, softmax and mse pass the gradient check") {
   const Tensor targets = Tensor::from<std::int64_t>({1, 0, 3, -100}, {4});
-  testing::gradcheck("cross_entropy",
-                     [](Graph&, const std::vector<Value>& x) {
-                       return nn::cross_entropy(x[0], x[1], {.label_smoothing = 0.1}) * 1.0;
-                     },
-                     {{Shape{4, 5}, -2, 2}, {.shape = Shape{4}, .dtype = i64, .value = targets}});
+  testing::gradcheck(
+      "cross_entropy",
+      [](Graph&, const std::vector<Value>& x) { return nn::cross_entropy(x[0], x[1], {.label_smoothing = 0.1}) * 1.0; },
+      {{Shape{4, 5}, -2, 2}, {.shape = Shape{4}, .dtype = i64, .value = targets}});
   testing::gradcheck("log_softmax", [](Graph&, const std::vector<Value>& x) { return nn::log_softmax(x[0], 0); },
                      {{Shape{3, 4}, -2, 2}});
   testing::gradcheck("softmax", [](Graph&, const std::vector<Value>& x) { return nn::softmax(x[0]); },

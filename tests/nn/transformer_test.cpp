@@ -49,45 +49,12 @@ void randomize_parameters(Graph& g, std::uint64_t seed) {
       g.parameter_value(p) = testing::random_tensor(p.dtype(), p.shape(), seed++, -0.2, 0.2);
 }
 
-// Checks ∂L/∂p, L = Σ y ⊙ r, for every element of every parameter of the graph against central
-// differences taken by nudging the parameter's persistent buffer (f64).
+// Checks the gradients of every parameter of the graph (see testing::check_parameter_gradients).
 void check_parameter_gradients(Graph& g, Value y, const Feeds& feeds, double tolerance = 1e-6) {
-  const std::vector<Value> parameters = g.parameters();
-  const Value r = g.constant(testing::random_tensor(f64, y.shape(), 77, 0.5, 1.5), "r");
-  const Value loss = reduce_sum(y * r);
-  const std::vector<Value> grads = grad(loss, parameters);
-  Executable analytic = compile(g, grads);
-  Executable forward = compile(g, {loss});
-  const std::vector<Tensor> got = analytic.run(feeds);
-  constexpr double eps = 1e-6;
-  for (std::size_t k = 0; k < parameters.size(); ++k) {
-    auto buffer = g.parameter_value(parameters[k]).data<double>();
-    for (std::size_t j = 0; j < buffer.size(); ++j) {
-      const double saved = buffer[j];
-      buffer[j] = saved + eps;
-      const double plus = forward.run(feeds)[0].item();
-      buffer[j] = saved - eps;
-      const double minus = forward.run(feeds)[0].item();
-      buffer[j] = saved;
-      const double numeric = (plus - minus) / (2 * eps);
-      const double analytic_value = got[k].at(static_cast<std::int64_t>(j));
-      if (!(std::abs(analytic_value - numeric) <= tolerance * std::max(1.0, std::abs(numeric)))) {
-        FAIL_CHECK(parameters[k].name() << "[" << j << "]: analytic " << analytic_value << " vs numeric " << numeric);
-        return;
-      }
-    }
-  }
+  testing::check_parameter_gradients(g, y, g.parameters(), feeds, tolerance);
 }
 
-template <typename F>
-std::string error_of(F&& build) {
-  try {
-    build();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 std::string here(int line) { return "transformer_test.cpp:" + std::to_string(line); }
 
