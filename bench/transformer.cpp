@@ -1,22 +1,31 @@
 // The training step of the two Transformer models of issue 4, each compiled as one executable
-// (forward, backward and the AdamW update), on synthetic token ids:
+// (forward, backward and the AdamW update), on synthetic token ids, with the graph optimizer
+// on and off:
 //
-//   translator  nn::Transformer, encoder-decoder: source and target windows of --seq tokens
 //   gpt         nn::GPT, decoder-only: windows of --seq tokens
+//   translator  nn::Transformer, encoder-decoder: source and target windows of --seq tokens
 //
-// Reported per model: milliseconds per step (the median of --steps timed steps after
-// --warmup untimed ones), examples and tokens per second (the translator's tokens count both
-// the source and the target), and the planned peak of the step's memory arena.
+// Reported per model and mode: milliseconds per step (the median of --steps timed steps
+// after --warmup untimed ones; the two modes are timed in alternating rounds so that machine
+// noise hits both alike), tokens per second, GFLOP/s of the matmul work, and the planned
+// peak of the step's memory arena.
 //
-//   build/bench/transformer [--steps 7] [--big] [--json FILE]
+//   build/bench/transformer [--steps 7] [--big] [--profile] [--json FILE]
 //
 // Configurations:
 //   small  d_model 128, 4 heads, d_ff 512, 2 layers (per stack), seq 64,  batch 32
 //   big    d_model 512, 8 heads, d_ff 2048, 4 layers (per stack), seq 256, batch 8   (--big: slow on 2 cores)
+//
+// The headline keys: `small_ms_per_step` and `small_ms_per_step_unoptimized` (the GPT, whose
+// small configuration is the 5.3 GFLOP step PyTorch was measured on, 78 ms with 2 threads),
+// `big_ms_per_step`, and `small_optimizer_speedup`. The translator's keys carry
+// `_translator_`.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,7 +50,7 @@ struct Config {
 
 struct Measurement {
   double ms_per_step = 0;
-  double examples_per_second = 0, tokens_per_second = 0;
+  double tokens_per_second = 0, gflops = 0;
   std::size_t planned_peak_bytes = 0, nodes = 0;
   std::int64_t parameters = 0;
 };
@@ -58,25 +67,15 @@ Tensor token_ids(std::int64_t rows, std::int64_t columns, std::int64_t vocab, st
   return t;
 }
 
-// Compiles the step. This is where the graph optimizer (passes/) will run once it exists:
-// an --unoptimized comparison then measures the same step compiled with and without it, and
-// reports the `*_unoptimized_*` figures beside these.
-fovea::Executable compile_step(fovea::Graph& g, Value loss, const nn::TrainStep& step) {
-  return fovea::compile(g, {loss}, fovea::cpu(), {.updates = step.updates});
-}
-
-// Runs `run` `warmup` times untimed, then `steps` times timed; the median in milliseconds.
-double median_ms(const std::function<void()>& run, int warmup, int steps) {
-  for (int i = 0; i < warmup; ++i) run();
-  std::vector<double> ms;
-  for (int i = 0; i < steps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
+// One model's training step, built in a graph: the loss, the placeholders to feed and
+// fresh feeds for step number `step`.
+struct Model {
+  std::unique_ptr<fovea::Graph> graph;
+  Value loss;
+  std::function<fovea::Feeds(std::int64_t step)> feeds;
+  std::int64_t tokens_per_step = 0;
+  double flops_per_step = 0;  // the matmuls' multiply-adds ×2, forward and backward (×3)
+};
 
 std::int64_t count_parameters(fovea::Graph& g) {
   std::int64_t n = 0;
@@ -84,8 +83,45 @@ std::int64_t count_parameters(fovea::Graph& g) {
   return n;
 }
 
-Measurement translator_step(const Config& c, int warmup, int steps) {
-  fovea::Graph g("translator");
+// Matmul FLOPs of one training step: 2 per multiply-add, ×3 for forward and backward.
+// Per token and layer: the projections (4·d² for attention, 2·d·d_ff for the feed-forward;
+// the decoder's cross-attention another 4·d²), and attention's two T×T products (4·T·d).
+double step_flops(const Config& c, bool translator) {
+  const double d = static_cast<double>(c.d_model), T = static_cast<double>(c.seq), ff = static_cast<double>(c.d_ff);
+  const double tokens = static_cast<double>(c.batch) * T, layers = static_cast<double>(c.layers);
+  const double self_block = 4 * d * d + 2 * d * ff + 2 * T * d;  // multiply-adds per token
+  double per_token = layers * self_block + d * static_cast<double>(c.vocab);
+  if (translator) per_token += layers * (self_block + 4 * d * d + 2 * T * d);
+  return 3 * 2 * tokens * per_token;
+}
+
+Model gpt_model(const Config& c) {
+  Model m;
+  m.graph = std::make_unique<fovea::Graph>("gpt");
+  fovea::Graph& g = *m.graph;
+  g.set_seed(1);
+  const nn::GPT model(g, {.vocab = c.vocab,
+                          .d_model = c.d_model,
+                          .heads = c.heads,
+                          .d_ff = c.d_ff,
+                          .layers = c.layers,
+                          .max_len = c.seq,
+                          .dropout = c.dropout});
+  const Value ids = g.placeholder("ids", fovea::i32, {c.batch, c.seq});
+  const Value next = g.placeholder("next", fovea::i32, {c.batch, c.seq});
+  const Value step_number = g.placeholder("step", fovea::i64, {});
+  m.loss = nn::cross_entropy(model(ids, {.training = true, .step = step_number}), next);
+  const Tensor x = token_ids(c.batch, c.seq, c.vocab, 4), y = token_ids(c.batch, c.seq, c.vocab, 5);
+  m.feeds = [=](std::int64_t step) { return fovea::Feeds{{ids, x}, {next, y}, {step_number, Tensor::scalar(step)}}; };
+  m.tokens_per_step = c.batch * c.seq;
+  m.flops_per_step = step_flops(c, false);
+  return m;
+}
+
+Model translator_model(const Config& c) {
+  Model m;
+  m.graph = std::make_unique<fovea::Graph>("translator");
+  fovea::Graph& g = *m.graph;
   g.set_seed(1);
   const nn::Transformer model(g, {.source_vocab = c.vocab,
                                   .target_vocab = c.vocab,
@@ -101,85 +137,114 @@ Measurement translator_step(const Config& c, int warmup, int steps) {
   const Value step_number = g.placeholder("step", fovea::i64, {});
   const nn::AttentionMask mask = nn::padding_mask(fovea::equal(source, fovea::scalar_like(source, 0.0)));
   const Value logits = model(source, target_in, mask, {.training = true, .step = step_number});
-  const Value loss = nn::cross_entropy(logits, target_out, {.ignore_index = 0});
-  const nn::TrainStep step = nn::adamw(loss, g.parameters(), {.lr = nn::constant_lr(1e-4), .weight_decay = 0.01});
-  fovea::Executable exe = compile_step(g, loss, step);
-
+  m.loss = nn::cross_entropy(logits, target_out, {.ignore_index = 0});
   const Tensor s = token_ids(c.batch, c.seq, c.vocab, 1), ti = token_ids(c.batch, c.seq, c.vocab, 2),
                to = token_ids(c.batch, c.seq, c.vocab, 3);
-  std::int64_t counter = 0;
-  Measurement m;
-  m.ms_per_step = median_ms(
-      [&] {
-        exe.run({{source, s}, {target_in, ti}, {target_out, to}, {step_number, Tensor::scalar(counter++)}});
-      },
-      warmup, steps);
-  m.examples_per_second = 1000.0 * static_cast<double>(c.batch) / m.ms_per_step;
-  m.tokens_per_second = 1000.0 * static_cast<double>(2 * c.batch * c.seq) / m.ms_per_step;
-  m.planned_peak_bytes = exe.planned_peak_bytes();
-  m.nodes = exe.schedule().size();
-  m.parameters = count_parameters(g);
+  m.feeds = [=](std::int64_t step) {
+    return fovea::Feeds{{source, s}, {target_in, ti}, {target_out, to}, {step_number, Tensor::scalar(step)}};
+  };
+  m.tokens_per_step = 2 * c.batch * c.seq;
+  m.flops_per_step = step_flops(c, true);
   return m;
 }
 
-Measurement gpt_step(const Config& c, int warmup, int steps) {
-  fovea::Graph g("gpt");
-  g.set_seed(1);
-  const nn::GPT model(g, {.vocab = c.vocab,
-                          .d_model = c.d_model,
-                          .heads = c.heads,
-                          .d_ff = c.d_ff,
-                          .layers = c.layers,
-                          .max_len = c.seq,
-                          .dropout = c.dropout});
-  const Value ids = g.placeholder("ids", fovea::i32, {c.batch, c.seq});
-  const Value next = g.placeholder("next", fovea::i32, {c.batch, c.seq});
-  const Value step_number = g.placeholder("step", fovea::i64, {});
-  const Value loss = nn::cross_entropy(model(ids, {.training = true, .step = step_number}), next);
-  const nn::TrainStep step = nn::adamw(loss, g.parameters(), {.lr = nn::constant_lr(1e-4), .weight_decay = 0.01});
-  fovea::Executable exe = compile_step(g, loss, step);
-
-  const Tensor x = token_ids(c.batch, c.seq, c.vocab, 4), y = token_ids(c.batch, c.seq, c.vocab, 5);
+struct Compiled {
+  Model model;
+  fovea::passes::TrainingGraph optimized;  // empty when compiled straight from the user's graph
+  std::unique_ptr<fovea::Executable> exe;
   std::int64_t counter = 0;
   Measurement m;
-  m.ms_per_step = median_ms(
-      [&] {
-        exe.run({{ids, x}, {next, y}, {step_number, Tensor::scalar(counter++)}});
-      },
-      warmup, steps);
-  m.examples_per_second = 1000.0 * static_cast<double>(c.batch) / m.ms_per_step;
-  m.tokens_per_second = 1000.0 * static_cast<double>(c.batch * c.seq) / m.ms_per_step;
-  m.planned_peak_bytes = exe.planned_peak_bytes();
-  m.nodes = exe.schedule().size();
-  m.parameters = count_parameters(g);
-  return m;
+  std::vector<double> ms;
+};
+
+// Compiles the step (forward, backward, AdamW) either straight from the user's graph or
+// through the optimizer: the forward pipeline (attention and normalisation fusion) before
+// autodiff, the step pipeline (elementwise fusion) after it.
+void compile_step(Compiled& c, bool optimized) {
+  fovea::Graph& g = *c.model.graph;
+  auto build_step = [](fovea::Graph& graph, const std::vector<Value>& outputs) {
+    const nn::TrainStep step =
+        nn::adamw(outputs[0], graph.parameters(), {.lr = nn::constant_lr(1e-4), .weight_decay = 0.01});
+    return fovea::passes::StepParts{{outputs[0]}, step.updates};
+  };
+  if (optimized) {
+    c.optimized = fovea::passes::optimize_training(g, {c.model.loss}, build_step);
+    const fovea::passes::OptimizedGraph& s = c.optimized.step;
+    c.exe =
+        std::make_unique<fovea::Executable>(fovea::compile(*s.graph, s.outputs, fovea::cpu(), {.updates = s.updates}));
+  } else {
+    const fovea::passes::StepParts parts = build_step(g, {c.model.loss});
+    c.exe =
+        std::make_unique<fovea::Executable>(fovea::compile(g, parts.outputs, fovea::cpu(), {.updates = parts.updates}));
+  }
+  c.m.planned_peak_bytes = c.exe->planned_peak_bytes();
+  c.m.nodes = c.exe->schedule().size();
+  c.m.parameters = count_parameters(g);
 }
 
-void print(const char* model, const Config& c, const Measurement& m) {
-  std::printf("%-10s %-5s %s params, %5zu nodes: %9.2f ms/step  %8.1f examples/s  %9s tokens/s  peak %7.2f MB\n", model,
-              c.name.c_str(), fovea::with_thousands(m.parameters).c_str(), m.nodes, m.ms_per_step,
-              m.examples_per_second, fovea::with_thousands(static_cast<std::int64_t>(m.tokens_per_second)).c_str(),
+void run_step(Compiled& c) {
+  fovea::Feeds feeds = c.model.feeds(c.counter++);
+  if (c.optimized.step.graph)
+    for (auto& [value, tensor] : feeds) value = c.optimized.step.value(value);
+  c.exe->run(feeds);
+}
+
+// Times the unoptimized and the optimized step of one model in alternating rounds.
+std::pair<Measurement, Measurement> measure(const std::function<Model()>& make, int warmup, int steps, bool profile) {
+  Compiled off, on;
+  off.model = make();
+  on.model = make();
+  compile_step(off, false);
+  compile_step(on, true);
+  for (int i = 0; i < warmup; ++i) run_step(off), run_step(on);
+  for (int i = 0; i < steps; ++i)
+    for (Compiled* c : {&off, &on}) {
+      const auto start = std::chrono::steady_clock::now();
+      run_step(*c);
+      c->ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+  for (Compiled* c : {&off, &on}) {
+    std::sort(c->ms.begin(), c->ms.end());
+    c->m.ms_per_step = c->ms[c->ms.size() / 2];
+    c->m.tokens_per_second = 1000.0 * static_cast<double>(c->model.tokens_per_step) / c->m.ms_per_step;
+    c->m.gflops = c->model.flops_per_step / (c->m.ms_per_step * 1e6);
+    if (profile) {
+      c->exe->set_profiling(true);
+      for (int i = 0; i < 3; ++i) run_step(*c);
+      std::printf("%s", c->exe->profile_report(20).c_str());
+    }
+  }
+  return {off.m, on.m};
+}
+
+void print(const char* model, const char* mode, const Measurement& m) {
+  std::printf("  %-10s %-11s %s params, %5zu nodes: %8.2f ms/step  %8s tokens/s  %6.1f GFLOP/s  peak %7.2f MB\n", model,
+              mode, fovea::with_thousands(m.parameters).c_str(), m.nodes, m.ms_per_step,
+              fovea::with_thousands(static_cast<std::int64_t>(m.tokens_per_second)).c_str(), m.gflops,
               static_cast<double>(m.planned_peak_bytes) / 1e6);
 }
 
-void record(fovea::tools::Report& report, const std::string& prefix, const Measurement& m) {
-  report.set(prefix + "_ms_per_step", m.ms_per_step);
-  report.set(prefix + "_examples_per_second", m.examples_per_second);
-  report.set(prefix + "_tokens_per_second", m.tokens_per_second);
-  report.set(prefix + "_planned_peak_bytes", m.planned_peak_bytes);
+void record(fovea::tools::Report& report, const std::string& prefix, const std::string& suffix, const Measurement& m) {
+  report.set(prefix + "_ms_per_step" + suffix, m.ms_per_step);
+  report.set(prefix + "_tokens_per_second" + suffix, m.tokens_per_second);
+  report.set(prefix + "_gflops" + suffix, m.gflops);
+  report.set(prefix + "_planned_peak_bytes" + suffix, m.planned_peak_bytes);
+  report.set(prefix + "_nodes" + suffix, m.nodes);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) try {
-  CLI::App app{"Training-step time of the translator (encoder-decoder Transformer) and a GPT"};
+  CLI::App app{"Training-step time of a GPT and the translator (encoder-decoder Transformer), optimizer on and off"};
   int steps = 7, warmup = 2;
-  bool big = false;
+  bool big = false, profile = false, skip_translator = false;
   std::string json;
-  app.add_option("--steps", steps, "timed steps per model (the median is reported; at least 5)")
+  app.add_option("--steps", steps, "timed steps per model and mode (the median is reported; at least 5)")
       ->check(CLI::Range(5, 100000));
   app.add_option("--warmup", warmup, "untimed steps first");
   app.add_flag("--big", big, "also the big configuration (d_model 512, 4 layers, seq 256: slow on 2 cores)");
+  app.add_flag("--gpt-only", skip_translator, "skip the translator");
+  app.add_flag("--profile", profile, "print where each step's time goes, by op and by node");
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
 
@@ -194,12 +259,21 @@ int main(int argc, char** argv) try {
                 c.name.c_str(), static_cast<long long>(c.d_model), static_cast<long long>(c.heads),
                 static_cast<long long>(c.d_ff), static_cast<long long>(c.layers), static_cast<long long>(c.seq),
                 static_cast<long long>(c.batch), static_cast<long long>(c.vocab));
-    const Measurement translator = translator_step(c, warmup, steps);
-    print("translator", c, translator);
-    const Measurement gpt = gpt_step(c, warmup, steps);
-    print("gpt", c, gpt);
-    record(report, c.name, translator);
-    record(report, c.name + "_gpt", gpt);
+    const auto [gpt_off, gpt_on] = measure([&] { return gpt_model(c); }, warmup, steps, profile);
+    print("gpt", "unoptimized", gpt_off);
+    print("gpt", "optimized", gpt_on);
+    std::printf("  gpt optimizer speed-up: %.2fx\n", gpt_off.ms_per_step / gpt_on.ms_per_step);
+    record(report, c.name, "", gpt_on);
+    record(report, c.name, "_unoptimized", gpt_off);
+    report.set(c.name + "_optimizer_speedup", gpt_off.ms_per_step / gpt_on.ms_per_step);
+    if (skip_translator) continue;
+    const auto [tr_off, tr_on] = measure([&] { return translator_model(c); }, warmup, steps, profile);
+    print("translator", "unoptimized", tr_off);
+    print("translator", "optimized", tr_on);
+    std::printf("  translator optimizer speed-up: %.2fx\n", tr_off.ms_per_step / tr_on.ms_per_step);
+    record(report, c.name + "_translator", "", tr_on);
+    record(report, c.name + "_translator", "_unoptimized", tr_off);
+    report.set(c.name + "_translator_optimizer_speedup", tr_off.ms_per_step / tr_on.ms_per_step);
   }
   report.finish(json);
   return 0;

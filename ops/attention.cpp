@@ -1,5 +1,8 @@
 #include "fovea/ops/attention.h"
 
+#include <cmath>
+#include <variant>
+
 #include <fmt/format.h>
 
 #include "fovea/autograd/vjp.h"
@@ -24,14 +27,19 @@ Shape leading(const Shape& s, int keep_last) {
   return Shape(std::span(s.dims()).first(static_cast<std::size_t>(s.rank() - keep_last)));
 }
 
-// q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv] with equal leading dims and one float dtype.
-AttentionDims check_qkv(const InferContext& ctx) {
+// q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv] with equal leading dims and one float dtype,
+// which the mask (when there is one) shares.
+AttentionDims check_qkv(const InferContext& ctx, const FusedAttentionInputs& in) {
   const TensorType &q = ctx.input(0), &k = ctx.input(1), &v = ctx.input(2);
   const char* names[] = {"q", "k", "v"};
   for (std::size_t i = 0; i < 3; ++i)
     if (ctx.input(i).shape.rank() < 2)
       ctx.fail(fmt::format("{} must have rank >= 2 ([..., T, D]), got {}", names[i], ctx.input(i).to_string()));
-  ctx.require_same_dtype();
+  // Every input but the step (an i64 counter) has q's dtype.
+  for (std::size_t i = 1; i < ctx.inputs().size(); ++i)
+    if ((!in.has_step || i != in.step) && ctx.input(i).dtype != q.dtype)
+      ctx.fail(fmt::format("inputs must have the same dtype, got {} (input 0) and {} (input {}); use cast() to convert",
+                           q.to_string(), ctx.input(i).to_string(), i));
   ctx.require_floating(0);
   const std::string all = fmt::format("q {}, k {}, v {}", q.to_string(), k.to_string(), v.to_string());
   AttentionDims dims{leading(q.shape, 2), q.shape[q.shape.rank() - 2], k.shape[k.shape.rank() - 2],
@@ -62,28 +70,46 @@ void check_mask(const InferContext& ctx, std::size_t index, const AttentionDims&
                          mask.to_string(), dtype_name(mask.dtype), scores.to_string()));
 }
 
-// The attributes every node of the family carries.
-void check_attributes(const InferContext& ctx) {
-  ctx.attrs().get_float("scale");
-  ctx.attrs().get_bool("causal");
+// The attributes every node of the family carries, the dropout ones when there is dropout,
+// and where the optional inputs sit.
+FusedAttentionInputs check_attributes(const InferContext& ctx, bool backward) {
+  const Attributes& attrs = ctx.attrs();
+  attrs.get_float("scale");
+  attrs.get_bool("causal");
+  const AttentionDropout dropout = attention_dropout(attrs);
+  if (attrs.has("dropout") && !(dropout.p >= 0.0 && dropout.p < 1.0))
+    ctx.fail(fmt::format("the dropout probability must lie in [0, 1), got {}", dropout.p));
+  if (attrs.has("dropout") && !std::isfinite(dropout.scale))
+    ctx.fail(fmt::format("the dropout scale must be finite, got {}", dropout.scale));
+  const FusedAttentionInputs in = fused_attention_inputs(attrs, ctx.inputs().size(), backward);
+  const std::size_t base = backward ? 6 : 3;
+  if (ctx.inputs().size() < base + (in.has_step ? 1 : 0) || ctx.inputs().size() > base + 1 + (in.has_step ? 1 : 0))
+    ctx.fail(fmt::format("takes the inputs (q, k, v, [mask]{}{}), got {}", backward ? ", o, lse, d_o" : "",
+                         in.has_step ? ", step: dropout_step is set" : "", ctx.inputs().size()));
+  if (in.has_step) {
+    const TensorType& step = ctx.input(in.step);
+    if (step.dtype != DType::i64 || step.shape.rank() != 0)
+      ctx.fail(
+          fmt::format("the dropout step (the last input) must be an i64 scalar (i64[]), got {}", step.to_string()));
+  }
+  return in;
 }
 
-// (q, k, v, [mask]) -> (o [..., Tq, Dv], lse [..., Tq])
+// (q, k, v, [mask], [step]) -> (o [..., Tq, Dv], lse [..., Tq])
 std::vector<TensorType> infer_fused_attention(const InferContext& ctx) {
-  check_attributes(ctx);
-  const AttentionDims dims = check_qkv(ctx);
-  if (ctx.inputs().size() == 4) check_mask(ctx, 3, dims);
+  const FusedAttentionInputs in = check_attributes(ctx, false);
+  const AttentionDims dims = check_qkv(ctx, in);
+  if (in.has_mask) check_mask(ctx, in.mask, dims);
   const DType dtype = ctx.input(0).dtype;
   return {TensorType{dtype, dims.with({dims.tq, dims.dv})}, TensorType{dtype, dims.with({dims.tq})}};
 }
 
-// (q, k, v, [mask], o, lse, d_o) -> (dq, dk, dv)
+// (q, k, v, [mask], o, lse, d_o, [step]) -> (dq, dk, dv)
 std::vector<TensorType> infer_fused_attention_backward(const InferContext& ctx) {
-  check_attributes(ctx);
-  const AttentionDims dims = check_qkv(ctx);
-  const bool has_mask = ctx.inputs().size() == 7;
-  if (has_mask) check_mask(ctx, 3, dims);
-  const std::size_t first = has_mask ? 4 : 3;
+  const FusedAttentionInputs in = check_attributes(ctx, true);
+  const AttentionDims dims = check_qkv(ctx, in);
+  if (in.has_mask) check_mask(ctx, in.mask, dims);
+  const std::size_t first = in.saved;
   const TensorType want_o{ctx.input(0).dtype, dims.with({dims.tq, dims.dv})};
   const TensorType want_lse{ctx.input(0).dtype, dims.with({dims.tq})};
   const char* names[] = {"o", "lse", "d_o"};
@@ -104,12 +130,15 @@ std::vector<Value> vjp_fused_attention(const VjpContext& c) {
     c.node.fail(
         "a gradient flows into its lse output (output 1), but only o (output 0) is differentiable: lse is saved "
         "for the backward pass; compute a log-sum-exp you want to differentiate with ordinary ops");
-  const bool has_mask = c.inputs.size() == 4;
+  const FusedAttentionInputs in = fused_attention_inputs(c.attrs(), c.inputs.size(), false);
+  AttentionDropout dropout = attention_dropout(c.attrs());
+  if (in.has_step) dropout.step = c.x(in.step);
   const FusedAttentionGradients g =
-      fused_attention_backward(c.x(0), c.x(1), c.x(2), has_mask ? c.x(3) : Value{}, c.y(0), c.y(1), c.g(0),
-                               c.attrs().get_float("scale"), c.attrs().get_bool("causal"));
+      fused_attention_backward(c.x(0), c.x(1), c.x(2), in.has_mask ? c.x(in.mask) : Value{}, c.y(0), c.y(1), c.g(0),
+                               c.attrs().get_float("scale"), c.attrs().get_bool("causal"), dropout);
   std::vector<Value> grads{g.dq, g.dk, g.dv};
-  if (has_mask) grads.emplace_back();  // no gradient for the mask
+  if (in.has_mask) grads.emplace_back();  // no gradient for the mask
+  if (in.has_step) grads.emplace_back();  // nor for the step
   return grads;
 }
 
@@ -118,35 +147,72 @@ Graph& graph_of(const Value& q, std::string_view op, SourceLoc where) {
   return q.graph();
 }
 
+// scale and causal, and the dropout's attributes when there is dropout.
+Attributes attributes_of(double scale, bool causal, const AttentionDropout& dropout) {
+  Attributes attrs{{"scale", scale}, {"causal", causal}};
+  if (dropout.p == 0.0) return attrs;  // anything else is checked by the op's shape rule
+  attrs.set("dropout", dropout.p);
+  attrs.set("dropout_scale", dropout.scale);
+  attrs.set("dropout_seed", dropout.seed);
+  attrs.set("dropout_stream", dropout.stream);
+  attrs.set("dropout_step", dropout.step.defined());
+  return attrs;
+}
+
 }  // namespace
 
 namespace ops {
 const OpDef fused_attention{.name = "fused_attention",
                             .min_inputs = 3,
-                            .max_inputs = 4,
+                            .max_inputs = 5,
                             .infer = infer_fused_attention,
                             .vjp = vjp_fused_attention};
 // No gradient rule: a second derivative through fused attention raises fovea::Error.
 const OpDef fused_attention_backward{
-    .name = "fused_attention_backward", .min_inputs = 6, .max_inputs = 7, .infer = infer_fused_attention_backward};
+    .name = "fused_attention_backward", .min_inputs = 6, .max_inputs = 8, .infer = infer_fused_attention_backward};
 }  // namespace ops
 
-FusedAttentionOutputs fused_attention(Value q, Value k, Value v, Value mask, double scale, bool causal, Loc where) {
+FusedAttentionInputs fused_attention_inputs(const Attributes& attrs, std::size_t input_count, bool backward) {
+  FusedAttentionInputs in;
+  const Attribute* step = attrs.find("dropout_step");
+  in.has_step = attrs.has("dropout") && step && std::holds_alternative<bool>(*step) && std::get<bool>(*step);
+  const std::size_t rest = input_count - (in.has_step ? 1 : 0);  // q, k, v, [mask], and o, lse, d_o
+  in.has_mask = rest == (backward ? 7u : 4u);
+  in.saved = in.has_mask ? 4 : 3;
+  in.step = input_count - 1;
+  return in;
+}
+
+AttentionDropout attention_dropout(const Attributes& attrs) {
+  AttentionDropout dropout;
+  if (!attrs.has("dropout")) return dropout;
+  dropout.p = attrs.get_float("dropout");
+  dropout.scale = attrs.get_float("dropout_scale");
+  dropout.seed = attrs.get_int("dropout_seed");
+  dropout.stream = attrs.get_int("dropout_stream");
+  return dropout;
+}
+
+FusedAttentionOutputs fused_attention(Value q, Value k, Value v, Value mask, double scale, bool causal,
+                                      const AttentionDropout& dropout, Loc where) {
   Graph& g = graph_of(q, ops::fused_attention.name, where);
   std::vector<Value> inputs{q, k, v};
   if (mask.defined()) inputs.push_back(mask);
-  const std::vector<Value> out = g.apply(ops::fused_attention, inputs, {{"scale", scale}, {"causal", causal}}, where);
+  if (dropout.p != 0.0 && dropout.step.defined()) inputs.push_back(dropout.step);
+  const std::vector<Value> out = g.apply(ops::fused_attention, inputs, attributes_of(scale, causal, dropout), where);
   return {out[0], out[1]};
 }
 
 FusedAttentionGradients fused_attention_backward(Value q, Value k, Value v, Value mask, Value o, Value lse, Value d_o,
-                                                 double scale, bool causal, Loc where) {
+                                                 double scale, bool causal, const AttentionDropout& dropout,
+                                                 Loc where) {
   Graph& g = graph_of(q, ops::fused_attention_backward.name, where);
   std::vector<Value> inputs{q, k, v};
   if (mask.defined()) inputs.push_back(mask);
   inputs.insert(inputs.end(), {o, lse, d_o});
+  if (dropout.p != 0.0 && dropout.step.defined()) inputs.push_back(dropout.step);
   const std::vector<Value> out =
-      g.apply(ops::fused_attention_backward, inputs, {{"scale", scale}, {"causal", causal}}, where);
+      g.apply(ops::fused_attention_backward, inputs, attributes_of(scale, causal, dropout), where);
   return {out[0], out[1], out[2]};
 }
 

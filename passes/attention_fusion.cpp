@@ -17,12 +17,20 @@ namespace fovea::passes {
 
 namespace {
 
+// The statistics' name for an attention with dropout on its probabilities.
+constexpr const char* kDropoutKind = "attention with dropout → fused_attention";
+
 // What the match found; refs and ids are in the graph being matched.
 struct Attention {
   ValueRef q, k, v, mask;
   bool has_mask = false;
   bool causal = false;
   double scale = 1.0;
+  // Dropout on the probabilities: p, c, the random node's seed and stream, and its step.
+  double dropout = 0.0, dropout_scale = 1.0;
+  std::int64_t dropout_seed = 0, dropout_stream = 0;
+  ValueRef step;
+  bool has_step = false;
   std::vector<std::uint32_t> nodes;  // the chain, in no particular order; the root last
 };
 
@@ -157,12 +165,26 @@ bool is_causal_mask(const Graph& g, ValueRef mask, std::int64_t tq, std::int64_t
          column->attrs.get_int("axis") == 1 && row->attrs.get_int("axis") == 0;
 }
 
+// The fused node's attributes for a match.
+Attributes attributes_of(const Attention& a) {
+  Attributes attrs{{"scale", a.scale}, {"causal", a.causal}};
+  if (a.dropout > 0.0) {
+    attrs.set("dropout", a.dropout);
+    attrs.set("dropout_scale", a.dropout_scale);
+    attrs.set("dropout_seed", a.dropout_seed);
+    attrs.set("dropout_stream", a.dropout_stream);
+    attrs.set("dropout_step", a.has_step);
+  }
+  return attrs;
+}
+
 // Whether fused_attention accepts these inputs and gives the root's type: the op's own shape
 // rule decides, so the pass and the op never disagree about what is supported.
 bool fused_op_accepts(const Graph& g, const Attention& a, const TensorType& want) {
   std::vector<TensorType> types{g.type(a.q), g.type(a.k), g.type(a.v)};
   if (a.has_mask) types.push_back(g.type(a.mask));
-  const Attributes attrs{{"scale", a.scale}, {"causal", a.causal}};
+  if (a.has_step) types.push_back(g.type(a.step));
+  const Attributes attrs = attributes_of(a);
   try {
     const InferContext ctx(ops::fused_attention, types, attrs, "fused_attention", SourceLoc{});
     return ops::fused_attention.infer(ctx)[0] == want;
@@ -171,14 +193,50 @@ bool fused_op_accepts(const Graph& g, const Attention& a, const TensorType& want
   }
 }
 
-// p → where(keep, p · 1/(1-p), 0): nn::dropout on the probabilities.
-bool is_dropout_of_softmax(const Graph& g, ValueRef x) {
+// What the probabilities' dropout matched: nothing (no dropout there), a dropout the fused op
+// cannot reproduce, or one it can (with the probabilities it drops).
+struct DropoutMatch {
+  enum { none, unsupported, fused } result = none;
+  ValueRef probabilities;
+};
+
+// x = where(greater_equal(u, p), P · c, 0) (or c · P), u = random_uniform(scores' shape, low 0,
+// high 1, [step]) of the scores' dtype, p and c one-element constants: nn::dropout on the
+// softmax P. Fills a's dropout and adds the four nodes when the fused op can draw the same
+// mask; a dropout of the softmax in any other form is `unsupported` (blocked, and counted).
+DropoutMatch match_dropout(const Graph& g, ValueRef x, Attention& a) {
   const Node* select = producer(g, x, ops::where);
-  if (!select) return false;
+  if (!select) return {};
   const Node* rescale = producer(g, select->inputs[1], ops::mul);
-  if (!rescale) return false;
-  Attention ignored;
-  return match_softmax(g, rescale->inputs[0], ignored).has_value();
+  if (!rescale) return {};
+  // The side of the mul that is a softmax is P; the other is c.
+  DropoutMatch match{DropoutMatch::unsupported, {}};
+  std::optional<ValueRef> factor;
+  for (std::size_t side = 0; side < 2 && !factor; ++side) {
+    Attention ignored;
+    if (!match_softmax(g, rescale->inputs[side], ignored)) continue;
+    match.probabilities = rescale->inputs[side];
+    factor = rescale->inputs[1 - side];
+  }
+  if (!factor) return {};  // not the dropout of a softmax: not attention
+  const TensorType& probabilities = g.type(match.probabilities);
+  const std::optional<double> c = scalar_value(g, *factor);
+  const Node* keep = producer(g, select->inputs[0], ops::greater_equal);
+  const std::optional<double> p = keep ? scalar_value(g, keep->inputs[1]) : std::nullopt;
+  const Node* random = keep ? producer(g, keep->inputs[0], ops::random_uniform) : nullptr;
+  if (!c || !p || !random || !is_number(g, select->inputs[2], 0.0) || rescale->outputs[0] != probabilities ||
+      select->outputs[0] != probabilities || random->outputs[0] != probabilities ||
+      random->attrs.get_float("low") != 0.0 || random->attrs.get_float("high") != 1.0 || !(*p > 0.0))
+    return match;
+  a.dropout = *p;
+  a.dropout_scale = *c;
+  a.dropout_seed = random->attrs.get_int("seed");
+  a.dropout_stream = random->attrs.get_int("stream");
+  a.has_step = !random->inputs.empty();
+  if (a.has_step) a.step = random->inputs[0];
+  a.nodes.insert(a.nodes.end(), {x.node, select->inputs[1].node, select->inputs[0].node, keep->inputs[0].node});
+  match.result = DropoutMatch::fused;
+  return match;
 }
 
 }  // namespace
@@ -187,16 +245,21 @@ std::optional<Rewrite> match_attention(const Graph& g, std::uint32_t root, const
                                        const AttentionFusionOptions& options) {
   const Node& out = g.node(root);
   if (out.op != &ops::matmul || out.attrs.get_bool("transpose_a") || out.attrs.get_bool("transpose_b")) return {};
-  if (is_dropout_of_softmax(g, out.inputs[0]))
-    return Rewrite{.kind = "fused attention",
-                   .root = root,
-                   .nodes = {},
-                   .build = {},
-                   .blocked = "dropout on the probabilities (not in the fused op)"};
 
   Attention a;
   a.v = out.inputs[1];
-  const std::optional<ValueRef> s = match_softmax(g, out.inputs[0], a);
+  ValueRef probabilities = out.inputs[0];
+  const DropoutMatch dropout = match_dropout(g, probabilities, a);
+  if (dropout.result == DropoutMatch::unsupported)
+    return Rewrite{.kind = std::string(kDropoutKind),
+                   .root = root,
+                   .nodes = {},
+                   .build = {},
+                   .blocked =
+                       "dropout on the probabilities in a form the fused op does not draw (it needs "
+                       "where(random_uniform(scores' shape, 0, 1) >= p, P·c, 0) with constant p and c)"};
+  if (dropout.result == DropoutMatch::fused) probabilities = dropout.probabilities;
+  const std::optional<ValueRef> s = match_softmax(g, probabilities, a);
   if (!s) return {};
   if (const Node* add = producer(g, *s, ops::add)) {
     // s = scores + mask, in either order; the mask must not enlarge the scores.
@@ -227,11 +290,14 @@ std::optional<Rewrite> match_attention(const Graph& g, std::uint32_t root, const
   a.nodes.push_back(root);
   const std::string replaces = fmt::format(
       "{} .. {} ({} nodes)", g.node(*std::min_element(a.nodes.begin(), a.nodes.end())).name, out.name, a.nodes.size());
-  Rewrite rewrite{.kind = "fused attention", .root = root, .nodes = a.nodes, .build = {}, .blocked = {}};
+  const std::string kind(a.dropout > 0.0 ? kDropoutKind : "fused attention");
+  Rewrite rewrite{.kind = kind, .root = root, .nodes = a.nodes, .build = {}, .blocked = {}};
   rewrite.build = [a, root, replaces](GraphRewriter& rw) {
     std::vector<Value> inputs{rw.mapped(a.q), rw.mapped(a.k), rw.mapped(a.v)};
     if (a.has_mask) inputs.push_back(rw.mapped(a.mask));
-    const Attributes attrs{{"scale", a.scale}, {"causal", a.causal}, {"replaces", replaces}};
+    if (a.has_step) inputs.push_back(rw.mapped(a.step));
+    Attributes attrs = attributes_of(a);
+    attrs.set("replaces", replaces);
     const std::vector<Value> fused = rw.emit(root, ops::fused_attention, inputs, attrs, /*same_name=*/false);
     return std::vector<Value>{fused[0]};  // o; lse is read by the gradient rule only
   };

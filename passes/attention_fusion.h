@@ -1,4 +1,4 @@
-// Attention fusion: matmul → scale → (+ mask) → softmax → matmul  ⇒  one fused_attention node.
+// Attention fusion: matmul → scale → (+ mask) → softmax → (dropout) → matmul  ⇒  fused_attention.
 //
 // What it rewrites: the chain nn::scaled_dot_product_attention builds,
 //
@@ -8,14 +8,17 @@
 //   p = softmax(s) over the LAST axis, matched as nn::softmax builds it,
 //         e = exp(s - stop_gradient(reduce_max(s, {-1}, keepdims)));  p = e / reduce_sum(e, {-1}, keepdims)
 //       or without the stop_gradient, or without the max subtraction at all (e = exp(s))
+//   p = where(greater_equal(random_uniform(shape of p, low 0, high 1, [step]), p_drop), p · c, 0)
+//       (optional: nn::dropout in training mode; c · p also; p_drop and c one-element constants)
 //   o = matmul(p, v)
 //
-// becomes fused_attention(q, k, v, [mask]) {scale = product of the c's, causal} (ops/attention.h),
-// whose output o replaces the last matmul. Batch and heads are the leading dims of q, k, v. When
-// the mask is exactly a causal mask (nn::causal_mask's nodes, or a constant with 0 on and below
-// the bottom-right-aligned diagonal and <= -1e9 above it) and Tq <= Tk, it is dropped and the
-// node gets causal=true: the kernel then skips the blocks above the diagonal instead of adding
-// -1e9 to them.
+// becomes fused_attention(q, k, v, [mask], [step]) {scale = product of the c's, causal,
+// [dropout = p_drop, dropout_scale = c, dropout_seed and dropout_stream = the random node's,
+// dropout_step]} (ops/attention.h), whose output o replaces the last matmul. Batch and heads
+// are the leading dims of q, k, v. When the mask is exactly a causal mask (nn::causal_mask's
+// nodes, or a constant with 0 on and below the bottom-right-aligned diagonal and <= -1e9 above
+// it) and Tq <= Tk, it is dropped and the node gets causal=true: the kernel then skips the
+// blocks above the diagonal instead of adding -1e9 to them.
 //
 // Why it is correct: fused_attention computes exactly o = softmax(scale·q·kᵀ + mask)·v, with the
 // same max-subtracted softmax (its online form, FlashAttention); a softmax written without the
@@ -31,13 +34,22 @@
 // one fused_attention_backward node, which recomputes the probabilities from the saved
 // log-sum-exp instead of keeping the [Tq,Tk] matrix alive.
 //
+// With dropout, the fused node draws the very bits the random_uniform node would have drawn:
+// a random node's numbers are a pure function of its seed, its stream (plus the step) and the
+// element's index (core/philox.h), and the fused kernels compute u for element (b, i, j) of
+// the probabilities from the same three, compare it with T(p_drop) as greater_equal does, and
+// multiply the kept probabilities by T(c), as the mul does. The random node, the comparison,
+// the where and the mul become interior nodes, so the keep mask must not be read elsewhere
+// either. The statistics count these as "attention with dropout → fused_attention".
+//
 // Not fused (each one is a test): a probability or score used outside; softmax over another
 // axis; a mask that the fused op does not accept (one that would enlarge the scores, or of
 // another dtype); a scale that is not a one-element constant (a vector, or a placeholder: the
 // fused op takes its scale as a number); matmuls that broadcast q, k or v against each other
-// (fused_attention wants equal leading dims). Dropout on the probabilities (training mode of
-// nn::MultiHeadAttention) is not fused: fused_attention has no dropout, and applying it to the
-// probabilities needs them materialised. The statistics say "blocked: dropout" for it.
+// (fused_attention wants equal leading dims); a dropout on the probabilities in another form
+// than nn::dropout's (a random tensor whose shape differs from the scores', or low/high other
+// than 0/1, a rescale that is not a one-element constant, another dtype): the fused op could
+// not draw the same mask. The statistics say "blocked: ... dropout on the probabilities" for it.
 //
 //   before (nn::MultiHeadAttention, 8 heads of 64, N = 1024: examples/attention_fusion's dump)
 //     %26 = matmul(%15, %20) {transpose_a=false, transpose_b=true} : f32[1,8,1024,1024]

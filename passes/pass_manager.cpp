@@ -62,14 +62,14 @@ Value OptimizedGraph::value(const Value& original) const {
 
 std::string OptimizedGraph::report() const {
   std::string s =
-      fmt::format("{:>3}  {:<18} {:>7} {:>7} {:>9}  {}\n", "#", "pass", "nodes", "after", "time", "rewrites");
+      fmt::format("{:>3}  {:<20} {:>7} {:>7} {:>9}  {}\n", "#", "pass", "nodes", "after", "time", "rewrites");
   for (std::size_t i = 0; i < passes.size(); ++i) {
     const PassReport& p = passes[i];
     if (!p.ran) {
-      s += fmt::format("{:>3}  {:<18} {:>7} {:>7} {:>9}  {}\n", i + 1, p.name, "", "", "", "(disabled)");
+      s += fmt::format("{:>3}  {:<20} {:>7} {:>7} {:>9}  {}\n", i + 1, p.name, "", "", "", "(disabled)");
       continue;
     }
-    s += fmt::format("{:>3}  {:<18} {:>7} {:>7} {:>6.2f} ms  {}\n", i + 1, p.name, p.stats.nodes_before,
+    s += fmt::format("{:>3}  {:<20} {:>7} {:>7} {:>6.2f} ms  {}\n", i + 1, p.name, p.stats.nodes_before,
                      p.stats.nodes_after, p.milliseconds, p.stats.rewrites_to_string());
   }
   return s;

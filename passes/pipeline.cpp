@@ -1,10 +1,29 @@
 #include "fovea/passes/pipeline.h"
 
+#include <fmt/format.h>
+
 #include "fovea/passes/cse.h"
 #include "fovea/passes/dead_code.h"
+#include "fovea/passes/normalization_fusion.h"
 #include "fovea/passes/simplify.h"
 
 namespace fovea::passes {
+
+namespace {
+
+// `second` ran on `first`'s graph: the value map from the user's graph through both, and both
+// pass tables, on `second`'s graph.
+OptimizedGraph compose(OptimizedGraph first, OptimizedGraph second) {
+  std::map<ValueRef, ValueRef> through;
+  for (const auto& [user, middle] : first.value_map)
+    if (auto it = second.value_map.find(middle); it != second.value_map.end()) through.emplace(user, it->second);
+  second.value_map = std::move(through);
+  first.passes.insert(first.passes.end(), second.passes.begin(), second.passes.end());
+  second.passes = std::move(first.passes);
+  return second;
+}
+
+}  // namespace
 
 PassManager forward_pipeline(const PipelineOptions& options) {
   PassManager pm;
@@ -17,6 +36,7 @@ PassManager forward_pipeline(const PipelineOptions& options) {
            [attention = options.attention](const Graph& g, std::span<const ValueRef> roots) {
              return fuse_attention(g, roots, attention);
            })
+      .add("normalization_fusion", fuse_normalizations)
       .add("dce", eliminate_dead_code);
   return pm;
 }
@@ -31,13 +51,78 @@ PassManager cleanup_pipeline(const PipelineOptions& options) {
   return pm;
 }
 
+PassManager step_pipeline(const PipelineOptions& options) {
+  PassManager pm = cleanup_pipeline(options);
+  pm.add("elementwise_fusion", [elementwise = options.elementwise](const Graph& g, std::span<const ValueRef> roots) {
+      return fuse_elementwise(g, roots, elementwise);
+    }).add("dce", eliminate_dead_code);
+  return pm;
+}
+
 OptimizedGraph optimize_forward(const Graph& graph, const std::vector<Value>& outputs, const PipelineOptions& options) {
   return forward_pipeline(options).run(graph, outputs);
 }
 
 OptimizedGraph optimize(const Graph& graph, const std::vector<Value>& outputs, const std::vector<Value>& updates,
                         const PipelineOptions& options) {
-  return cleanup_pipeline(options).run(graph, outputs, updates);
+  return step_pipeline(options).run(graph, outputs, updates);
+}
+
+OptimizedGraph optimize_inference(const Graph& graph, const std::vector<Value>& outputs,
+                                  const PipelineOptions& options) {
+  OptimizedGraph forward = optimize_forward(graph, outputs, options);
+  OptimizedGraph result = step_pipeline(options).run(*forward.graph, forward.outputs);
+  return compose(std::move(forward), std::move(result));
+}
+
+TrainingGraph optimize_training(const Graph& graph, const std::vector<Value>& outputs, const BuildStep& build_step,
+                                const PipelineOptions& options) {
+  OptimizedGraph forward = optimize_forward(graph, outputs, options);
+  const StepParts parts = build_step(*forward.graph, forward.outputs);
+  OptimizedGraph step = step_pipeline(options).run(*forward.graph, parts.outputs, parts.updates);
+  TrainingGraph result;
+  result.forward = std::move(forward.graph);
+  forward.graph = nullptr;
+  result.step = compose(std::move(forward), std::move(step));
+  return result;
+}
+
+CompiledTrainingStep compile_training_step(Graph& graph, const std::vector<Value>& outputs, const BuildStep& build_step,
+                                           std::shared_ptr<Backend> backend, const TrainingStepOptions& options) {
+  CompiledTrainingStep step;
+  if (options.optimize) {
+    step.optimized_ = optimize_training(graph, outputs, build_step, options.pipeline);
+    step.graph_ = step.optimized_.step.graph.get();
+    step.outputs_ = step.optimized_.step.outputs;
+    step.updates_ = step.optimized_.step.updates;
+  } else {
+    const StepParts parts = build_step(graph, outputs);
+    step.graph_ = &graph;
+    step.outputs_ = parts.outputs;
+    step.updates_ = parts.updates;
+  }
+  CompileOptions compile_options = options.compile;
+  compile_options.updates = step.updates_;
+  step.executable_ =
+      std::make_unique<Executable>(compile(*step.graph_, step.outputs_, std::move(backend), compile_options));
+  return step;
+}
+
+std::vector<Tensor> CompiledTrainingStep::run(const Feeds& feeds, std::source_location where) {
+  if (!optimized()) return executable_->run(feeds, where);
+  Feeds mapped;
+  mapped.reserve(feeds.size());
+  for (const auto& [value, tensor] : feeds) {
+    // A placeholder the step does not read is dropped (the plain executable ignores those too).
+    if (!optimized_.step.has(value)) {
+      if (!value.defined() || value.node().op != &placeholder_op)
+        throw Error(fmt::format("'{}' is not a placeholder", value.defined() ? value.name() : "an undefined value"),
+                    "run", value.defined() ? value.name() : "", SourceLoc(where));
+      continue;
+    }
+    mapped.emplace_back(optimized_.step.value(value), tensor);
+  }
+  return executable_->run(mapped, where);
 }
 
 }  // namespace fovea::passes

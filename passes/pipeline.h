@@ -23,28 +23,117 @@
 // holds the trained values, and an evaluation executable compiled from g sees them.
 #pragma once
 
+#include <functional>
+#include <memory>
+
 #include "fovea/passes/attention_fusion.h"
 #include "fovea/passes/constant_folding.h"
+#include "fovea/passes/elementwise_fusion.h"
 #include "fovea/passes/pass_manager.h"
+#include "fovea/runtime/executable.h"
 
 namespace fovea::passes {
 
 struct PipelineOptions {
   FoldOptions fold{};
   AttentionFusionOptions attention{};
+  ElementwiseFusionOptions elementwise{};
 };
 
-// dce · simplify · cse · fold · attention_fusion · dce. The first dce drops nodes nobody needs
-// before fusion counts uses (a forgotten debug value could otherwise block a fusion).
+// dce · simplify · cse · fold · attention_fusion · normalization_fusion · dce. Attention fusion
+// comes first: it consumes the softmax inside attention, which normalization fusion would take. The first dce drops
+// nodes nobody needs before fusion counts uses (a forgotten debug value could otherwise block a fusion).
 PassManager forward_pipeline(const PipelineOptions& options = {});
 // simplify · cse · fold · dce: safe on any graph, after autodiff too (a training step).
 PassManager cleanup_pipeline(const PipelineOptions& options = {});
+// The cleanup, then elementwise_fusion · dce: for a graph nobody differentiates any more (a
+// whole training step, or an inference graph after the forward pipeline).
+PassManager step_pipeline(const PipelineOptions& options = {});
 
 // forward_pipeline().run(graph, outputs): the forward graph optimized, ready for autodiff.
 OptimizedGraph optimize_forward(const Graph& graph, const std::vector<Value>& outputs,
                                 const PipelineOptions& options = {});
-// cleanup_pipeline().run(graph, outputs, updates): for a whole training step.
+// step_pipeline().run(graph, outputs, updates): for a whole training step.
 OptimizedGraph optimize(const Graph& graph, const std::vector<Value>& outputs, const std::vector<Value>& updates = {},
                         const PipelineOptions& options = {});
+// The forward pipeline, then the step pipeline: an inference graph, ready to compile.
+OptimizedGraph optimize_inference(const Graph& graph, const std::vector<Value>& outputs,
+                                  const PipelineOptions& options = {});
+
+// --- The training pipeline in one call -------------------------------------------------------
+//
+//   auto tg = passes::optimize_training(g, {loss}, [&](Graph& fg, const std::vector<Value>& out) {
+//     nn::TrainStep step = nn::adamw(out[0], fg.parameters());     // autodiff on the fused forward
+//     return passes::StepParts{{out[0], step.grad_norm}, step.updates};
+//   });
+//   auto exe = compile(*tg.step.graph, tg.step.outputs, cpu(), {.updates = tg.step.updates});
+//   exe.run({{tg.step.value(x), batch}});        // the user's placeholders, mapped
+//
+// 1. the forward pipeline optimizes `outputs` (attention and normalisation fusion happen here,
+//    before autodiff, so the gradient graph holds the fused backward kernels);
+// 2. `build_step` appends autodiff and the optimizer to that optimized forward graph and says
+//    which values the step returns and which updates it applies;
+// 3. the step pipeline cleans the whole step up and fuses its elementwise chains, forward and
+//    backward together.
+struct StepParts {
+  std::vector<Value> outputs;
+  std::vector<Value> updates;
+};
+using BuildStep = std::function<StepParts(Graph& forward, const std::vector<Value>& outputs)>;
+
+struct TrainingGraph {
+  // The optimized forward graph that build_step extended (the optimizer's state lives in it).
+  std::unique_ptr<Graph> forward;
+  // The step, optimized. Its outputs and updates are build_step's, in order; value() maps a
+  // value of the USER's graph (a placeholder to feed) into it, through both pipelines.
+  OptimizedGraph step;
+};
+
+TrainingGraph optimize_training(const Graph& graph, const std::vector<Value>& outputs, const BuildStep& build_step,
+                                const PipelineOptions& options = {});
+
+// --- A training step compiled with or without the optimizer -----------------------------------
+//
+// What a training program holds: it feeds the USER's placeholders either way, so a flag can
+// turn the optimizer off (to compare, or to rule it out while debugging):
+//
+//   auto train = passes::compile_training_step(g, {loss}, build_step, cpu(), {.optimize = !no_optimize});
+//   double l = train.run({{x, batch}, {y, labels}})[0].item();
+//   save_checkpoint(path, train.graph());   // parameters and optimizer state, by scoped name
+struct TrainingStepOptions {
+  bool optimize = true;
+  PipelineOptions pipeline{};
+  CompileOptions compile{};  // its `updates` are ignored: build_step names them
+};
+
+class CompiledTrainingStep {
+ public:
+  // Runs one step; `feeds` name placeholders of the user's graph. Returns build_step's outputs.
+  std::vector<Tensor> run(const Feeds& feeds, std::source_location where = std::source_location::current());
+
+  // The graph the step runs in: the user's graph, or the optimized step. It holds every
+  // persistent value the step uses (parameters and optimizer state, under the names the
+  // user's graph gives them), so checkpoints are saved from and loaded into this graph.
+  Graph& graph() { return *graph_; }
+  Executable& executable() { return *executable_; }
+  // The compiled graph's values for build_step's outputs, and the updates.
+  const std::vector<Value>& outputs() const { return outputs_; }
+  const std::vector<Value>& updates() const { return updates_; }
+  bool optimized() const { return optimized_.step.graph != nullptr; }
+  // The table of passes (empty when not optimized).
+  std::string pass_report() const { return optimized() ? optimized_.step.report() : std::string(); }
+
+ private:
+  friend CompiledTrainingStep compile_training_step(Graph&, const std::vector<Value>&, const BuildStep&,
+                                                    std::shared_ptr<Backend>, const TrainingStepOptions&);
+  TrainingGraph optimized_;
+  Graph* graph_ = nullptr;
+  std::vector<Value> outputs_, updates_;
+  std::unique_ptr<Executable> executable_;
+};
+
+CompiledTrainingStep compile_training_step(Graph& graph, const std::vector<Value>& outputs, const BuildStep& build_step,
+                                           std::shared_ptr<Backend> backend = cpu(),
+                                           const TrainingStepOptions& options = {});
 
 }  // namespace fovea::passes

@@ -55,7 +55,20 @@ class Executable {
   // The schedule with each node's kernel and output buffer, for reading and debugging.
   std::string to_string() const;
 
+  // --- Profiling -------------------------------------------------------------------------------
+  // While on, every run times each kernel (synchronizing a device backend after each, so the
+  // figures are real but the run is slower) and adds the times up until reset_profile().
+  void set_profiling(bool on) { profiling_ = on; }
+  void reset_profile();
+  // Where the time went, summed over the profiled runs: a table by op (calls, total, share),
+  // then the `top_nodes` most expensive nodes with their scope and the user's file:line.
+  std::string profile_report(std::size_t top_nodes = 15) const;
+  // Seconds spent in each step's kernel (schedule order), summed over profiled_runs() runs.
+  const std::vector<double>& step_seconds() const { return step_seconds_; }
+  int profiled_runs() const { return profiled_runs_; }
+
  private:
+  void run_profiled_steps();
   friend Executable compile(Graph&, const std::vector<Value>&, std::shared_ptr<Backend>, const CompileOptions&);
   Executable() = default;
 
@@ -93,6 +106,9 @@ class Executable {
   std::vector<DirectOutput> direct_outputs_;
   std::vector<Tensor> persistent_;  // host Tensors of the parameters, state and constants used
   std::vector<Output> outputs_;
+  bool profiling_ = false;
+  int profiled_runs_ = 0;
+  std::vector<double> step_seconds_;
 };
 
 // Compiles the part of `graph` that `outputs` (and `options.updates`) depend on for `backend`.

@@ -8,6 +8,21 @@
 //
 // Neither kernel ever holds s or P for more than one tile of kRowBlock x kColumnBlock.
 //
+// Dropout (when the node has it) multiplies P[i, j] by Z[i, j] = keep[i, j]·c before it meets
+// v, with keep drawn as nn::dropout draws it (ops/attention.h): for batch item b,
+//
+//   e = (b·Tq + i)·Tk + j,   u = T(philox::uniform(seed, stream + step, e)),   keep = u >= T(p)
+//
+// The bits are drawn per tile, a run of consecutive keys of one query at a time, with the
+// eight-blocks-at-once Philox of philox_lanes.h (the random_uniform kernel's own code, so the
+// same u to the bit), and never stored: the backward draws them again. With dropout the
+// forward's o = Σ_j Z[i, j]·P[i, j]·v[j] (l still sums the un-dropped e^(s - m)), and the
+// backward (FlashAttention-2 with dropout) becomes
+//
+//   dv[j] = Σ_i Z[i, j]·P[i, j]·dO[i],   dP[i, j] = Z[i, j]·(dO[i]·v[j]),   dS = P ⊙ (dP - Δ)
+//
+// with Δ[i] = dO[i]·o[i] as before (o already holds the dropout).
+//
 // Forward (online softmax; Milakov & Gimelshein 2018). A task owns a block of query rows and
 // streams k and v past it in column blocks, keeping per row a running max m, a running sum
 // l = Σ exp(s - m) and an accumulator a = Σ exp(s - m)·v. When a block raises the max from m
@@ -64,6 +79,8 @@
 #include <vector>
 
 #include "fovea/backends/cpu/kernels.h"
+#include "fovea/backends/cpu/philox_lanes.h"
+#include "fovea/ops/attention.h"
 
 namespace fovea::cpu_backend {
 
@@ -180,7 +197,8 @@ T exp_shift(T row_value) {
 // --- The problem --------------------------------------------------------------------------
 
 // The inputs of one node, viewed as `batch` items of q [Tq,D], k [Tk,D], v [Tk,Dv], with the
-// mask's strides along the scores [..., Tq, Tk] it broadcasts to (0 along broadcast dims).
+// mask's strides along the scores [..., Tq, Tk] it broadcasts to (0 along broadcast dims),
+// and the dropout's key and threshold.
 template <typename T>
 struct Attention {
   const T *q, *k, *v, *mask = nullptr;
@@ -189,13 +207,18 @@ struct Attention {
   bool causal;
   std::vector<i64> batch_dims, mask_batch_strides;
   i64 mask_row_stride = 0, mask_column_stride = 0;
+  FusedAttentionInputs inputs;
+  bool dropout = false;
+  T keep_from = 0, kept_scale = 1;  // keep when u >= keep_from; Z = kept_scale where kept
+  std::uint64_t seed = 0, stream = 0;
 
-  Attention(const KernelContext& ctx, bool has_mask)
+  Attention(const KernelContext& ctx, bool backward)
       : q(ctx.in(0).as<T>()),
         k(ctx.in(1).as<T>()),
         v(ctx.in(2).as<T>()),
         scale(static_cast<T>(ctx.attrs().get_float("scale"))),
-        causal(ctx.attrs().get_bool("causal")) {
+        causal(ctx.attrs().get_bool("causal")),
+        inputs(fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), backward)) {
     const Shape &sq = ctx.in(0).shape(), &sv = ctx.in(2).shape();
     const int rank = sq.rank();
     tq = sq[rank - 2];
@@ -204,9 +227,18 @@ struct Attention {
     dv = sv[rank - 1];
     batch_dims.assign(sq.begin(), sq.end() - 2);
     for (i64 extent : batch_dims) batch *= extent;
-    if (!has_mask) return;
-    mask = ctx.in(3).as<T>();
-    const Shape& sm = ctx.in(3).shape();
+    const AttentionDropout drop = attention_dropout(ctx.attrs());
+    if (drop.enabled()) {
+      dropout = true;
+      keep_from = static_cast<T>(drop.p);
+      kept_scale = static_cast<T>(drop.scale);
+      seed = static_cast<std::uint64_t>(drop.seed);
+      stream = static_cast<std::uint64_t>(drop.stream);
+      if (inputs.has_step) stream += static_cast<std::uint64_t>(*ctx.in(inputs.step).as<std::int64_t>());
+    }
+    if (!inputs.has_mask) return;
+    mask = ctx.in(inputs.mask).as<T>();
+    const Shape& sm = ctx.in(inputs.mask).shape();
     std::vector<i64> strides(static_cast<std::size_t>(rank), 0);
     i64 stride = 1;
     for (int i = sm.rank() - 1; i >= 0; --i) {
@@ -267,14 +299,35 @@ struct Attention {
       for (i64 r = 0; r < std::min(first_query(j0 + c) - i0, rows); ++r) column[r] = -infinity<T>;
     }
   }
+
+  // By query: z[r, c] = Z[i0 + r, j0 + c] = (u >= p ? c : 0), u the uniform of element
+  // e = (b·Tq + i0 + r)·Tk + j0 + c; z has leading dim kColumnBlock. Each row's run of
+  // consecutive elements is drawn as the random_uniform kernel draws it, then thresholded.
+  void dropout_by_query(i64 b, i64 i0, i64 rows, i64 j0, i64 cols, T* z) const {
+    for (i64 r = 0; r < rows; ++r) {
+      T* row = z + r * kColumnBlock;
+      philox_uniform_run(seed, stream, 0.0, 1.0, (b * tq + i0 + r) * tk + j0, cols, row);
+      for (i64 c = 0; c < cols; ++c) row[c] = row[c] >= keep_from ? kept_scale : T(0);
+    }
+  }
+
+  // By key: zt[c, r] = Z[i0 + r, j0 + c], the same factors transposed (leading dim
+  // kRowBlock), drawn row by row into `uniforms` (kColumnBlock elements).
+  void dropout_by_key(i64 b, i64 i0, i64 rows, i64 j0, i64 cols, T* zt, T* uniforms) const {
+    for (i64 r = 0; r < rows; ++r) {
+      philox_uniform_run(seed, stream, 0.0, 1.0, (b * tq + i0 + r) * tk + j0, cols, uniforms);
+      for (i64 c = 0; c < cols; ++c) zt[c * kRowBlock + r] = uniforms[c] >= keep_from ? kept_scale : T(0);
+    }
+  }
 };
 
 // Per-thread scratch, allocated once per chunk of tasks: the task's own blocks transposed,
-// two score-sized tiles, the task's output accumulator, and per-row statistics.
+// two score-sized tiles (three with dropout: its factors Z), the task's output accumulator,
+// and per-row statistics.
 template <typename T>
 struct Scratch {
   std::vector<T> first_transposed, second_transposed, probabilities, score_gradients, accumulator, row_max, row_sum,
-      shift, block_max;
+      shift, block_max, dropout, uniforms;
   Scratch(const Attention<T>& a, i64 accumulator_size)
       : first_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
         second_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
@@ -284,7 +337,9 @@ struct Scratch {
         row_max(kRowBlock),
         row_sum(kRowBlock),
         shift(kRowBlock),
-        block_max(kRowBlock) {}
+        block_max(kRowBlock),
+        dropout(static_cast<std::size_t>(a.dropout ? kRowBlock * kColumnBlock : 0)),
+        uniforms(static_cast<std::size_t>(a.dropout ? kColumnBlock : 0)) {}
 };
 
 i64 blocks(i64 n, i64 block) { return (n + block - 1) / block; }
@@ -324,6 +379,13 @@ void forward_rows(const Attention<T>& a, i64 b, i64 i0, i64 rows, T* o, T* lse, 
       for (i64 r = 0; r < rows; ++r) st[c * kRowBlock + r] = exp_of(st[c * kRowBlock + r] - shift[r]);
     for (i64 c = 0; c < cols; ++c)
       for (i64 r = 0; r < rows; ++r) l[r] += st[c * kRowBlock + r];
+    // With dropout, only the kept weights, times c, meet v: p ← Z ⊙ p (l keeps the full sum).
+    if (a.dropout) {
+      T* zt = w.dropout.data();
+      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.uniforms.data());
+      for (i64 c = 0; c < cols; ++c)
+        for (i64 r = 0; r < rows; ++r) st[c * kRowBlock + r] *= zt[c * kRowBlock + r];
+    }
     multiply_add(rows, a.dv, cols, st, 1, kRowBlock, a.v + (b * a.tk + j0) * a.dv, a.dv, acc, a.dv);
   }
   for (i64 r = 0; r < rows; ++r) {
@@ -335,10 +397,10 @@ void forward_rows(const Attention<T>& a, i64 b, i64 i0, i64 rows, T* o, T* lse, 
   }
 }
 
-// Inputs (q, k, v, [mask]); outputs (o, lse).
+// Inputs (q, k, v, [mask], [step]); outputs (o, lse).
 template <typename T>
 void fused_attention_kernel(const KernelContext& ctx) {
-  const Attention<T> a(ctx, ctx.inputs.size() == 4);
+  const Attention<T> a(ctx, /*backward=*/false);
   T* o = ctx.out(0).as<T>();
   T* lse = ctx.out(1).as<T>();
   const i64 row_blocks = blocks(a.tq, kRowBlock);
@@ -363,8 +425,10 @@ struct Backward {
 // Pass 1: keys [j0, j0 + cols) of batch item b, over every query block that sees them, with
 // tiles held by query (s[r, c]) against the task's own k and v blocks, transposed once:
 //
-//   P = e^(s - lse),  dv[j] += Σ_i P[i, j]·dO[i],  dP = dO·vᵀ,  dS = P ⊙ (dP - Δ),
+//   P = e^(s - lse),  dP = Z ⊙ (dO·vᵀ),  dS = P ⊙ (dP - Δ),  dv[j] += Σ_i Z[i, j]·P[i, j]·dO[i],
 //   dk[j] += Σ_i dS[i, j]·q[i]                                    (dk scaled at the end)
+//
+// (Z = 1 without dropout: those multiplications are skipped.)
 //
 // In the one-pass schedule `dq_sum` (the item's unscaled dq, [Tq, D]) also gets
 // dq[i] += Σ_j dS[i, j]·k[j]; in pass 1 it is null.
@@ -390,15 +454,24 @@ void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i
       const T shift = exp_shift(g.lse[b * a.tq + i0 + r]);
       for (i64 c = 0; c < cols; ++c) p[r * kColumnBlock + c] = exp_of(p[r * kColumnBlock + c] - shift);
     }
-    // Pᵀ·dO: the tile is read transposed (a_row = 1, a_col = kColumnBlock).
-    multiply_add(cols, a.dv, rows, p, 1, kColumnBlock, d_o, a.dv, dv_sum, a.dv);
     for (i64 r = 0; r < rows; ++r) std::fill(ds + r * kColumnBlock, ds + r * kColumnBlock + cols, T(0));
     multiply_add(rows, cols, a.dv, d_o, a.dv, 1, vt, kColumnBlock, ds, kColumnBlock);
+    const T* z = w.dropout.data();
+    if (a.dropout) {
+      a.dropout_by_query(b, i0, rows, j0, cols, w.dropout.data());
+      for (i64 r = 0; r < rows; ++r)
+        for (i64 c = 0; c < cols; ++c) ds[r * kColumnBlock + c] *= z[r * kColumnBlock + c];
+    }
     for (i64 r = 0; r < rows; ++r) {
       const T delta = g.delta[static_cast<std::size_t>(b * a.tq + i0 + r)];
       for (i64 c = 0; c < cols; ++c)
         ds[r * kColumnBlock + c] = p[r * kColumnBlock + c] * (ds[r * kColumnBlock + c] - delta);
     }
+    if (a.dropout)
+      for (i64 r = 0; r < rows; ++r)
+        for (i64 c = 0; c < cols; ++c) p[r * kColumnBlock + c] *= z[r * kColumnBlock + c];
+    // (Z ⊙ P)ᵀ·dO: the tile is read transposed (a_row = 1, a_col = kColumnBlock).
+    multiply_add(cols, a.dv, rows, p, 1, kColumnBlock, d_o, a.dv, dv_sum, a.dv);
     multiply_add(cols, a.d, rows, ds, 1, kColumnBlock, q, a.d, dk_sum, a.d);
     if (dq_sum)
       multiply_add(rows, a.d, cols, ds, kColumnBlock, 1, a.k + (b * a.tk + j0) * a.d, a.d, dq_sum + i0 * a.d, a.d);
@@ -411,7 +484,7 @@ void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i
 // Pass 2: queries [i0, i0 + rows) of batch item b, over every key block they see, with tiles
 // held by key (st[c, r]) against the task's own q and dO blocks, transposed once:
 //
-//   Pᵀ = e^(sᵀ - lse),  dPᵀ = v·dOᵀ,  dSᵀ = Pᵀ ⊙ (dPᵀ - Δ),  dq[i] += Σ_j dS[i, j]·k[j]
+//   Pᵀ = e^(sᵀ - lse),  dPᵀ = Zᵀ ⊙ (v·dOᵀ),  dSᵀ = Pᵀ ⊙ (dPᵀ - Δ),  dq[i] += Σ_j dS[i, j]·k[j]
 template <typename T>
 void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0, i64 rows, T* dq, Scratch<T>& w) {
   T* qt = w.first_transposed.data();     // [D, kRowBlock]
@@ -433,6 +506,12 @@ void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0,
       for (i64 r = 0; r < rows; ++r) pt[c * kRowBlock + r] = exp_of(pt[c * kRowBlock + r] - shift[r]);
     for (i64 c = 0; c < cols; ++c) std::fill(dst + c * kRowBlock, dst + c * kRowBlock + rows, T(0));
     multiply_add(cols, rows, a.dv, a.v + (b * a.tk + j0) * a.dv, a.dv, 1, d_ot, kRowBlock, dst, kRowBlock);
+    if (a.dropout) {
+      T* zt = w.dropout.data();
+      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.uniforms.data());
+      for (i64 c = 0; c < cols; ++c)
+        for (i64 r = 0; r < rows; ++r) dst[c * kRowBlock + r] *= zt[c * kRowBlock + r];
+    }
     for (i64 c = 0; c < cols; ++c)
       for (i64 r = 0; r < rows; ++r)
         dst[c * kRowBlock + r] = pt[c * kRowBlock + r] * (dst[c * kRowBlock + r] - delta[r]);
@@ -443,12 +522,11 @@ void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0,
   for (i64 i = 0; i < rows * a.d; ++i) dq_out[i] = a.scale * dq_sum[i];
 }
 
-// Inputs (q, k, v, [mask], o, lse, d_o); outputs (dq, dk, dv).
+// Inputs (q, k, v, [mask], o, lse, d_o, [step]); outputs (dq, dk, dv).
 template <typename T>
 void fused_attention_backward_kernel(const KernelContext& ctx) {
-  const bool has_mask = ctx.inputs.size() == 7;
-  const Attention<T> a(ctx, has_mask);
-  const std::size_t first = has_mask ? 4 : 3;
+  const Attention<T> a(ctx, /*backward=*/true);
+  const std::size_t first = a.inputs.saved;
   Backward<T> g{ctx.in(first).as<T>(), ctx.in(first + 1).as<T>(), ctx.in(first + 2).as<T>(),
                 std::vector<T>(static_cast<std::size_t>(a.batch * a.tq))};
   T* dq = ctx.out(0).as<T>();

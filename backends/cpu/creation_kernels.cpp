@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "fovea/backends/cpu/kernels.h"
+#include "fovea/backends/cpu/philox_lanes.h"
 #include "fovea/core/philox.h"
 
 namespace fovea::cpu_backend {
@@ -93,20 +94,14 @@ struct RandomKey {
 };
 
 // random_uniform: y[i] = low + (high - low) · u_i,  u_i = philox::uniform(seed, stream, i)
-// One Philox block gives four consecutive elements, so the loop runs over blocks.
+// Philox blocks are drawn eight at a time (philox_lanes.h); threads take element ranges.
 template <typename T>
 void random_uniform_kernel(const KernelContext& ctx) {
   const RandomKey key(ctx);
   const double low = ctx.attrs().get_float("low"), high = ctx.attrs().get_float("high");
   T* y = ctx.out().as<T>();
-  const std::int64_t n = ctx.out().numel();
-  const std::int64_t blocks = (n + 3) / 4;
-  ctx.pool->parallel_for(blocks, kElementwiseGrain / 4, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t b = b0; b < b1; ++b) {
-      const philox::Block w = philox::words(key.seed, key.stream, static_cast<std::uint64_t>(b));
-      for (std::int64_t lane = 0; lane < 4 && 4 * b + lane < n; ++lane)
-        y[4 * b + lane] = static_cast<T>(low + (high - low) * philox::to_unit(w.v[lane]));
-    }
+  ctx.pool->parallel_for(ctx.out().numel(), kElementwiseGrain, [&](std::int64_t begin, std::int64_t end) {
+    philox_uniform_run(key.seed, key.stream, low, high, begin, end - begin, y + begin);
   });
 }
 

@@ -17,6 +17,8 @@ void register_indexing_kernels(KernelRegistry& registry);
 void register_creation_kernels(KernelRegistry& registry);
 void register_state_kernels(KernelRegistry& registry);
 void register_attention_kernels(KernelRegistry& registry);
+void register_normalization_kernels(KernelRegistry& registry);
+void register_fused_elementwise_kernels(KernelRegistry& registry);
 
 // Sets OpenBLAS's thread count (the backend gives BLAS the same cores as its own pool).
 void set_blas_threads(int threads);

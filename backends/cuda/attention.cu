@@ -23,7 +23,19 @@
 //   dq[i] = scale·Σ_j dS[i, j]·k[j]                  (a warp per query row, keys streamed)
 //   dv[j] = Σ_i P[i, j]·dO[i],  dk[j] = scale·Σ_i dS[i, j]·q[i]   (a warp per key row, queries streamed)
 //
-// recomputing s and P from lse in both. Every output row is written by one warp, summing in a
+// recomputing s and P from lse in both.
+//
+// Dropout (a.dropout.p > 0) multiplies P[i, j] by Z[i, j] = keep[i, j]·c where P meets v, with
+// keep drawn as the CPU draws it (ops/attention.h): for batch item b,
+//
+//   e = (b·Tq + i)·Tk + j,   u = T(philox::to_unit(lane e % 4 of philox::words(seed, stream + step, e / 4)))
+//   keep = u >= T(p)
+//
+// the same bits as random_uniform's, drawn again in the backward rather than stored. Then
+// o[i] = Σ_j Z·P·v[j] (l still sums the un-dropped weights), dP = Z ⊙ (dO·vᵀ) and
+// dv[j] = Σ_i Z[i, j]·P[i, j]·dO[i]; Δ and dS = P ⊙ (dP - Δ) keep their form.
+//
+// Every output row is written by one warp, summing in a
 // fixed order: no atomics, the same result at every run. It differs from the CPU's by the
 // order of the online softmax's blocks (32 keys here against 128) and by the last bits of
 // expf, so results agree to rounding, not bit for bit.
@@ -34,6 +46,7 @@
 #include <limits>
 
 #include "fovea/backends/cuda/device.cuh"
+#include "fovea/core/philox.h"
 
 namespace fovea::cuda_backend {
 
@@ -121,6 +134,23 @@ __device__ inline T score(const AttentionShape& a, const T* q_row, const T* k_ro
   return s;
 }
 
+// The stream the dropout draws from: the node's, shifted by the step when it has one.
+__device__ inline std::uint64_t dropout_stream(const AttentionShape& a) {
+  return a.dropout.step ? a.dropout.stream + static_cast<std::uint64_t>(*a.dropout.step) : a.dropout.stream;
+}
+
+// Z[i, j] of batch item b: c where T(u) >= T(p), else 0, u the uniform of element
+// e = (b·Tq + i)·Tk + j of the probabilities; 1 without dropout.
+template <typename T>
+__device__ inline T dropout_factor(const AttentionShape& a, std::uint64_t stream, std::int64_t b, std::int64_t i,
+                                   std::int64_t j) {
+  if (!(a.dropout.p > 0)) return T(1);
+  const auto e = static_cast<std::uint64_t>((b * a.tq + i) * a.tk + j);
+  const philox::Block w = philox::words(a.dropout.seed, stream, e / 4);
+  const T u = static_cast<T>(philox::to_unit(w.v[e % 4]));
+  return u >= static_cast<T>(a.dropout.p) ? static_cast<T>(a.dropout.scale) : T(0);
+}
+
 // acc[c] = acc[c]·rescale + Σ_{t < count} w_t·rows[t·ld + c] for c < width, where lane t holds
 // w_t: lane l updates c = l, l + 32, ... Every lane runs every shuffle (width may not be a
 // multiple of 32).
@@ -157,6 +187,7 @@ __global__ void forward_kernel(const __grid_constant__ AttentionShape a, const T
   extern __shared__ __align__(16) unsigned char shared[];
   const WarpPosition at;
   T* acc = reinterpret_cast<T*>(shared) + at.warp * a.dv;
+  const std::uint64_t stream = dropout_stream(a);
   for (std::int64_t row = at.first_row(); row < a.batch * a.tq; row += at.row_stride()) {
     const std::int64_t b = row / a.tq, i = row % a.tq;
     const T* q_row = q + row * a.d;
@@ -175,8 +206,10 @@ __global__ void forward_kernel(const __grid_constant__ AttentionShape a, const T
       const T rescale = m == -infinity<T>() ? T(0) : exp_of(m - new_m);
       const T p = exp_of(s - exp_shift(new_m));
       l = l * rescale + warp_sum(p);
+      // Only the kept weights, times c, meet v (l keeps the un-dropped sum).
+      const T weight = j < end ? p * dropout_factor<T>(a, stream, b, i, j) : T(0);
       const int count = static_cast<int>(end - j0 < kWarp ? end - j0 : kWarp);
-      accumulate_rows(acc, a.dv, rescale, p, count, v_item + j0 * a.dv, a.dv, at.lane);
+      accumulate_rows(acc, a.dv, rescale, weight, count, v_item + j0 * a.dv, a.dv, at.lane);
       m = new_m;
     }
     const bool masked = l == T(0);
@@ -200,13 +233,14 @@ __global__ void delta_kernel(const AttentionShape a, const T* o, const T* d_o, T
   }
 }
 
-// One warp per query row (b, i): dq[i] = scale·Σ_j dS[i, j]·k[j].
+// One warp per query row (b, i): dq[i] = scale·Σ_j dS[i, j]·k[j], dS = P ⊙ (Z ⊙ dO·vᵀ - Δ).
 template <typename T>
 __global__ void query_gradients_kernel(const __grid_constant__ AttentionShape a, const T* q, const T* k, const T* v,
                                        const T* mask, const T* lse, const T* d_o, const T* delta, T* dq) {
   extern __shared__ __align__(16) unsigned char shared[];
   const WarpPosition at;
   T* acc = reinterpret_cast<T*>(shared) + at.warp * a.d;
+  const std::uint64_t stream = dropout_stream(a);
   for (std::int64_t row = at.first_row(); row < a.batch * a.tq; row += at.row_stride()) {
     const std::int64_t b = row / a.tq, i = row % a.tq;
     const T* q_row = q + row * a.d;
@@ -222,7 +256,7 @@ __global__ void query_gradients_kernel(const __grid_constant__ AttentionShape a,
       T ds = 0;
       if (j < end) {
         const T p = exp_of(score(a, q_row, k_item + j * a.d, mask_item, i, j) - shift);
-        ds = p * (dot(d_o_row, v_item + j * a.dv, a.dv) - delta_i);
+        ds = p * (dropout_factor<T>(a, stream, b, i, j) * dot(d_o_row, v_item + j * a.dv, a.dv) - delta_i);
       }
       const int count = static_cast<int>(end - j0 < kWarp ? end - j0 : kWarp);
       accumulate_rows(acc, a.d, T(1), ds, count, k_item + j0 * a.d, a.d, at.lane);
@@ -233,7 +267,7 @@ __global__ void query_gradients_kernel(const __grid_constant__ AttentionShape a,
   }
 }
 
-// One warp per key row (b, j): dv[j] = Σ_i P[i, j]·dO[i], dk[j] = scale·Σ_i dS[i, j]·q[i].
+// One warp per key row (b, j): dv[j] = Σ_i Z[i, j]·P[i, j]·dO[i], dk[j] = scale·Σ_i dS[i, j]·q[i].
 template <typename T>
 __global__ void key_gradients_kernel(const __grid_constant__ AttentionShape a, const T* q, const T* k, const T* v,
                                      const T* mask, const T* lse, const T* d_o, const T* delta, T* dk, T* dv) {
@@ -241,6 +275,7 @@ __global__ void key_gradients_kernel(const __grid_constant__ AttentionShape a, c
   const WarpPosition at;
   T* dk_acc = reinterpret_cast<T*>(shared) + at.warp * (a.d + a.dv);
   T* dv_acc = dk_acc + a.d;
+  const std::uint64_t stream = dropout_stream(a);
   for (std::int64_t row = at.first_row(); row < a.batch * a.tk; row += at.row_stride()) {
     const std::int64_t b = row / a.tk, j = row % a.tk;
     const T* k_row = k + row * a.d;
@@ -252,14 +287,16 @@ __global__ void key_gradients_kernel(const __grid_constant__ AttentionShape a, c
     for (std::int64_t c = at.lane; c < a.dv; c += kWarp) dv_acc[c] = 0;
     for (std::int64_t i0 = first_query(a, j); i0 < a.tq; i0 += kWarp) {
       const std::int64_t i = i0 + at.lane;
-      T p = 0, ds = 0;
+      T kept = 0, ds = 0;  // Z·P and dS
       if (i < a.tq) {
         const std::int64_t query = b * a.tq + i;
-        p = exp_of(score(a, q_item + i * a.d, k_row, mask_item, i, j) - exp_shift(lse[query]));
-        ds = p * (dot(d_o_item + i * a.dv, v_row, a.dv) - delta[query]);
+        const T p = exp_of(score(a, q_item + i * a.d, k_row, mask_item, i, j) - exp_shift(lse[query]));
+        const T z = dropout_factor<T>(a, stream, b, i, j);
+        kept = z * p;
+        ds = p * (z * dot(d_o_item + i * a.dv, v_row, a.dv) - delta[query]);
       }
       const int count = static_cast<int>(a.tq - i0 < kWarp ? a.tq - i0 : kWarp);
-      accumulate_rows(dv_acc, a.dv, T(1), p, count, d_o_item + i0 * a.dv, a.dv, at.lane);
+      accumulate_rows(dv_acc, a.dv, T(1), kept, count, d_o_item + i0 * a.dv, a.dv, at.lane);
       accumulate_rows(dk_acc, a.d, T(1), ds, count, q_item + i0 * a.d, a.d, at.lane);
     }
     const T scale = static_cast<T>(a.scale);

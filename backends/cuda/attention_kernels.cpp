@@ -1,16 +1,19 @@
 // CUDA kernels for fused_attention and fused_attention_backward (ops/attention.h), host
-// side: the sizes, the mask's strides, and the launches (the math is in attention.cu).
+// side: the sizes, the mask's strides, the dropout's key, and the launches (the math is in
+// attention.cu).
 #include <fmt/format.h>
 
 #include "fovea/backends/cuda/kernels.h"
+#include "fovea/ops/attention.h"
 
 namespace fovea::cuda_backend {
 
 namespace {
 
-// The node's sizes, scale and causality, and where the mask (input 3, when there is one)
-// reads: its strides along the scores [..., Tq, Tk] it broadcasts to, 0 along broadcast dims.
-AttentionShape shape_of(const KernelContext& ctx, bool has_mask) {
+// The node's sizes, scale and causality, where the mask (when there is one) reads: its
+// strides along the scores [..., Tq, Tk] it broadcasts to, 0 along broadcast dims, and the
+// dropout (the step stays on the device: the kernels read it there).
+AttentionShape shape_of(const KernelContext& ctx, const FusedAttentionInputs& in) {
   const Shape &sq = ctx.in(0).shape(), &sv = ctx.in(2).shape();
   const int rank = sq.rank();
   AttentionShape a;
@@ -34,43 +37,51 @@ AttentionShape shape_of(const KernelContext& ctx, bool has_mask) {
         fmt::format("head dims D={} and Dv={} need {} bytes of shared memory per warp in the CUDA fused "
                     "attention, more than the 48 KiB a block may have",
                     a.d, a.dv, shared));
-  if (!has_mask) return a;
+  const AttentionDropout dropout = attention_dropout(ctx.attrs());
+  if (dropout.enabled()) {
+    a.dropout.p = dropout.p;
+    a.dropout.scale = dropout.scale;
+    a.dropout.seed = static_cast<std::uint64_t>(dropout.seed);
+    a.dropout.stream = static_cast<std::uint64_t>(dropout.stream);
+    if (in.has_step) a.dropout.step = ctx.in(in.step).as<std::int64_t>();
+  }
+  if (!in.has_mask) return a;
   std::vector<std::int64_t> score_dims(sq.begin(), sq.end() - 1);  // the scores: [..., Tq, Tk]
   score_dims.push_back(a.tk);
-  const std::vector<std::int64_t> strides = broadcast_strides(ctx.in(3).shape(), Shape(score_dims));
+  const std::vector<std::int64_t> strides = broadcast_strides(ctx.in(in.mask).shape(), Shape(score_dims));
   for (int i = 0; i < a.batch_rank; ++i) a.mask_batch_strides[i] = strides[static_cast<std::size_t>(i)];
   a.mask_row_stride = strides[static_cast<std::size_t>(rank - 2)];
   a.mask_column_stride = strides[static_cast<std::size_t>(rank - 1)];
   return a;
 }
 
-// Inputs (q, k, v, [mask]); outputs (o, lse).
+// Inputs (q, k, v, [mask], [step]); outputs (o, lse).
 void fused_attention_kernel(const KernelContext& ctx) {
   if (ctx.out(0).numel() == 0 && ctx.out(1).numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const bool has_mask = ctx.inputs.size() == 4;
-  const AttentionShape a = shape_of(ctx, has_mask);
-  check_launch(
-      ctx,
-      launch_attention_forward(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
-                               has_mask ? ctx.in(3).data : nullptr, ctx.out(0).data, ctx.out(1).data, gpu.stream()),
-      "fused_attention");
+  const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/false);
+  const AttentionShape a = shape_of(ctx, in);
+  check_launch(ctx,
+               launch_attention_forward(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data,
+                                        ctx.in(2).data, in.has_mask ? ctx.in(in.mask).data : nullptr, ctx.out(0).data,
+                                        ctx.out(1).data, gpu.stream()),
+               "fused_attention");
 }
 
-// Inputs (q, k, v, [mask], o, lse, d_o); outputs (dq, dk, dv).
+// Inputs (q, k, v, [mask], o, lse, d_o, [step]); outputs (dq, dk, dv).
 void fused_attention_backward_kernel(const KernelContext& ctx) {
   if (ctx.out(0).numel() == 0 && ctx.out(1).numel() == 0 && ctx.out(2).numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const bool has_mask = ctx.inputs.size() == 7;
-  const AttentionShape a = shape_of(ctx, has_mask);
-  const std::size_t first = has_mask ? 4 : 3;
+  const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/true);
+  const AttentionShape a = shape_of(ctx, in);
+  const std::size_t first = in.saved;
   const std::size_t delta_bytes = static_cast<std::size_t>(a.batch * a.tq) * dtype_size(ctx.in(0).type.dtype);
   void* delta = gpu.workspace(delta_bytes > 0 ? delta_bytes : 1);
   check_launch(ctx,
                launch_attention_backward(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data,
-                                         ctx.in(2).data, has_mask ? ctx.in(3).data : nullptr, ctx.in(first).data,
-                                         ctx.in(first + 1).data, ctx.in(first + 2).data, delta, ctx.out(0).data,
-                                         ctx.out(1).data, ctx.out(2).data, gpu.stream()),
+                                         ctx.in(2).data, in.has_mask ? ctx.in(in.mask).data : nullptr,
+                                         ctx.in(first).data, ctx.in(first + 1).data, ctx.in(first + 2).data, delta,
+                                         ctx.out(0).data, ctx.out(1).data, ctx.out(2).data, gpu.stream()),
                "fused_attention_backward");
 }
 

@@ -82,6 +82,7 @@ CudaBackend::CudaBackend(int device) : ordinal_(device) {
   cuda_backend::register_creation_kernels(kernels_);
   cuda_backend::register_state_kernels(kernels_);
   cuda_backend::register_attention_kernels(kernels_);
+  cuda_backend::register_normalization_kernels(kernels_);
 }
 
 CudaBackend::~CudaBackend() {

@@ -6,6 +6,7 @@
 //
 // The same (op, dtype) pairs as the CPU backend, over the same functors (ops/functors.h).
 #include "fovea/backends/cuda/kernels.h"
+#include "fovea/ops/fused_elementwise.h"
 
 namespace fovea::cuda_backend {
 
@@ -44,6 +45,55 @@ void checked_integer_div_kernel(const KernelContext& ctx) {
                "div's divisor check");
   if (gpu.read_failure() >= 0) ctx.fail("integer division by zero");
   if (ctx.out().numel() > 0) launch_binary_on(ctx, gpu, BinaryOp::div);
+}
+
+// fused_elementwise: the program travels to the device as the kernel's parameter block
+// (launch.h, FusedProgram); each input gets a one-operand walk for its broadcast.
+void fused_elementwise_kernel(const KernelContext& ctx) {
+  const fused::Program program = fused::Program::from_attributes(ctx.attrs());
+  const Shape out(program.shape);
+  if (out.numel() == 0) return;
+  if (program.inputs > kFusedMaxInputs || static_cast<int>(program.immediates.size()) > kFusedMaxImmediates ||
+      static_cast<int>(program.code.size()) > kFusedMaxCode ||
+      static_cast<int>(program.outputs.size()) > kFusedMaxOutputs ||
+      static_cast<int>(program.randoms.size()) > kFusedMaxRandoms)
+    ctx.fail(fmt::format(
+        "the program ({} inputs, {} instructions, {} outputs) exceeds the CUDA kernel's limits "
+        "({} inputs, {} instructions, {} outputs); lower ElementwiseFusionOptions' limits",
+        program.inputs, program.code.size(), program.outputs.size(), kFusedMaxInputs, kFusedMaxCode, kFusedMaxOutputs));
+  auto p = std::make_unique<FusedProgram>();
+  p->inputs = program.inputs;
+  for (int k = 0; k < program.inputs; ++k) {
+    const TensorArg& in = ctx.in(static_cast<std::size_t>(k));
+    FusedInput& f = p->input[k];
+    f.data = in.data;
+    f.kind = in.type.dtype == DType::i64 ? 2 : in.type.dtype == DType::boolean ? 1 : 0;
+    if (f.kind != 2) f.walk = make_walk<1>(ctx, out.dims(), {broadcast_strides(in.shape(), out)});
+  }
+  p->immediates = static_cast<int>(program.immediates.size());
+  for (std::size_t j = 0; j < program.immediates.size(); ++j) p->immediate[j] = program.immediates[j];
+  p->code = static_cast<int>(program.code.size());
+  for (std::size_t j = 0; j < program.code.size(); ++j) {
+    p->op[j] = static_cast<int>(program.code[j].op);
+    p->a[j] = program.code[j].a;
+    p->b[j] = program.code[j].b;
+    p->c[j] = program.code[j].c;
+  }
+  p->outputs = static_cast<int>(program.outputs.size());
+  for (std::size_t k = 0; k < program.outputs.size(); ++k) {
+    p->output_register[k] = program.outputs[k];
+    p->output_is_bool[k] = program.output_is_bool[k];
+    p->output[k] = ctx.out(k).data;
+  }
+  p->randoms = static_cast<int>(program.randoms.size());
+  for (std::size_t r = 0; r < program.randoms.size(); ++r) {
+    p->random_seed[r] = static_cast<std::uint64_t>(program.randoms[r].seed);
+    p->random_stream[r] = static_cast<std::uint64_t>(program.randoms[r].stream);
+    p->random_step_input[r] = program.randoms[r].step_input;
+  }
+  const DType t = ctx.attrs().get_dtype("dtype");
+  check_launch(ctx, launch_fused_elementwise(element(t), *p, out.numel(), CudaBackend::of(ctx).stream()),
+               "fused_elementwise");
 }
 
 template <UnaryOp Op>
@@ -93,6 +143,7 @@ void register_elementwise_kernels(KernelRegistry& r) {
   add_binary<BinaryOp::greater_equal>(r, "greater_equal", kAll);
   add_binary<BinaryOp::logical_and>(r, "logical_and", {DType::boolean});
   add_binary<BinaryOp::logical_or>(r, "logical_or", {DType::boolean});
+  for (DType t : {DType::f32, DType::f64, DType::boolean}) r.add("fused_elementwise", t, &fused_elementwise_kernel);
 }
 
 }  // namespace fovea::cuda_backend

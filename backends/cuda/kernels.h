@@ -26,6 +26,7 @@ void register_indexing_kernels(KernelRegistry& registry);
 void register_creation_kernels(KernelRegistry& registry);
 void register_state_kernels(KernelRegistry& registry);
 void register_attention_kernels(KernelRegistry& registry);
+void register_normalization_kernels(KernelRegistry& registry);
 
 // The launchers' name for a dtype (the enums share their order).
 inline Element element(DType t) {

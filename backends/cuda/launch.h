@@ -126,6 +126,15 @@ bool launch_random_normal(Element type, void* y, std::int64_t n, std::uint64_t s
 
 // --- attention.cu --------------------------------------------------------------------------
 
+// Dropout on the attention probabilities (ops/attention.h): P[i, j] of item b is kept, and
+// multiplied by `scale`, when T(philox::uniform(seed, stream + *step, (b·Tq + i)·Tk + j)) >= T(p).
+// p = 0: no dropout. `step` is a device pointer to one i64, or nullptr.
+struct AttentionDropoutMask {
+  double p = 0, scale = 1;
+  std::uint64_t seed = 0, stream = 0;
+  const std::int64_t* step = nullptr;
+};
+
 // The sizes of one fused attention node (ops/attention.h): `batch` items of q [Tq,D],
 // k [Tk,D], v [Tk,Dv]; the mask (optional) entry of item b, query i, key j is at
 //   Σ_dim index_dim(b)·mask_batch_strides[dim] + i·mask_row_stride + j·mask_column_stride
@@ -138,6 +147,7 @@ struct AttentionShape {
   std::int64_t batch_dims[kMaxDims] = {};
   std::int64_t mask_batch_strides[kMaxDims] = {};
   std::int64_t mask_row_stride = 0, mask_column_stride = 0;
+  AttentionDropoutMask dropout;
 };
 
 // Bytes of shared memory one warp of the attention kernels needs; the host refuses head dims
@@ -151,5 +161,52 @@ bool launch_attention_forward(Element type, const AttentionShape& shape, const v
 bool launch_attention_backward(Element type, const AttentionShape& shape, const void* q, const void* k, const void* v,
                                const void* mask, const void* o, const void* lse, const void* d_o, void* delta, void* dq,
                                void* dk, void* dv, void* stream);
+
+// --- normalization.cu ----------------------------------------------------------------------
+
+// The fused normalizations of ops/normalization.h, over `rows` rows of `n` contiguous elements
+// (the last axis). `log` picks log-softmax over softmax. index_type (the targets) is i32 or i64.
+bool launch_softmax(Element type, bool log, const void* x, void* y, std::int64_t rows, std::int64_t n, void* stream);
+bool launch_softmax_backward(Element type, bool log, const void* y, const void* dy, void* dx, std::int64_t rows,
+                             std::int64_t n, void* stream);
+bool launch_layer_norm(Element type, const void* x, const void* gamma, const void* beta, void* y, void* mean,
+                       void* rstd, std::int64_t rows, std::int64_t n, double eps, void* stream);
+bool launch_layer_norm_backward(Element type, const void* dy, const void* x, const void* gamma, const void* mean,
+                                const void* rstd, void* dx, void* dgamma, void* dbeta, std::int64_t rows,
+                                std::int64_t n, void* stream);
+bool launch_cross_entropy(Element type, Element index_type, const void* logits, const void* targets, void* loss,
+                          void* lse, std::int64_t rows, std::int64_t classes, double label_smoothing, void* stream);
+bool launch_cross_entropy_backward(Element type, Element index_type, const void* logits, const void* targets,
+                                   const void* lse, const void* dloss, void* dlogits, std::int64_t rows,
+                                   std::int64_t classes, double label_smoothing, void* stream);
+
+// --- fused_elementwise (elementwise.cu) ------------------------------------------------------
+
+// A fused_elementwise program (ops/fused_elementwise.h) in a fixed-size block that travels as
+// the kernel's parameter. The fusion pass keeps programs within these bounds by default
+// (ElementwiseFusionOptions); a bigger one is refused by the launcher.
+inline constexpr int kFusedMaxInputs = 32, kFusedMaxCode = 64, kFusedMaxImmediates = 128, kFusedMaxOutputs = 64,
+                     kFusedMaxRandoms = 16;
+
+struct FusedInput {
+  const void* data = nullptr;
+  int kind = 0;  // 0: an element of T, 1: a bool (0/1), 2: not a register (a random stream offset)
+  Walk<1> walk;  // the input's offset for each output element (stride 0 where broadcast)
+};
+
+struct FusedProgram {
+  int inputs = 0, immediates = 0, code = 0, outputs = 0, randoms = 0;
+  FusedInput input[kFusedMaxInputs];
+  double immediate[kFusedMaxImmediates];
+  int op[kFusedMaxCode], a[kFusedMaxCode], b[kFusedMaxCode], c[kFusedMaxCode];  // fused::Opcode and registers
+  int output_register[kFusedMaxOutputs];
+  bool output_is_bool[kFusedMaxOutputs];
+  void* output[kFusedMaxOutputs];
+  std::uint64_t random_seed[kFusedMaxRandoms], random_stream[kFusedMaxRandoms];
+  int random_step_input[kFusedMaxRandoms];  // the input holding the i64 step added to the stream, or -1
+};
+
+// Runs the program for output elements [0, n), T = `type` (f32 or f64).
+bool launch_fused_elementwise(Element type, const FusedProgram& program, std::int64_t n, void* stream);
 
 }  // namespace fovea::cuda_backend

@@ -130,7 +130,7 @@ int main(int argc, char** argv) try {
   std::int64_t warmup = 100, eval_every = 100, eval_batches = 8, final_eval_batches = 64, sample_length = 400;
   double lr = 4e-3, weight_decay = 0.05, dropout = 0.05, temperature = 0.8, held_out_fraction = 0.05;
   std::uint64_t seed = 1;
-  bool quick = false;
+  bool quick = false, no_optimize = false;
   app.add_option("--text", text_path, "a text file, or a folder whose files without an extension are concatenated");
   app.add_option("--d-model", d_model, "model width");
   app.add_option("--heads", heads, "attention heads");
@@ -152,6 +152,7 @@ int main(int argc, char** argv) try {
   app.add_option("--out", out_dir, "folder for graphs, metrics, the loss curve and the sample");
   app.add_option("--json", json, "write the final figures to this JSON file");
   app.add_flag("--quick", quick, "a smoke test: a tiny model, a few steps, a short sample");
+  app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
   CLI11_PARSE(app, argc, argv);
   if (quick) {
     d_model = 32, heads = 2, d_ff = 64, layers = 1, context = 32, batch = 8, steps = 20, warmup = 5;
@@ -207,11 +208,16 @@ int main(int argc, char** argv) try {
     auto scope = g.scope("loss");
     loss = nn::cross_entropy(logits, targets);
   }
-  const nn::TrainStep step =
-      nn::adamw(loss, g.parameters(),
-                {.lr = nn::warmup_cosine(lr, static_cast<double>(warmup), static_cast<double>(steps), lr * 0.1),
-                 .weight_decay = weight_decay});
-  fovea::Executable train_step = fovea::compile(g, {loss, step.learning_rate}, fovea::cpu(), {.updates = step.updates});
+  // The training step, through the optimizer's training pipeline (or as written, --no-optimize).
+  auto build_step = [&](fovea::Graph& graph, const std::vector<Value>& forward) {
+    const nn::TrainStep step =
+        nn::adamw(forward[0], graph.parameters(),
+                  {.lr = nn::warmup_cosine(lr, static_cast<double>(warmup), static_cast<double>(steps), lr * 0.1),
+                   .weight_decay = weight_decay});
+    return fovea::passes::StepParts{{forward[0], step.learning_rate}, step.updates};
+  };
+  fovea::passes::CompiledTrainingStep train_step =
+      fovea::passes::compile_training_step(g, {loss}, build_step, fovea::cpu(), {.optimize = !no_optimize});
 
   Value eval_loss;
   {
@@ -234,8 +240,9 @@ int main(int argc, char** argv) try {
               static_cast<long long>(d_model), static_cast<long long>(heads), static_cast<long long>(d_ff),
               static_cast<long long>(layers), static_cast<long long>(context),
               fovea::with_thousands(parameter_count).c_str());
-  std::printf("training step: %zu nodes, planned peak %.2f MB\n", train_step.schedule().size(),
-              train_step.planned_peak_bytes() / 1e6);
+  std::printf("training step (%s): %zu nodes, planned peak %.2f MB\n",
+              train_step.optimized() ? "optimized" : "not optimized", train_step.executable().schedule().size(),
+              static_cast<double>(train_step.executable().planned_peak_bytes()) / 1e6);
   fovea::write_text_file(out_dir + "/forward.txt", fovea::to_text(g, {loss}));
   std::string why;
   if (!fovea::write_svg(fovea::to_dot(g, {loss}, {.max_scope_depth = 1, .title = "char_gpt: forward"}),
@@ -345,7 +352,8 @@ int main(int argc, char** argv) try {
   report.set("tokens_per_second", tokens_per_second);
   report.set("steps", steps);
   report.set("ms_per_step", 1000 * train_seconds / static_cast<double>(steps));
-  report.set("planned_peak_bytes", train_step.planned_peak_bytes());
+  report.set("planned_peak_bytes", train_step.executable().planned_peak_bytes());
+  report.set("optimized", train_step.optimized());
   report.set("parameters", parameter_count);
   report.finish(json);
   return 0;

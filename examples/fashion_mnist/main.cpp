@@ -1,6 +1,8 @@
 // Fashion-MNIST with a multi-layer perceptron (784-256-128-10, ReLU, AdamW), trained end to
 // end by one compiled graph per step: forward, backward (derived by fovea::grad) and the
-// optimizer's in-place updates.
+// optimizer's in-place updates. The step goes through the graph optimizer's training pipeline
+// (its elementwise chains, AdamW's updates included, become fused loops); --no-optimize
+// compiles the graph as written.
 //
 //   build/examples/fashion_mnist [--epochs 3] [--batch 128] [--out fashion_mnist_out] [--json FILE]
 //
@@ -58,6 +60,7 @@ int main(int argc, char** argv) try {
   double lr = 2e-3, weight_decay = 1e-4, label_smoothing = 0.1;
   std::uint64_t seed = 1;
   double min_accuracy = 0.0;
+  bool no_optimize = false;
   std::string data_dir = fovea::fashion_mnist_default_dir, out_dir = "fashion_mnist_out", json, resume;
   app.add_option("--epochs", epochs, "passes over the 60,000 training images");
   app.add_option("--batch", batch, "examples per step");
@@ -71,6 +74,7 @@ int main(int argc, char** argv) try {
   app.add_option("--resume", resume, "continue from this checkpoint");
   app.add_option("--json", json, "write the final figures to this JSON file");
   app.add_option("--min-accuracy", min_accuracy, "exit with status 2 if the test accuracy ends below this");
+  app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
   CLI11_PARSE(app, argc, argv);
   std::filesystem::create_directories(out_dir);
 
@@ -91,9 +95,6 @@ int main(int argc, char** argv) try {
     loss = nn::cross_entropy(logits, y, {.label_smoothing = label_smoothing});
   }
   const std::int64_t steps_per_epoch = train.size() / batch, total_steps = steps_per_epoch * epochs;
-  nn::TrainStep step = nn::adamw(
-      loss, g.parameters(),
-      {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02), .weight_decay = weight_decay});
   const Value train_correct = count_correct(logits, y);
 
   const std::int64_t eval_batch = 1000;
@@ -105,21 +106,31 @@ int main(int argc, char** argv) try {
     eval_correct = count_correct(model(eval_x), eval_y);
   }
 
-  // --- Look at it: the forward graph, and the whole training step.
+  // --- The training step: autodiff and AdamW, built by the graph optimizer's training pipeline
+  // (passes/pipeline.h) on the optimized forward graph, or on the user's graph with --no-optimize.
+  auto build_step = [&](fovea::Graph& graph, const std::vector<Value>& forward) {
+    const nn::TrainStep step = nn::adamw(
+        forward[0], graph.parameters(),
+        {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02), .weight_decay = weight_decay});
+    return fovea::passes::StepParts{{forward[0], forward[1], step.learning_rate}, step.updates};
+  };
+  fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
+      g, {loss, train_correct}, build_step, fovea::cpu(), {.optimize = !no_optimize});
+  fovea::Executable evaluate = fovea::compile(g, {eval_correct});
+  std::printf("training step (%s): %zu nodes, planned peak %.2f MB; evaluation: %zu nodes\n",
+              train_step.optimized() ? "optimized" : "not optimized", train_step.executable().schedule().size(),
+              static_cast<double>(train_step.executable().planned_peak_bytes()) / 1e6, evaluate.schedule().size());
+
+  // --- Look at it: the forward graph as written, and the whole training step as it runs.
   fovea::write_text_file(out_dir + "/forward.txt", fovea::to_text(g, {loss}));
-  fovea::write_text_file(out_dir + "/train_step.txt", fovea::to_text(g, {loss, step.grads[0]}));
+  std::vector<Value> step_values = train_step.outputs();
+  step_values.insert(step_values.end(), train_step.updates().begin(), train_step.updates().end());
+  fovea::write_text_file(out_dir + "/train_step.txt", fovea::to_text(train_step.graph(), step_values));
   std::string why;
   fovea::write_svg(fovea::to_dot(g, {loss}, fovea::DotOptions{.title = "forward"}), out_dir + "/forward.svg", &why);
-  std::vector<Value> step_values = step.grads;
-  step_values.push_back(loss);
-  fovea::write_svg(fovea::to_dot(g, step_values, fovea::DotOptions{.title = "forward + backward"}),
+  fovea::write_svg(fovea::to_dot(train_step.graph(), step_values,
+                                 fovea::DotOptions{.title = "training step: forward, backward and AdamW"}),
                    out_dir + "/train_step.svg", &why);
-
-  fovea::Executable train_step =
-      fovea::compile(g, {loss, train_correct, step.learning_rate}, fovea::cpu(), {.updates = step.updates});
-  fovea::Executable evaluate = fovea::compile(g, {eval_correct});
-  std::printf("training step: %zu nodes, planned peak %.2f MB; evaluation: %zu nodes\n", train_step.schedule().size(),
-              train_step.planned_peak_bytes() / 1e6, evaluate.schedule().size());
 
   auto test_accuracy = [&] {
     fovea::Tensor ex = fovea::Tensor::empty(fovea::f32, {eval_batch, 784});
@@ -136,7 +147,7 @@ int main(int argc, char** argv) try {
   // --- Train.
   std::int64_t start_step = 0;
   if (!resume.empty()) {
-    auto meta = fovea::load_checkpoint(resume, g);
+    auto meta = fovea::load_checkpoint(resume, train_step.graph());
     start_step = std::stoll(meta.at("step"));
     std::printf("resumed from %s at step %lld\n", resume.c_str(), static_cast<long long>(start_step));
   }
@@ -172,12 +183,12 @@ int main(int argc, char** argv) try {
       acc_x.push_back(static_cast<double>(done));
       acc_y.push_back(final_accuracy);
       if (final_accuracy >= 0.88 && seconds_to_88 < 0) seconds_to_88 = train_seconds;
-      fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", g, {{"step", std::to_string(done)}});
+      fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
       std::printf("\nepoch %lld: test accuracy %.4f after %.1f s of training\n", static_cast<long long>(epoch + 1),
                   final_accuracy, train_seconds);
     }
     if (stop_after > 0 && done - start_step >= stop_after) {
-      fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", g, {{"step", std::to_string(done)}});
+      fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
       std::printf("\nstopped after %lld steps; resume with --resume %s/checkpoint.safetensors\n",
                   static_cast<long long>(done - start_step), out_dir.c_str());
       break;
@@ -199,7 +210,8 @@ int main(int argc, char** argv) try {
   report.set("ms_per_step", steps_run > 0 ? 1000 * train_seconds / steps_run : 0.0);
   report.set("seconds_to_88_percent", seconds_to_88);
   report.set("steps", done);
-  report.set("planned_peak_bytes", train_step.planned_peak_bytes());
+  report.set("planned_peak_bytes", train_step.executable().planned_peak_bytes());
+  report.set("optimized", train_step.optimized());
   report.finish(json);
   if (final_accuracy < min_accuracy) {
     std::fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", final_accuracy, min_accuracy);

@@ -19,6 +19,9 @@
 // Training stops once a validation set (held-out pairs, its own seed) is translated with at least
 // --target exact-match accuracy; the 2,000 test sentences (another seed) are translated last.
 //
+// The training step is compiled through the graph optimizer's training pipeline (fusion before
+// autodiff, then elementwise fusion of the whole step); --no-optimize compiles it as written.
+//
 // Writes to --out: the forward and training-step graphs (text IR, and SVG folded so that
 // `encoder/layer0` is one box), encoder_layer0.svg (one encoder layer, fully expanded),
 // metrics.csv, validation.csv, loss.svg, validation.svg, and heatmaps of the decoder's cross-attention
@@ -186,7 +189,7 @@ int main(int argc, char** argv) try {
   std::int64_t eval_every = 100, validation_size = 1000, test_size = 2000, eval_rows = 500;
   double lr = 3e-3, weight_decay = 0.01, dropout = 0.05, target = 0.997, min_exact_match = 0.0;
   std::uint64_t seed = 1;
-  bool quick = false;
+  bool quick = false, no_optimize = false;
   std::string out_dir = "translate_out", json;
   app.add_option("--d-model", d_model, "model width");
   app.add_option("--heads", heads, "attention heads");
@@ -206,6 +209,7 @@ int main(int argc, char** argv) try {
   app.add_option("--json", json, "write the final figures to this JSON file");
   app.add_option("--min-exact-match", min_exact_match, "exit with status 2 if test exact match ends below this");
   app.add_flag("--quick", quick, "a smoke test: a tiny model, a few steps, a small test set");
+  app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
   CLI11_PARSE(app, argc, argv);
   if (quick) {
     d_model = 32, heads = 2, d_ff = 64, layers = 1, batch = 16, steps = 20, warmup = 5;
@@ -254,11 +258,20 @@ int main(int argc, char** argv) try {
     loss = nn::cross_entropy(logits, decoder_target, {.ignore_index = dates::pad});
   }
   const Value encoder_layer0 = last_node_in_scope(g, model.name + "/encoder/layer0");
-  const nn::TrainStep step =
-      nn::adamw(loss, g.parameters(),
-                {.lr = nn::warmup_cosine(lr, static_cast<double>(warmup), static_cast<double>(steps), lr * 0.05),
-                 .weight_decay = weight_decay});
-  fovea::Executable train_step = fovea::compile(g, {loss, step.learning_rate}, fovea::cpu(), {.updates = step.updates});
+  // The training step: autodiff and AdamW built by the optimizer's training pipeline on the
+  // optimized forward graph (fused attention, normalisations and elementwise chains), or on the
+  // graph as written with --no-optimize.
+  std::vector<Value> gradients;  // in the graph build_step ran on, for the drawing below
+  auto build_step = [&](fovea::Graph& graph, const std::vector<Value>& forward) {
+    const nn::TrainStep step =
+        nn::adamw(forward[0], graph.parameters(),
+                  {.lr = nn::warmup_cosine(lr, static_cast<double>(warmup), static_cast<double>(steps), lr * 0.05),
+                   .weight_decay = weight_decay});
+    gradients = step.grads;
+    return fovea::passes::StepParts{{forward[0], step.learning_rate}, step.updates};
+  };
+  fovea::passes::CompiledTrainingStep train_step =
+      fovea::passes::compile_training_step(g, {loss}, build_step, fovea::cpu(), {.optimize = !no_optimize});
   GreedyDecoder decoder(g, model, eval_rows, source_length);
   std::int64_t parameter_count = 0;
   for (Value p : g.parameters()) parameter_count += p.shape().numel();
@@ -266,28 +279,36 @@ int main(int argc, char** argv) try {
               static_cast<long long>(d_model), static_cast<long long>(heads), static_cast<long long>(d_ff),
               static_cast<long long>(layers), static_cast<long long>(layers),
               fovea::with_thousands(parameter_count).c_str());
-  std::printf("training step: %zu nodes, planned peak %.2f MB; greedy decoder: planned peak %.2f MB\n",
-              train_step.schedule().size(), train_step.planned_peak_bytes() / 1e6, decoder.planned_peak_bytes() / 1e6);
+  const fovea::Executable& step_exe = train_step.executable();
+  std::printf("training step (%s): %zu nodes, planned peak %.2f MB; greedy decoder: planned peak %.2f MB\n",
+              train_step.optimized() ? "optimized" : "not optimized", step_exe.schedule().size(),
+              static_cast<double>(step_exe.planned_peak_bytes()) / 1e6,
+              static_cast<double>(decoder.planned_peak_bytes()) / 1e6);
 
   // --- Look at it: text IR, drawings folded at depth 2, and one encoder layer in full.
-  // The text holds the whole step, AdamW's updates included; the drawing stops at the
-  // gradients: the optimizer's nodes (about 2,500 here) share the one scope "optimizer", so
-  // they would not fold, and Graphviz takes minutes to lay them out.
-  std::vector<Value> step_values = step.updates, gradient_values = step.grads;
-  step_values.push_back(loss);
-  gradient_values.push_back(loss);
+  // The text holds the whole step as it runs, AdamW's updates included. Optimized, the step is
+  // small enough to draw whole (each parameter's update is one fused node); as written, the
+  // optimizer's nodes (about 2,500 here, all in the one scope "optimizer", so they do not fold)
+  // would take Graphviz minutes, so the drawing stops at the gradients.
+  std::vector<Value> step_values = train_step.outputs();
+  step_values.insert(step_values.end(), train_step.updates().begin(), train_step.updates().end());
+  std::vector<Value> drawn_values = train_step.optimized() ? step_values : gradients;
+  if (!train_step.optimized()) drawn_values.push_back(loss);
   fovea::write_text_file(out_dir + "/forward.txt", fovea::to_text(g, {loss}));
-  fovea::write_text_file(out_dir + "/train_step.txt", fovea::to_text(g, step_values));
+  fovea::write_text_file(out_dir + "/train_step.txt", fovea::to_text(train_step.graph(), step_values));
   std::string why;
   const bool drawn =
       fovea::write_svg(fovea::to_dot(g, {loss}, {.max_scope_depth = 2, .title = "translate: forward"}),
                        out_dir + "/forward.svg", &why) &&
-      fovea::write_svg(
-          fovea::to_dot(g, gradient_values, {.max_scope_depth = 2, .title = "translate: forward + backward"}),
-          out_dir + "/train_step.svg", &why) &&
+      fovea::write_svg(fovea::to_dot(train_step.graph(), drawn_values,
+                                     {.max_scope_depth = 2,
+                                      .title = train_step.optimized() ? "translate: the optimized training step"
+                                                                      : "translate: forward + backward"}),
+                       out_dir + "/train_step.svg", &why) &&
       fovea::write_svg(fovea::to_dot(g, {encoder_layer0}, {.title = "translate: encoder/layer0 in full"}),
                        out_dir + "/encoder_layer0.svg", &why);
   if (!drawn) std::printf("(no SVG drawings: %s)\n", why.c_str());
+  if (train_step.optimized()) std::printf("%s", train_step.pass_report().c_str());
 
   // --- Train until the validation set is translated well enough.
   fovea::MetricsLog metrics(out_dir + "/metrics.csv");
@@ -373,7 +394,8 @@ int main(int argc, char** argv) try {
   report.set("steps", done);
   report.set("examples_per_second", train_seconds > 0 ? static_cast<double>(done * batch) / train_seconds : 0.0);
   report.set("ms_per_step", done > 0 ? 1000 * train_seconds / static_cast<double>(done) : 0.0);
-  report.set("planned_peak_bytes", train_step.planned_peak_bytes());
+  report.set("planned_peak_bytes", train_step.executable().planned_peak_bytes());
+  report.set("optimized", train_step.optimized());
   report.set("parameters", parameter_count);
   report.finish(json);
   if (test_exact < min_exact_match) {

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <fovea/ops/normalization.h>
+
 #include "testing.h"
 
 #ifdef FOVEA_WITH_CUDA
@@ -793,4 +795,46 @@ TEST_CASE("a tiny GPT trained with AdamW and dropout gives the same losses and w
     INFO(pa[i].name());
     expect_close(on_gpu.parameter_value(pb[i]), on_cpu.parameter_value(pa[i]), 1e-3, 1e-4);
   }
+}
+
+// --- Fused normalizations ----------------------------------------------------------------------
+
+TEST_CASE("the fused normalizations, forward and backward, agree with the CPU in f32 and f64") {
+  if (!have_gpu()) return;
+  for (DType dtype : {f32, f64})
+    for (const Shape& shape : {Shape{4, 7}, Shape{2, 3, 33}, Shape{3, 1}, Shape{0, 5}, Shape{5, 1500}})
+      for (double smoothing : {0.0, 0.1}) {
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(shape.to_string());
+        CAPTURE(smoothing);
+        std::vector<std::int64_t> batch_dims = shape.dims(), stats_dims = shape.dims();
+        batch_dims.pop_back();
+        stats_dims.back() = 1;
+        const Shape batch(batch_dims), features{shape[shape.rank() - 1]};
+        Graph g;
+        Value x = g.placeholder("x", dtype, shape), dy = g.placeholder("dy", dtype, shape);
+        Value gamma = g.placeholder("gamma", dtype, features), beta = g.placeholder("beta", dtype, features);
+        Value targets = g.placeholder("targets", i64, batch), dloss = g.placeholder("dloss", dtype, batch);
+        const Value probabilities = fused_softmax(x), log_probabilities = fused_log_softmax(x);
+        const FusedLayerNormOutputs ln = fused_layer_norm(x, gamma, beta, 1e-5);
+        const FusedLayerNormGradients ln_grads = fused_layer_norm_backward(dy, x, gamma, ln.mean, ln.rstd);
+        const FusedCrossEntropyOutputs ce = fused_softmax_cross_entropy(x, targets, smoothing);
+        std::vector<double> ids(static_cast<std::size_t>(batch.numel()));
+        for (std::size_t i = 0; i < ids.size(); ++i)
+          ids[i] = i % 4 == 3 ? -100.0 : static_cast<double>((i * 5) % static_cast<std::size_t>(features[0]));
+        Tensor target_values = Tensor::empty(i64, batch);
+        for (std::size_t i = 0; i < ids.size(); ++i) target_values.data<std::int64_t>()[i] = std::int64_t(ids[i]);
+        check_backends_agree(g,
+                             {probabilities, log_probabilities, fused_softmax_backward(probabilities, dy),
+                              fused_log_softmax_backward(log_probabilities, dy), ln.y, ln.mean, ln.rstd, ln_grads.dx,
+                              ln_grads.dgamma, ln_grads.dbeta, ce.loss, ce.lse,
+                              fused_softmax_cross_entropy_backward(x, targets, ce.lse, dloss, smoothing)},
+                             {{x, random_of(dtype, shape, 900, -3, 3)},
+                              {dy, random_of(dtype, shape, 901)},
+                              {gamma, random_of(dtype, features, 902, 0.5, 1.5)},
+                              {beta, random_of(dtype, features, 903)},
+                              {targets, target_values},
+                              {dloss, random_of(dtype, batch, 904)}},
+                             kSummation);
+      }
 }

@@ -2,7 +2,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
+#include <vector>
 
+#include <fovea/backends/cpu/philox_lanes.h>
 #include <fovea/core/philox.h>
 
 namespace philox = fovea::philox;
@@ -98,4 +101,19 @@ TEST_CASE("philox mix scatters neighbouring inputs") {
   CHECK(philox::mix(0) != philox::mix(1));
   CHECK(philox::mix(1) != philox::mix(2));
   CHECK(philox::mix(12345) == philox::mix(12345));
+}
+
+TEST_CASE("philox_uniform_run draws exactly philox::uniform's numbers from any starting element") {
+  for (std::int64_t begin : {0, 1, 3, 4, 31, 1000003}) {
+    for (std::int64_t n : {0, 1, 5, 32, 33, 100}) {
+      std::vector<double> y(static_cast<std::size_t>(n));
+      fovea::cpu_backend::philox_uniform_run<double>(77, (1ull << 33) + 5, -1.0, 2.0, begin, n, y.data());
+      for (std::int64_t i = 0; i < n; ++i) {
+        CAPTURE(begin);
+        CAPTURE(i);
+        REQUIRE(y[static_cast<std::size_t>(i)] ==
+                -1.0 + 3.0 * fovea::philox::uniform(77, (1ull << 33) + 5, static_cast<std::uint64_t>(begin + i)));
+      }
+    }
+  }
 }

@@ -1,11 +1,14 @@
 // fused_attention and fused_attention_backward against plain references: the forward against
 // scores materialised here in f64 (nested loops), the backward against autodiff through the
-// unfused chain matmul → scale → (+ mask) → softmax → matmul, and against finite differences.
+// unfused chain matmul → scale → (+ mask) → softmax → (dropout) → matmul, and against finite
+// differences. With dropout, the reference draws each keep bit from core/philox.h itself.
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
+
+#include <fovea/core/philox.h>
 
 #include "gradcheck.h"
 #include "testing.h"
@@ -51,10 +54,27 @@ struct Reference {
   Tensor o, lse;
 };
 
-// o = softmax(scale·q·kᵀ + mask, causal bottom-right) v and lse, from the whole score matrix,
-// in f64; a row without a finite score gives o = 0 and lse = -∞.
+// Dropout on the probabilities as nn::dropout draws it: element e of the probabilities is kept
+// when T(philox::uniform(seed, stream + step, e)) >= T(p), and then multiplied by T(c).
+struct ReferenceDropout {
+  double p = 0, c = 1;
+  std::int64_t seed = 0, stream = 0, step = 0;
+  bool has_step = false;
+
+  // Z for element e of the probabilities, in the dtype `dtype` rounds to.
+  double factor(DType dtype, std::int64_t e) const {
+    if (p == 0) return 1;
+    const std::uint64_t key = static_cast<std::uint64_t>(stream) + static_cast<std::uint64_t>(has_step ? step : 0);
+    const double u = philox::uniform(static_cast<std::uint64_t>(seed), key, static_cast<std::uint64_t>(e));
+    const bool keep = dtype == f32 ? float(u) >= float(p) : u >= p;
+    return keep ? (dtype == f32 ? double(float(c)) : c) : 0.0;
+  }
+};
+
+// o = (Z ⊙ softmax(scale·q·kᵀ + mask, causal bottom-right)) v and lse, from the whole score
+// matrix, in f64; a row without a finite score gives o = 0 and lse = -∞.
 Reference reference_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
-                              bool causal) {
+                              bool causal, const ReferenceDropout& dropout = {}) {
   const Shape &sq = q.shape(), &sv = v.shape();
   const int rank = sq.rank();
   const std::int64_t tq = sq[rank - 2], d = sq[rank - 1], tk = sv[rank - 2], dv = sv[rank - 1];
@@ -84,7 +104,8 @@ Reference reference_attention(const Tensor& q, const Tensor& k, const Tensor& v,
       for (std::int64_t j = 0; j < tk; ++j) sum += std::exp(s[static_cast<std::size_t>(j)] - max);
       lse[row] = max + std::log(sum);
       for (std::int64_t j = 0; j < tk; ++j) {
-        const double p = std::exp(s[static_cast<std::size_t>(j)] - lse[row]);
+        const double p = std::exp(s[static_cast<std::size_t>(j)] - lse[row]) *
+                         dropout.factor(q.dtype(), static_cast<std::int64_t>(row) * tk + j);
         for (std::int64_t c = 0; c < dv; ++c) o[row * dv + c] += p * v.at((b * tk + j) * dv + c);
       }
     }
@@ -108,8 +129,10 @@ void check_close(const Tensor& actual, const Tensor& expected, double tol) {
 
 double tolerance(DType dtype) { return dtype == f64 ? 1e-12 : 1e-5; }
 
-// Runs fused_attention on random q, k, v (and `mask` when defined) and checks o and lse.
-void check_forward(const Case& c, DType dtype, bool causal, const Tensor& mask = {}, std::uint64_t seed = 1) {
+// Runs fused_attention on random q, k, v (and `mask` when defined, and `dropout` when its p is
+// not 0) and checks o and lse.
+void check_forward(const Case& c, DType dtype, bool causal, const Tensor& mask = {}, std::uint64_t seed = 1,
+                   const ReferenceDropout& dropout = {}) {
   CAPTURE(dtype_name(dtype));
   CAPTURE(Shape(c.batch).to_string());
   CAPTURE(c.tq);
@@ -130,9 +153,15 @@ void check_forward(const Case& c, DType dtype, bool causal, const Tensor& mask =
     pmask = g.placeholder("mask", dtype, mask.shape());
     feeds.emplace_back(pmask, mask.to(dtype));
   }
-  const FusedAttentionOutputs out = fused_attention(pq, pk, pv, pmask, scale, causal);
+  AttentionDropout drop{.p = dropout.p, .scale = dropout.c, .seed = dropout.seed, .stream = dropout.stream};
+  if (dropout.has_step) {
+    drop.step = g.placeholder("step", i64, {});
+    feeds.emplace_back(drop.step, Tensor::scalar(dropout.step));
+  }
+  const FusedAttentionOutputs out = fused_attention(pq, pk, pv, pmask, scale, causal, drop);
   const std::vector<Tensor> got = testing::run(g, {out.output, out.lse}, feeds);
-  const Reference want = reference_attention(q, k, v, mask.defined() ? mask.to(dtype) : Tensor{}, scale, causal);
+  const Reference want =
+      reference_attention(q, k, v, mask.defined() ? mask.to(dtype) : Tensor{}, scale, causal, dropout);
   check_close(got[0], want.o, tolerance(dtype));
   check_close(got[1], want.lse, tolerance(dtype));
 }
@@ -502,4 +531,313 @@ TEST_CASE("a gradient through fused_attention's lse output, or a second derivati
   const std::vector<Value> first = grad(reduce_sum(out.output), {q});
   message = error_message([&] { grad(reduce_sum(first[0]), {q}); });
   CHECK(mentions(message, "no gradient rule for op 'fused_attention_backward'"));
+}
+
+// --- Dropout on the probabilities --------------------------------------------------------------
+
+namespace {
+
+// The seed and stream of the one random_uniform node of `g`.
+ReferenceDropout random_key(const Graph& g, double p, std::int64_t step, bool has_step) {
+  for (std::uint32_t id = 0; id < g.size(); ++id)
+    if (g.node(id).op == &ops::random_uniform)
+      return {.p = p,
+              .c = 1.0 / (1.0 - p),
+              .seed = g.node(id).attrs.get_int("seed"),
+              .stream = g.node(id).attrs.get_int("stream"),
+              .step = step,
+              .has_step = has_step};
+  FAIL("no random_uniform node");
+  return {};
+}
+
+// o and ∂(Σ o ⊙ r)/∂q, k, v for attention with dropout p on the probabilities: through the
+// unfused chain with nn::dropout (fused = false), or through fused_attention drawing the mask
+// of the same random node (fused = true). `step` is fed when has_step.
+std::vector<Tensor> dropout_attention(bool fused, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                                      bool causal, double p, std::int64_t step, bool has_step, const Tensor& r) {
+  const DType dtype = q.dtype();
+  const double scale = 0.3;
+  const std::int64_t tq = q.shape()[q.rank() - 2], tk = k.shape()[k.rank() - 2];
+  // The unfused graph, built first in either case: the fused one takes its random node's key.
+  Graph chain;
+  {
+    Value pq = chain.placeholder("q", dtype, q.shape()), pk = chain.placeholder("k", dtype, k.shape());
+    Value pv = chain.placeholder("v", dtype, v.shape());
+    Value step_value = has_step ? chain.placeholder("step", i64, {}) : Value{};
+    Value s = matmul(pq, pk, false, true) * scale;
+    if (mask.defined()) s = s + chain.constant(mask.to(dtype), "mask");
+    if (causal)
+      s = s + chain.constant(
+                  make_mask(Shape{tq, tk}, -inf, [&](std::int64_t f) { return f % tk > f / tk + tk - tq; }).to(dtype),
+                  "causal");
+    Value o = matmul(nn::dropout(nn::softmax(s), p, {.training = true, .step = step_value}), pv);
+    if (!fused) {
+      const std::vector<Value> grads = grad(reduce_sum(o * chain.constant(r, "r")), {pq, pk, pv});
+      Feeds feeds{{pq, q}, {pk, k}, {pv, v}};
+      if (has_step) feeds.emplace_back(step_value, Tensor::scalar(step));
+      return testing::run(chain, {o, grads[0], grads[1], grads[2]}, feeds);
+    }
+  }
+  const ReferenceDropout key = random_key(chain, p, step, has_step);
+  Graph g;
+  Value pq = g.placeholder("q", dtype, q.shape()), pk = g.placeholder("k", dtype, k.shape());
+  Value pv = g.placeholder("v", dtype, v.shape());
+  const AttentionDropout dropout{.p = p,
+                                 .scale = key.c,
+                                 .seed = key.seed,
+                                 .stream = key.stream,
+                                 .step = has_step ? g.placeholder("step", i64, {}) : Value{}};
+  Value pmask = mask.defined() ? g.constant(mask.to(dtype), "mask") : Value{};
+  Value o = fused_attention(pq, pk, pv, pmask, scale, causal, dropout).output;
+  const std::vector<Value> grads = grad(reduce_sum(o * g.constant(r, "r")), {pq, pk, pv});
+  Feeds feeds{{pq, q}, {pk, k}, {pv, v}};
+  if (has_step) feeds.emplace_back(dropout.step, Tensor::scalar(step));
+  return testing::run(g, {o, grads[0], grads[1], grads[2]}, feeds);
+}
+
+// Fused and unfused agree on o within 1e-5 relative in f32 (1e-10 in f64), and on the
+// gradients too, with an absolute tolerance scaled by each gradient's largest element (the
+// fused kernel sums in another order).
+void check_dropout_agrees(const Case& c, DType dtype, bool causal, double p, const Tensor& mask = {},
+                          bool has_step = true, std::uint64_t seed = 21) {
+  CAPTURE(dtype_name(dtype));
+  CAPTURE(Shape(c.batch).to_string());
+  CAPTURE(c.tq);
+  CAPTURE(c.tk);
+  CAPTURE(causal);
+  CAPTURE(p);
+  CAPTURE(has_step);
+  const Tensor q = random_tensor(dtype, shape_of(c.batch, {c.tq, c.d}), seed);
+  const Tensor k = random_tensor(dtype, shape_of(c.batch, {c.tk, c.d}), seed + 1);
+  const Tensor v = random_tensor(dtype, shape_of(c.batch, {c.tk, c.dv}), seed + 2);
+  const Tensor r = random_tensor(dtype, shape_of(c.batch, {c.tq, c.dv}), seed + 3, 0.5, 1.5);
+  const std::int64_t step = 41;
+  const std::vector<Tensor> fused = dropout_attention(true, q, k, v, mask, causal, p, step, has_step, r);
+  const std::vector<Tensor> unfused = dropout_attention(false, q, k, v, mask, causal, p, step, has_step, r);
+  const double rtol = dtype == f64 ? 1e-10 : 1e-5, atol = dtype == f64 ? 1e-12 : 1e-6;
+  for (std::size_t i = 0; i < 4; ++i) {
+    CAPTURE(i);  // o, dq, dk, dv
+    double largest = 0;
+    for (std::int64_t j = 0; j < unfused[i].numel(); ++j) largest = std::max(largest, std::abs(unfused[i].at(j)));
+    testing::check_close(fused[i], unfused[i], rtol, std::max(atol, i == 0 ? 0.0 : rtol * largest));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fused_attention with dropout matches a reference that draws every keep bit from philox") {
+  const std::vector<Case> cases = {{{}, 1, 1, 1, 1},         {{}, 7, 130, 8, 8},     {{2}, 65, 7, 64, 64},
+                                   {{2, 3}, 130, 65, 16, 8}, {{2}, 70, 300, 16, 80}, {{2, 3}, 1, 300, 8, 8}};
+  const std::int64_t seed = 77, stream = -1234567;
+  for (DType dtype : {f32, f64})
+    for (double p : {0.1, 0.5})
+      for (bool causal : {false, true})
+        for (std::size_t i = 0; i < cases.size(); ++i) {
+          const bool has_step = i % 2 == 0;
+          check_forward(cases[i], dtype, causal, {}, 30 * i,
+                        {.p = p, .c = 1 / (1 - p), .seed = seed, .stream = stream, .step = 5, .has_step = has_step});
+        }
+}
+
+TEST_CASE("fused_attention with dropout and a [Tq,Tk] or [B,1,1,Tk] mask matches the philox reference") {
+  const Case c{{2, 3}, 65, 130, 8, 8};
+  const Tensor scores_mask = make_mask(Shape{65, 130}, -inf, [](std::int64_t f) { return f % 7 == 3; });
+  const Tensor padding =
+      make_mask(Shape{2, 1, 1, 130}, -1e9, [](std::int64_t f) { return f % 130 >= (f < 130 ? 100 : 9); });
+  const ReferenceDropout dropout{.p = 0.3, .c = 1.5, .seed = 3, .stream = 99, .step = -2, .has_step = true};
+  for (DType dtype : {f32, f64})
+    for (bool causal : {false, true}) {
+      check_forward(c, dtype, causal, scores_mask, 3, dropout);
+      check_forward(c, dtype, causal, padding, 4, dropout);
+    }
+}
+
+TEST_CASE("fused_attention with dropout handles zero-size dims and a step that moves the mask") {
+  const ReferenceDropout dropout{.p = 0.5, .c = 2.0, .seed = 1, .stream = 2, .step = 3, .has_step = true};
+  for (DType dtype : {f32, f64}) {
+    check_forward({{2}, 5, 0, 4, 4}, dtype, false, {}, 1, dropout);
+    check_forward({{2}, 0, 5, 4, 4}, dtype, true, {}, 1, dropout);
+    check_forward({{0, 3}, 3, 3, 2, 2}, dtype, false, {}, 1, dropout);
+    check_forward({{2}, 6, 5, 3, 0}, dtype, false, {}, 1, dropout);
+  }
+  // Two steps draw two different masks: the outputs differ.
+  Graph g;
+  Value q = g.constant(random_tensor(f64, Shape{2, 40, 8}, 1)), k = g.constant(random_tensor(f64, Shape{2, 50, 8}, 2));
+  Value v = g.constant(random_tensor(f64, Shape{2, 50, 8}, 3));
+  Value step = g.placeholder("step", i64, {});
+  const Value o =
+      fused_attention(q, k, v, {}, 0.5, false, {.p = 0.5, .scale = 2.0, .seed = 1, .stream = 2, .step = step}).output;
+  const Tensor first = testing::run1(g, o, {{step, Tensor::scalar<std::int64_t>(1)}});
+  const Tensor second = testing::run1(g, o, {{step, Tensor::scalar<std::int64_t>(2)}});
+  double difference = 0;
+  for (std::int64_t i = 0; i < first.numel(); ++i) difference += std::abs(first.at(i) - second.at(i));
+  CHECK(difference > 1.0);
+}
+
+TEST_CASE("fused_attention's dropout keeps exactly the probabilities random_uniform's numbers keep") {
+  // With q = 0 every probability is 1/Tk, and with v = the identity o[i, j] = Z[i, j]/Tk: the
+  // output spells out the mask, which must be random_uniform(...) >= p of the same node.
+  for (DType dtype : {f32, f64}) {
+    CAPTURE(dtype_name(dtype));
+    const std::int64_t batch = 3, tq = 37, tk = 45;
+    Graph g;
+    Value step = g.placeholder("step", i64, {});
+    Value u = random_uniform(g, {batch, tq, tk}, dtype, 0.0, 1.0, step);
+    Value keep = cast(greater_equal(u, scalar_like(u, 0.3)), dtype);
+    const AttentionDropout dropout{.p = 0.3,
+                                   .scale = 2.0,
+                                   .seed = u.node().attrs.get_int("seed"),
+                                   .stream = u.node().attrs.get_int("stream"),
+                                   .step = step};
+    Value q = zeros(g, {batch, tq, 4}, dtype), k = g.placeholder("k", dtype, {batch, tk, 4});
+    Value v = broadcast_to(cast(equal(iota(g, {tk, tk}, 0), iota(g, {tk, tk}, 1)), dtype), {batch, tk, tk});
+    Value kept = fused_attention(q, k, v, {}, 1.0, false, dropout).output * scalar_like(u, double(tk) / 2.0);
+    const std::vector<Tensor> got = testing::run(
+        g, {keep, kept}, {{step, Tensor::scalar<std::int64_t>(7)}, {k, random_tensor(dtype, {batch, tk, 4}, 1)}});
+    std::int64_t dropped = 0;
+    for (std::int64_t i = 0; i < got[0].numel(); ++i) {
+      REQUIRE(std::round(got[1].at(i)) == got[0].at(i));
+      dropped += got[0].at(i) == 0.0;
+    }
+    CHECK(dropped > got[0].numel() / 5);  // about 30% of them
+    CHECK(dropped < got[0].numel() * 2 / 5);
+  }
+}
+
+TEST_CASE("fused_attention with dropout: o and the gradients of q, k, v match the unfused chain with nn::dropout") {
+  const Tensor scores_mask = make_mask(Shape{65, 130}, -inf, [](std::int64_t f) { return f % 7 == 3; });
+  const Tensor padding =
+      make_mask(Shape{2, 1, 1, 130}, -1e9, [](std::int64_t f) { return f % 130 >= (f < 130 ? 100 : 9); });
+  for (DType dtype : {f32, f64})
+    for (double p : {0.1, 0.5}) {
+      check_dropout_agrees({{2, 3}, 65, 130, 16, 8}, dtype, false, p);
+      check_dropout_agrees({{2}, 70, 130, 8, 8}, dtype, true, p);
+      check_dropout_agrees({{}, 130, 65, 8, 16}, dtype, false, p, {}, /*has_step=*/false);
+      check_dropout_agrees({{2, 3}, 65, 130, 16, 16}, dtype, false, p, scores_mask);
+      check_dropout_agrees({{2, 3}, 65, 130, 16, 16}, dtype, true, p, padding);
+      check_dropout_agrees({{2, 3}, 1, 7, 8, 8}, dtype, false, p);
+    }
+}
+
+TEST_CASE("fused_attention with dropout passes gradcheck in f64 for the mask of a fixed step") {
+  using fovea::testing::gradcheck;
+  for (bool causal : {false, true})
+    gradcheck(
+        "fused_attention with dropout",
+        [&](Graph&, const std::vector<Value>& x) {
+          return fused_attention(x[0], x[1], x[2], {}, 0.7, causal,
+                                 {.p = 0.4, .scale = 1 / 0.6, .seed = 9, .stream = 10, .step = x[3]})
+              .output;
+        },
+        {{Shape{2, 6, 4}}, {Shape{2, 9, 4}}, {Shape{2, 9, 3}}, {Shape{}, 0, 0, i64, Tensor::scalar<std::int64_t>(4)}});
+}
+
+TEST_CASE("fused_attention with dropout: its gradient node carries the dropout and reads the step last") {
+  Graph g;
+  Value q = g.placeholder("q", f32, {2, 16, 8}), k = g.placeholder("k", f32, {2, 32, 8});
+  Value v = g.placeholder("v", f32, {2, 32, 8});
+  Value mask = g.placeholder("mask", f32, {16, 32});
+  Value step = g.placeholder("step", i64, {});
+  const FusedAttentionOutputs out =
+      fused_attention(q, k, v, mask, 0.35, false, {.p = 0.2, .scale = 1.25, .seed = 4, .stream = 5, .step = step});
+  CHECK(out.output.node().inputs.size() == 5);
+  grad(reduce_sum(out.output), {q, k, v});
+  const Node* node = nullptr;
+  for (std::uint32_t id = 0; id < g.size(); ++id)
+    if (g.node(id).op == &ops::fused_attention_backward) node = &g.node(id);
+  REQUIRE(node != nullptr);
+  REQUIRE(node->inputs.size() == 8);
+  CHECK(node->inputs[3] == mask.ref());
+  CHECK(node->inputs[7] == step.ref());
+  const AttentionDropout dropout = attention_dropout(node->attrs);
+  CHECK(dropout.p == 0.2);
+  CHECK(dropout.scale == 1.25);
+  CHECK(dropout.seed == 4);
+  CHECK(dropout.stream == 5);
+  CHECK(node->attrs.get_bool("dropout_step"));
+  const FusedAttentionInputs in = fused_attention_inputs(node->attrs, node->inputs.size(), true);
+  CHECK(in.has_mask);
+  CHECK(in.saved == 4);
+  CHECK(in.step == 7);
+  // Without a step and without a mask, four inputs are the three and the saved o, lse, d_o.
+  const FusedAttentionInputs plain =
+      fused_attention_inputs(Attributes{{"dropout", 0.2}, {"dropout_step", false}}, 6, true);
+  CHECK_FALSE(plain.has_mask);
+  CHECK_FALSE(plain.has_step);
+  CHECK(plain.saved == 3);
+  g.verify();
+}
+
+TEST_CASE("fused_attention with dropout gives bitwise the same results on 1, 3 and 4 threads") {
+  // 6 batch items: 1 and 3 threads take the one-pass backward, 4 threads the two-pass one.
+  const Shape sq{2, 3, 150, 32}, sk{2, 3, 140, 32}, sv{2, 3, 140, 24};
+  const Tensor q = random_tensor(f32, sq, 1), k = random_tensor(f32, sk, 2), v = random_tensor(f32, sv, 3);
+  const Tensor mask = make_mask(Shape{2, 1, 1, 140}, -inf, [](std::int64_t f) { return f % 140 > 130; });
+  const Tensor step = Tensor::scalar<std::int64_t>(12);
+  for (bool causal : {false, true}) {
+    CAPTURE(causal);
+    Graph g;
+    Value pq = g.placeholder("q", f32, sq), pk = g.placeholder("k", f32, sk), pv = g.placeholder("v", f32, sv);
+    Value pm = g.placeholder("mask", f32, mask.shape());
+    const AttentionDropout dropout{
+        .p = 0.25, .scale = 4.0 / 3, .seed = 8, .stream = 6, .step = g.placeholder("step", i64, {})};
+    const FusedAttentionOutputs out = fused_attention(pq, pk, pv, pm, 0.125, causal, dropout);
+    Value d_o = g.placeholder("d_o", f32, out.output.shape());
+    const FusedAttentionGradients grads =
+        fused_attention_backward(pq, pk, pv, pm, out.output, out.lse, d_o, 0.125, causal, dropout);
+    const Tensor dout = random_tensor(f32, out.output.shape(), 4);
+
+    ThreadPool one(1);
+    std::vector<Tensor> forward1, backward1;
+    run_kernel(out.output.node(), g, {q, k, v, mask, step}, forward1, one);
+    run_kernel(grads.dq.node(), g, {q, k, v, mask, forward1[0], forward1[1], dout, step}, backward1, one);
+    for (int threads : {3, 4}) {
+      CAPTURE(threads);
+      ThreadPool pool(threads);
+      std::vector<Tensor> forward, backward;
+      run_kernel(out.output.node(), g, {q, k, v, mask, step}, forward, pool);
+      run_kernel(grads.dq.node(), g, {q, k, v, mask, forward1[0], forward1[1], dout, step}, backward, pool);
+      for (std::size_t i = 0; i < 2; ++i) CHECK(bitwise_equal(forward1[i], forward[i]));
+      for (std::size_t i = 0; i < 3; ++i) CHECK(bitwise_equal(backward1[i], backward[i]));
+    }
+  }
+}
+
+TEST_CASE("fused_attention rejects a bad dropout probability or step, naming the op and the user's line") {
+  Graph g;
+  const std::string file = "attention_test.cpp";
+  Value q = g.placeholder("q", f32, {2, 5, 8}), k = g.placeholder("k", f32, {2, 7, 8});
+  Value v = g.placeholder("v", f32, {2, 7, 4});
+  auto expect_error = [&](auto&& build, const std::string& op, const std::string& what) {
+    const std::string message = error_message(build);
+    CAPTURE(message);
+    CHECK(mentions(message, op));
+    CHECK(mentions(message, file));
+    CHECK(mentions(message, what));
+  };
+  for (double p : {1.0, 1.5, -0.0001, std::nan("")})
+    expect_error([&] { fused_attention(q, k, v, {}, 1.0, false, {.p = p, .scale = 2}); }, "fused_attention",
+                 "the dropout probability must lie in [0, 1)");
+  expect_error(
+      [&] {
+        fused_attention(q, k, v, {}, 1.0, false, {.p = 0.5, .scale = 2, .step = g.placeholder("fstep", f32, {})});
+      },
+      "fused_attention", "the dropout step (the last input) must be an i64 scalar (i64[]), got f32[]");
+  expect_error(
+      [&] {
+        fused_attention(q, k, v, {}, 1.0, false, {.p = 0.5, .scale = 2, .step = g.placeholder("vstep", i64, {2})});
+      },
+      "fused_attention", "must be an i64 scalar");
+  expect_error([&] { fused_attention(q, k, v, {}, 1.0, false, {.p = 0.5, .scale = inf}); }, "fused_attention",
+               "the dropout scale must be finite");
+  Value step = g.placeholder("step", i64, {});
+  const AttentionDropout dropout{.p = 0.5, .scale = 2, .step = step};
+  const FusedAttentionOutputs out = fused_attention(q, k, v, {}, 1.0, false, dropout);
+  expect_error(
+      [&] {
+        fused_attention_backward(q, k, v, {}, out.output, g.placeholder("lse", f32, {2, 7}), out.output, 1.0, false,
+                                 dropout);
+      },
+      "fused_attention_backward", "lse must be f32[2,5]");
 }

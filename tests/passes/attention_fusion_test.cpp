@@ -1,5 +1,6 @@
 // Attention fusion: the plain chain becomes one fused_attention node with the same values and
 // the same gradients; every near-miss is left alone.
+#include <algorithm>
 #include <cmath>
 
 #include "optimize_testing.h"
@@ -210,6 +211,102 @@ TEST_CASE("a causal mask with more queries than keys stays an additive mask") {
   testing::check_same_results(a.g, {o}, opt, a.feeds);
 }
 
+// --- Dropout on the probabilities ----------------------------------------------------------------
+
+// The fused node's dropout attributes, and those of the random node it replaced.
+void check_dropout_of(const Node& fused, const Graph& user, double p) {
+  REQUIRE(fused.attrs.has("dropout"));
+  CHECK(fused.attrs.get_float("dropout") == doctest::Approx(p));
+  CHECK(fused.attrs.get_float("dropout_scale") == doctest::Approx(1.0 / (1.0 - p)));
+  std::vector<std::int64_t> streams;
+  for (std::uint32_t id = 0; id < user.size(); ++id)
+    if (user.node(id).op == &ops::random_uniform) {
+      CHECK(user.node(id).attrs.get_int("seed") == fused.attrs.get_int("dropout_seed"));
+      streams.push_back(user.node(id).attrs.get_int("stream"));
+    }
+  CHECK(std::count(streams.begin(), streams.end(), fused.attrs.get_int("dropout_stream")) == 1);
+}
+
+TEST_CASE(
+    "training-mode nn::MultiHeadAttention (dropout on the probabilities, a step fed) fuses with equal outputs and "
+    "gradients") {
+  for (DType t : {f32, f64})
+    for (double p : {0.1, 0.5}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(p);
+      Graph g;
+      Value x = g.placeholder("x", t, {2, 6, 16});
+      Value target = g.placeholder("target", t, {2, 6, 16});
+      Value step = g.placeholder("step", i64, {});
+      const Value lengths = g.constant(Tensor::from<std::int64_t>({6, 3}, {2}));
+      nn::MultiHeadAttention attn(g, "attn", 16, 4, p, t);
+      Value loss = nn::mse_loss(
+          attn(x, x, nn::padding_mask_from_lengths(lengths, 6, t), {.training = true, .step = step}), target);
+      const Feeds feeds{{x, random_tensor(t, x.shape(), 4)},
+                        {target, random_tensor(t, target.shape(), 5)},
+                        {step, Tensor::scalar<std::int64_t>(17)}};
+      passes::OptimizedGraph opt = passes::optimize_forward(g, {loss});
+      const auto fused = fused_nodes(*opt.graph);
+      REQUIRE(fused.size() == 1);
+      CHECK(fused[0]->inputs.size() == 5);  // q, k, v, the padding mask, the step
+      CHECK(fused[0]->inputs[4] == opt.value(step).ref());
+      CHECK(fused[0]->attrs.get_bool("dropout_step"));
+      check_dropout_of(*fused[0], g, p);
+      CHECK(testing::count_op(*opt.graph, ops::random_uniform) == 0);
+      CHECK(fusion_stats(opt).rewrites.at("attention with dropout → fused_attention") == 1);
+      CHECK_FALSE(fusion_stats(opt).rewrites.contains("fused attention"));
+      testing::check_same_results(g, {loss}, opt, feeds);
+      check_same_gradients(g, loss, opt, feeds);
+    }
+}
+
+TEST_CASE("dropout without a step, with c·P operand order, Tq != Tk and no mask fuses with equal results") {
+  for (DType t : {f32, f64}) {
+    CAPTURE(dtype_name(t));
+    Qkv a(t, 5, 9);
+    Value p = nn::softmax(matmul(a.q, a.k, false, true) * 0.125);
+    Value u = random_uniform(a.g, p.shape(), t, 0.0, 1.0);
+    Value dropped = where(greater_equal(u, scalar_like(u, 0.3)), scalar_like(p, 1.0 / 0.7) * p, scalar_like(p, 0.0));
+    Value o = matmul(dropped, a.v);
+    passes::OptimizedGraph opt = passes::optimize_forward(a.g, {o});
+    const auto fused = fused_nodes(*opt.graph);
+    REQUIRE(fused.size() == 1);
+    CHECK(fused[0]->inputs.size() == 3);
+    CHECK_FALSE(fused[0]->attrs.get_bool("dropout_step"));
+    check_dropout_of(*fused[0], a.g, 0.3);
+    testing::check_same_results(a.g, {o}, opt, a.feeds);
+  }
+}
+
+TEST_CASE(
+    "a GPT training step (dropout 0.1, step fed) gets one fused attention per layer, with equal loss and gradients") {
+  for (DType t : {f32, f64}) {
+    CAPTURE(dtype_name(t));
+    Graph g;
+    nn::GPT gpt(
+        g, {.vocab = 11, .d_model = 16, .heads = 2, .d_ff = 32, .layers = 3, .max_len = 8, .dropout = 0.1, .dtype = t});
+    Value ids = g.placeholder("ids", i64, {2, 8});
+    Value targets = g.placeholder("targets", i64, {2, 8});
+    Value step = g.placeholder("step", i64, {});
+    Value loss = nn::cross_entropy(gpt(ids, {.training = true, .step = step}), targets);
+    const Feeds feeds{{ids, random_tensor(i64, {2, 8}, 6, 0, 11)},
+                      {targets, random_tensor(i64, {2, 8}, 7, 0, 11)},
+                      {step, Tensor::scalar<std::int64_t>(9)}};
+
+    passes::OptimizedGraph opt = passes::optimize_forward(g, {loss});
+    const auto fused = fused_nodes(*opt.graph);
+    REQUIRE(fused.size() == 3);
+    for (const Node* n : fused) {
+      CHECK(n->attrs.get_bool("causal"));  // the causal mask was recognised and dropped
+      CHECK(n->attrs.get_float("dropout") == doctest::Approx(0.1));
+      CHECK(n->inputs.size() == 4);  // q, k, v, the step
+    }
+    CHECK(fusion_stats(opt).rewrites.at("attention with dropout → fused_attention") == 3);
+    testing::check_same_results(g, {loss}, opt, feeds);
+    check_same_gradients(g, loss, opt, feeds);
+  }
+}
+
 // --- Near-misses: each must stay unfused, and compute what it computed -------------------------
 
 void check_not_fused(Graph& g, const std::vector<Value>& outputs, const Feeds& feeds,
@@ -265,14 +362,42 @@ TEST_CASE("not fused: a scale that is a vector, or a number only known at run ti
   check_not_fused(a.g, {o1, o2}, feeds);
 }
 
-TEST_CASE("not fused: dropout on the probabilities, which the fused op does not have") {
-  Graph g;
-  Value x = g.placeholder("x", f32, {2, 6, 16});
-  Value step = g.placeholder("step", i64, {});
-  nn::MultiHeadAttention attn(g, "attn", 16, 4, 0.2);
-  Value y = attn(x, x, {}, {.training = true, .step = step});
-  check_not_fused(g, {y}, {{x, random_tensor(f32, x.shape(), 1)}, {step, Tensor::scalar<std::int64_t>(3)}},
-                  "dropout on the probabilities");
+TEST_CASE("not fused: dropout whose random tensor is not shaped like the scores (one mask for every head)") {
+  Qkv a(f32);
+  Value step = a.g.placeholder("step", i64, {});
+  Value p = nn::softmax(matmul(a.q, a.k, false, true) * 0.125);
+  Value u = random_uniform(a.g, {1, 1, 5, 7}, f32, 0.0, 1.0, step);  // broadcast over batch and heads
+  Value dropped = where(greater_equal(u, scalar_like(u, 0.2)), p * scalar_like(p, 1.25), scalar_like(p, 0.0));
+  Value o = matmul(dropped, a.v);
+  Feeds feeds = a.feeds;
+  feeds.emplace_back(step, Tensor::scalar<std::int64_t>(3));
+  check_not_fused(a.g, {o}, feeds, "dropout on the probabilities in a form the fused op does not draw");
+}
+
+TEST_CASE("not fused: dropout whose keep mask is also read elsewhere") {
+  Qkv a(f32);
+  Value step = a.g.placeholder("step", i64, {});
+  Value p = nn::softmax(matmul(a.q, a.k, false, true) * 0.125);
+  Value u = random_uniform(a.g, p.shape(), f32, 0.0, 1.0, step);
+  Value keep = greater_equal(u, scalar_like(u, 0.2));
+  Value o = matmul(where(keep, p * scalar_like(p, 1.25), scalar_like(p, 0.0)), a.v);
+  Value kept = reduce_sum(cast(keep, f32));  // another reader of the mask
+  Feeds feeds = a.feeds;
+  feeds.emplace_back(step, Tensor::scalar<std::int64_t>(3));
+  check_not_fused(a.g, {o, kept}, feeds, "an inner value is used outside");
+}
+
+TEST_CASE("not fused: dropout whose rescale factor is only known at run time") {
+  Qkv a(f32);
+  Value step = a.g.placeholder("step", i64, {});
+  Value factor = a.g.placeholder("factor", f32, {});
+  Value p = nn::softmax(matmul(a.q, a.k, false, true) * 0.125);
+  Value u = random_uniform(a.g, p.shape(), f32, 0.0, 1.0, step);
+  Value o = matmul(where(greater_equal(u, scalar_like(u, 0.2)), p * factor, scalar_like(p, 0.0)), a.v);
+  Feeds feeds = a.feeds;
+  feeds.emplace_back(step, Tensor::scalar<std::int64_t>(3));
+  feeds.emplace_back(factor, Tensor::scalar(1.25f));
+  check_not_fused(a.g, {o}, feeds, "dropout on the probabilities in a form the fused op does not draw");
 }
 
 TEST_CASE("not fused: keys shared across the batch, which fused_attention does not broadcast") {

@@ -225,4 +225,22 @@ TEST_CASE("randomized graphs agree after each pass alone, so a failure names its
   }
 }
 
+TEST_CASE("randomized graphs agree through the step pipeline, whose elementwise fusion merges their chains") {
+  std::size_t fused = 0;
+  for (DType t : {f32, f64}) {
+    for (std::uint64_t seed = 200; seed < 240; ++seed) {
+      CAPTURE(seed);
+      CAPTURE(dtype_name(t));
+      RandomGraph r(t, seed);
+      for (int i = 0; i < 30; ++i) r.step();
+      const std::vector<Value> outputs = r.outputs();
+      passes::OptimizedGraph opt = passes::optimize_inference(r.g, outputs);
+      opt.graph->verify();
+      fused += testing::count_op(*opt.graph, ops::fused_elementwise);
+      testing::check_same_results(r.g, outputs, opt, r.feeds);
+    }
+  }
+  CHECK(fused > 40);  // the generator does give elementwise fusion work
+}
+
 }  // namespace

@@ -1,0 +1,328 @@
+// The CPU kernel of fused_elementwise (ops/fused_elementwise.h): one pass over memory for a
+// whole chain of elementwise ops.
+//
+// The output's flat index range is cut into tiles of kTile elements. For one tile, each
+// instruction of the program runs as its own tight loop over the tile, reading and writing
+// REGISTERS that are kTile-element arrays (a few KB: they stay in L1). So the loops are the
+// same vectorized loops the one-op kernels run, but the intermediate values never leave the
+// cache, and memory is touched only to read the inputs once and write the outputs once:
+//
+//   for each tile [s, s + kTile):                    (tiles in parallel on the pool)
+//     load:  in_k  → register k                      (a pointer into x when it is full-size,
+//                                                     else a gather of its broadcast elements)
+//     run:   r_j = op_j(r_a, r_b, r_c)  for each instruction j, over the tile
+//     store: out_k ← its register                    (as T, or as bool: r ≠ 0)
+//
+// Booleans live in the registers as 0 or 1 of type T. `uniform` draws element i from Philox
+// block i/4, lane i%4, with the arithmetic of the random_uniform kernel, so a fused dropout
+// mask equals the unfused one bit for bit.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "fovea/backends/cpu/kernels.h"
+#include "fovea/backends/cpu/philox_lanes.h"
+#include "fovea/core/philox.h"
+#include "fovea/ops/functors.h"
+#include "fovea/ops/fused_elementwise.h"
+
+namespace fovea::cpu_backend {
+
+namespace {
+
+using fused::Opcode;
+
+constexpr std::int64_t kTile = 512;
+
+// How one input is read: its strides against the output's dims, with adjacent dims merged
+// where the input walks them as one (both contiguous, or both broadcast).
+struct InputLayout {
+  enum class Kind { full, scalar, strided } kind = Kind::full;
+  std::vector<std::int64_t> dims, strides;  // collapsed; innermost last
+};
+
+InputLayout layout_of(const Shape& in, const Shape& out) {
+  const int rank = out.rank();
+  std::vector<std::int64_t> d(out.begin(), out.end()), s(static_cast<std::size_t>(rank), 0);
+  std::int64_t stride = 1;
+  for (int i = in.rank() - 1, o = rank - 1; i >= 0; --i, --o) {
+    if (in[i] != 1) s[static_cast<std::size_t>(o)] = stride;
+    stride *= in[i];
+  }
+  InputLayout l;
+  if (in.numel() == out.numel()) return l;  // same elements in the same order
+  if (in.numel() == 1) {
+    l.kind = InputLayout::Kind::scalar;
+    return l;
+  }
+  l.kind = InputLayout::Kind::strided;
+  for (int o = 0; o < rank; ++o) {
+    const auto so = static_cast<std::size_t>(o);
+    if (d[so] == 1) continue;
+    if (!l.dims.empty()) {
+      std::int64_t& last_stride = l.strides.back();
+      std::int64_t& last_dim = l.dims.back();
+      const bool both_broadcast = last_stride == 0 && s[so] == 0;
+      const bool contiguous = s[so] != 0 && last_stride == s[so] * d[so];
+      if (both_broadcast || contiguous) {
+        last_dim *= d[so];
+        last_stride = s[so];
+        continue;
+      }
+    }
+    l.dims.push_back(d[so]);
+    l.strides.push_back(s[so]);
+  }
+  return l;
+}
+
+template <typename T, typename Src>
+T as_register(Src v) {
+  if constexpr (std::is_same_v<Src, std::uint8_t>)
+    return v ? T(1) : T(0);
+  else
+    return static_cast<T>(v);
+}
+
+// Copies the input's elements for output indices [begin, begin + n) into `dst`.
+template <typename T, typename Src>
+void gather(const InputLayout& l, const Src* src, std::int64_t begin, std::int64_t n, T* dst) {
+  const std::size_t rank = l.dims.size();
+  std::int64_t idx[16];
+  std::int64_t rest = begin, offset = 0;
+  for (std::size_t d = rank; d-- > 0;) {
+    idx[d] = rest % l.dims[d];
+    rest /= l.dims[d];
+    offset += idx[d] * l.strides[d];
+  }
+  const std::int64_t inner = l.dims[rank - 1], inner_stride = l.strides[rank - 1];
+  std::int64_t done = 0;
+  while (done < n) {
+    const std::int64_t take = std::min(inner - idx[rank - 1], n - done);
+    if (inner_stride == 0) {
+      const T v = as_register<T>(src[offset]);
+      for (std::int64_t j = 0; j < take; ++j) dst[done + j] = v;
+    } else {
+      for (std::int64_t j = 0; j < take; ++j) dst[done + j] = as_register<T>(src[offset + j * inner_stride]);
+    }
+    done += take;
+    // Advance the odometer by `take` along the innermost dim, carrying outwards.
+    offset += take * inner_stride;
+    idx[rank - 1] += take;
+    for (std::size_t d = rank - 1; d > 0 && idx[d] == l.dims[d]; --d) {
+      offset -= idx[d] * l.strides[d];
+      idx[d] = 0;
+      idx[d - 1] += 1;
+      offset += l.strides[d - 1];
+    }
+  }
+}
+
+template <typename T, typename F>
+void unary(const T* a, T* r, std::int64_t n) {
+  const F f{};
+  for (std::int64_t i = 0; i < n; ++i) r[i] = f(a[i]);
+}
+template <typename T, typename F>
+void binary(const T* a, const T* b, T* r, std::int64_t n) {
+  const F f{};
+  for (std::int64_t i = 0; i < n; ++i) r[i] = f(a[i], b[i]);
+}
+// Comparisons return 0 or 1 (bool's storage); in a register that is T's 0 or 1.
+template <typename T, typename F>
+void compare(const T* a, const T* b, T* r, std::int64_t n) {
+  const F f{};
+  for (std::int64_t i = 0; i < n; ++i) r[i] = f(a[i], b[i]) ? T(1) : T(0);
+}
+
+template <typename T>
+struct Run {
+  const fused::Program& program;
+  const KernelContext& ctx;
+  std::vector<InputLayout> layouts;
+  std::vector<std::uint64_t> streams;  // per random stream, with its step offset added
+
+  Run(const fused::Program& p, const KernelContext& c) : program(p), ctx(c) {
+    const Shape out(p.shape);
+    for (std::size_t k = 0; k < c.inputs.size(); ++k) layouts.push_back(layout_of(c.in(k).shape(), out));
+    for (const fused::RandomStream& rs : p.randoms) {
+      std::uint64_t stream = static_cast<std::uint64_t>(rs.stream);
+      if (rs.step_input >= 0)
+        stream += static_cast<std::uint64_t>(*c.in(static_cast<std::size_t>(rs.step_input)).as<std::int64_t>());
+      streams.push_back(stream);
+    }
+  }
+
+  // Runs the program over output elements [begin, end), tile by tile.
+  void range(std::int64_t begin, std::int64_t end) const {
+    const auto registers = static_cast<std::size_t>(program.registers());
+    std::vector<T> storage(registers * static_cast<std::size_t>(kTile));
+    std::vector<const T*> reg(registers);
+    auto slot = [&](std::size_t r) { return storage.data() + r * static_cast<std::size_t>(kTile); };
+    // Immediates: filled once.
+    for (std::size_t j = 0; j < program.immediates.size(); ++j) {
+      T* r = slot(static_cast<std::size_t>(program.first_immediate()) + j);
+      std::fill(r, r + kTile, static_cast<T>(program.immediates[j]));
+      reg[static_cast<std::size_t>(program.first_immediate()) + j] = r;
+    }
+    for (std::int64_t s = begin; s < end; s += kTile) {
+      const std::int64_t n = std::min(kTile, end - s);
+      load_inputs(s, n, reg, slot);
+      for (std::size_t j = 0; j < program.code.size(); ++j) {
+        const std::size_t target = static_cast<std::size_t>(program.first_temporary()) + j;
+        T* r = slot(target);
+        execute(program.code[j], reg, r, s, n);
+        reg[target] = r;
+      }
+      store_outputs(s, n, reg);
+    }
+  }
+
+  template <typename Slot>
+  void load_inputs(std::int64_t s, std::int64_t n, std::vector<const T*>& reg, const Slot& slot) const {
+    for (std::size_t k = 0; k < layouts.size(); ++k) {
+      const TensorArg& in = ctx.in(k);
+      if (in.type.dtype == DType::i64) continue;  // a random stream offset, not a register
+      const InputLayout& l = layouts[k];
+      const bool is_bool = in.type.dtype == DType::boolean;
+      if (l.kind == InputLayout::Kind::full && !is_bool) {
+        reg[k] = in.as<T>() + s;
+        continue;
+      }
+      T* r = slot(k);
+      if (l.kind == InputLayout::Kind::full) {
+        const std::uint8_t* b = in.as<std::uint8_t>() + s;
+        for (std::int64_t i = 0; i < n; ++i) r[i] = b[i] ? T(1) : T(0);
+      } else if (l.kind == InputLayout::Kind::scalar) {
+        const T v = is_bool ? as_register<T>(*in.as<std::uint8_t>()) : *in.as<T>();
+        std::fill(r, r + n, v);
+      } else if (is_bool) {
+        gather<T>(l, in.as<std::uint8_t>(), s, n, r);
+      } else {
+        gather<T>(l, in.as<T>(), s, n, r);
+      }
+      reg[k] = r;
+    }
+  }
+
+  void execute(const fused::Instruction& in, const std::vector<const T*>& reg, T* r, std::int64_t s,
+               std::int64_t n) const {
+    const T* a = in.a >= 0 && in.op != Opcode::uniform ? reg[static_cast<std::size_t>(in.a)] : nullptr;
+    const T* b = in.b >= 0 ? reg[static_cast<std::size_t>(in.b)] : nullptr;
+    const T* c = in.c >= 0 ? reg[static_cast<std::size_t>(in.c)] : nullptr;
+    switch (in.op) {
+      case Opcode::neg:
+        return unary<T, fn::Neg>(a, r, n);
+      case Opcode::abs:
+        return unary<T, fn::Abs>(a, r, n);
+      case Opcode::relu:
+        return unary<T, fn::Relu>(a, r, n);
+      case Opcode::exp:
+        return unary<T, fn::Exp>(a, r, n);
+      case Opcode::log:
+        return unary<T, fn::Log>(a, r, n);
+      case Opcode::sqrt:
+        return unary<T, fn::Sqrt>(a, r, n);
+      case Opcode::rsqrt:
+        return unary<T, fn::Rsqrt>(a, r, n);
+      case Opcode::tanh:
+        return unary<T, fn::Tanh>(a, r, n);
+      case Opcode::sigmoid:
+        return unary<T, fn::Sigmoid>(a, r, n);
+      case Opcode::sin:
+        return unary<T, fn::Sin>(a, r, n);
+      case Opcode::cos:
+        return unary<T, fn::Cos>(a, r, n);
+      case Opcode::logical_not:
+        for (std::int64_t i = 0; i < n; ++i) r[i] = a[i] != T(0) ? T(0) : T(1);
+        return;
+      case Opcode::copy:
+        std::copy(a, a + n, r);
+        return;
+      case Opcode::to_bool:
+        for (std::int64_t i = 0; i < n; ++i) r[i] = a[i] != T(0) ? T(1) : T(0);
+        return;
+      case Opcode::add:
+        return binary<T, fn::Add>(a, b, r, n);
+      case Opcode::sub:
+        return binary<T, fn::Sub>(a, b, r, n);
+      case Opcode::mul:
+        return binary<T, fn::Mul>(a, b, r, n);
+      case Opcode::div:
+        return binary<T, fn::Div>(a, b, r, n);
+      case Opcode::pow:
+        return binary<T, fn::Pow>(a, b, r, n);
+      case Opcode::maximum:
+        return binary<T, fn::Maximum>(a, b, r, n);
+      case Opcode::minimum:
+        return binary<T, fn::Minimum>(a, b, r, n);
+      case Opcode::equal:
+        return compare<T, fn::Equal>(a, b, r, n);
+      case Opcode::not_equal:
+        return compare<T, fn::NotEqual>(a, b, r, n);
+      case Opcode::less:
+        return compare<T, fn::Less>(a, b, r, n);
+      case Opcode::less_equal:
+        return compare<T, fn::LessEqual>(a, b, r, n);
+      case Opcode::greater:
+        return compare<T, fn::Greater>(a, b, r, n);
+      case Opcode::greater_equal:
+        return compare<T, fn::GreaterEqual>(a, b, r, n);
+      case Opcode::logical_and:
+        for (std::int64_t i = 0; i < n; ++i) r[i] = (a[i] != T(0) && b[i] != T(0)) ? T(1) : T(0);
+        return;
+      case Opcode::logical_or:
+        for (std::int64_t i = 0; i < n; ++i) r[i] = (a[i] != T(0) || b[i] != T(0)) ? T(1) : T(0);
+        return;
+      case Opcode::where:
+        for (std::int64_t i = 0; i < n; ++i) r[i] = a[i] != T(0) ? b[i] : c[i];
+        return;
+      case Opcode::uniform: {
+        const auto slot = static_cast<std::size_t>(in.a);
+        return philox_uniform_run<T>(static_cast<std::uint64_t>(program.randoms[slot].seed), streams[slot],
+                                     static_cast<double>(b[0]), static_cast<double>(c[0]), s, n, r);
+      }
+    }
+    ctx.fail("fused_elementwise: unknown opcode");
+  }
+
+  void store_outputs(std::int64_t s, std::int64_t n, const std::vector<const T*>& reg) const {
+    for (std::size_t k = 0; k < program.outputs.size(); ++k) {
+      const T* r = reg[static_cast<std::size_t>(program.outputs[k])];
+      if (program.output_is_bool[k]) {
+        std::uint8_t* y = ctx.out(k).as<std::uint8_t>() + s;
+        for (std::int64_t i = 0; i < n; ++i) y[i] = r[i] != T(0) ? 1 : 0;
+      } else {
+        std::memcpy(ctx.out(k).as<T>() + s, r, static_cast<std::size_t>(n) * sizeof(T));
+      }
+    }
+  }
+};
+
+template <typename T>
+void run_program(const KernelContext& ctx) {
+  const fused::Program program = fused::Program::from_attributes(ctx.attrs());
+  const Run<T> run(program, ctx);
+  const std::int64_t n = Shape(program.shape).numel();
+  // Tiles are the unit of work; a thread takes whole tiles.
+  const std::int64_t tiles = (n + kTile - 1) / kTile;
+  const std::int64_t grain = std::max<std::int64_t>(1, kElementwiseGrain / (kTile * 4));
+  ctx.pool->parallel_for(tiles, grain,
+                         [&](std::int64_t t0, std::int64_t t1) { run.range(t0 * kTile, std::min(n, t1 * kTile)); });
+}
+
+// Keyed on output 0's dtype (which may be bool): the element type is the node's "dtype".
+void fused_elementwise_kernel(const KernelContext& ctx) {
+  if (ctx.attrs().get_dtype("dtype") == DType::f64)
+    run_program<double>(ctx);
+  else
+    run_program<float>(ctx);
+}
+
+}  // namespace
+
+void register_fused_elementwise_kernels(KernelRegistry& r) {
+  for (DType t : {DType::f32, DType::f64, DType::boolean}) r.add("fused_elementwise", t, &fused_elementwise_kernel);
+}
+
+}  // namespace fovea::cpu_backend
