@@ -12,9 +12,11 @@
 //   kernel       the CPU backend's matmul kernel called directly on the parameters' buffers
 //                (the kernel's own overhead: attribute lookup, batch logic, BLAS calls);
 //   cblas        cblas_sgemm on the same buffers: one call per matrix of the batch, or one
-//                tall call when b is shared, on BLAS's own threads. (For batches of small
-//                matrices the engine spreads whole gemms over its pool instead, so its ratio
-//                can exceed 1 there.)
+//                tall call when b is shared, on BLAS's own threads (as many as the pool's).
+//                The engine runs OpenBLAS single-threaded and spreads the work over its own
+//                pool (backends/cpu/matmul_kernels.cpp). After each raw call the bench waits
+//                150 ms, so that OpenBLAS's threads, which busy-wait for about 0.1 s after a
+//                call, are parked before the engine's next run instead of competing with it.
 //
 // GFLOP/s are from median times (cblas: over all its runs). Ratios are medians over
 // repetitions of the paired ratio t_cblas / t_variant; >= 0.95 is the target.
@@ -28,6 +30,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fovea/fovea.h>
@@ -114,8 +117,11 @@ Result measure(const Case& c, int reps) {
   auto run_engine = [&] { return param_exe.run({}); };
   auto run_feed = [&] { return feed_exe.run(feeds); };
   auto run_kernel = [&] { kernel(context); };
+  const int threads = cpu()->pool().size();
   auto run_cblas = [&] {
+    openblas_set_num_threads(threads);
     cblas_matmul(c, a.data<float>().data(), b.data<float>().data(), reference.data<float>().data());
+    openblas_set_num_threads(1);
   };
 
   for (int i = 0; i < 2; ++i) {  // warm-up: page in buffers, start BLAS threads
@@ -139,6 +145,7 @@ Result measure(const Case& c, int reps) {
     times.push_back(seconds(variant));
     t_cblas.push_back(seconds(run_cblas));
     ratios.push_back(t_cblas.back() / times.back());
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
   };
   for (int r = 0; r < reps; ++r) {
     paired(run_engine, t_engine, r_engine);
@@ -175,10 +182,11 @@ int main(int argc, char** argv) {
     cases.push_back({"attn_scores_8x8x256x64_tb", {8, 8, 256, 64}, {8, 8, 256, 64}, true});
   }
 
-  fovea::cpu();  // sets OpenBLAS's thread count to the pool's, for the raw calls too
-  const int threads = openblas_get_num_threads();
-  std::printf("matmul f32, %d threads (OpenBLAS and pool), %d reps, medians; ratio = t_cblas / t_engine\n\n", threads,
-              reps);
+  const int threads = fovea::cpu()->pool().size();
+  std::printf(
+      "matmul f32, %d threads (the engine's pool; OpenBLAS's for raw cblas), %d reps, medians; ratio = "
+      "t_cblas / t_engine\n\n",
+      threads, reps);
   std::printf("%-30s %12s %12s %12s %12s %8s %8s %8s\n", "shape", "engine", "engine+feed", "kernel", "cblas", "ratio",
               "r+feed", "r_kern");
   std::printf("%-30s %12s %12s %12s %12s\n", "", "GFLOP/s", "GFLOP/s", "GFLOP/s", "GFLOP/s");

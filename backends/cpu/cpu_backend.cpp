@@ -10,7 +10,8 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   CpuBackend() : pool_(default_thread_pool()) {
-    cpu_backend::set_blas_threads(pool_.size());
+    // OpenBLAS on one thread: matmul spreads its calls over the pool (matmul_kernels.cpp).
+    cpu_backend::set_blas_threads(1);
     cpu_backend::register_elementwise_kernels(kernels_);
     cpu_backend::register_reduce_kernels(kernels_);
     cpu_backend::register_matmul_kernels(kernels_);

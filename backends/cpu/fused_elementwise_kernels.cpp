@@ -32,7 +32,7 @@ namespace {
 
 using fused::Opcode;
 
-constexpr std::int64_t kTile = 512;
+constexpr std::int64_t kTile = 256;
 
 // How one input is read: its strides against the output's dims, with adjacent dims merged
 // where the input walks them as one (both contiguous, or both broadcast).
@@ -142,6 +142,14 @@ struct Run {
   std::vector<InputLayout> layouts;
   std::vector<std::uint64_t> streams;  // per random stream, with its step offset added
 
+  // Storage: a tile-sized slot per register that needs one. Full-size T inputs are read in
+  // place (no slot); a temporary's slot is handed to a later instruction once its last reader
+  // has run, so the slots in use (and so the L1 footprint) follow the program's live values,
+  // not its length.
+  std::vector<std::size_t> slot_of;  // per register; kNoSlot when it needs none
+  std::size_t slots = 0;
+  static constexpr std::size_t kNoSlot = ~std::size_t{0};
+
   Run(const fused::Program& p, const KernelContext& c) : program(p), ctx(c) {
     const Shape out(p.shape);
     for (std::size_t k = 0; k < c.inputs.size(); ++k) layouts.push_back(layout_of(c.in(k).shape(), out));
@@ -151,19 +159,58 @@ struct Run {
         stream += static_cast<std::uint64_t>(*c.in(static_cast<std::size_t>(rs.step_input)).as<std::int64_t>());
       streams.push_back(stream);
     }
+    assign_slots();
+  }
+
+  void assign_slots() {
+    const auto registers = static_cast<std::size_t>(program.registers());
+    slot_of.assign(registers, kNoSlot);
+    for (std::size_t k = 0; k < layouts.size(); ++k) {
+      const DType t = ctx.in(k).type.dtype;
+      if (t == DType::i64 || (layouts[k].kind == InputLayout::Kind::full && t != DType::boolean)) continue;
+      slot_of[k] = slots++;
+    }
+    for (std::size_t j = 0; j < program.immediates.size(); ++j)
+      slot_of[static_cast<std::size_t>(program.first_immediate()) + j] = slots++;
+    // The last instruction reading each temporary; outputs live to the end of the tile.
+    const auto first = static_cast<std::size_t>(program.first_temporary());
+    std::vector<std::size_t> last_use(program.code.size(), 0);
+    for (std::size_t j = 0; j < program.code.size(); ++j) {
+      const fused::Instruction& in = program.code[j];
+      for (std::int32_t r : {in.op == Opcode::uniform ? -1 : in.a, in.b, in.c})
+        if (r >= 0 && static_cast<std::size_t>(r) >= first) last_use[static_cast<std::size_t>(r) - first] = j;
+    }
+    for (std::int32_t r : program.outputs)
+      if (static_cast<std::size_t>(r) >= first) last_use[static_cast<std::size_t>(r) - first] = program.code.size();
+    std::vector<std::size_t> free;
+    for (std::size_t j = 0; j < program.code.size(); ++j) {
+      std::size_t slot;
+      if (!free.empty()) {
+        slot = free.back();
+        free.pop_back();
+      } else {
+        slot = slots++;
+      }
+      slot_of[first + j] = slot;
+      // Slots whose value was last read by this instruction are free from the next one on (not
+      // for this one's result: a loop whose output aliases an input would not vectorize).
+      for (std::size_t t = 0; t < j; ++t)
+        if (last_use[t] == j && slot_of[first + t] != kNoSlot) free.push_back(slot_of[first + t]);
+    }
   }
 
   // Runs the program over output elements [begin, end), tile by tile.
   void range(std::int64_t begin, std::int64_t end) const {
     const auto registers = static_cast<std::size_t>(program.registers());
-    std::vector<T> storage(registers * static_cast<std::size_t>(kTile));
+    std::vector<T> storage(slots * static_cast<std::size_t>(kTile));
     std::vector<const T*> reg(registers);
-    auto slot = [&](std::size_t r) { return storage.data() + r * static_cast<std::size_t>(kTile); };
+    auto slot = [&](std::size_t r) { return storage.data() + slot_of[r] * static_cast<std::size_t>(kTile); };
     // Immediates: filled once.
     for (std::size_t j = 0; j < program.immediates.size(); ++j) {
-      T* r = slot(static_cast<std::size_t>(program.first_immediate()) + j);
-      std::fill(r, r + kTile, static_cast<T>(program.immediates[j]));
-      reg[static_cast<std::size_t>(program.first_immediate()) + j] = r;
+      const std::size_t r = static_cast<std::size_t>(program.first_immediate()) + j;
+      T* values = slot(r);
+      std::fill(values, values + kTile, static_cast<T>(program.immediates[j]));
+      reg[r] = values;
     }
     for (std::int64_t s = begin; s < end; s += kTile) {
       const std::int64_t n = std::min(kTile, end - s);

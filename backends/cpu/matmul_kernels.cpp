@@ -11,16 +11,21 @@
 // [M, K] matrices is one [batch·M, K] matrix, and the batch is a single gemm: bigger calls
 // let BLAS block and thread better than many small ones.
 //
-// BLAS brings its own threads (the backend sets their number once, to the pool's size), so
-// its calls are not wrapped in the pool, with one exception: a batch of many small matrices
-// (attention's per-head [T, d] x [d, T]). BLAS threads one small gemm poorly, since waking its
-// threads costs about as much as the work, so there the batch is spread over the pool instead:
-// whole gemms side by side, BLAS set to one thread for the duration.
+// Threads: OpenBLAS runs single-threaded (the backend sets it once), and the parallelism comes
+// from the engine's own pool. OpenBLAS's threads busy-wait for a while after every call
+// (2^28 cycles by default); on a machine with as many cores as threads they would spin against
+// the pool's threads running the elementwise kernels in between, a fight that cost a third of
+// a Transformer step on 2 cores. The pool's threads sleep when idle. So:
+//   - a batch of at least as many matrices as threads (attention's per-head products): whole
+//     gemms side by side, one matrix per task;
+//   - otherwise each gemm is cut into one block of C's rows (or columns, when it has more of
+//     them) per thread, each block one single-threaded BLAS call.
 #include <cblas.h>
 
 #include <algorithm>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -43,21 +48,38 @@ void gemm(bool transpose_a, bool transpose_b, blasint m, blasint n, blasint k, c
     cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
 }
 
-// Most multiply-adds (M·N·K) of a matrix that counts as small for the rule above.
-constexpr std::int64_t kSmallGemm = std::int64_t{1} << 23;
+// Fewest multiply-adds (M·N·K) worth cutting one gemm across threads.
+constexpr std::int64_t kParallelGemm = std::int64_t{1} << 18;
 
-// While alive, OpenBLAS runs every call on the calling thread. Its thread count is global:
-// the previous one is restored on exit.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : previous_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(previous_); }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int previous_;
-};
+// c = op(a)·op(b) as above, spread over the pool: C cut into `pool.size()` blocks of rows (or
+// of columns, when N > M), each a BLAS call on its own thread. Row block [r0, r1) reads rows
+// r0.. of op(a), which is a + r0·lda when a is stored [M, K] and a + r0 when stored [K, M];
+// column blocks likewise offset b.
+template <typename T>
+void parallel_gemm(ThreadPool& pool, bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                   const T* a, blasint lda, const T* b, blasint ldb, T* c, blasint ldc) {
+  const std::int64_t threads = pool.size();
+  if (threads == 1 || m * n * k < kParallelGemm || std::max(m, n) < 2 * threads) {
+    gemm<T>(transpose_a, transpose_b, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), a, lda,
+            b, ldb, c, ldc);
+    return;
+  }
+  const bool by_rows = m >= n;
+  const std::int64_t extent = by_rows ? m : n;
+  pool.parallel_for(threads, 1, [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t piece = first; piece < last; ++piece) {
+      const std::int64_t begin = extent * piece / threads, end = extent * (piece + 1) / threads;
+      if (begin == end) continue;
+      if (by_rows) {
+        gemm<T>(transpose_a, transpose_b, static_cast<blasint>(end - begin), static_cast<blasint>(n),
+                static_cast<blasint>(k), a + (transpose_a ? begin : begin * lda), lda, b, ldb, c + begin * ldc, ldc);
+      } else {
+        gemm<T>(transpose_a, transpose_b, static_cast<blasint>(m), static_cast<blasint>(end - begin),
+                static_cast<blasint>(k), a, lda, b + (transpose_b ? begin * ldb : begin), ldb, c + begin, ldc);
+      }
+    }
+  });
+}
 
 // Per output batch dim, how far an operand's pointer moves (in elements) for one step
 // along it: 0 where the operand broadcasts.
@@ -102,8 +124,7 @@ void matmul_kernel(const KernelContext& ctx) {
   const std::int64_t b_batch = B.numel() / (k * n);
   if (b_batch == 1 && !transpose_a && batch * m <= blas_max) {
     // a's batch, being the output's, is one tall [batch·M, K] matrix.
-    gemm<T>(false, transpose_b, static_cast<blasint>(batch * m), static_cast<blasint>(n), static_cast<blasint>(k), a,
-            lda, b, ldb, y, ldc);
+    parallel_gemm<T>(*ctx.pool, false, transpose_b, batch * m, n, k, a, lda, b, ldb, y, ldc);
     return;
   }
 
@@ -111,25 +132,31 @@ void matmul_kernel(const KernelContext& ctx) {
   const std::vector<std::int64_t> stride_b = batch_strides(sb, batch_rank);
   // Matrices [first, last) of the batch; matrix i's operands sit at offsets found by
   // walking its output batch index through the operands' broadcast strides.
-  auto multiply = [&](std::int64_t first, std::int64_t last) {
-    for (std::int64_t i = first; i < last; ++i) {
-      std::int64_t offset_a = 0, offset_b = 0, rest = i;
-      for (int d = batch_rank - 1; d >= 0; --d) {
-        const std::int64_t index = rest % sy[d];
-        rest /= sy[d];
-        offset_a += index * stride_a[static_cast<std::size_t>(d)];
-        offset_b += index * stride_b[static_cast<std::size_t>(d)];
-      }
-      gemm<T>(transpose_a, transpose_b, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
-              a + offset_a, lda, b + offset_b, ldb, y + i * m * n, ldc);
+  auto offsets = [&](std::int64_t i) {
+    std::int64_t offset_a = 0, offset_b = 0, rest = i;
+    for (int d = batch_rank - 1; d >= 0; --d) {
+      const std::int64_t index = rest % sy[d];
+      rest /= sy[d];
+      offset_a += index * stride_a[static_cast<std::size_t>(d)];
+      offset_b += index * stride_b[static_cast<std::size_t>(d)];
     }
+    return std::pair{offset_a, offset_b};
   };
   const int threads = ctx.pool->size();
-  if (threads > 1 && batch >= threads && m * n * k <= kSmallGemm) {
-    const SingleThreadedBlas one_thread;
-    ctx.pool->parallel_for(batch, 1, [&](std::int64_t first, std::int64_t last) { multiply(first, last); });
-  } else {
-    multiply(0, batch);
+  if (threads > 1 && batch >= threads) {
+    ctx.pool->parallel_for(batch, 1, [&](std::int64_t first, std::int64_t last) {
+      for (std::int64_t i = first; i < last; ++i) {
+        const auto [offset_a, offset_b] = offsets(i);
+        gemm<T>(transpose_a, transpose_b, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
+                a + offset_a, lda, b + offset_b, ldb, y + i * m * n, ldc);
+      }
+    });
+    return;
+  }
+  for (std::int64_t i = 0; i < batch; ++i) {
+    const auto [offset_a, offset_b] = offsets(i);
+    parallel_gemm<T>(*ctx.pool, transpose_a, transpose_b, m, n, k, a + offset_a, lda, b + offset_b, ldb, y + i * m * n,
+                     ldc);
   }
 }
 
