@@ -68,13 +68,12 @@ std::string attribute_to_string(const Attribute& a) {
 }
 
 std::string Attributes::to_string() const {
-  if (items_.empty()) return "";
-  std::string s = "{";
-  for (std::size_t i = 0; i < items_.size(); ++i) {
-    if (i) s += ", ";
-    s += items_[i].first + "=" + attribute_to_string(items_[i].second);
+  std::string s;
+  for (const auto& [name, value] : items_) {
+    if (name.starts_with('_')) continue;  // a machine encoding, shown readably by another attribute
+    s += (s.empty() ? "{" : ", ") + name + "=" + attribute_to_string(value);
   }
-  return s + "}";
+  return s.empty() ? s : s + "}";
 }
 
 }  // namespace fovea

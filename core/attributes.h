@@ -37,6 +37,8 @@ class Attributes {
   const std::vector<std::pair<std::string, Attribute>>& items() const { return items_; }
 
   // "{axes=[0,1], keepdims=true}"; tensors print as their type only, or their value if tiny.
+  // "{name=value, ...}". Attributes whose name starts with '_' are left out: they encode for
+  // kernels what another attribute shows for people (fused_elementwise's program).
   std::string to_string() const;
 
  private:

@@ -162,6 +162,9 @@ std::string node_statement(const Graph& g, std::uint32_t id, bool is_output, boo
   }
   std::string tooltip = n.name;
   if (const std::string where = short_location(n.where); !where.empty()) tooltip += fmt::format(" at {}", where);
+  // A fused loop's program (ops/fused_elementwise.h): hovering shows what the node computes.
+  if (const Attribute* program = n.attrs.find("program"); program && std::holds_alternative<std::string>(*program))
+    tooltip += "\n" + std::get<std::string>(*program);
   return fmt::format("n{} [label={}, {}{}, tooltip={}];", id, quote(label), style, is_output ? ", peripheries=2" : "",
                      quote(tooltip));
 }

@@ -45,32 +45,32 @@ Attributes Program::to_attributes() const {
   Tensor imm = Tensor::empty(DType::f64, {static_cast<std::int64_t>(immediates.size())});
   for (std::size_t i = 0; i < immediates.size(); ++i) imm.data<double>()[i] = immediates[i];
   Attributes a;
-  a.set("inputs", std::int64_t{inputs});
-  a.set("immediates", imm);
-  a.set("code", code_ints);
-  a.set("randoms", random_ints);
-  a.set("outputs", output_ints);
-  a.set("output_bools", bool_ints);
-  a.set("shape", shape);
+  a.set("_inputs", std::int64_t{inputs});
+  a.set("_immediates", imm);
+  a.set("_code", code_ints);
+  a.set("_randoms", random_ints);
+  a.set("_outputs", output_ints);
+  a.set("_output_bools", bool_ints);
+  a.set("_shape", shape);
   a.set("program", to_string());
   return a;
 }
 
 Program Program::from_attributes(const Attributes& attrs) {
   Program p;
-  p.inputs = static_cast<std::int32_t>(attrs.get_int("inputs"));
-  const Tensor& imm = attrs.get_tensor("immediates");
+  p.inputs = static_cast<std::int32_t>(attrs.get_int("_inputs"));
+  const Tensor& imm = attrs.get_tensor("_immediates");
   p.immediates.assign(imm.data<double>().begin(), imm.data<double>().end());
-  const std::vector<std::int64_t>& code = attrs.get_ints("code");
+  const std::vector<std::int64_t>& code = attrs.get_ints("_code");
   for (std::size_t i = 0; i + 3 < code.size(); i += 4)
     p.code.push_back({static_cast<Opcode>(code[i]), static_cast<std::int32_t>(code[i + 1]),
                       static_cast<std::int32_t>(code[i + 2]), static_cast<std::int32_t>(code[i + 3])});
-  const std::vector<std::int64_t>& randoms = attrs.get_ints("randoms");
+  const std::vector<std::int64_t>& randoms = attrs.get_ints("_randoms");
   for (std::size_t i = 0; i + 2 < randoms.size(); i += 3)
     p.randoms.push_back({randoms[i], randoms[i + 1], static_cast<std::int32_t>(randoms[i + 2])});
-  for (std::int64_t r : attrs.get_ints("outputs")) p.outputs.push_back(static_cast<std::int32_t>(r));
-  for (std::int64_t b : attrs.get_ints("output_bools")) p.output_is_bool.push_back(b != 0);
-  p.shape = attrs.get_ints("shape");
+  for (std::int64_t r : attrs.get_ints("_outputs")) p.outputs.push_back(static_cast<std::int32_t>(r));
+  for (std::int64_t b : attrs.get_ints("_output_bools")) p.output_is_bool.push_back(b != 0);
+  p.shape = attrs.get_ints("_shape");
   return p;
 }
 
