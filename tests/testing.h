@@ -72,4 +72,13 @@ std::string error_of(F&& build) {
 // Runs and returns the single output.
 inline Tensor run1(Graph& g, Value output, const Feeds& feeds = {}) { return run(g, {output}, feeds)[0]; }
 
+// Whether a GPU is there for the CUDA tests; if not, says why (once per test case that asks),
+// and the test returns early and passes.
+inline bool have_gpu() {
+  std::string reason;
+  if (cuda_available(&reason)) return true;
+  MESSAGE("skipped: " << reason);
+  return false;
+}
+
 }  // namespace fovea::testing

@@ -13,14 +13,9 @@
 namespace {
 
 using namespace fovea;
+using fovea::testing::have_gpu;
 using fovea::testing::random_tensor;
 
-bool have_gpu() {
-  std::string reason;
-  if (cuda_available(&reason)) return true;
-  MESSAGE("skipped: " << reason);
-  return false;
-}
 
 // |actual - expected| <= atol + rtol·|expected|: the GPU sums in another order than the CPU.
 void check_agree(const Tensor& actual, const Tensor& expected) {

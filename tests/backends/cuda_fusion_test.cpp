@@ -12,14 +12,9 @@
 namespace {
 
 using namespace fovea;
+using fovea::testing::have_gpu;
 using fovea::testing::random_tensor;
 
-bool have_gpu() {
-  std::string reason;
-  if (cuda_available(&reason)) return true;
-  MESSAGE("skipped: " << reason);
-  return false;
-}
 
 // Runs `outputs` of `g` on the CPU and on the GPU with the same feeds; they must agree to
 // rounding (bools exactly).

@@ -24,18 +24,12 @@
 namespace {
 
 using namespace fovea;
+using fovea::testing::have_gpu;
 using fovea::testing::random_tensor;
 
 constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
 constexpr double inf = std::numeric_limits<double>::infinity();
 
-// Whether a GPU is there to test; if not, says why (once per test case).
-bool have_gpu() {
-  std::string reason;
-  if (cuda_available(&reason)) return true;
-  MESSAGE("skipped: " << reason);
-  return false;
-}
 
 // How close the GPU's floating results must be to the CPU's; integers and bools must be equal.
 struct Tolerance {
