@@ -1,29 +1,41 @@
-// Fused vs unfused attention, forward + backward, on the GPU (the CUDA backend).
+// Fused vs unfused attention on the GPU (the CUDA backend), forward and forward + backward.
 //
-// The graphs of bench/attention.cpp, for q, k, v of [1, heads, N, head_dim] in f32: the loss
-// Σ o ⊙ r and its gradients with respect to q, k and v, with
+// For q, k, v of [1, heads, N, head_dim] in f32 and every N of --sizes and head dim of
+// --head-dims:
 //
-//   fused:    o = fused_attention(q, k, v)                  (attention.cu: a warp per row)
-//   unfused:  o = matmul(softmax(matmul(q, kᵀ)·scale), v)   (cuBLAS and the elementwise and
+//   fused:    o = fused_attention(q, k, v)                  (attention.cu)
+//   unfused:  o = matmul(softmax(matmul(q, kᵀ)·scale), v)   (cuBLAS, the elementwise and
 //                                                            reduction kernels)
 //
-// Each is compiled for fovea::cuda(), run once to warm up, then timed `reps` times, the median
-// reported. A run is what a user's step costs: it includes copying the four feeds to the GPU
-// and the loss and three gradients back. The first run of the fused graph is also checked
-// against the CPU backend (--check-n, small N, since the CPU is slow). Without a GPU the
-// benchmark says why and exits 0.
+// timed two ways: the forward alone (loss = Σ o ⊙ r), and the forward with the gradients of q,
+// k and v. The operands are parameters, so they live on the GPU and no run copies them; the
+// gradients are assigned into GPU-resident state (updates), so the only copy back per run is
+// the loss. A run is therefore the kernels plus one scalar copy: what TFLOP/s measure.
 //
-//   build/bench/attention_cuda [--reps 5] [--sizes 512 1024 ...] [--heads 8] [--head-dim 64] [--json FILE]
+// FLOPs follow the FlashAttention papers: the forward's two matmuls are 4·N²·d per head, the
+// backward's five 2.5× that, so forward + backward is 14·N²·d per head (non-causal).
+//
+// The unfused graph holds [heads, N, N] score matrices; when its planned arena exceeds
+// --max-unfused-bytes it is not built (reported as skipped), and when the GPU cannot allocate
+// it the error is reported and the size is skipped. The first size is also checked against the
+// CPU backend (--check-n). Without a GPU the benchmark says why and exits 0.
+//
+// Inputs are f32: bf16/f16 inputs (mixed precision) are not implemented yet.
+//
+//   build/bench/attention_cuda [--reps 5] [--sizes 1024 ... 16384] [--head-dims 64 128] [--json FILE]
+//
+// JSON keys per size and head dim, e.g. n8192_d64_fused_tflops, n8192_d64_unfused_tflops,
+// n8192_d64_fused_ms, n8192_d64_unfused_ms (forward + backward), the same with _fwd_ for the
+// forward alone, and _fused_peak_bytes, _unfused_peak_bytes, _unfused_skipped.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
-#include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <fovea/fovea.h>
 #include <CLI/CLI.hpp>
 
@@ -31,29 +43,22 @@
 
 namespace {
 
-// Uniform numbers in [-1, 1), reproducible from `seed`.
-fovea::Tensor random_uniform(const fovea::Shape& shape, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  fovea::Tensor t = fovea::Tensor::empty(fovea::f32, shape);
-  for (float& x : t.data<float>()) x = dist(rng);
-  return t;
-}
-
-// One forward + backward graph, its outputs (loss, dq, dk, dv) and its feeds.
+// One attention graph on device-resident operands: forward only (outputs: the loss), or
+// forward + backward (the gradients are assigned into state, so they stay on the device).
 struct Program {
   std::unique_ptr<fovea::Graph> graph;
-  std::vector<fovea::Value> outputs;
-  fovea::Feeds feeds;
+  std::vector<fovea::Value> outputs, updates;
 };
 
-Program build(bool fused, std::int64_t heads, std::int64_t n, std::int64_t head_dim) {
+Program build(bool fused, bool backward, std::int64_t heads, std::int64_t n, std::int64_t head_dim) {
   Program p;
   p.graph = std::make_unique<fovea::Graph>(fused ? "fused" : "unfused");
   fovea::Graph& g = *p.graph;
+  g.set_seed(1);
   const fovea::Shape shape{1, heads, n, head_dim};
-  auto q = g.placeholder("q", fovea::f32, shape), k = g.placeholder("k", fovea::f32, shape);
-  auto v = g.placeholder("v", fovea::f32, shape), r = g.placeholder("r", fovea::f32, shape);
+  const auto init = fovea::init::uniform(-1.0, 1.0);
+  auto q = g.parameter("q", fovea::f32, shape, init), k = g.parameter("k", fovea::f32, shape, init);
+  auto v = g.parameter("v", fovea::f32, shape, init), r = g.state("r", fovea::f32, shape, init);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   fovea::Value o;
   if (fused)
@@ -61,16 +66,19 @@ Program build(bool fused, std::int64_t heads, std::int64_t n, std::int64_t head_
   else
     o = fovea::matmul(fovea::nn::softmax(fovea::matmul(q, k, false, true) * scale), v);
   auto loss = fovea::reduce_sum(o * r);
-  p.outputs = fovea::grad(loss, {q, k, v});
-  p.outputs.insert(p.outputs.begin(), loss);
-  std::uint64_t seed = 1;
-  for (auto x : {q, k, v, r}) p.feeds.emplace_back(x, random_uniform(shape, seed++));
+  p.outputs = {loss};
+  if (backward) {
+    const std::vector<fovea::Value> grads = fovea::grad(loss, {q, k, v});
+    const char* names[] = {"dq", "dk", "dv"};
+    for (std::size_t i = 0; i < grads.size(); ++i)
+      p.updates.push_back(fovea::assign(g.state(names[i], fovea::f32, shape, fovea::init::zeros()), grads[i]));
+  }
   return p;
 }
 
-double run_ms(fovea::Executable& exe, const fovea::Feeds& feeds) {
+double run_ms(fovea::Executable& exe) {
   const auto start = std::chrono::steady_clock::now();
-  exe.run(feeds);
+  exe.run({});
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -88,18 +96,56 @@ double max_difference(const std::vector<fovea::Tensor>& gpu, const std::vector<f
   return worst;
 }
 
+struct Timing {
+  double ms = 0;
+  std::size_t peak_bytes = 0;
+  bool skipped = false;
+  std::string why;
+};
+
+// Builds, compiles for `gpu` and times one variant; skipped (with the reason) when its arena
+// would exceed `max_bytes` or the GPU refuses the memory.
+Timing time_variant(const std::shared_ptr<fovea::Backend>& gpu, bool fused, bool backward, std::int64_t heads,
+                    std::int64_t n, std::int64_t head_dim, int reps, double max_bytes) {
+  Timing t;
+  try {
+    Program p = build(fused, backward, heads, n, head_dim);
+    // Planned for the CPU first (its arena is only reserved, never touched here): within a few
+    // bytes the plan the GPU gets, known before asking the GPU for the memory.
+    const std::size_t planned =
+        fovea::compile(*p.graph, p.outputs, fovea::cpu(), {.updates = p.updates}).planned_peak_bytes();
+    t.peak_bytes = planned;
+    if (static_cast<double>(planned) > max_bytes) {
+      t.skipped = true;
+      t.why = fmt::format("arena of {:.1f} GB over --max-unfused-bytes", static_cast<double>(planned) / 1e9);
+      return t;
+    }
+    fovea::Executable exe = fovea::compile(*p.graph, p.outputs, gpu, {.updates = p.updates});
+    run_ms(exe);  // warm-up
+    std::vector<double> ms;
+    for (int i = 0; i < reps; ++i) ms.push_back(run_ms(exe));
+    t.ms = median(ms);
+  } catch (const fovea::Error& e) {
+    t.skipped = true;
+    t.why = e.what();
+  }
+  return t;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Fused vs unfused attention, forward + backward, on the GPU"};
+  CLI::App app{"Fused vs unfused attention, forward and forward + backward, on the GPU"};
   int reps = 5;
-  std::int64_t heads = 8, head_dim = 64, check_n = 256;
-  std::vector<std::int64_t> sizes{512, 1024, 2048, 4096};
+  std::int64_t heads = 8, check_n = 256;
+  std::vector<std::int64_t> sizes{1024, 2048, 4096, 8192, 16384}, head_dims{64, 128};
+  double max_unfused_bytes = 60e9;
   std::string json;
-  app.add_option("--sizes", sizes, "sequence lengths N (default 512 1024 2048 4096)");
+  app.add_option("--sizes", sizes, "sequence lengths N (default 1024 ... 16384)");
+  app.add_option("--head-dims", head_dims, "dims per head (default 64 128)");
   app.add_option("--reps", reps, "timed runs per size (the median is reported; at least 3)");
   app.add_option("--heads", heads, "attention heads (the batch is 1)");
-  app.add_option("--head-dim", head_dim, "dims per head");
+  app.add_option("--max-unfused-bytes", max_unfused_bytes, "skip the unfused graph when its arena exceeds this");
   app.add_option("--check-n", check_n, "N of the run checked against the CPU backend (0: no check)");
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
@@ -113,46 +159,51 @@ int main(int argc, char** argv) {
   const auto gpu = fovea::cuda();
   fovea::tools::Report report;
   report.set("heads", heads);
-  report.set("head_dim", head_dim);
   report.set("reps", reps);
+  report.set("dtype", std::string("f32"));
 
   if (check_n > 0) {
-    Program p = build(true, heads, check_n, head_dim);
+    Program p = build(true, false, heads, check_n, head_dims.front());
     fovea::Executable on_gpu = fovea::compile(*p.graph, p.outputs, gpu);
     fovea::Executable on_cpu = fovea::compile(*p.graph, p.outputs, fovea::cpu());
-    const double difference = max_difference(on_gpu.run(p.feeds), on_cpu.run(p.feeds));
-    std::printf("N = %lld: largest difference from the CPU backend %.2e (relative to 1 + |value|)\n",
+    const double difference = max_difference(on_gpu.run({}), on_cpu.run({}));
+    std::printf("N = %lld: largest difference of the loss from the CPU backend %.2e (relative to 1 + |value|)\n",
                 static_cast<long long>(check_n), difference);
     report.set("check_max_difference", difference);
   }
 
-  std::printf("fused vs unfused attention fwd+bwd on %s, f32, [1,%lld,N,%lld], median of %d runs\n",
-              std::string(gpu->name()).c_str(), static_cast<long long>(heads), static_cast<long long>(head_dim), reps);
-  std::printf("%6s  %10s %10s %8s  %9s %9s\n", "N", "fused ms", "unfused ms", "speedup", "fused GF/s", "unfus GF/s");
-  for (const std::int64_t n : sizes) {
-    const std::string key = "n" + std::to_string(n) + "_";
-    const double flops = 12.0 * static_cast<double>(heads) * static_cast<double>(n) * static_cast<double>(n) *
-                         static_cast<double>(head_dim);
-    Program fused = build(true, heads, n, head_dim), unfused = build(false, heads, n, head_dim);
-    fovea::Executable fused_exe = fovea::compile(*fused.graph, fused.outputs, gpu);
-    fovea::Executable unfused_exe = fovea::compile(*unfused.graph, unfused.outputs, gpu);
-    run_ms(fused_exe, fused.feeds);  // warm-up
-    run_ms(unfused_exe, unfused.feeds);
-    std::vector<double> fused_ms, unfused_ms;
-    for (int i = 0; i < reps; ++i) {
-      fused_ms.push_back(run_ms(fused_exe, fused.feeds));
-      unfused_ms.push_back(run_ms(unfused_exe, unfused.feeds));
+  std::printf(
+      "fused vs unfused attention on %s, f32, [1,%lld,N,d], median of %d runs; TFLOP/s by the\n"
+      "FlashAttention count (forward 4·N²·d per head, forward + backward 14·N²·d)\n",
+      std::string(gpu->name()).c_str(), static_cast<long long>(heads), reps);
+  std::printf("%6s %4s  %-9s %10s %10s %8s  %9s %9s\n", "N", "d", "pass", "fused ms", "unfused ms", "speedup",
+              "fused TF/s", "unfus TF/s");
+  for (const std::int64_t d : head_dims) {
+    for (const std::int64_t n : sizes) {
+      for (const bool backward : {false, true}) {
+        const std::string key = fmt::format("n{}_d{}_{}", n, d, backward ? "" : "fwd_");
+        const double flops = (backward ? 14.0 : 4.0) * static_cast<double>(heads) * static_cast<double>(n) *
+                             static_cast<double>(n) * static_cast<double>(d);
+        const Timing f = time_variant(gpu, true, backward, heads, n, d, reps, 1e18);
+        const Timing u = time_variant(gpu, false, backward, heads, n, d, reps, max_unfused_bytes);
+        auto tflops = [&](const Timing& t) { return t.skipped ? 0.0 : flops / t.ms / 1e9; };
+        report.set(key + "fused_ms", f.skipped ? -1.0 : f.ms);
+        report.set(key + "fused_tflops", tflops(f));
+        report.set(key + "fused_peak_bytes", f.peak_bytes);
+        report.set(key + "unfused_ms", u.skipped ? -1.0 : u.ms);
+        report.set(key + "unfused_tflops", tflops(u));
+        report.set(key + "unfused_peak_bytes", u.peak_bytes);
+        report.set(key + "unfused_skipped", u.skipped);
+        std::printf("%6lld %4lld  %-9s %10s %10s %8s  %9.1f %9.1f\n", static_cast<long long>(n),
+                    static_cast<long long>(d), backward ? "fwd+bwd" : "fwd",
+                    f.skipped ? "failed" : fmt::format("{:.2f}", f.ms).c_str(),
+                    u.skipped ? "skipped" : fmt::format("{:.2f}", u.ms).c_str(),
+                    f.skipped || u.skipped ? "-" : fmt::format("{:.2f}x", u.ms / f.ms).c_str(), tflops(f), tflops(u));
+        if (f.skipped) std::printf("        fused: %s\n", f.why.c_str());
+        if (u.skipped) std::printf("        unfused: %s\n", u.why.c_str());
+        std::fflush(stdout);
+      }
     }
-    const double f = median(fused_ms), u = median(unfused_ms);
-    report.set(key + "fused_ms", f);
-    report.set(key + "unfused_ms", u);
-    report.set(key + "fused_gflops", flops / f / 1e6);
-    report.set(key + "unfused_gflops", flops / u / 1e6);
-    report.set(key + "fused_peak_bytes", fused_exe.planned_peak_bytes());
-    report.set(key + "unfused_peak_bytes", unfused_exe.planned_peak_bytes());
-    std::printf("%6lld  %10.2f %10.2f %7.2fx  %9.1f %9.1f\n", static_cast<long long>(n), f, u, u / f, flops / f / 1e6,
-                flops / u / 1e6);
-    std::fflush(stdout);
   }
   report.finish(json);
   return 0;
