@@ -62,6 +62,18 @@ class KernelRegistry {
 // The dtype a node's kernel is looked up with.
 DType kernel_dtype(const Graph& graph, const Node& node);
 
+// A run's kernel launches, recorded once and launched again as a whole (on the CUDA backend,
+// an instantiated CUDA Graph). See Backend::begin_capture. It keeps alive whatever its launches
+// point at besides the executable's own buffers (the backend's scratch, say).
+class RecordedRun {
+ public:
+  virtual ~RecordedRun() = default;
+  // Launches the recorded work again, on the same buffers, in order after what was launched
+  // before. Returns false, launching nothing, when something the recording depends on has
+  // changed since it was made (then `reason` says what, and the run must be recorded again).
+  virtual bool replay(std::string& reason) = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -90,6 +102,32 @@ class Backend {
   // (after loading a checkpoint). No-ops on the CPU.
   virtual void pull(const Tensor& host) { (void)host; }
   virtual void push(const Tensor& host) { (void)host; }
+
+  // --- Recording a run (CompileOptions::capture_graph) ---------------------------------------
+  // A backend that can record the kernel launches of a run and replay them with one call says
+  // so here; the defaults record nothing. Between begin_capture() and end_capture() kernels are
+  // recorded, not run, so nothing may wait for the device or read a result back.
+  virtual bool supports_capture() const { return false; }
+  // Whether the kernel of `op` for `dtype` may be recorded; if not, `reason` says why (it waits
+  // for the device mid-run, say). Asked at compile time for every step of an executable.
+  virtual bool can_capture(std::string_view op, DType dtype, std::string& reason) const {
+    (void)op, (void)dtype;
+    reason = std::string("the ") + std::string(name()) + " backend cannot record runs";
+    return false;
+  }
+  // Starts recording the launches made from this thread; false, with `reason`, if it cannot.
+  virtual bool begin_capture(std::string& reason) {
+    reason = std::string("the ") + std::string(name()) + " backend cannot record runs";
+    return false;
+  }
+  // Stops recording and returns what was recorded, ready to replay; nullptr, with `reason`, when
+  // the recording failed (nothing is kept then).
+  virtual std::unique_ptr<RecordedRun> end_capture(std::string& reason) {
+    reason = "no recording was in progress";
+    return nullptr;
+  }
+  // Abandons a recording begun by begin_capture() (after a kernel threw while being recorded).
+  virtual void discard_capture() {}
 };
 
 // The CPU backend: OpenBLAS for matmul, the engine's own kernels on the default thread pool.

@@ -30,6 +30,14 @@ struct CompileOptions {
   // the placeholder and the first bad element, before anything runs. Costs one pass over
   // each feed per run; turn it off for the last few percent of speed.
   bool check_finite_feeds = true;
+  // Launch the whole step with one call from the host (on the CUDA backend: a CUDA Graph).
+  // The first run runs eagerly, then records the same kernel launches without running them
+  // again; every later run copies the feeds in, replays the recording and copies the outputs
+  // out. Backends that cannot record (the CPU) ignore it. An executable with a kernel that
+  // waits for the device mid-run (gather's and scatter_add's index checks, integer division's
+  // zero check) is not recorded, nor one whose recording fails: it keeps running eagerly, and
+  // Executable::capture_status() says why. Profiled runs (set_profiling) always run eagerly.
+  bool capture_graph = false;
 };
 
 class Executable {
@@ -67,8 +75,18 @@ class Executable {
   const std::vector<double>& step_seconds() const { return step_seconds_; }
   int profiled_runs() const { return profiled_runs_; }
 
+  // --- Recording (CompileOptions::capture_graph) -----------------------------------------------
+  // Whether runs now replay a recording of the whole step.
+  bool captured() const { return recorded_ != nullptr; }
+  // One line on the recording: "off", "ignored", "refused", "pending", "recorded" or
+  // "abandoned", and why (the node and line of the user's that prevent it, say).
+  const std::string& capture_status() const { return capture_status_; }
+
  private:
   void run_profiled_steps();
+  void decide_capture(const CompileOptions& options);
+  bool replay_recording();
+  void record_steps();
   friend Executable compile(Graph&, const std::vector<Value>&, std::shared_ptr<Backend>, const CompileOptions&);
   Executable() = default;
 
@@ -109,6 +127,11 @@ class Executable {
   bool profiling_ = false;
   int profiled_runs_ = 0;
   std::vector<double> step_seconds_;
+  bool capture_pending_ = false;  // record after the next eager run
+  std::string capture_status_;
+  std::string stale_reason_;  // why the last recording had to be made again, if it had
+  // Last, so that it is destroyed first: its launches point into the arena and the backend.
+  std::unique_ptr<RecordedRun> recorded_;
 };
 
 // Compiles the part of `graph` that `outputs` (and `options.updates`) depend on for `backend`.

@@ -1,7 +1,10 @@
 // CUDA kernels for fused_attention and fused_attention_backward (ops/attention.h), host
 // side: the sizes, the mask's strides, the dropout's key, and the launches (the math is in
-// attention.cu).
+// attention.cu, and in attention_tiled.cu for the opt-in tiled kernels).
 #include <fmt/format.h>
+
+#include <cstdlib>
+#include <string_view>
 
 #include "fovea/backends/cuda/kernels.h"
 #include "fovea/ops/attention.h"
@@ -55,16 +58,30 @@ AttentionShape shape_of(const KernelContext& ctx, const FusedAttentionInputs& in
   return a;
 }
 
+// Whether this launch runs the tiled FlashAttention-2 kernels (attention_tiled.cu): when the
+// environment variable FOVEA_CUDA_ATTENTION is "tiled" and they support the head dims. Unset,
+// empty or "simple" keeps the one-warp-per-row kernels (attention.cu). Read at every launch
+// (one getenv), so that a test or a benchmark can switch between them within one process.
+bool use_tiled_kernels(const KernelContext& ctx, const AttentionShape& a) {
+  const char* value = std::getenv("FOVEA_CUDA_ATTENTION");
+  const std::string_view choice = value ? value : "";
+  if (choice.empty() || choice == "simple") return false;
+  if (choice != "tiled")
+    ctx.fail(
+        fmt::format("the environment variable FOVEA_CUDA_ATTENTION is '{}'; expected 'simple' or 'tiled'", choice));
+  return tiled_attention_supports(element(ctx.in(0).type.dtype), a.d, a.dv);
+}
+
 // Inputs (q, k, v, [mask], [step]); outputs (o, lse).
 void fused_attention_kernel(const KernelContext& ctx) {
   if (ctx.out(0).numel() == 0 && ctx.out(1).numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/false);
   const AttentionShape a = shape_of(ctx, in);
+  const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_forward_tiled : &launch_attention_forward;
   check_launch(ctx,
-               launch_attention_forward(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data,
-                                        ctx.in(2).data, in.has_mask ? ctx.in(in.mask).data : nullptr, ctx.out(0).data,
-                                        ctx.out(1).data, gpu.stream()),
+               launch(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
+                      in.has_mask ? ctx.in(in.mask).data : nullptr, ctx.out(0).data, ctx.out(1).data, gpu.stream()),
                "fused_attention");
 }
 
@@ -77,11 +94,11 @@ void fused_attention_backward_kernel(const KernelContext& ctx) {
   const std::size_t first = in.saved;
   const std::size_t delta_bytes = static_cast<std::size_t>(a.batch * a.tq) * dtype_size(ctx.in(0).type.dtype);
   void* delta = gpu.workspace(delta_bytes > 0 ? delta_bytes : 1);
+  const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_backward_tiled : &launch_attention_backward;
   check_launch(ctx,
-               launch_attention_backward(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data,
-                                         ctx.in(2).data, in.has_mask ? ctx.in(in.mask).data : nullptr,
-                                         ctx.in(first).data, ctx.in(first + 1).data, ctx.in(first + 2).data, delta,
-                                         ctx.out(0).data, ctx.out(1).data, ctx.out(2).data, gpu.stream()),
+               launch(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
+                      in.has_mask ? ctx.in(in.mask).data : nullptr, ctx.in(first).data, ctx.in(first + 1).data,
+                      ctx.in(first + 2).data, delta, ctx.out(0).data, ctx.out(1).data, ctx.out(2).data, gpu.stream()),
                "fused_attention_backward");
 }
 

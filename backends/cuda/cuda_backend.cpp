@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <iterator>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -61,6 +62,56 @@ class Regions {
   std::map<const std::byte*, Region> regions_;
 };
 
+// Kernels that wait for the stream in the middle of a run, to read back the verdict of a check
+// made on the device and raise fovea::Error as the CPU does: the index checks of gather and
+// scatter_add (indexing_kernels.cpp, check_indices) and the divisor check of integer division
+// (elementwise_kernels.cpp, checked_integer_div_kernel). A recording cannot wait for anything.
+struct Unrecordable {
+  std::string_view op;
+  bool integers_only;  // only the kernels for i32 and i64
+  std::string_view why;
+};
+constexpr Unrecordable kUnrecordable[] = {
+    {"gather", false, "its kernel checks the indices on the GPU and waits to read the verdict back"},
+    {"scatter_add", false, "its kernel checks the indices on the GPU and waits to read the verdict back"},
+    {"div", true, "integer division checks the divisors for zero on the GPU and waits to read the verdict back"},
+};
+
+// cuBLAS's recommended workspace: 32 MiB on Hopper (compute capability 9) and later, 4 MiB before.
+std::size_t blas_workspace_bytes(int device) {
+  int major = 0;
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+  return (major >= 9 ? 32u : 4u) << 20;
+}
+
+// A recorded run: an instantiated CUDA Graph, with the scratch its launches point at (the
+// arena and the persistent copies are kept alive by the executable that owns this).
+class CudaGraphRun final : public RecordedRun {
+ public:
+  CudaGraphRun(CudaBackend& backend, cudaGraphExec_t graph, std::shared_ptr<std::byte[]> workspace)
+      : backend_(backend), graph_(graph), workspace_(std::move(workspace)), allow_tf32_(backend.allow_tf32()) {}
+  ~CudaGraphRun() override { cudaGraphExecDestroy(graph_); }  // an error here cannot be reported
+  CudaGraphRun(const CudaGraphRun&) = delete;
+  CudaGraphRun& operator=(const CudaGraphRun&) = delete;
+
+  bool replay(std::string& reason) override {
+    // The recorded gemms are the kernels cuBLAS chose under the math mode of the time.
+    if (backend_.allow_tf32() != allow_tf32_) {
+      reason = fmt::format("TF32 was {} since the recording", allow_tf32_ ? "disallowed" : "allowed");
+      return false;
+    }
+    check(cudaSetDevice(backend_.ordinal()), "cudaSetDevice");
+    check(cudaGraphLaunch(graph_, as_stream(backend_.stream())), "launching the recorded step (cudaGraphLaunch)");
+    return true;
+  }
+
+ private:
+  CudaBackend& backend_;
+  cudaGraphExec_t graph_;
+  std::shared_ptr<std::byte[]> workspace_;
+  bool allow_tf32_;
+};
+
 }  // namespace
 
 CudaBackend::CudaBackend(int device) : ordinal_(device) {
@@ -72,6 +123,10 @@ CudaBackend::CudaBackend(int device) : ordinal_(device) {
   check(cublasCreate(&handle), "cublasCreate");
   blas_ = handle;
   check(cublasSetStream(handle, stream), "cublasSetStream");
+  // After cublasSetStream, which resets it to cuBLAS's own (see the header).
+  const std::size_t blas_bytes = blas_workspace_bytes(device);
+  blas_workspace_ = allocate(blas_bytes);
+  check(cublasSetWorkspace(handle, blas_workspace_.get(), blas_bytes), "cublasSetWorkspace");
   set_allow_tf32(false);
   failure_ = allocate(sizeof(unsigned long long));
   cuda_backend::register_elementwise_kernels(kernels_);
@@ -93,6 +148,7 @@ CudaBackend::~CudaBackend() {
   workspace_.reset();
   failure_.reset();
   cublasDestroy(static_cast<cublasHandle_t>(blas_));
+  blas_workspace_.reset();
   cudaStreamDestroy(as_stream(stream_));
 }
 
@@ -131,6 +187,8 @@ void CudaBackend::copy_to_host(std::byte* dst, const std::byte* src, std::size_t
 }
 
 void CudaBackend::synchronize() {
+  if (capturing_)
+    throw Error("CUDA: a kernel waited for the GPU while its launches were being recorded into a CUDA Graph");
   make_current();
   check(cudaStreamSynchronize(as_stream(stream_)), "running the kernels (cudaStreamSynchronize)");
 }
@@ -199,6 +257,63 @@ std::int64_t CudaBackend::read_failure() {
   unsigned long long word = 0;
   copy_to_host(reinterpret_cast<std::byte*>(&word), failure_.get(), sizeof word);
   return word == ~0ull ? -1 : static_cast<std::int64_t>(word);
+}
+
+bool CudaBackend::can_capture(std::string_view op, DType dtype, std::string& reason) const {
+  for (const Unrecordable& u : kUnrecordable)
+    if (u.op == op && (!u.integers_only || is_integer(dtype))) {
+      reason = std::string(u.why);
+      return false;
+    }
+  return true;
+}
+
+bool CudaBackend::begin_capture(std::string& reason) {
+  make_current();
+  const cudaError_t status = cudaStreamBeginCapture(as_stream(stream_), cudaStreamCaptureModeThreadLocal);
+  if (status != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it, so later calls do not report it
+    reason = fmt::format("cudaStreamBeginCapture failed: {}", cudaGetErrorString(status));
+    return false;
+  }
+  capturing_ = true;
+  return true;
+}
+
+std::unique_ptr<RecordedRun> CudaBackend::end_capture(std::string& reason) {
+  if (!capturing_) {
+    reason = "no recording was in progress";
+    return nullptr;
+  }
+  capturing_ = false;
+  make_current();
+  cudaGraph_t graph = nullptr;
+  cudaError_t status = cudaStreamEndCapture(as_stream(stream_), &graph);
+  if (status != cudaSuccess || graph == nullptr) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    reason = fmt::format("cudaStreamEndCapture failed: {}", cudaGetErrorString(status));
+    return nullptr;
+  }
+  cudaGraphExec_t exec = nullptr;
+  status = cudaGraphInstantiateWithFlags(&exec, graph, 0);
+  cudaGraphDestroy(graph);  // the instantiated graph does not need it
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    reason = fmt::format("cudaGraphInstantiate failed: {}", cudaGetErrorString(status));
+    return nullptr;
+  }
+  return std::make_unique<CudaGraphRun>(*this, exec, workspace_);
+}
+
+void CudaBackend::discard_capture() {
+  if (!capturing_) return;
+  capturing_ = false;
+  make_current();
+  cudaGraph_t graph = nullptr;
+  cudaStreamEndCapture(as_stream(stream_), &graph);  // fails if the capture was invalidated: fine
+  if (graph) cudaGraphDestroy(graph);
+  cudaGetLastError();
 }
 
 std::shared_ptr<Backend> cuda(int device) {

@@ -15,6 +15,13 @@
 // backend from the memory it writes to, since every device buffer is allocated by one backend
 // and recorded (CudaBackend::of). One backend runs one executable at a time.
 //
+// With CompileOptions::capture_graph, an executable's kernel launches are recorded once into a
+// CUDA Graph (stream capture on the backend's stream, thread-local mode) and each later run is
+// one cudaGraphLaunch. Kernels that wait for the stream mid-run (the index and divisor checks
+// that read a verdict back) cannot be recorded: can_capture() names them, and the executable
+// runs eagerly. cuBLAS gets a workspace of the backend's own, since one it allocated by itself
+// could not be part of a recording.
+//
 // This header is plain C++ (no CUDA headers): CUDA handles are kept as void*.
 #pragma once
 
@@ -53,6 +60,14 @@ class CudaBackend final : public Backend {
   void pull(const Tensor& host) override;
   void push(const Tensor& host) override;
 
+  bool supports_capture() const override { return true; }
+  bool can_capture(std::string_view op, DType dtype, std::string& reason) const override;
+  bool begin_capture(std::string& reason) override;
+  std::unique_ptr<RecordedRun> end_capture(std::string& reason) override;
+  void discard_capture() override;
+  // Whether launches on the stream are being recorded rather than run.
+  bool capturing() const { return capturing_; }
+
   // The CUDA device number this backend runs on.
   int ordinal() const { return ordinal_; }
 
@@ -68,11 +83,13 @@ class CudaBackend final : public Backend {
   void* stream() const { return stream_; }  // cudaStream_t
   void* blas() const { return blas_; }      // cublasHandle_t
   // Device scratch of at least `bytes`, valid until the next call. Work on the stream runs in
-  // order, so each kernel may reuse it; growing it waits for the stream first.
+  // order, so each kernel may reuse it; growing it waits for the stream first (and so fails
+  // while recording; a recording keeps the buffer it was made with alive).
   void* workspace(std::size_t bytes);
   // A device word for check kernels, set to ~0 on the stream (see read_failure).
   unsigned long long* reset_failure();
-  // Waits for the stream and returns the word as a position, or -1 if still ~0.
+  // Waits for the stream and returns the word as a position, or -1 if still ~0. Not while
+  // recording: kernels that call it are refused by can_capture().
   std::int64_t read_failure();
 
  private:
@@ -87,6 +104,8 @@ class CudaBackend final : public Backend {
   void* stream_ = nullptr;
   void* blas_ = nullptr;
   bool allow_tf32_ = false;
+  bool capturing_ = false;
+  std::shared_ptr<std::byte[]> blas_workspace_;
   KernelRegistry kernels_;
   std::shared_ptr<std::byte[]> workspace_;
   std::size_t workspace_bytes_ = 0;

@@ -162,6 +162,20 @@ bool launch_attention_backward(Element type, const AttentionShape& shape, const 
                                const void* mask, const void* o, const void* lse, const void* d_o, void* delta, void* dq,
                                void* dk, void* dv, void* stream);
 
+// --- attention_tiled.cu ----------------------------------------------------------------------
+
+// FlashAttention-2-style tiled kernels with the same contract as the two launchers above,
+// opt-in: the host runs them when FOVEA_CUDA_ATTENTION=tiled and this says the sizes fit
+// (f32 or f64, D and Dv at most 128, tiles within the device's shared memory per block);
+// otherwise the ones above. The backward zeroes dq itself
+// and adds into it atomically (dq's last bits may vary between runs).
+bool tiled_attention_supports(Element type, std::int64_t d, std::int64_t dv);
+bool launch_attention_forward_tiled(Element type, const AttentionShape& shape, const void* q, const void* k,
+                                    const void* v, const void* mask, void* o, void* lse, void* stream);
+bool launch_attention_backward_tiled(Element type, const AttentionShape& shape, const void* q, const void* k,
+                                     const void* v, const void* mask, const void* o, const void* lse, const void* d_o,
+                                     void* delta, void* dq, void* dk, void* dv, void* stream);
+
 // --- normalization.cu ----------------------------------------------------------------------
 
 // The fused normalizations of ops/normalization.h, over `rows` rows of `n` contiguous elements
