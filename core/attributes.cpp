@@ -29,7 +29,8 @@ const Attribute* Attributes::find(const std::string& name) const {
 
 bool Attributes::has(const std::string& name) const { return find(name) != nullptr; }
 
-template <typename T> const T& Attributes::get(const std::string& name, const char* type) const {
+template <typename T>
+const T& Attributes::get(const std::string& name, const char* type) const {
   const Attribute* a = find(name);
   if (!a) throw Error(fmt::format("attribute '{}' is missing", name));
   const T* v = std::get_if<T>(a);
@@ -53,13 +54,12 @@ std::string attribute_to_string(const Attribute& a) {
     std::string operator()(double v) const { return fmt::format("{:g}", v); }
     std::string operator()(bool v) const { return v ? "true" : "false"; }
     std::string operator()(const std::string& v) const { return fmt::format("\"{}\"", v); }
-    std::string operator()(const std::vector<std::int64_t>& v) const {
-      return fmt::format("[{}]", fmt::join(v, ","));
-    }
+    std::string operator()(const std::vector<std::int64_t>& v) const { return fmt::format("[{}]", fmt::join(v, ",")); }
     std::string operator()(DType v) const { return std::string(dtype_name(v)); }
     std::string operator()(const Tensor& v) const {
-      if (v.numel() == 1) return is_floating(v.dtype()) ? fmt::format("{:g}", v.item())
-                                                        : fmt::format("{}", static_cast<long long>(v.item()));
+      if (v.numel() == 1)
+        return is_floating(v.dtype()) ? fmt::format("{:g}", v.item())
+                                      : fmt::format("{}", static_cast<long long>(v.item()));
       if (v.numel() <= 4) return v.to_string();
       return fmt::format("<{}{}>", dtype_name(v.dtype()), v.shape().to_string());
     }

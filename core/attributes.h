@@ -13,8 +13,7 @@
 
 namespace fovea {
 
-using Attribute =
-    std::variant<std::int64_t, double, bool, std::string, std::vector<std::int64_t>, DType, Tensor>;
+using Attribute = std::variant<std::int64_t, double, bool, std::string, std::vector<std::int64_t>, DType, Tensor>;
 
 class Attributes {
  public:
@@ -42,7 +41,8 @@ class Attributes {
   std::string to_string() const;
 
  private:
-  template <typename T> const T& get(const std::string& name, const char* type) const;
+  template <typename T>
+  const T& get(const std::string& name, const char* type) const;
   std::vector<std::pair<std::string, Attribute>> items_;  // sorted by name
 };
 

@@ -4,8 +4,8 @@
 // from whatever else runs on the cores (DESIGN.md, decision 11); for the same reason OpenBLAS
 // runs single-threaded inside this pool rather than with threads of its own, which busy-wait
 // after every call (backends/cpu/matmul_kernels.cpp). Measured: a 50 µs spin before sleeping
-// made the unoptimized Transformer step 7% faster and the optimized one no faster. The calling thread takes part in every loop, so a
-// pool of N threads starts N-1 workers. FOVEA_NUM_THREADS sets N (default: all cores).
+// made the unoptimized Transformer step 7% faster and the optimized one no faster. The calling thread takes part in
+// every loop, so a pool of N threads starts N-1 workers. FOVEA_NUM_THREADS sets N (default: all cores).
 #pragma once
 
 #include <atomic>

@@ -172,18 +172,24 @@ struct Run {
     }
     for (std::size_t j = 0; j < program.immediates.size(); ++j)
       slot_of[static_cast<std::size_t>(program.first_immediate()) + j] = slots++;
-    // The last instruction reading each temporary; outputs live to the end of the tile.
+    // The last instruction reading each temporary (its own, when nothing reads it); outputs
+    // live to the end of the tile.
     const auto first = static_cast<std::size_t>(program.first_temporary());
-    std::vector<std::size_t> last_use(program.code.size(), 0);
-    for (std::size_t j = 0; j < program.code.size(); ++j) {
+    const std::size_t count = program.code.size();
+    std::vector<std::size_t> last_use(count);
+    for (std::size_t j = 0; j < count; ++j) {
+      last_use[j] = j;
       const fused::Instruction& in = program.code[j];
       for (std::int32_t r : {in.op == Opcode::uniform ? -1 : in.a, in.b, in.c})
         if (r >= 0 && static_cast<std::size_t>(r) >= first) last_use[static_cast<std::size_t>(r) - first] = j;
     }
     for (std::int32_t r : program.outputs)
-      if (static_cast<std::size_t>(r) >= first) last_use[static_cast<std::size_t>(r) - first] = program.code.size();
+      if (static_cast<std::size_t>(r) >= first) last_use[static_cast<std::size_t>(r) - first] = count;
+    std::vector<std::vector<std::size_t>> dying(count);  // temporaries last read by instruction j
+    for (std::size_t t = 0; t < count; ++t)
+      if (last_use[t] < count) dying[last_use[t]].push_back(t);
     std::vector<std::size_t> free;
-    for (std::size_t j = 0; j < program.code.size(); ++j) {
+    for (std::size_t j = 0; j < count; ++j) {
       std::size_t slot;
       if (!free.empty()) {
         slot = free.back();
@@ -194,8 +200,7 @@ struct Run {
       slot_of[first + j] = slot;
       // Slots whose value was last read by this instruction are free from the next one on (not
       // for this one's result: a loop whose output aliases an input would not vectorize).
-      for (std::size_t t = 0; t < j; ++t)
-        if (last_use[t] == j && slot_of[first + t] != kNoSlot) free.push_back(slot_of[first + t]);
+      for (std::size_t t : dying[j]) free.push_back(slot_of[first + t]);
     }
   }
 

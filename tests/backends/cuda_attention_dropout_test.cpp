@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/dropout_mask_probe.h"
 #include "passes/optimize_testing.h"
 
 namespace {
@@ -15,7 +16,6 @@ namespace {
 using namespace fovea;
 using fovea::testing::have_gpu;
 using fovea::testing::random_tensor;
-
 
 // |actual - expected| <= atol + rtol·|expected|: the GPU sums in another order than the CPU.
 void check_agree(const Tensor& actual, const Tensor& expected) {
@@ -95,35 +95,7 @@ TEST_CASE("fused_attention with dropout gives the CPU's o, lse and gradients on 
 
 TEST_CASE("the GPU's fused dropout keeps exactly the probabilities random_uniform's numbers keep") {
   if (!have_gpu()) return;
-  // With q = 0 every probability is 1/Tk, and with v = the identity o[i, j] = Z[i, j]/Tk: the
-  // output spells out the mask, which must be random_uniform(...) >= p of the same node.
-  for (DType dtype : {f32, f64}) {
-    CAPTURE(dtype_name(dtype));
-    const std::int64_t batch = 3, tq = 37, tk = 45;
-    Graph g;
-    Value step = g.placeholder("step", i64, {});
-    Value u = random_uniform(g, {batch, tq, tk}, dtype, 0.0, 1.0, step);
-    Value keep = cast(greater_equal(u, scalar_like(u, 0.3)), dtype);
-    const AttentionDropout dropout{.p = 0.3,
-                                   .scale = 2.0,
-                                   .seed = u.node().attrs.get_int("seed"),
-                                   .stream = u.node().attrs.get_int("stream"),
-                                   .step = step};
-    Value q = zeros(g, {batch, tq, 4}, dtype), k = g.placeholder("k", dtype, {batch, tk, 4});
-    Value identity = cast(equal(iota(g, {tk, tk}, 0), iota(g, {tk, tk}, 1)), dtype);
-    Value v = broadcast_to(identity, {batch, tk, tk});
-    Value kept = fused_attention(q, k, v, {}, 1.0, false, dropout).output * scalar_like(u, double(tk) / 2.0);
-    Executable on_gpu = compile(g, {keep, kept}, cuda(0));
-    const std::vector<Tensor> got =
-        on_gpu.run({{step, Tensor::scalar<std::int64_t>(7)}, {k, random_tensor(dtype, {batch, tk, 4}, 1)}});
-    std::int64_t dropped = 0;
-    for (std::int64_t i = 0; i < got[0].numel(); ++i) {
-      REQUIRE(std::round(got[1].at(i)) == got[0].at(i));
-      dropped += got[0].at(i) == 0.0;
-    }
-    CHECK(dropped > got[0].numel() / 5);  // about 30% of them
-    CHECK(dropped < got[0].numel() * 2 / 5);
-  }
+  testing::check_dropout_keeps_random_uniform_bits(cuda(0));
 }
 
 TEST_CASE("a fused GPT with attention dropout in training mode gives the CPU's loss and gradients on the GPU") {

@@ -15,7 +15,6 @@ using namespace fovea;
 using fovea::testing::have_gpu;
 using fovea::testing::random_tensor;
 
-
 // Runs `outputs` of `g` on the CPU and on the GPU with the same feeds; they must agree to
 // rounding (bools exactly).
 void check_backends_agree(Graph& g, const std::vector<Value>& outputs, const Feeds& feeds) {

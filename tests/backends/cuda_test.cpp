@@ -30,7 +30,6 @@ using fovea::testing::random_tensor;
 constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
 constexpr double inf = std::numeric_limits<double>::infinity();
 
-
 // How close the GPU's floating results must be to the CPU's; integers and bools must be equal.
 struct Tolerance {
   double f32_rtol = 1e-5, f32_atol = 1e-6;

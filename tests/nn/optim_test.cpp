@@ -24,7 +24,9 @@ struct Bowl {
     for (std::size_t i = 0; i < p.size(); ++i) out.push_back(2 * scale * (p[i] - target[i]));
     return out;
   }
-  std::vector<double> weights() { return {g.parameter_value(w).at(0), g.parameter_value(w).at(1), g.parameter_value(w).at(2)}; }
+  std::vector<double> weights() {
+    return {g.parameter_value(w).at(0), g.parameter_value(w).at(1), g.parameter_value(w).at(2)};
+  }
 };
 
 }  // namespace
@@ -133,8 +135,8 @@ TEST_CASE("optimizer nodes are update-role nodes under optimizer/ and their stat
     }
   }
   CHECK(saw_update);
-  CHECK(bowl.g.parameters().size() == 1);          // w only
-  CHECK(bowl.g.persistent_values().size() == 4);   // w, step, m, v
+  CHECK(bowl.g.parameters().size() == 1);         // w only
+  CHECK(bowl.g.persistent_values().size() == 4);  // w, step, m, v
   CHECK(bowl.g.find("optimizer/step") != nullptr);
 }
 

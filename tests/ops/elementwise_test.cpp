@@ -71,8 +71,8 @@ const UnaryCase kUnary[] = {
     {"sqrt", [](Value x, Loc w) { return fovea::sqrt(x, w); }, [](double x) { return std::sqrt(x); }, false, 0, 5},
     {"rsqrt", [](Value x, Loc w) { return rsqrt(x, w); }, [](double x) { return 1 / std::sqrt(x); }, false, 0.1, 5},
     {"tanh", [](Value x, Loc w) { return fovea::tanh(x, w); }, [](double x) { return std::tanh(x); }, false, -3, 3},
-    {"sigmoid", [](Value x, Loc w) { return sigmoid(x, w); }, [](double x) { return 1 / (1 + std::exp(-x)); },
-     false, -30, 30},
+    {"sigmoid", [](Value x, Loc w) { return sigmoid(x, w); }, [](double x) { return 1 / (1 + std::exp(-x)); }, false,
+     -30, 30},
     {"sin", [](Value x, Loc w) { return fovea::sin(x, w); }, [](double x) { return std::sin(x); }, false, -6, 6},
     {"cos", [](Value x, Loc w) { return fovea::cos(x, w); }, [](double x) { return std::cos(x); }, false, -6, 6},
 };
@@ -141,11 +141,20 @@ const BinaryCase kBinary[] = {
 // Pairs of shapes that broadcast, covering scalars, size-1 dims, new leading dims, zero-size
 // dims, and shapes large enough to run in parallel.
 const std::pair<Shape, Shape> kBroadcastPairs[] = {
-    {Shape{}, Shape{}},          {Shape{5}, Shape{5}},         {Shape{5}, Shape{}},
-    {Shape{}, Shape{2, 3}},      {Shape{2, 3}, Shape{3}},      {Shape{2, 1}, Shape{1, 3}},
-    {Shape{4, 1, 3}, Shape{5, 1}}, {Shape{2, 3, 4, 5}, Shape{3, 1, 5}}, {Shape{0, 3}, Shape{3}},
-    {Shape{2, 0}, Shape{1}},     {Shape{1, 1}, Shape{1}},      {Shape{300, 257}, Shape{257}},
-    {Shape{300, 1}, Shape{1, 257}}, {Shape{513, 130}, Shape{513, 130}},
+    {Shape{}, Shape{}},
+    {Shape{5}, Shape{5}},
+    {Shape{5}, Shape{}},
+    {Shape{}, Shape{2, 3}},
+    {Shape{2, 3}, Shape{3}},
+    {Shape{2, 1}, Shape{1, 3}},
+    {Shape{4, 1, 3}, Shape{5, 1}},
+    {Shape{2, 3, 4, 5}, Shape{3, 1, 5}},
+    {Shape{0, 3}, Shape{3}},
+    {Shape{2, 0}, Shape{1}},
+    {Shape{1, 1}, Shape{1}},
+    {Shape{300, 257}, Shape{257}},
+    {Shape{300, 1}, Shape{1, 257}},
+    {Shape{513, 130}, Shape{513, 130}},
 };
 
 }  // namespace
@@ -181,16 +190,21 @@ TEST_CASE("div and pow match their references; integer division truncates toward
       Value a = g.placeholder("a", dtype, sa), b = g.placeholder("b", dtype, sb);
       Tensor ta = random_tensor(dtype, sa, seed++, 0.5, 3), tb = random_tensor(dtype, sb, seed++, 0.5, 3);
       auto got = testing::run(g, {div(a, b), fovea::pow(a, b)}, {{a, ta}, {b, tb}});
-      check_close(got[0], reference_binary(ta, tb, [](double x, double y) { return x / y; }, dtype),
+      check_close(got[0],
+                  reference_binary(
+                      ta, tb, [](double x, double y) { return x / y; }, dtype),
                   testing::rtol_for(dtype));
-      check_close(got[1], reference_binary(ta, tb, [](double x, double y) { return std::pow(x, y); }, dtype),
+      check_close(got[1],
+                  reference_binary(
+                      ta, tb, [](double x, double y) { return std::pow(x, y); }, dtype),
                   testing::rtol_for(dtype) * 10);
     }
   }
   Graph g;
   Value a = g.placeholder("a", i32, {4}), b = g.placeholder("b", i32, {4});
-  Tensor got = testing::run1(g, div(a, b), {{a, Tensor::from<std::int32_t>({7, -7, 7, -7}, {4})},
-                                            {b, Tensor::from<std::int32_t>({2, 2, -2, -2}, {4})}});
+  Tensor got = testing::run1(
+      g, div(a, b),
+      {{a, Tensor::from<std::int32_t>({7, -7, 7, -7}, {4})}, {b, Tensor::from<std::int32_t>({2, 2, -2, -2}, {4})}});
   check_close(got, Tensor::from<std::int32_t>({3, -3, -3, 3}, {4}));
 }
 

@@ -136,8 +136,8 @@ TEST_CASE("a feed holding NaN or infinity is rejected with the placeholder and t
   auto exe = compile(g, {fovea::relu(x)});
   Tensor bad = Tensor::zeros(f32, {2, 3});
   bad.data<float>()[4] = std::nanf("");
-  CHECK_THROWS_WITH_AS(exe.run({{x, bad}}), doctest::Contains("placeholder 'images' was fed NaN at element 4 (index [1,1]"),
-                       Error);
+  CHECK_THROWS_WITH_AS(exe.run({{x, bad}}),
+                       doctest::Contains("placeholder 'images' was fed NaN at element 4 (index [1,1]"), Error);
   bad.data<float>()[4] = -INFINITY;
   CHECK_THROWS_WITH_AS(exe.run({{x, bad}}), doctest::Contains("-inf"), Error);
   auto unchecked = compile(g, {fovea::relu(x)}, cpu(), {.check_finite_feeds = false});

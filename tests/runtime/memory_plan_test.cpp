@@ -48,7 +48,7 @@ TEST_CASE("in place never overwrites a value that is still needed") {
   Graph g;
   Value x = g.placeholder("x", f64, {256});
   Value a = fovea::exp(x);
-  Value b = fovea::sin(a);   // a is used again below, so sin must not overwrite it
+  Value b = fovea::sin(a);  // a is used again below, so sin must not overwrite it
   Value c = a + b;
   auto exe = compile(g, {c});
   check_no_live_overlap(exe.memory_plan());
@@ -92,10 +92,18 @@ TEST_CASE("randomly built graphs get plans with no live overlap and correct resu
     for (int i = 0; i < 40; ++i) {
       Value a = values[rng() % values.size()], b = values[rng() % values.size()];
       switch (rng() % 4) {
-        case 0: values.push_back(a + b); break;
-        case 1: values.push_back(a * b); break;
-        case 2: values.push_back(fovea::tanh(a)); break;
-        default: values.push_back(fovea::neg(b)); break;
+        case 0:
+          values.push_back(a + b);
+          break;
+        case 1:
+          values.push_back(a * b);
+          break;
+        case 2:
+          values.push_back(fovea::tanh(a));
+          break;
+        default:
+          values.push_back(fovea::neg(b));
+          break;
       }
     }
     std::vector<Value> outputs{values.back(), values[values.size() / 2]};
