@@ -27,9 +27,9 @@ std::uint64_t hash_name(const std::string& s) {
 
 }  // namespace
 
-const OpDef placeholder_op{.name = "placeholder", .infer = infer_declared, .source = true};
+const OpDef placeholder_op{.name = "placeholder", .infer = infer_declared, .source = true, .half_types = true};
 const OpDef parameter_op{.name = "parameter", .infer = infer_declared, .source = true};
-const OpDef constant_op{.name = "constant", .infer = infer_constant, .source = true};
+const OpDef constant_op{.name = "constant", .infer = infer_constant, .source = true, .half_types = true};
 
 void Node::fail(const std::string& message) const { throw Error(message, std::string(op->name), name, where); }
 
@@ -82,6 +82,17 @@ std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, 
   }
   InferContext ctx(op, types, attrs, node_name, where);
   std::vector<TensorType> outputs = op.infer(ctx);
+  if (!op.half_types) {
+    // One check here rather than one per op: every op but a few computes in f32 or f64.
+    for (const auto* list : {&types, &outputs})
+      for (const TensorType& t : *list)
+        if (is_half(t.dtype))
+          throw Error(fmt::format("does not take {} tensors ({}): bf16 and f16 are storage types for mixed "
+                                  "precision, which only cast, the shape ops and the fused attention take; cast to "
+                                  "f32 first",
+                                  dtype_name(t.dtype), t.to_string()),
+                      std::string(op.name), node_name, where);
+  }
 
   const auto id = static_cast<std::uint32_t>(nodes_.size());
   nodes_.push_back(Node{&op, std::move(refs), std::move(attrs), std::move(outputs), node_name, scope_, where, role_});
@@ -104,9 +115,11 @@ Value Graph::placeholder(const std::string& name, DType dtype, Shape shape, Sour
 
 Value Graph::parameter(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
                        SourceLoc where) {
-  if (!is_floating(dtype))
-    throw Error(fmt::format("parameters must be f32 or f64, got {}", dtype_name(dtype)), "parameter",
-                scope_.empty() ? name : scope_ + "/" + name, where);
+  if (!is_floating(dtype) || is_half(dtype))
+    throw Error(fmt::format("parameters must be f32 or f64, got {} (mixed precision keeps the weights in f32 and "
+                            "casts them where they are used)",
+                            dtype_name(dtype)),
+                "parameter", scope_.empty() ? name : scope_ + "/" + name, where);
   return persistent(name, dtype, std::move(shape), initializer, true, where);
 }
 

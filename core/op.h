@@ -96,6 +96,9 @@ struct OpDef {
   bool key_on_output = false;
   // Writes input 1 into input 0's persistent buffer; output 0 is that buffer (ops/state.h).
   bool assigns = false;
+  // Takes or makes bf16/f16 tensors (core/half.h). Graph::apply refuses half tensors for every
+  // other op, with a message saying to cast: the half types are for mixed precision only.
+  bool half_types = false;
 
   // The vector-Jacobian product rule that autodiff calls (autograd/grad.h). Ops whose outputs
   // are piecewise constant in their inputs (comparisons, iota, random) set differentiable to

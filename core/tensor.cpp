@@ -29,32 +29,31 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
 
 Tensor Tensor::full(DType dtype, Shape shape, double value) {
   Tensor t(dtype, std::move(shape));
-  visit_dtype(dtype, [&](auto zero) {
+  visit_storage_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
-    for (T& x : t.data<T>()) x = static_cast<T>(value);
+    for (T& x : t.data<T>()) x = from_double<T>(value);
   });
   return t;
 }
 
 void Tensor::check_dtype(DType requested) const {
   if (requested != dtype_)
-    throw Error(fmt::format("Tensor: data<{}>() asked of a {} tensor of shape {}",
-                            dtype_name(requested), dtype_name(dtype_), shape_.to_string()));
+    throw Error(fmt::format("Tensor: data<{}>() asked of a {} tensor of shape {}", dtype_name(requested),
+                            dtype_name(dtype_), shape_.to_string()));
 }
 
 double Tensor::at(std::int64_t i) const {
   if (i < 0 || i >= numel())
     throw Error(fmt::format("Tensor::at: index {} out of range for shape {}", i, shape_.to_string()));
-  return visit_dtype(dtype_, [&](auto zero) {
+  return visit_storage_dtype(dtype_, [&](auto zero) {
     using T = decltype(zero);
-    return static_cast<double>(reinterpret_cast<const T*>(raw())[i]);
+    return to_double(reinterpret_cast<const T*>(raw())[i]);
   });
 }
 
 double Tensor::item() const {
   if (numel() != 1)
-    throw Error(fmt::format("Tensor::item: tensor of shape {} has {} elements, not 1",
-                            shape_.to_string(), numel()));
+    throw Error(fmt::format("Tensor::item: tensor of shape {} has {} elements, not 1", shape_.to_string(), numel()));
   return at(0);
 }
 
@@ -67,8 +66,8 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::reshape(Shape shape) const {
   if (shape.numel() != numel())
-    throw Error(fmt::format("Tensor::reshape: cannot view {} elements of shape {} as {}", numel(),
-                            shape_.to_string(), shape.to_string()));
+    throw Error(fmt::format("Tensor::reshape: cannot view {} elements of shape {} as {}", numel(), shape_.to_string(),
+                            shape.to_string()));
   Tensor t = *this;
   t.shape_ = std::move(shape);
   return t;
@@ -76,13 +75,20 @@ Tensor Tensor::reshape(Shape shape) const {
 
 Tensor Tensor::to(DType dtype) const {
   Tensor t(dtype, shape_);
-  visit_dtype(dtype_, [&](auto from_zero) {
+  visit_storage_dtype(dtype_, [&](auto from_zero) {
     using From = decltype(from_zero);
-    visit_dtype(dtype, [&](auto to_zero) {
+    visit_storage_dtype(dtype, [&](auto to_zero) {
       using To = decltype(to_zero);
       const From* src = reinterpret_cast<const From*>(raw());
       To* dst = reinterpret_cast<To*>(t.raw());
-      for (std::int64_t i = 0; i < numel(); ++i) dst[i] = static_cast<To>(src[i]);
+      constexpr bool half = is_half(dtype_of<From>) || is_half(dtype_of<To>);
+      for (std::int64_t i = 0; i < numel(); ++i) {
+        if constexpr (half) {
+          dst[i] = from_double<To>(to_double(src[i]));  // halves go through f32
+        } else {
+          dst[i] = static_cast<To>(src[i]);
+        }
+      }
     });
   });
   return t;

@@ -101,6 +101,10 @@ std::string safetensors_dtype_name(DType dtype) {
       return "I64";
     case DType::boolean:
       return "BOOL";
+    case DType::bf16:
+      return "BF16";
+    case DType::f16:
+      return "F16";
   }
   return "?";
 }
@@ -108,7 +112,7 @@ std::string safetensors_dtype_name(DType dtype) {
 namespace {
 
 std::optional<DType> dtype_from_safetensors(const std::string& name) {
-  for (DType t : {f32, f64, i32, i64, boolean})
+  for (DType t : {f32, f64, i32, i64, boolean})  // parameters and state are never half
     if (safetensors_dtype_name(t) == name) return t;
   return std::nullopt;
 }

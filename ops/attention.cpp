@@ -27,19 +27,28 @@ Shape leading(const Shape& s, int keep_last) {
   return Shape(std::span(s.dims()).first(static_cast<std::size_t>(s.rank() - keep_last)));
 }
 
-// q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv] with equal leading dims and one float dtype,
-// which the mask (when there is one) shares.
+// The dtype the scores are computed in: q's, or f32 for half inputs (mixed precision). The
+// mask and lse have it.
+DType compute_dtype(DType q) { return is_half(q) ? DType::f32 : q; }
+
+// q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv] with equal leading dims and one float dtype;
+// the mask (when there is one) has the compute dtype.
 AttentionDims check_qkv(const InferContext& ctx, const FusedAttentionInputs& in) {
   const TensorType &q = ctx.input(0), &k = ctx.input(1), &v = ctx.input(2);
   const char* names[] = {"q", "k", "v"};
   for (std::size_t i = 0; i < 3; ++i)
     if (ctx.input(i).shape.rank() < 2)
       ctx.fail(fmt::format("{} must have rank >= 2 ([..., T, D]), got {}", names[i], ctx.input(i).to_string()));
-  // Every input but the step (an i64 counter) has q's dtype.
-  for (std::size_t i = 1; i < ctx.inputs().size(); ++i)
-    if ((!in.has_step || i != in.step) && ctx.input(i).dtype != q.dtype)
+  // k and v have q's dtype; the mask the compute dtype (q's but for half q). The backward's
+  // o, lse and d_o are checked by its shape rule.
+  for (std::size_t i = 1; i < 3; ++i)
+    if (ctx.input(i).dtype != q.dtype)
       ctx.fail(fmt::format("inputs must have the same dtype, got {} (input 0) and {} (input {}); use cast() to convert",
                            q.to_string(), ctx.input(i).to_string(), i));
+  if (in.has_mask && ctx.input(in.mask).dtype != compute_dtype(q.dtype))
+    ctx.fail(fmt::format("the mask must be {} for q {}{}, got {}", dtype_name(compute_dtype(q.dtype)), q.to_string(),
+                         is_half(q.dtype) ? " (half inputs are multiplied in f32, and the mask is added there)" : "",
+                         ctx.input(in.mask).to_string()));
   ctx.require_floating(0);
   const std::string all = fmt::format("q {}, k {}, v {}", q.to_string(), k.to_string(), v.to_string());
   AttentionDims dims{leading(q.shape, 2), q.shape[q.shape.rank() - 2], k.shape[k.shape.rank() - 2],
@@ -101,7 +110,7 @@ std::vector<TensorType> infer_fused_attention(const InferContext& ctx) {
   const AttentionDims dims = check_qkv(ctx, in);
   if (in.has_mask) check_mask(ctx, in.mask, dims);
   const DType dtype = ctx.input(0).dtype;
-  return {TensorType{dtype, dims.with({dims.tq, dims.dv})}, TensorType{dtype, dims.with({dims.tq})}};
+  return {TensorType{dtype, dims.with({dims.tq, dims.dv})}, TensorType{compute_dtype(dtype), dims.with({dims.tq})}};
 }
 
 // (q, k, v, [mask], o, lse, d_o, [step]) -> (dq, dk, dv)
@@ -111,7 +120,7 @@ std::vector<TensorType> infer_fused_attention_backward(const InferContext& ctx) 
   if (in.has_mask) check_mask(ctx, in.mask, dims);
   const std::size_t first = in.saved;
   const TensorType want_o{ctx.input(0).dtype, dims.with({dims.tq, dims.dv})};
-  const TensorType want_lse{ctx.input(0).dtype, dims.with({dims.tq})};
+  const TensorType want_lse{compute_dtype(ctx.input(0).dtype), dims.with({dims.tq})};
   const char* names[] = {"o", "lse", "d_o"};
   const TensorType* wants[] = {&want_o, &want_lse, &want_o};
   for (std::size_t i = 0; i < 3; ++i)
@@ -166,10 +175,14 @@ const OpDef fused_attention{.name = "fused_attention",
                             .min_inputs = 3,
                             .max_inputs = 5,
                             .infer = infer_fused_attention,
+                            .half_types = true,
                             .vjp = vjp_fused_attention};
 // No gradient rule: a second derivative through fused attention raises fovea::Error.
-const OpDef fused_attention_backward{
-    .name = "fused_attention_backward", .min_inputs = 6, .max_inputs = 8, .infer = infer_fused_attention_backward};
+const OpDef fused_attention_backward{.name = "fused_attention_backward",
+                                     .min_inputs = 6,
+                                     .max_inputs = 8,
+                                     .infer = infer_fused_attention_backward,
+                                     .half_types = true};
 }  // namespace ops
 
 FusedAttentionInputs fused_attention_inputs(const Attributes& attrs, std::size_t input_count, bool backward) {

@@ -29,6 +29,10 @@
 //   sequence, [B,1,1,Tk] for padding, [B,H,Tq,Tk] for everything. Its entries are 0 where
 //   attending is allowed and a large negative number (-1e9) or -∞ where it is not. The mask
 //   has q's dtype.
+// - Mixed precision: q, k and v may be bf16 or f16 (core/half.h; the mixed-precision pass of
+//   passes/mixed_precision.h puts them there). The products are then summed, and the softmax
+//   computed, in f32: the mask and lse are f32, o has q's half type. The backward takes o and
+//   d_o in the half type, lse in f32, and returns dq, dk, dv in the half type.
 // - causal: query i attends to key j only when j <= i + (Tk - Tq). The diagonal is aligned to
 //   the bottom-right corner, as in FlashAttention-2: with Tq = Tk it is the usual "no peeking
 //   ahead"; with Tq < Tk (decoding with a key cache) the last query sees every key; with

@@ -98,8 +98,13 @@ std::vector<Value> vjp_cast(const VjpContext& c) { return {cast(c.g(), c.x(0).dt
 
 // fill, iota and the random ops have no differentiable input: no gradient flows through them.
 namespace ops {
-const OpDef cast{
-    .name = "cast", .min_inputs = 1, .max_inputs = 1, .infer = infer_cast, .elementwise = true, .vjp = vjp_cast};
+const OpDef cast{.name = "cast",
+                 .min_inputs = 1,
+                 .max_inputs = 1,
+                 .infer = infer_cast,
+                 .elementwise = true,
+                 .half_types = true,
+                 .vjp = vjp_cast};
 const OpDef fill{.name = "fill", .infer = infer_fill, .differentiable = false};
 const OpDef iota{.name = "iota", .infer = infer_iota, .differentiable = false};
 const OpDef random_uniform{.name = "random_uniform",

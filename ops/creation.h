@@ -17,8 +17,8 @@
 // shifts the stream so that a training loop feeding its step counter draws fresh numbers at
 // every step (dropout masks).
 //
-// Gradients: cast between f32 and f64 passes ḡ through (cast back); fill, iota and the random
-// ops are not differentiable.
+// Gradients: cast between floating types (f32, f64, bf16, f16) passes ḡ through (cast back);
+// fill, iota and the random ops are not differentiable.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +33,7 @@ namespace fovea {
 //   float to int:     truncation toward zero, saturating at the integer type's limits; NaN gives 0
 //   int to narrower:  wraps modulo 2^32 (i64 to i32), as NumPy and C++20 do
 //   to float:         rounds to nearest (f64 beyond f32's range gives ±inf)
+//   to bf16 or f16:   through f32, rounding to nearest-even (core/half.h); beyond the range ±inf
 Value cast(Value x, DType to, Loc where = Loc::current());
 
 // A tensor of `shape` with `value` everywhere (converted to `dtype` as cast does).

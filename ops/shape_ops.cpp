@@ -230,13 +230,31 @@ std::vector<Value> vjp_concat(const VjpContext& c) {
 }  // namespace
 
 namespace ops {
-const OpDef reshape{
-    .name = "reshape", .min_inputs = 1, .max_inputs = 1, .infer = infer_reshape, .view = true, .vjp = vjp_reshape};
-const OpDef permute{.name = "permute", .min_inputs = 1, .max_inputs = 1, .infer = infer_permute, .vjp = vjp_permute};
-const OpDef broadcast_to{
-    .name = "broadcast_to", .min_inputs = 1, .max_inputs = 1, .infer = infer_broadcast_to, .vjp = vjp_broadcast_to};
-const OpDef slice{.name = "slice", .min_inputs = 1, .max_inputs = 1, .infer = infer_slice, .vjp = vjp_slice};
-const OpDef concat{.name = "concat", .min_inputs = 1, .max_inputs = -1, .infer = infer_concat, .vjp = vjp_concat};
+// They only move elements, so they take the half types too (though the gradients of
+// broadcast_to and slice, a sum and a scatter, need f32).
+const OpDef reshape{.name = "reshape",
+                    .min_inputs = 1,
+                    .max_inputs = 1,
+                    .infer = infer_reshape,
+                    .view = true,
+                    .half_types = true,
+                    .vjp = vjp_reshape};
+const OpDef permute{.name = "permute",
+                    .min_inputs = 1,
+                    .max_inputs = 1,
+                    .infer = infer_permute,
+                    .half_types = true,
+                    .vjp = vjp_permute};
+const OpDef broadcast_to{.name = "broadcast_to",
+                         .min_inputs = 1,
+                         .max_inputs = 1,
+                         .infer = infer_broadcast_to,
+                         .half_types = true,
+                         .vjp = vjp_broadcast_to};
+const OpDef slice{
+    .name = "slice", .min_inputs = 1, .max_inputs = 1, .infer = infer_slice, .half_types = true, .vjp = vjp_slice};
+const OpDef concat{
+    .name = "concat", .min_inputs = 1, .max_inputs = -1, .infer = infer_concat, .half_types = true, .vjp = vjp_concat};
 }  // namespace ops
 
 // The builders store normalised attributes (the resolved shape, non-negative axes, clamped

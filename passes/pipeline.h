@@ -25,10 +25,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "fovea/passes/attention_fusion.h"
 #include "fovea/passes/constant_folding.h"
 #include "fovea/passes/elementwise_fusion.h"
+#include "fovea/passes/mixed_precision.h"
 #include "fovea/passes/pass_manager.h"
 #include "fovea/runtime/executable.h"
 
@@ -38,11 +40,14 @@ struct PipelineOptions {
   FoldOptions fold{};
   AttentionFusionOptions attention{};
   ElementwiseFusionOptions elementwise{};
+  // Fused attention in bf16 or f16 with f32 sums (passes/mixed_precision.h); off: all f32.
+  std::optional<MixedPrecisionOptions> mixed_precision = std::nullopt;
 };
 
-// dce · simplify · cse · fold · attention_fusion · normalization_fusion · dce. Attention fusion
-// comes first: it consumes the softmax inside attention, which normalization fusion would take. The first dce drops
-// nodes nobody needs before fusion counts uses (a forgotten debug value could otherwise block a fusion).
+// dce · simplify · cse · fold · attention_fusion · normalization_fusion · [mixed_precision] · dce.
+// Attention fusion comes first: it consumes the softmax inside attention, which normalization
+// fusion would take. The first dce drops nodes nobody needs before fusion counts uses (a
+// forgotten debug value could otherwise block a fusion). mixed_precision runs only when asked.
 PassManager forward_pipeline(const PipelineOptions& options = {});
 // simplify · cse · fold · dce: safe on any graph, after autodiff too (a training step).
 PassManager cleanup_pipeline(const PipelineOptions& options = {});

@@ -47,9 +47,13 @@ std::vector<std::uint32_t> schedule_for(const Graph& graph, const std::vector<Va
 
 // The flat index of the first NaN or infinity in a floating tensor, or -1.
 std::int64_t first_non_finite(const Tensor& t) {
-  return visit_dtype(t.dtype(), [&](auto zero) -> std::int64_t {
+  return visit_storage_dtype(t.dtype(), [&](auto zero) -> std::int64_t {
     using T = decltype(zero);
-    if constexpr (std::is_floating_point_v<T>) {
+    if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>) {
+      const T* p = reinterpret_cast<const T*>(t.raw());
+      for (std::int64_t i = 0; i < t.numel(); ++i)
+        if (!std::isfinite(to_float(p[i]))) return i;
+    } else if constexpr (std::is_floating_point_v<T>) {
       const T* p = reinterpret_cast<const T*>(t.raw());
       // Summing x·0 is NaN exactly when some x is NaN or infinite: one cheap vectorisable pass,
       // then a second one only to find the culprit.

@@ -13,8 +13,9 @@
 namespace fovea::testing {
 
 // A tensor of `dtype` filled with uniform numbers in [low, high) (integers: rounded down),
-// reproducible from `seed`. Booleans are 0/1 with equal odds.
+// reproducible from `seed`. Booleans are 0/1 with equal odds; half types are f32 numbers rounded.
 inline Tensor random_tensor(DType dtype, const Shape& shape, std::uint64_t seed, double low = -1.0, double high = 1.0) {
+  if (is_half(dtype)) return random_tensor(DType::f32, shape, seed, low, high).to(dtype);
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> dist(low, high);
   Tensor t = Tensor::empty(dtype, shape);

@@ -579,13 +579,62 @@ void fused_attention_backward_kernel(const KernelContext& ctx) {
   });
 }
 
+// --- Half inputs (mixed precision) ------------------------------------------------------------
+
+// The CPU has no half arithmetic worth the name, so a node with bf16 or f16 q, k, v widens its
+// half inputs (q, k, v, and the backward's o and d_o) to f32, runs the f32 kernel, and rounds
+// its half outputs back to nearest-even. The mask, lse and the step are not half, and pass
+// through. This gives the numbers a GPU computing in f32 from the same half inputs gives, up to
+// summation order: the reference the tensor-core kernels are checked against.
+template <typename H>
+void half_attention_kernel(const KernelContext& ctx, Kernel f32_kernel) {
+  std::vector<std::vector<float>> wide;
+  wide.reserve(ctx.inputs.size() + ctx.outputs.size());  // no reallocation: args point into it
+  auto widened = [&](const TensorArg& arg, bool copy_in) {
+    if (!is_half(arg.type.dtype)) return arg;
+    std::vector<float>& w = wide.emplace_back(static_cast<std::size_t>(arg.numel()));
+    if (copy_in) {
+      const H* x = arg.as<H>();
+      ctx.pool->parallel_for(arg.numel(), kElementwiseGrain, [&](i64 begin, i64 end) {
+        for (i64 i = begin; i < end; ++i) w[static_cast<std::size_t>(i)] = to_float(x[i]);
+      });
+    }
+    return TensorArg{reinterpret_cast<std::byte*>(w.data()), TensorType{DType::f32, arg.type.shape}};
+  };
+  std::vector<TensorArg> inputs, outputs;
+  for (const TensorArg& arg : ctx.inputs) inputs.push_back(widened(arg, true));
+  for (const TensorArg& arg : ctx.outputs) outputs.push_back(widened(arg, false));
+  f32_kernel(KernelContext{ctx.node, inputs, outputs, ctx.pool});
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    if (!is_half(ctx.out(k).type.dtype)) continue;
+    const float* w = outputs[k].as<float>();
+    H* y = ctx.out(k).as<H>();
+    ctx.pool->parallel_for(ctx.out(k).numel(), kElementwiseGrain, [&](i64 begin, i64 end) {
+      for (i64 i = begin; i < end; ++i) y[i] = from_double<H>(w[i]);
+    });
+  }
+}
+
+template <typename H>
+void half_fused_attention_kernel(const KernelContext& ctx) {
+  half_attention_kernel<H>(ctx, &fused_attention_kernel<float>);
+}
+template <typename H>
+void half_fused_attention_backward_kernel(const KernelContext& ctx) {
+  half_attention_kernel<H>(ctx, &fused_attention_backward_kernel<float>);
+}
+
 }  // namespace
 
 void register_attention_kernels(KernelRegistry& r) {
   r.add("fused_attention", DType::f32, &fused_attention_kernel<float>);
   r.add("fused_attention", DType::f64, &fused_attention_kernel<double>);
+  r.add("fused_attention", DType::bf16, &half_fused_attention_kernel<bfloat16>);
+  r.add("fused_attention", DType::f16, &half_fused_attention_kernel<float16>);
   r.add("fused_attention_backward", DType::f32, &fused_attention_backward_kernel<float>);
   r.add("fused_attention_backward", DType::f64, &fused_attention_backward_kernel<double>);
+  r.add("fused_attention_backward", DType::bf16, &half_fused_attention_backward_kernel<bfloat16>);
+  r.add("fused_attention_backward", DType::f16, &half_fused_attention_backward_kernel<float16>);
 }
 
 }  // namespace fovea::cpu_backend

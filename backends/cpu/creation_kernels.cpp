@@ -21,9 +21,16 @@ static_assert(std::numeric_limits<float>::is_iec559 && std::numeric_limits<doubl
 //   to bool:       x != 0
 //   float to int:  NaN -> 0; x >= 2^(bits-1) -> max; x <= -2^(bits-1) -> min; else trunc(x)
 //   otherwise:     static_cast (int to int wraps modulo 2^bits in C++20; to float rounds)
+//   to or from a half type: through f32 (rounding to nearest-even into the half)
 template <typename To, typename From>
 To convert(From x) {
-  if constexpr (std::is_same_v<To, std::uint8_t>) {
+  constexpr bool from_half = std::is_same_v<From, bfloat16> || std::is_same_v<From, float16>;
+  constexpr bool to_half = std::is_same_v<To, bfloat16> || std::is_same_v<To, float16>;
+  if constexpr (from_half) {
+    return convert<To>(to_float(x));
+  } else if constexpr (to_half) {
+    return from_double<To>(static_cast<double>(static_cast<float>(x)));
+  } else if constexpr (std::is_same_v<To, std::uint8_t>) {
     return x != From{0} ? 1 : 0;
   } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
     const double v = static_cast<double>(x);
@@ -50,7 +57,7 @@ void cast_loop(const KernelContext& ctx) {
 // One kernel per input dtype; the output dtype picks the loop.
 template <typename From>
 void cast_kernel(const KernelContext& ctx) {
-  visit_dtype(ctx.out().type.dtype, [&](auto to_zero) { cast_loop<From, decltype(to_zero)>(ctx); });
+  visit_storage_dtype(ctx.out().type.dtype, [&](auto to_zero) { cast_loop<From, decltype(to_zero)>(ctx); });
 }
 
 // fill: y[i] = convert<T>(value)
@@ -142,7 +149,9 @@ void register_creation_kernels(KernelRegistry& r) {
   const auto all = [&](std::string_view op, auto kernel_of) {
     each_dtype(op, kernel_of, float{}, double{}, std::int32_t{}, std::int64_t{}, std::uint8_t{});
   };
-  all("cast", [](auto zero) { return &cast_kernel<decltype(zero)>; });
+  each_dtype(
+      "cast", [](auto zero) { return &cast_kernel<decltype(zero)>; }, float{}, double{}, std::int32_t{}, std::int64_t{},
+      std::uint8_t{}, bfloat16{}, float16{});
   all("fill", [](auto zero) { return &fill_kernel<decltype(zero)>; });
   each_dtype(
       "iota", [](auto zero) { return &iota_kernel<decltype(zero)>; }, float{}, double{}, std::int32_t{},

@@ -1,6 +1,6 @@
 // CPU kernels for the shape ops (ops/shape_ops.h). They move elements and compute nothing, so
-// each is written once per element size (1, 4 or 8 bytes) over raw bytes and registered for
-// every dtype of that size: f32 and i32 share a kernel, as do f64 and i64.
+// each is written once per element size (1, 2, 4 or 8 bytes) over raw bytes and registered for
+// every dtype of that size: f32 and i32 share a kernel, as do f64 and i64, and bf16 and f16.
 //
 // Elements are moved with memcpy, which is defined whatever the element's type and, for a
 // constant size, compiles to one load and one store.
@@ -324,14 +324,15 @@ void concat_kernel(const KernelContext& ctx) {
 
 // --- registration -------------------------------------------------------------------------
 
-constexpr DType kAllDTypes[] = {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean};
+constexpr DType kAllDTypes[] = {DType::f32,     DType::f64,  DType::i32, DType::i64,
+                                DType::boolean, DType::bf16, DType::f16};
 
 // Registers, for every dtype, the kernel written for its element size.
-void add_by_element_size(KernelRegistry& r, std::string_view op, Kernel one_byte, Kernel four_bytes,
+void add_by_element_size(KernelRegistry& r, std::string_view op, Kernel one_byte, Kernel two_bytes, Kernel four_bytes,
                          Kernel eight_bytes) {
   for (DType t : kAllDTypes) {
     const std::size_t size = dtype_size(t);
-    r.add(op, t, size == 1 ? one_byte : size == 4 ? four_bytes : eight_bytes);
+    r.add(op, t, size == 1 ? one_byte : size == 2 ? two_bytes : size == 4 ? four_bytes : eight_bytes);
   }
 }
 
@@ -342,9 +343,10 @@ void register_shape_kernels(KernelRegistry& r) {
     r.add("reshape", t, &reshape_kernel);
     r.add("concat", t, &concat_kernel);
   }
-  add_by_element_size(r, "permute", &permute_kernel<1>, &permute_kernel<4>, &permute_kernel<8>);
-  add_by_element_size(r, "broadcast_to", &broadcast_to_kernel<1>, &broadcast_to_kernel<4>, &broadcast_to_kernel<8>);
-  add_by_element_size(r, "slice", &slice_kernel<1>, &slice_kernel<4>, &slice_kernel<8>);
+  add_by_element_size(r, "permute", &permute_kernel<1>, &permute_kernel<2>, &permute_kernel<4>, &permute_kernel<8>);
+  add_by_element_size(r, "broadcast_to", &broadcast_to_kernel<1>, &broadcast_to_kernel<2>, &broadcast_to_kernel<4>,
+                      &broadcast_to_kernel<8>);
+  add_by_element_size(r, "slice", &slice_kernel<1>, &slice_kernel<2>, &slice_kernel<4>, &slice_kernel<8>);
 }
 
 }  // namespace fovea::cpu_backend

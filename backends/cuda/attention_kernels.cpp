@@ -1,6 +1,10 @@
 // CUDA kernels for fused_attention and fused_attention_backward (ops/attention.h), host
 // side: the sizes, the mask's strides, the dropout's key, and the launches (the math is in
 // attention.cu, and in attention_tiled.cu for the opt-in tiled kernels).
+//
+// Half inputs (bf16, f16: mixed precision) compute in f32. Where no kernel takes them as they
+// are, they are widened to f32 copies in the backend's scratch, the f32 kernels run, and the
+// half outputs are rounded back: correct for every size, at f32 speed plus the conversions.
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -12,6 +16,12 @@
 namespace fovea::cuda_backend {
 
 namespace {
+
+// The element type the scores are computed in: q's, or f32 for half q.
+Element compute_element(const KernelContext& ctx) {
+  const DType t = ctx.in(0).type.dtype;
+  return element(is_half(t) ? DType::f32 : t);
+}
 
 // The node's sizes, scale and causality, where the mask (when there is one) reads: its
 // strides along the scores [..., Tq, Tk] it broadcasts to, 0 along broadcast dims, and the
@@ -33,7 +43,7 @@ AttentionShape shape_of(const KernelContext& ctx, const FusedAttentionInputs& in
     a.batch_dims[i] = sq[i];
     a.batch *= sq[i];
   }
-  const Element type = element(ctx.in(0).type.dtype);
+  const Element type = compute_element(ctx);
   const std::int64_t shared = attention_shared_bytes_per_warp(type, a.d, a.dv);
   if (shared > 48 * 1024)
     ctx.fail(
@@ -69,7 +79,73 @@ bool use_tiled_kernels(const KernelContext& ctx, const AttentionShape& a) {
   if (choice != "tiled")
     ctx.fail(
         fmt::format("the environment variable FOVEA_CUDA_ATTENTION is '{}'; expected 'simple' or 'tiled'", choice));
-  return tiled_attention_supports(element(ctx.in(0).type.dtype), a.d, a.dv);
+  return tiled_attention_supports(compute_element(ctx), a.d, a.dv);
+}
+
+// f32 copies of a node's half tensors, carved from the backend's one scratch buffer (256-byte
+// aligned pieces), so that nothing is allocated per run.
+class WideCopies {
+ public:
+  // Reserves room for `count` floats and returns the piece's index.
+  std::size_t add(std::int64_t count) {
+    offsets_.push_back(bytes_);
+    bytes_ += (static_cast<std::size_t>(count) * sizeof(float) + 255) / 256 * 256;
+    return offsets_.size() - 1;
+  }
+  // Takes the scratch (one call: the pieces stay valid until the backend's next workspace()).
+  void allocate(CudaBackend& gpu) { base_ = static_cast<std::byte*>(gpu.workspace(bytes_ > 0 ? bytes_ : 1)); }
+  void* operator[](std::size_t piece) const { return base_ + offsets_[piece]; }
+
+ private:
+  std::vector<std::size_t> offsets_;
+  std::size_t bytes_ = 0;
+  std::byte* base_ = nullptr;
+};
+
+// y ← x converted, n elements, on the backend's stream.
+void convert(const KernelContext& ctx, CudaBackend& gpu, DType from, DType to, const void* x, void* y, std::int64_t n) {
+  check_launch(ctx, launch_cast(element(from), element(to), x, y, n, gpu.stream()), "fused attention's conversion");
+}
+
+// The forward for half q, k, v, through f32 copies.
+void half_forward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttentionInputs& in, const AttentionShape& a) {
+  const DType half = ctx.in(0).type.dtype;
+  const void* mask = in.has_mask ? ctx.in(in.mask).data : nullptr;
+  WideCopies wide;
+  const std::size_t q = wide.add(ctx.in(0).numel()), k = wide.add(ctx.in(1).numel()), v = wide.add(ctx.in(2).numel()),
+                    o = wide.add(ctx.out(0).numel());
+  wide.allocate(gpu);
+  for (std::size_t i : {q, k, v}) convert(ctx, gpu, half, DType::f32, ctx.in(i).data, wide[i], ctx.in(i).numel());
+  const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_forward_tiled : &launch_attention_forward;
+  check_launch(ctx, launch(Element::f32, a, wide[q], wide[k], wide[v], mask, wide[o], ctx.out(1).data, gpu.stream()),
+               "fused_attention");
+  convert(ctx, gpu, DType::f32, half, wide[o], ctx.out(0).data, ctx.out(0).numel());
+}
+
+// The backward for half q, k, v (o and d_o half too, lse f32), through f32 copies.
+void half_backward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttentionInputs& in,
+                   const AttentionShape& a) {
+  const DType half = ctx.in(0).type.dtype;
+  const std::size_t first = in.saved;  // o, then lse, then d_o
+  const std::size_t half_inputs[] = {0, 1, 2, first, first + 2};
+  WideCopies wide;
+  std::size_t input_piece[5], output_piece[3];
+  for (std::size_t i = 0; i < 5; ++i) input_piece[i] = wide.add(ctx.in(half_inputs[i]).numel());
+  for (std::size_t i = 0; i < 3; ++i) output_piece[i] = wide.add(ctx.out(i).numel());
+  const std::size_t delta = wide.add(a.batch * a.tq);
+  wide.allocate(gpu);
+  for (std::size_t i = 0; i < 5; ++i)
+    convert(ctx, gpu, half, DType::f32, ctx.in(half_inputs[i]).data, wide[input_piece[i]],
+            ctx.in(half_inputs[i]).numel());
+  const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_backward_tiled : &launch_attention_backward;
+  check_launch(ctx,
+               launch(Element::f32, a, wide[input_piece[0]], wide[input_piece[1]], wide[input_piece[2]],
+                      in.has_mask ? ctx.in(in.mask).data : nullptr, wide[input_piece[3]], ctx.in(first + 1).data,
+                      wide[input_piece[4]], wide[delta], wide[output_piece[0]], wide[output_piece[1]],
+                      wide[output_piece[2]], gpu.stream()),
+               "fused_attention_backward");
+  for (std::size_t i = 0; i < 3; ++i)
+    convert(ctx, gpu, DType::f32, half, wide[output_piece[i]], ctx.out(i).data, ctx.out(i).numel());
 }
 
 // Inputs (q, k, v, [mask], [step]); outputs (o, lse).
@@ -78,6 +154,7 @@ void fused_attention_kernel(const KernelContext& ctx) {
   CudaBackend& gpu = CudaBackend::of(ctx);
   const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/false);
   const AttentionShape a = shape_of(ctx, in);
+  if (is_half(ctx.in(0).type.dtype)) return half_forward(ctx, gpu, in, a);
   const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_forward_tiled : &launch_attention_forward;
   check_launch(ctx,
                launch(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
@@ -91,6 +168,7 @@ void fused_attention_backward_kernel(const KernelContext& ctx) {
   CudaBackend& gpu = CudaBackend::of(ctx);
   const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/true);
   const AttentionShape a = shape_of(ctx, in);
+  if (is_half(ctx.in(0).type.dtype)) return half_backward(ctx, gpu, in, a);
   const std::size_t first = in.saved;
   const std::size_t delta_bytes = static_cast<std::size_t>(a.batch * a.tq) * dtype_size(ctx.in(0).type.dtype);
   void* delta = gpu.workspace(delta_bytes > 0 ? delta_bytes : 1);
@@ -105,7 +183,7 @@ void fused_attention_backward_kernel(const KernelContext& ctx) {
 }  // namespace
 
 void register_attention_kernels(KernelRegistry& r) {
-  for (DType t : {DType::f32, DType::f64}) {
+  for (DType t : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
     r.add("fused_attention", t, &fused_attention_kernel);
     r.add("fused_attention_backward", t, &fused_attention_backward_kernel);
   }

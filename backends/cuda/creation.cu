@@ -6,6 +6,9 @@
 // last bit of an f64, since the GPU's libm is not glibc's and either compiler may fuse a
 // multiply and an add. Uniform numbers on [0, 1) are exact (24-bit fractions); normal ones
 // agree to about 1e-15 relative in f64, and almost always exactly once rounded to f32.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <limits>
 #include <type_traits>
 
@@ -16,13 +19,34 @@ namespace fovea::cuda_backend {
 
 namespace {
 
+template <typename T>
+inline constexpr bool is_half_v = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
+
+__device__ inline float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ inline float widen(__half x) { return __half2float(x); }
+template <typename H>
+__device__ H narrow(float x);
+template <>
+__device__ inline __nv_bfloat16 narrow(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <>
+__device__ inline __half narrow(float x) {
+  return __float2half_rn(x);
+}
+
 // convert<To>(x), as in the CPU backend (and documented at cast()):
 //   to bool:       x != 0
 //   float to int:  NaN -> 0; x >= 2^(bits-1) -> max; x <= -2^(bits-1) -> min; else trunc(x)
+//   to or from a half type: through f32, rounding to nearest-even into the half
 //   otherwise:     static_cast (int to int wraps modulo 2^bits; to float rounds to nearest)
 template <typename To, typename From>
 __device__ To convert(From x) {
-  if constexpr (std::is_same_v<To, std::uint8_t>) {
+  if constexpr (is_half_v<From>) {
+    return convert<To>(widen(x));
+  } else if constexpr (is_half_v<To>) {
+    return narrow<To>(static_cast<float>(x));
+  } else if constexpr (std::is_same_v<To, std::uint8_t>) {
     return x != From{0} ? 1 : 0;
   } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
     const double v = static_cast<double>(x);
@@ -131,10 +155,16 @@ bool with_type(Element t, F&& f) {
 
 bool launch_cast(Element from, Element to, const void* x, void* y, std::int64_t n, void* stream) {
   if (n == 0) return true;
+  // Every type, the half ones included (cast is how values enter and leave them).
+  const auto with_any_type = [](Element t, auto&& f) {
+    if (t == Element::bf16) return f(__nv_bfloat16{}), true;
+    if (t == Element::f16) return f(__half{}), true;
+    return with_type<Types::all>(t, f);
+  };
   bool known_to = false;
-  const bool known_from = with_type<Types::all>(from, [&](auto from_zero) {
+  const bool known_from = with_any_type(from, [&](auto from_zero) {
     using From = decltype(from_zero);
-    known_to = with_type<Types::all>(to, [&](auto to_zero) {
+    known_to = with_any_type(to, [&](auto to_zero) {
       using To = decltype(to_zero);
       cast_kernel<<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<const From*>(x), static_cast<To*>(y),
                                                                      n);

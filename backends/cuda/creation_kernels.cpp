@@ -82,6 +82,8 @@ void register_creation_kernels(KernelRegistry& r) {
     r.add("cast", t, &cast_kernel);
     r.add("fill", t, &fill_kernel);
   }
+  r.add("cast", DType::bf16, &cast_kernel);
+  r.add("cast", DType::f16, &cast_kernel);
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64}) r.add("iota", t, &iota_kernel);
   for (DType t : {DType::f32, DType::f64}) {
     r.add("random_uniform", t, &random_uniform_kernel);

@@ -34,7 +34,9 @@ inline Element element(DType t) {
                 static_cast<int>(DType::f64) == static_cast<int>(Element::f64) &&
                 static_cast<int>(DType::i32) == static_cast<int>(Element::i32) &&
                 static_cast<int>(DType::i64) == static_cast<int>(Element::i64) &&
-                static_cast<int>(DType::boolean) == static_cast<int>(Element::boolean));
+                static_cast<int>(DType::boolean) == static_cast<int>(Element::boolean) &&
+                static_cast<int>(DType::bf16) == static_cast<int>(Element::bf16) &&
+                static_cast<int>(DType::f16) == static_cast<int>(Element::f16));
   return static_cast<Element>(static_cast<int>(t));
 }
 

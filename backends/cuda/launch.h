@@ -16,7 +16,7 @@
 namespace fovea::cuda_backend {
 
 // Element types, in fovea::DType's order (the host side converts with a static_cast).
-enum class Element : int { f32, f64, i32, i64, boolean };
+enum class Element : int { f32, f64, i32, i64, boolean, bf16, f16 };
 
 // The most dims an iteration box may have after merging (see Walk).
 inline constexpr int kMaxDims = 8;

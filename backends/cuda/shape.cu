@@ -5,7 +5,7 @@
 // which is permute (x's strides permuted), broadcast_to (x's stride 0 along broadcast dims),
 // slice (x's stride step·inner along the axis, x_base = start·inner) and each input of concat
 // (y's strides those of the output, y_base the input's offset along the axis), once the host
-// has written the strides. Elements are moved as 1-, 4- or 8-byte words, whatever their type.
+// has written the strides. Elements are moved as 1-, 2-, 4- or 8-byte words, whatever their type.
 #include "fovea/backends/cuda/device.cuh"
 
 namespace fovea::cuda_backend {
@@ -37,6 +37,9 @@ bool launch_copy(int element_size, const void* x, std::int64_t x_base, void* y, 
   switch (element_size) {
     case 1:
       copy_as<std::uint8_t>(x, x_base, y, y_base, n, walk, as_stream(stream));
+      return true;
+    case 2:
+      copy_as<std::uint16_t>(x, x_base, y, y_base, n, walk, as_stream(stream));
       return true;
     case 4:
       copy_as<std::uint32_t>(x, x_base, y, y_base, n, walk, as_stream(stream));

@@ -107,7 +107,7 @@ void concat_kernel(const KernelContext& ctx) {
 }  // namespace
 
 void register_shape_kernels(KernelRegistry& r) {
-  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean}) {
+  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean, DType::bf16, DType::f16}) {
     r.add("reshape", t, &reshape_kernel);
     r.add("permute", t, &permute_kernel);
     r.add("broadcast_to", t, &broadcast_to_kernel);
