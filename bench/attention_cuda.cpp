@@ -1,32 +1,39 @@
-// Fused vs unfused attention on the GPU (the CUDA backend), forward and forward + backward.
+// Fused vs unfused attention on the GPU (the CUDA backend), forward and forward + backward,
+// in f32 and in mixed precision (bf16 or f16 operands, f32 sums).
 //
-// For q, k, v of [1, heads, N, head_dim] in f32 and every N of --sizes and head dim of
-// --head-dims:
+// For q, k, v of [1, heads, N, head_dim] and every N of --sizes and head dim of --head-dims:
 //
-//   fused:    o = fused_attention(q, k, v)                  (attention.cu)
+//   fused:    o = fused_attention(q, k, v)                  (attention.cu; attention_mma.cu, the
+//                                                            tensor cores, for bf16 and f16)
 //   unfused:  o = matmul(softmax(matmul(q, kᵀ)·scale), v)   (cuBLAS, the elementwise and
-//                                                            reduction kernels)
+//                                                            reduction kernels; f32 only)
 //
 // timed two ways: the forward alone (loss = Σ o ⊙ r), and the forward with the gradients of q,
 // k and v. The operands are parameters, so they live on the GPU and no run copies them; the
 // gradients are assigned into GPU-resident state (updates), so the only copy back per run is
-// the loss. A run is therefore the kernels plus one scalar copy: what TFLOP/s measure.
+// the loss. A run is therefore the kernels plus one scalar copy: what TFLOP/s measure. In bf16
+// and f16 the forward reads constants of the half type (resident on the GPU too); the forward +
+// backward casts f32 parameters to the half type, three O(N·d) conversions, so that the
+// gradients have somewhere to go.
 //
 // FLOPs follow the FlashAttention papers: the forward's two matmuls are 4·N²·d per head, the
-// backward's five 2.5× that, so forward + backward is 14·N²·d per head (non-causal).
+// backward's five 2.5× that, so forward + backward is 14·N²·d per head (non-causal). For the
+// half types the forward's TFLOP/s are also given as a fraction of --peak-tflops, the GPU's
+// dense bf16/f16 tensor-core peak (989 for an H100 SXM or an H200; 312 for an A100).
 //
 // The unfused graph holds [heads, N, N] score matrices; when its planned arena exceeds
 // --max-unfused-bytes it is not built (reported as skipped), and when the GPU cannot allocate
 // it the error is reported and the size is skipped. The first size is also checked against the
-// CPU backend (--check-n). Without a GPU the benchmark says why and exits 0.
+// CPU backend (--check-n), in every dtype. Without a GPU the benchmark says why and exits 0.
 //
-// Inputs are f32: bf16/f16 inputs (mixed precision) are not implemented yet.
-//
-//   build/bench/attention_cuda [--reps 5] [--sizes 1024 ... 16384] [--head-dims 64 128] [--json FILE]
+//   build/bench/attention_cuda [--reps 5] [--sizes 1024 ... 16384] [--head-dims 64 128]
+//                              [--dtypes f32 bf16] [--peak-tflops 989] [--json FILE]
 //
 // JSON keys per size and head dim, e.g. n8192_d64_fused_tflops, n8192_d64_unfused_tflops,
 // n8192_d64_fused_ms, n8192_d64_unfused_ms (forward + backward), the same with _fwd_ for the
-// forward alone, and _fused_peak_bytes, _unfused_peak_bytes, _unfused_skipped.
+// forward alone, and _fused_peak_bytes, _unfused_peak_bytes, _unfused_skipped. The half types
+// add n8192_d64_bf16_fwd_fused_tflops, n8192_d64_bf16_fwd_fused_ms,
+// n8192_d64_bf16_fwd_peak_fraction and n8192_d64_bf16_fused_tflops / _ms (forward + backward).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -50,7 +57,8 @@ struct Program {
   std::vector<fovea::Value> outputs, updates;
 };
 
-Program build(bool fused, bool backward, std::int64_t heads, std::int64_t n, std::int64_t head_dim) {
+Program build(bool fused, bool backward, std::int64_t heads, std::int64_t n, std::int64_t head_dim,
+              fovea::DType dtype = fovea::f32) {
   Program p;
   p.graph = std::make_unique<fovea::Graph>(fused ? "fused" : "unfused");
   fovea::Graph& g = *p.graph;
@@ -61,10 +69,21 @@ Program build(bool fused, bool backward, std::int64_t heads, std::int64_t n, std
   auto v = g.parameter("v", fovea::f32, shape, init), r = g.state("r", fovea::f32, shape, init);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   fovea::Value o;
-  if (fused)
+  if (fovea::is_half(dtype)) {
+    // The forward alone reads half constants; with the backward, the parameters cast to half.
+    auto operand = [&](fovea::Value param, std::uint64_t seed) {
+      if (backward) return fovea::cast(param, dtype);
+      fovea::Tensor t = fovea::Tensor::empty(fovea::f32, shape);
+      fovea::init::uniform(-1.0, 1.0).fill(t, 1, seed);
+      return g.constant(t.to(dtype));
+    };
+    o = fovea::cast(fovea::fused_attention(operand(q, 1), operand(k, 2), operand(v, 3), {}, scale, false).output,
+                    fovea::f32);
+  } else if (fused) {
     o = fovea::fused_attention(q, k, v, {}, scale, false).output;
-  else
+  } else {
     o = fovea::matmul(fovea::nn::softmax(fovea::matmul(q, k, false, true) * scale), v);
+  }
   auto loss = fovea::reduce_sum(o * r);
   p.outputs = {loss};
   if (backward) {
@@ -106,10 +125,11 @@ struct Timing {
 // Builds, compiles for `gpu` and times one variant; skipped (with the reason) when its arena
 // would exceed `max_bytes` or the GPU refuses the memory.
 Timing time_variant(const std::shared_ptr<fovea::Backend>& gpu, bool fused, bool backward, std::int64_t heads,
-                    std::int64_t n, std::int64_t head_dim, int reps, double max_bytes) {
+                    std::int64_t n, std::int64_t head_dim, int reps, double max_bytes,
+                    fovea::DType dtype = fovea::f32) {
   Timing t;
   try {
-    Program p = build(fused, backward, heads, n, head_dim);
+    Program p = build(fused, backward, heads, n, head_dim, dtype);
     // Planned for the CPU first (its arena is only reserved, never touched here): within a few
     // bytes the plan the GPU gets, known before asking the GPU for the memory.
     const std::size_t planned =
@@ -132,6 +152,13 @@ Timing time_variant(const std::shared_ptr<fovea::Backend>& gpu, bool fused, bool
   return t;
 }
 
+// "f32", "bf16" or "f16" as a DType.
+fovea::DType parse_dtype(const std::string& name) {
+  for (fovea::DType t : {fovea::f32, fovea::bf16, fovea::f16})
+    if (fovea::dtype_name(t) == name) return t;
+  throw fovea::Error(fmt::format("--dtypes: '{}' is not f32, bf16 or f16", name));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -139,10 +166,13 @@ int main(int argc, char** argv) {
   int reps = 5;
   std::int64_t heads = 8, check_n = 256;
   std::vector<std::int64_t> sizes{1024, 2048, 4096, 8192, 16384}, head_dims{64, 128};
-  double max_unfused_bytes = 60e9;
+  std::vector<std::string> dtype_names{"f32", "bf16"};
+  double max_unfused_bytes = 60e9, peak_tflops = 989;
   std::string json;
   app.add_option("--sizes", sizes, "sequence lengths N (default 1024 ... 16384)");
   app.add_option("--head-dims", head_dims, "dims per head (default 64 128)");
+  app.add_option("--dtypes", dtype_names, "operand types: f32 (fused and unfused), bf16, f16 (fused)");
+  app.add_option("--peak-tflops", peak_tflops, "the GPU's dense bf16/f16 peak, for the fraction (H100 SXM: 989)");
   app.add_option("--reps", reps, "timed runs per size (the median is reported; at least 3)");
   app.add_option("--heads", heads, "attention heads (the batch is 1)");
   app.add_option("--max-unfused-bytes", max_unfused_bytes, "skip the unfused graph when its arena exceeds this");
@@ -150,6 +180,13 @@ int main(int argc, char** argv) {
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
   reps = std::max(reps, 3);
+  std::vector<fovea::DType> dtypes;
+  try {
+    for (const std::string& name : dtype_names) dtypes.push_back(parse_dtype(name));
+  } catch (const fovea::Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
 
   std::string reason;
   if (!fovea::cuda_available(&reason)) {
@@ -160,48 +197,68 @@ int main(int argc, char** argv) {
   fovea::tools::Report report;
   report.set("heads", heads);
   report.set("reps", reps);
-  report.set("dtype", std::string("f32"));
+  report.set("dtypes", fmt::format("{}", fmt::join(dtype_names, " ")));
+  report.set("peak_tflops", peak_tflops);
 
   if (check_n > 0) {
-    Program p = build(true, false, heads, check_n, head_dims.front());
-    fovea::Executable on_gpu = fovea::compile(*p.graph, p.outputs, gpu);
-    fovea::Executable on_cpu = fovea::compile(*p.graph, p.outputs, fovea::cpu());
-    const double difference = max_difference(on_gpu.run({}), on_cpu.run({}));
-    std::printf("N = %lld: largest difference of the loss from the CPU backend %.2e (relative to 1 + |value|)\n",
-                static_cast<long long>(check_n), difference);
-    report.set("check_max_difference", difference);
+    for (const fovea::DType dtype : dtypes) {
+      Program p = build(true, false, heads, check_n, head_dims.front(), dtype);
+      fovea::Executable on_gpu = fovea::compile(*p.graph, p.outputs, gpu);
+      fovea::Executable on_cpu = fovea::compile(*p.graph, p.outputs, fovea::cpu());
+      const double difference = max_difference(on_gpu.run({}), on_cpu.run({}));
+      std::printf("%s, N = %lld: largest difference of the loss from the CPU backend %.2e (relative to 1 + |value|)\n",
+                  std::string(fovea::dtype_name(dtype)).c_str(), static_cast<long long>(check_n), difference);
+      report.set(fmt::format("{}check_max_difference",
+                             dtype == fovea::f32 ? "" : fmt::format("{}_", fovea::dtype_name(dtype))),
+                 difference);
+    }
   }
 
   std::printf(
-      "fused vs unfused attention on %s, f32, [1,%lld,N,d], median of %d runs; TFLOP/s by the\n"
+      "fused vs unfused attention on %s, [1,%lld,N,d], median of %d runs; TFLOP/s by the\n"
       "FlashAttention count (forward 4·N²·d per head, forward + backward 14·N²·d)\n",
       std::string(gpu->name()).c_str(), static_cast<long long>(heads), reps);
-  std::printf("%6s %4s  %-9s %10s %10s %8s  %9s %9s\n", "N", "d", "pass", "fused ms", "unfused ms", "speedup",
-              "fused TF/s", "unfus TF/s");
-  for (const std::int64_t d : head_dims) {
-    for (const std::int64_t n : sizes) {
-      for (const bool backward : {false, true}) {
-        const std::string key = fmt::format("n{}_d{}_{}", n, d, backward ? "" : "fwd_");
-        const double flops = (backward ? 14.0 : 4.0) * static_cast<double>(heads) * static_cast<double>(n) *
-                             static_cast<double>(n) * static_cast<double>(d);
-        const Timing f = time_variant(gpu, true, backward, heads, n, d, reps, 1e18);
-        const Timing u = time_variant(gpu, false, backward, heads, n, d, reps, max_unfused_bytes);
-        auto tflops = [&](const Timing& t) { return t.skipped ? 0.0 : flops / t.ms / 1e9; };
-        report.set(key + "fused_ms", f.skipped ? -1.0 : f.ms);
-        report.set(key + "fused_tflops", tflops(f));
-        report.set(key + "fused_peak_bytes", f.peak_bytes);
-        report.set(key + "unfused_ms", u.skipped ? -1.0 : u.ms);
-        report.set(key + "unfused_tflops", tflops(u));
-        report.set(key + "unfused_peak_bytes", u.peak_bytes);
-        report.set(key + "unfused_skipped", u.skipped);
-        std::printf("%6lld %4lld  %-9s %10s %10s %8s  %9.1f %9.1f\n", static_cast<long long>(n),
-                    static_cast<long long>(d), backward ? "fwd+bwd" : "fwd",
-                    f.skipped ? "failed" : fmt::format("{:.2f}", f.ms).c_str(),
-                    u.skipped ? "skipped" : fmt::format("{:.2f}", u.ms).c_str(),
-                    f.skipped || u.skipped ? "-" : fmt::format("{:.2f}x", u.ms / f.ms).c_str(), tflops(f), tflops(u));
-        if (f.skipped) std::printf("        fused: %s\n", f.why.c_str());
-        if (u.skipped) std::printf("        unfused: %s\n", u.why.c_str());
-        std::fflush(stdout);
+  std::printf("%5s %6s %4s  %-9s %10s %10s %8s  %9s %9s\n", "type", "N", "d", "pass", "fused ms", "unfused ms",
+              "speedup", "fused TF/s", "unfus TF/s");
+  for (const fovea::DType dtype : dtypes) {
+    const bool half = fovea::is_half(dtype);
+    const std::string prefix = half ? fmt::format("{}_", fovea::dtype_name(dtype)) : "";
+    for (const std::int64_t d : head_dims) {
+      for (const std::int64_t n : sizes) {
+        for (const bool backward : {false, true}) {
+          const std::string key = fmt::format("n{}_d{}_{}{}", n, d, prefix, backward ? "" : "fwd_");
+          const double flops = (backward ? 14.0 : 4.0) * static_cast<double>(heads) * static_cast<double>(n) *
+                               static_cast<double>(n) * static_cast<double>(d);
+          const Timing f = time_variant(gpu, true, backward, heads, n, d, reps, 1e18, dtype);
+          Timing u;
+          if (half) {
+            u.skipped = true;
+            u.why = "the unfused graph is f32 only";
+          } else {
+            u = time_variant(gpu, false, backward, heads, n, d, reps, max_unfused_bytes);
+          }
+          auto tflops = [&](const Timing& t) { return t.skipped ? 0.0 : flops / t.ms / 1e9; };
+          report.set(key + "fused_ms", f.skipped ? -1.0 : f.ms);
+          report.set(key + "fused_tflops", tflops(f));
+          report.set(key + "fused_peak_bytes", f.peak_bytes);
+          if (half) {
+            if (!backward) report.set(key + "peak_fraction", tflops(f) / peak_tflops);
+          } else {
+            report.set(key + "unfused_ms", u.skipped ? -1.0 : u.ms);
+            report.set(key + "unfused_tflops", tflops(u));
+            report.set(key + "unfused_peak_bytes", u.peak_bytes);
+            report.set(key + "unfused_skipped", u.skipped);
+          }
+          std::printf("%5s %6lld %4lld  %-9s %10s %10s %8s  %9.1f %9.1f\n",
+                      std::string(fovea::dtype_name(dtype)).c_str(), static_cast<long long>(n),
+                      static_cast<long long>(d), backward ? "fwd+bwd" : "fwd",
+                      f.skipped ? "failed" : fmt::format("{:.2f}", f.ms).c_str(),
+                      u.skipped ? "-" : fmt::format("{:.2f}", u.ms).c_str(),
+                      f.skipped || u.skipped ? "-" : fmt::format("{:.2f}x", u.ms / f.ms).c_str(), tflops(f), tflops(u));
+          if (f.skipped) std::printf("        fused: %s\n", f.why.c_str());
+          if (u.skipped && !half) std::printf("        unfused: %s\n", u.why.c_str());
+          std::fflush(stdout);
+        }
       }
     }
   }

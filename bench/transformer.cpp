@@ -10,7 +10,12 @@
 // noise hits both alike), tokens per second, GFLOP/s of the matmul work, and the planned
 // peak of the step's memory arena.
 //
-//   build/bench/transformer [--steps 7] [--big] [--profile] [--json FILE]
+//   build/bench/transformer [--steps 7] [--big] [--profile] [--backend cpu|cuda] [--mixed-precision]
+//                           [--capture] [--json FILE]
+//
+// --backend cuda runs both modes on the GPU (the same keys; "backend" says which), where
+// --mixed-precision puts the optimized step's attention in bf16 (passes/mixed_precision.h) and
+// --capture records each step as one CUDA Graph (CompileOptions::capture_graph).
 //
 // Configurations:
 //   small  d_model 128, 4 heads, d_ff 512, 2 layers (per stack), seq 64,  batch 32
@@ -157,10 +162,17 @@ struct Compiled {
   std::vector<double> ms;
 };
 
+// Where and how the steps run.
+struct Settings {
+  std::shared_ptr<fovea::Backend> backend = fovea::cpu();
+  bool mixed_precision = false;  // the optimized step's attention in bf16
+  bool capture = false;          // one CUDA Graph per step
+};
+
 // Compiles the step (forward, backward, AdamW) either straight from the user's graph or
 // through the optimizer: the forward pipeline (attention and normalisation fusion) before
 // autodiff, the step pipeline (elementwise fusion) after it.
-void compile_step(Compiled& c, bool optimized) {
+void compile_step(Compiled& c, bool optimized, const Settings& settings) {
   fovea::Graph& g = *c.model.graph;
   auto build_step = [](fovea::Graph& graph, const std::vector<Value>& outputs) {
     const nn::TrainStep step =
@@ -168,14 +180,16 @@ void compile_step(Compiled& c, bool optimized) {
     return fovea::passes::StepParts{{outputs[0]}, step.updates};
   };
   if (optimized) {
-    c.optimized = fovea::passes::optimize_training(g, {c.model.loss}, build_step);
+    fovea::passes::PipelineOptions pipeline;
+    if (settings.mixed_precision) pipeline.mixed_precision = fovea::passes::MixedPrecisionOptions{};
+    c.optimized = fovea::passes::optimize_training(g, {c.model.loss}, build_step, pipeline);
     const fovea::passes::OptimizedGraph& s = c.optimized.step;
-    c.exe =
-        std::make_unique<fovea::Executable>(fovea::compile(*s.graph, s.outputs, fovea::cpu(), {.updates = s.updates}));
+    c.exe = std::make_unique<fovea::Executable>(fovea::compile(
+        *s.graph, s.outputs, settings.backend, {.updates = s.updates, .capture_graph = settings.capture}));
   } else {
     const fovea::passes::StepParts parts = build_step(g, {c.model.loss});
-    c.exe =
-        std::make_unique<fovea::Executable>(fovea::compile(g, parts.outputs, fovea::cpu(), {.updates = parts.updates}));
+    c.exe = std::make_unique<fovea::Executable>(fovea::compile(
+        g, parts.outputs, settings.backend, {.updates = parts.updates, .capture_graph = settings.capture}));
   }
   c.m.planned_peak_bytes = c.exe->planned_peak_bytes();
   c.m.nodes = c.exe->schedule().size();
@@ -190,12 +204,13 @@ void run_step(Compiled& c) {
 }
 
 // Times the unoptimized and the optimized step of one model in alternating rounds.
-std::pair<Measurement, Measurement> measure(const std::function<Model()>& make, int warmup, int steps, bool profile) {
+std::pair<Measurement, Measurement> measure(const std::function<Model()>& make, int warmup, int steps, bool profile,
+                                            const Settings& settings) {
   Compiled off, on;
   off.model = make();
   on.model = make();
-  compile_step(off, false);
-  compile_step(on, true);
+  compile_step(off, false, settings);
+  compile_step(on, true, settings);
   for (int i = 0; i < warmup; ++i) run_step(off), run_step(on);
   for (int i = 0; i < steps; ++i)
     for (Compiled* c : {&off, &on}) {
@@ -238,28 +253,46 @@ int main(int argc, char** argv) try {
   CLI::App app{"Training-step time of a GPT and the translator (encoder-decoder Transformer), optimizer on and off"};
   int steps = 7, warmup = 2;
   bool big = false, profile = false, skip_translator = false;
-  std::string json;
+  std::string json, backend = "cpu";
+  Settings settings;
   app.add_option("--steps", steps, "timed steps per model and mode (the median is reported; at least 5)")
       ->check(CLI::Range(5, 100000));
   app.add_option("--warmup", warmup, "untimed steps first");
   app.add_flag("--big", big, "also the big configuration (d_model 512, 4 layers, seq 256: slow on 2 cores)");
   app.add_flag("--gpt-only", skip_translator, "skip the translator");
   app.add_flag("--profile", profile, "print where each step's time goes, by op and by node");
+  app.add_option("--backend", backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_flag("--mixed-precision", settings.mixed_precision, "the optimized step's attention in bf16");
+  app.add_flag("--capture", settings.capture, "record each step as one CUDA Graph (CUDA only)");
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
+  if (backend == "cuda") {
+    std::string reason;
+    if (!fovea::cuda_available(&reason)) {
+      std::printf("skipped: %s\n", reason.c_str());
+      return 0;
+    }
+    settings.backend = fovea::cuda();
+  }
 
   std::vector<Config> configs = {{"small", 128, 4, 512, 2, 64, 32}};
   if (big) configs.push_back({"big", 512, 8, 2048, 4, 256, 8});
-  std::printf("training steps (forward + backward + AdamW, dropout 0.1), %d threads; median of %d after %d warm-up\n",
-              fovea::configured_thread_count(), steps, warmup);
+  std::printf(
+      "training steps (forward + backward + AdamW, dropout 0.1) on %s%s%s, %d threads; median of %d after %d "
+      "warm-up\n",
+      backend.c_str(), settings.mixed_precision ? ", attention in bf16 when optimized" : "",
+      settings.capture ? ", captured" : "", fovea::configured_thread_count(), steps, warmup);
   fovea::tools::Report report;
   report.set("threads", fovea::configured_thread_count());
+  report.set("backend", backend);
+  report.set("mixed_precision", settings.mixed_precision);
+  report.set("capture", settings.capture);
   for (const Config& c : configs) {
     std::printf("%s: d_model %lld, %lld heads, d_ff %lld, %lld layers, seq %lld, batch %lld, vocab %lld\n",
                 c.name.c_str(), static_cast<long long>(c.d_model), static_cast<long long>(c.heads),
                 static_cast<long long>(c.d_ff), static_cast<long long>(c.layers), static_cast<long long>(c.seq),
                 static_cast<long long>(c.batch), static_cast<long long>(c.vocab));
-    const auto [gpt_off, gpt_on] = measure([&] { return gpt_model(c); }, warmup, steps, profile);
+    const auto [gpt_off, gpt_on] = measure([&] { return gpt_model(c); }, warmup, steps, profile, settings);
     print("gpt", "unoptimized", gpt_off);
     print("gpt", "optimized", gpt_on);
     std::printf("  gpt optimizer speed-up: %.2fx\n", gpt_off.ms_per_step / gpt_on.ms_per_step);
@@ -267,7 +300,7 @@ int main(int argc, char** argv) try {
     record(report, c.name, "_unoptimized", gpt_off);
     report.set(c.name + "_optimizer_speedup", gpt_off.ms_per_step / gpt_on.ms_per_step);
     if (skip_translator) continue;
-    const auto [tr_off, tr_on] = measure([&] { return translator_model(c); }, warmup, steps, profile);
+    const auto [tr_off, tr_on] = measure([&] { return translator_model(c); }, warmup, steps, profile, settings);
     print("translator", "unoptimized", tr_off);
     print("translator", "optimized", tr_on);
     std::printf("  translator optimizer speed-up: %.2fx\n", tr_off.ms_per_step / tr_on.ms_per_step);
