@@ -35,6 +35,7 @@
 #include <fovea/fovea.h>
 #include <CLI/CLI.hpp>
 
+#include "device.h"
 #include "report.h"
 
 namespace nn = fovea::nn;
@@ -153,7 +154,10 @@ int main(int argc, char** argv) try {
   app.add_option("--json", json, "write the final figures to this JSON file");
   app.add_flag("--quick", quick, "a smoke test: a tiny model, a few steps, a short sample");
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
+  fovea::tools::DeviceOptions device;
+  device.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  const std::shared_ptr<fovea::Backend> backend = device.backend();
   if (quick) {
     d_model = 32, heads = 2, d_ff = 64, layers = 1, context = 32, batch = 8, steps = 20, warmup = 5;
     eval_every = 10, eval_batches = 2, final_eval_batches = 4, sample_length = 60;
@@ -216,15 +220,15 @@ int main(int argc, char** argv) try {
                    .weight_decay = weight_decay});
     return fovea::passes::StepParts{{forward[0], step.learning_rate}, step.updates};
   };
-  fovea::passes::CompiledTrainingStep train_step =
-      fovea::passes::compile_training_step(g, {loss}, build_step, fovea::cpu(), {.optimize = !no_optimize});
+  fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
+      g, {loss}, build_step, backend, {.optimize = !no_optimize, .pipeline = device.pipeline()});
 
   Value eval_loss;
   {
     auto scope = g.scope("validation");
     eval_loss = nn::cross_entropy(model(inputs), targets);
   }
-  fovea::Executable evaluate = fovea::compile(g, {eval_loss});
+  fovea::Executable evaluate = fovea::compile(g, {eval_loss}, backend);
 
   const Value prefix = g.placeholder("prefix", fovea::i32, {1, context});
   Value sample_logits;
@@ -232,7 +236,7 @@ int main(int argc, char** argv) try {
     auto scope = g.scope("sample");
     sample_logits = model(prefix);
   }
-  fovea::Executable sampler = fovea::compile(g, {sample_logits});
+  fovea::Executable sampler = fovea::compile(g, {sample_logits}, backend);
 
   std::int64_t parameter_count = 0;
   for (Value p : g.parameters()) parameter_count += p.shape().numel();
@@ -354,6 +358,8 @@ int main(int argc, char** argv) try {
   report.set("ms_per_step", 1000 * train_seconds / static_cast<double>(steps));
   report.set("planned_peak_bytes", train_step.executable().planned_peak_bytes());
   report.set("optimized", train_step.optimized());
+  report.set("device", device.device);
+  report.set("mixed_precision", device.mixed_precision);
   report.set("parameters", parameter_count);
   report.finish(json);
   return 0;

@@ -22,6 +22,7 @@
 #include <fovea/fovea.h>
 #include <CLI/CLI.hpp>
 
+#include "device.h"
 #include "report.h"
 
 namespace nn = fovea::nn;
@@ -75,7 +76,10 @@ int main(int argc, char** argv) try {
   app.add_option("--json", json, "write the final figures to this JSON file");
   app.add_option("--min-accuracy", min_accuracy, "exit with status 2 if the test accuracy ends below this");
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
+  fovea::tools::DeviceOptions device;
+  device.add_to(app, /*offer_mixed_precision=*/false);  // an MLP has no attention
   CLI11_PARSE(app, argc, argv);
+  const std::shared_ptr<fovea::Backend> backend = device.backend();
   std::filesystem::create_directories(out_dir);
 
   std::printf("loading Fashion-MNIST from %s\n", data_dir.c_str());
@@ -114,9 +118,9 @@ int main(int argc, char** argv) try {
         {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02), .weight_decay = weight_decay});
     return fovea::passes::StepParts{{forward[0], forward[1], step.learning_rate}, step.updates};
   };
-  fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
-      g, {loss, train_correct}, build_step, fovea::cpu(), {.optimize = !no_optimize});
-  fovea::Executable evaluate = fovea::compile(g, {eval_correct});
+  fovea::passes::CompiledTrainingStep train_step =
+      fovea::passes::compile_training_step(g, {loss, train_correct}, build_step, backend, {.optimize = !no_optimize});
+  fovea::Executable evaluate = fovea::compile(g, {eval_correct}, backend);
   std::printf("training step (%s): %zu nodes, planned peak %.2f MB; evaluation: %zu nodes\n",
               train_step.optimized() ? "optimized" : "not optimized", train_step.executable().schedule().size(),
               static_cast<double>(train_step.executable().planned_peak_bytes()) / 1e6, evaluate.schedule().size());
@@ -148,6 +152,7 @@ int main(int argc, char** argv) try {
   std::int64_t start_step = 0;
   if (!resume.empty()) {
     auto meta = fovea::load_checkpoint(resume, train_step.graph());
+    train_step.executable().push_state();  // on a GPU: the loaded weights and moments to the device
     start_step = std::stoll(meta.at("step"));
     std::printf("resumed from %s at step %lld\n", resume.c_str(), static_cast<long long>(start_step));
   }
@@ -183,11 +188,13 @@ int main(int argc, char** argv) try {
       acc_x.push_back(static_cast<double>(done));
       acc_y.push_back(final_accuracy);
       if (final_accuracy >= 0.88 && seconds_to_88 < 0) seconds_to_88 = train_seconds;
+      train_step.executable().pull_state();  // on a GPU: the trained values back to the host first
       fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
       std::printf("\nepoch %lld: test accuracy %.4f after %.1f s of training\n", static_cast<long long>(epoch + 1),
                   final_accuracy, train_seconds);
     }
     if (stop_after > 0 && done - start_step >= stop_after) {
+      train_step.executable().pull_state();  // on a GPU: the trained values back to the host first
       fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
       std::printf("\nstopped after %lld steps; resume with --resume %s/checkpoint.safetensors\n",
                   static_cast<long long>(done - start_step), out_dir.c_str());
@@ -212,6 +219,7 @@ int main(int argc, char** argv) try {
   report.set("steps", done);
   report.set("planned_peak_bytes", train_step.executable().planned_peak_bytes());
   report.set("optimized", train_step.optimized());
+  report.set("device", device.device);
   report.finish(json);
   if (final_accuracy < min_accuracy) {
     std::fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", final_accuracy, min_accuracy);

@@ -40,6 +40,7 @@
 #include <CLI/CLI.hpp>
 
 #include "dates.h"
+#include "device.h"
 #include "report.h"
 
 namespace nn = fovea::nn;
@@ -73,7 +74,8 @@ Value last_node_in_scope(fovea::Graph& g, const std::string& scope) {
 // cross-attention weights of the final pass, when every position sees its real prefix.
 class GreedyDecoder {
  public:
-  GreedyDecoder(fovea::Graph& g, const nn::Transformer& model, std::int64_t rows, std::int64_t source_length)
+  GreedyDecoder(fovea::Graph& g, const nn::Transformer& model, std::int64_t rows, std::int64_t source_length,
+                std::shared_ptr<fovea::Backend> backend)
       : rows_(rows), source_length_(source_length) {
     auto scope = g.scope("decode");
     source_ = g.placeholder("source", fovea::i32, {rows, source_length});
@@ -83,10 +85,10 @@ class GreedyDecoder {
     prefix_ = g.placeholder("prefix", fovea::i32, {rows, decoder_length});
     nn::AttentionMaps maps;
     const Value logits = model.decode(prefix_, memory_, mask, {}, &maps);
-    encoder_ = std::make_unique<fovea::Executable>(fovea::compile(g, {memory}));
+    encoder_ = std::make_unique<fovea::Executable>(fovea::compile(g, {memory}, backend));
     std::vector<Value> outputs = {logits};
     outputs.insert(outputs.end(), maps.decoder_cross.begin(), maps.decoder_cross.end());
-    decoder_ = std::make_unique<fovea::Executable>(fovea::compile(g, outputs));
+    decoder_ = std::make_unique<fovea::Executable>(fovea::compile(g, outputs, std::move(backend)));
   }
 
   struct Result {
@@ -210,7 +212,10 @@ int main(int argc, char** argv) try {
   app.add_option("--min-exact-match", min_exact_match, "exit with status 2 if test exact match ends below this");
   app.add_flag("--quick", quick, "a smoke test: a tiny model, a few steps, a small test set");
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
+  fovea::tools::DeviceOptions device;
+  device.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  const std::shared_ptr<fovea::Backend> backend = device.backend();
   if (quick) {
     d_model = 32, heads = 2, d_ff = 64, layers = 1, batch = 16, steps = 20, warmup = 5;
     eval_every = 10, validation_size = 32, test_size = 64, eval_rows = 32;
@@ -270,9 +275,9 @@ int main(int argc, char** argv) try {
     gradients = step.grads;
     return fovea::passes::StepParts{{forward[0], step.learning_rate}, step.updates};
   };
-  fovea::passes::CompiledTrainingStep train_step =
-      fovea::passes::compile_training_step(g, {loss}, build_step, fovea::cpu(), {.optimize = !no_optimize});
-  GreedyDecoder decoder(g, model, eval_rows, source_length);
+  fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
+      g, {loss}, build_step, backend, {.optimize = !no_optimize, .pipeline = device.pipeline()});
+  GreedyDecoder decoder(g, model, eval_rows, source_length, backend);
   std::int64_t parameter_count = 0;
   for (Value p : g.parameters()) parameter_count += p.shape().numel();
   std::printf("model: d_model %lld, %lld heads, d_ff %lld, %lld+%lld layers, %s parameters\n",
@@ -396,6 +401,8 @@ int main(int argc, char** argv) try {
   report.set("ms_per_step", done > 0 ? 1000 * train_seconds / static_cast<double>(done) : 0.0);
   report.set("planned_peak_bytes", train_step.executable().planned_peak_bytes());
   report.set("optimized", train_step.optimized());
+  report.set("device", device.device);
+  report.set("mixed_precision", device.mixed_precision);
   report.set("parameters", parameter_count);
   report.finish(json);
   if (test_exact < min_exact_match) {
