@@ -68,18 +68,26 @@ AttentionShape shape_of(const KernelContext& ctx, const FusedAttentionInputs& in
   return a;
 }
 
-// Whether this launch runs the tiled FlashAttention-2 kernels (attention_tiled.cu): when the
-// environment variable FOVEA_CUDA_ATTENTION is "tiled" and they support the head dims. Unset,
-// empty or "simple" keeps the one-warp-per-row kernels (attention.cu). Read at every launch
-// (one getenv), so that a test or a benchmark can switch between them within one process.
-bool use_tiled_kernels(const KernelContext& ctx, const AttentionShape& a) {
+// Which kernels run, from the environment variable FOVEA_CUDA_ATTENTION, read at every launch
+// (one getenv) so that a test or a benchmark can switch within one process:
+//   unset or empty  the default: f32/f64 on the one-warp-per-row kernels (attention.cu); bf16/f16
+//                   forward on the tensor cores (attention_mma.cu) where they take the sizes
+//   "simple"        the one-warp-per-row kernels for everything (half inputs through f32 copies)
+//   "tiled"         the FlashAttention-2-style CUDA-core kernels (attention_tiled.cu) where they
+//                   take the head dims, else the simple ones (half inputs through f32 copies)
+enum class Path { automatic, simple, tiled };
+
+Path chosen_path(const KernelContext& ctx) {
   const char* value = std::getenv("FOVEA_CUDA_ATTENTION");
   const std::string_view choice = value ? value : "";
-  if (choice.empty() || choice == "simple") return false;
-  if (choice != "tiled")
-    ctx.fail(
-        fmt::format("the environment variable FOVEA_CUDA_ATTENTION is '{}'; expected 'simple' or 'tiled'", choice));
-  return tiled_attention_supports(compute_element(ctx), a.d, a.dv);
+  if (choice.empty()) return Path::automatic;
+  if (choice == "simple") return Path::simple;
+  if (choice == "tiled") return Path::tiled;
+  ctx.fail(fmt::format("the environment variable FOVEA_CUDA_ATTENTION is '{}'; expected 'simple' or 'tiled'", choice));
+}
+
+bool use_tiled_kernels(const KernelContext& ctx, const AttentionShape& a) {
+  return chosen_path(ctx) == Path::tiled && tiled_attention_supports(compute_element(ctx), a.d, a.dv);
 }
 
 // f32 copies of a node's half tensors, carved from the backend's one scratch buffer (256-byte
@@ -107,10 +115,18 @@ void convert(const KernelContext& ctx, CudaBackend& gpu, DType from, DType to, c
   check_launch(ctx, launch_cast(element(from), element(to), x, y, n, gpu.stream()), "fused attention's conversion");
 }
 
-// The forward for half q, k, v, through f32 copies.
+// The forward for half q, k, v: on the tensor cores when attention_mma.cu takes the sizes (and
+// the default path is chosen), else through f32 copies.
 void half_forward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttentionInputs& in, const AttentionShape& a) {
   const DType half = ctx.in(0).type.dtype;
   const void* mask = in.has_mask ? ctx.in(in.mask).data : nullptr;
+  if (chosen_path(ctx) == Path::automatic && mma_attention_supports(element(half), a.d, a.dv) &&
+      launch_attention_forward_mma(element(half), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
+                                   static_cast<const float*>(mask), ctx.out(0).data, ctx.out(1).as<float>(),
+                                   gpu.stream())) {
+    check(ctx, cudaGetLastError(), "launching the tensor-core fused_attention kernel");
+    return;
+  }
   WideCopies wide;
   const std::size_t q = wide.add(ctx.in(0).numel()), k = wide.add(ctx.in(1).numel()), v = wide.add(ctx.in(2).numel()),
                     o = wide.add(ctx.out(0).numel());

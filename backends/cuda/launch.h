@@ -15,7 +15,9 @@
 
 namespace fovea::cuda_backend {
 
-// Element types, in fovea::DType's order (the host side converts with a static_cast).
+// Element types, in fovea::DType's order (the host side converts with a static_cast). bf16 and
+// f16 are the 16-bit floats of mixed precision: cast and the shape ops move them, and the
+// tensor-core attention of attention_mma.cu computes with them.
 enum class Element : int { f32, f64, i32, i64, boolean, bf16, f16 };
 
 // The most dims an iteration box may have after merging (see Walk).
@@ -175,6 +177,25 @@ bool launch_attention_forward_tiled(Element type, const AttentionShape& shape, c
 bool launch_attention_backward_tiled(Element type, const AttentionShape& shape, const void* q, const void* k,
                                      const void* v, const void* mask, const void* o, const void* lse, const void* d_o,
                                      void* delta, void* dq, void* dk, void* dv, void* stream);
+
+// --- attention_mma.cu -----------------------------------------------------------------------
+
+// The tensor-core FlashAttention-2 forward for 16-bit inputs (mma.sync on sm_80 and later):
+// q [batch,Tq,D], k [batch,Tk,D], v [batch,Tk,Dv] in `type` (bf16 or f16), contiguous; the
+// optional mask in f32 with the strides of `shape`; o [batch,Tq,Dv] in `type`; lse [batch,Tq]
+// in f32. Scores, softmax and the accumulation of o are f32. Same math as
+// launch_attention_forward (dropout included); Tq = 0 or batch = 0 launches nothing, Tk = 0
+// gives o = 0 and lse = -inf.
+//
+// mma_attention_supports: bf16 or f16 with D = Dv, 64 or 128, on a device of compute
+// capability 8.0 or newer whose blocks may have the kernel's shared memory. The launcher also
+// wants q, k and v on 16-byte boundaries and a mask column stride of at most 2^24 (a mask
+// broadcast from any shape has 0 or 1). It returns false, launching nothing, for anything else
+// (the host then takes another path); launch errors are left for the caller's cudaGetLastError,
+// as with every launcher here.
+bool mma_attention_supports(Element type, std::int64_t d, std::int64_t dv);
+bool launch_attention_forward_mma(Element type, const AttentionShape& shape, const void* q, const void* k,
+                                  const void* v, const float* mask, void* o, float* lse, void* stream);
 
 // --- normalization.cu ----------------------------------------------------------------------
 
