@@ -4,11 +4,14 @@
 //   build/examples/attention_fusion                      # N = 1024, 8 heads of 64 dims
 //   build/examples/attention_fusion --n 256 --runs 5 --json fusion.json
 //   FOVEA_DISABLE_PASSES=attention_fusion build/examples/attention_fusion   # see what fusion buys
+//   build/examples/attention_fusion --mixed-precision     # + the mixed_precision pass: bf16 attention
+//   build/examples/attention_fusion --device cuda         # compare and time on the GPU
 //
 // What it shows:
 //   1. build    nn::MultiHeadAttention on x [1, N, 512]: q, k, v projections, split heads,
 //               matmul → scale → softmax → matmul, merge heads, output projection, and an MSE loss;
-//   2. optimize the forward pipeline (dce, simplify, cse, fold, attention_fusion, dce), printing
+//   2. optimize the forward pipeline (dce, simplify, cse, fold, attention_fusion, normalization_fusion,
+//               [mixed_precision], dce), printing
 //               the graph after every pass and writing it to --out as NN-<pass>.txt and .svg;
 //   3. train    autodiff on both graphs: the unfused one keeps [8, N, N] score matrices for its
 //               backward; the fused one differentiates fused_attention into fused_attention_backward;
@@ -30,6 +33,7 @@
 #include <fovea/fovea.h>
 #include <CLI/CLI.hpp>
 
+#include "device.h"
 #include "report.h"
 
 namespace {
@@ -109,7 +113,10 @@ int run(int argc, char** argv) {
   app.add_option("--runs", runs, "timed runs of forward + backward")->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_option("--out", out_dir, "folder for the per-pass dumps (text IR and SVG)")->capture_default_str();
   app.add_option("--json", json_path, "write the final figures to this JSON file");
+  tools::DeviceOptions device;
+  device.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  const std::shared_ptr<Backend> backend = device.backend();
   const std::int64_t d_model = heads * head_dim;
 
   // 1. Build one attention layer the plain way: no fused op in sight.
@@ -121,7 +128,7 @@ int run(int argc, char** argv) {
   std::printf("== 1. the layer as built: %zu nodes ==\n%s\n", g.size(), to_text(g, {loss}).c_str());
 
   // 2. Optimize the forward graph, dumping it after every pass.
-  passes::PassManager pipeline = passes::forward_pipeline();
+  passes::PassManager pipeline = passes::forward_pipeline(device.pipeline());
   pipeline.dump_to(out_dir);
   const passes::OptimizedGraph opt = pipeline.run(g, {loss});
   std::printf("== 2. the forward pipeline ==\n%s\n", opt.report().c_str());
@@ -153,20 +160,26 @@ int run(int argc, char** argv) {
       live_nodes(fused_graph, fused_outputs, &ops::fused_attention_backward), out_dir.c_str());
 
   // 4. Compile both, check that they agree, and compare memory and time.
-  Executable unfused = compile(g, unfused_outputs);
-  Executable fused = compile(fused_graph, fused_outputs);
+  Executable unfused = compile(g, unfused_outputs, backend);
+  Executable fused = compile(fused_graph, fused_outputs, backend);
   const Feeds unfused_feeds{{x, random_tensor(x.shape(), 1)}, {target, random_tensor(target.shape(), 2)}};
   const Feeds fused_feeds{{opt.value(x), unfused_feeds[0].second}, {opt.value(target), unfused_feeds[1].second}};
   const std::vector<Tensor> expected = unfused.run(unfused_feeds);
   const std::vector<Tensor> actual = fused.run(fused_feeds);
+  // The key projection's bias gets no gradient in exact arithmetic (adding q·b to a whole row of
+  // scores leaves its softmax unchanged), so both graphs give rounding noise for it: not compared.
   double worst = 0;
+  const std::vector<Value> parameters = g.parameters();
   for (std::size_t i = 0; i < expected.size(); ++i)
-    worst = std::max(worst, relative_difference(actual[i], expected[i]));
-  const bool agree = worst <= 1e-4;
+    if (i == 0 || !parameters[i - 1].name().ends_with("k_proj/bias"))
+      worst = std::max(worst, relative_difference(actual[i], expected[i]));
+  // f32 against f32 agrees to rounding; bf16 operands (--mixed-precision) to a few 2^-8 of them.
+  const double tolerance = device.mixed_precision ? 2e-2 : 1e-4;
+  const bool agree = worst <= tolerance;
   std::printf("== 4. fused vs unfused at N = %lld, %lld heads of %lld dims ==\n", static_cast<long long>(n),
               static_cast<long long>(heads), static_cast<long long>(head_dim));
-  std::printf("loss and %zu gradients: largest difference %.2g of the largest value (%s)\n", expected.size() - 1, worst,
-              agree ? "agree" : "DISAGREE");
+  std::printf("loss and %zu gradients (less the key bias's): largest difference %.2g of the largest value (%s)\n",
+              expected.size() - 2, worst, agree ? "agree" : "DISAGREE");
   std::printf("planned peak memory: unfused %.1f MiB, fused %.1f MiB\n", mib(unfused.planned_peak_bytes()),
               mib(fused.planned_peak_bytes()));
   const double unfused_ms = time_runs(unfused, unfused_feeds, runs);
@@ -184,6 +197,8 @@ int run(int argc, char** argv) {
   report.set("fused_peak_bytes", fused.planned_peak_bytes());
   report.set("fused_attention_nodes", live_nodes(fused_graph, fused_outputs, &ops::fused_attention));
   report.set("max_relative_difference", worst);
+  report.set("device", device.device);
+  report.set("mixed_precision", device.mixed_precision);
   report.finish(json_path);
   return agree ? 0 : 1;
 }
