@@ -1,14 +1,37 @@
 #include "fovea/backends/backend.h"
 
+#include <cstring>
+
 namespace fovea {
 
-void KernelRegistry::add(std::string_view op, DType dtype, Kernel kernel) {
-  kernels_[{std::string(op), dtype}] = kernel;
+void KernelRegistry::add(std::string_view op, DType dtype, Kernel kernel, VerdictMessage verdict_message) {
+  kernels_[{std::string(op), dtype}] = {kernel, verdict_message};
+}
+
+const KernelRegistry::Entry* KernelRegistry::entry(std::string_view op, DType dtype) const {
+  auto it = kernels_.find(std::pair<std::string, DType>{std::string(op), dtype});
+  return it == kernels_.end() ? nullptr : &it->second;
 }
 
 Kernel KernelRegistry::find(std::string_view op, DType dtype) const {
-  auto it = kernels_.find(std::pair<std::string, DType>{std::string(op), dtype});
-  return it == kernels_.end() ? nullptr : it->second;
+  const Entry* e = entry(op, dtype);
+  return e ? e->kernel : nullptr;
+}
+
+VerdictMessage KernelRegistry::verdict_message(std::string_view op, DType dtype) const {
+  const Entry* e = entry(op, dtype);
+  return e ? e->verdict_message : nullptr;
+}
+
+std::vector<std::pair<std::string, DType>> KernelRegistry::keys() const {
+  std::vector<std::pair<std::string, DType>> keys;
+  keys.reserve(kernels_.size());
+  for (const auto& [key, entry] : kernels_) keys.push_back(key);
+  return keys;
+}
+
+void Backend::clear_verdicts(Verdict* verdicts, std::size_t count) {
+  if (count > 0) std::memset(static_cast<void*>(verdicts), 0xFF, count * sizeof(Verdict));
 }
 
 DType kernel_dtype(const Graph& graph, const Node& node) {

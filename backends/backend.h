@@ -3,6 +3,12 @@
 // Backends are dumb and fast (DESIGN.md, decision 10): they allocate, copy and run kernels
 // looked up by (op name, dtype). Which kernels run in what order, and where every value lives
 // inside one arena, is decided once, above them, by the runtime.
+//
+// A device backend (uses_host_memory() false) also serves two kernels the runtime inserts
+// into every schedule it compiles for it, to_device and to_host (ops/transfer.h): the copies
+// between the host staging buffers (allocate_host_staging) and the arena. And a kernel that
+// checks data on a device it cannot wait for mid-run (gather's indices on a GPU) defers its
+// verdict to the end of the run: see Verdict.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +18,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "fovea/core/graph.h"
 #include "fovea/runtime/thread_pool.h"
@@ -32,11 +40,31 @@ struct TensorArg {
   const Shape& shape() const { return type.shape; }
 };
 
+// The outcome of one deferred check, in the backend's memory: two 8-byte words that the
+// executable sets to all ones before every run and copies back after it, with the outputs.
+//
+// A kernel that checks its data on a device without waiting for the answer (so that the step
+// can be recorded and replayed as one launch) lowers `position` to the first failing position
+// it finds and may leave in `detail` what it found there (the bad index); its data kernel must
+// then be safe with the bad data (skip the index, define x / 0 as 0) so that the run can
+// finish. After the run, the executable raises fovea::Error for the first step, in schedule
+// order, whose verdict failed, with the message the kernel's registration gives (see
+// VerdictMessage): the same error, naming the same node and line, as an immediate check.
+struct Verdict {
+  static constexpr std::uint64_t all_clear = ~std::uint64_t{0};
+  std::uint64_t position = all_clear;  // the first failing position, or all_clear
+  std::uint64_t detail = all_clear;    // what the kernel found there, in its own encoding
+  bool failed() const { return position != all_clear; }
+};
+
 struct KernelContext {
   const Node* node = nullptr;  // attributes, and the name to report errors with
   std::span<const TensorArg> inputs;
   std::span<const TensorArg> outputs;
   ThreadPool* pool = nullptr;
+  // This step's verdict, in the backend's memory, for kernels registered with a
+  // VerdictMessage; nullptr for all others.
+  Verdict* verdict = nullptr;
 
   const TensorArg& in(std::size_t i) const { return inputs[i]; }
   const TensorArg& out(std::size_t i = 0) const { return outputs[i]; }
@@ -46,17 +74,32 @@ struct KernelContext {
 };
 
 using Kernel = void (*)(const KernelContext&);
+// The error message for a failed verdict of a kernel that defers its checks, in the words an
+// immediate check would use ("index 7 at position [1,0] of indices i32[2,4] is out of range
+// ..."). Called after the run, with the step's context: its types and attributes are valid,
+// the data its pointers point at is not.
+using VerdictMessage = std::string (*)(const KernelContext& ctx, const Verdict& verdict);
 
 // Kernels keyed by op name and a dtype: that of the op's first input, or of its output for
-// ops with no inputs or with OpDef::key_on_output (see kernel_dtype).
+// ops with no inputs or with OpDef::key_on_output (see kernel_dtype). A kernel registered with
+// a VerdictMessage defers its checks: each of its steps gets a Verdict (KernelContext::verdict).
 class KernelRegistry {
  public:
-  void add(std::string_view op, DType dtype, Kernel kernel);
+  void add(std::string_view op, DType dtype, Kernel kernel, VerdictMessage verdict_message = nullptr);
   Kernel find(std::string_view op, DType dtype) const;  // nullptr when absent
+  // The message of a kernel that defers its checks; nullptr for every other kernel.
+  VerdictMessage verdict_message(std::string_view op, DType dtype) const;
   std::size_t size() const { return kernels_.size(); }
+  // Every (op, dtype) registered, in order: for comparing backends, or wrapping one's kernels.
+  std::vector<std::pair<std::string, DType>> keys() const;
 
  private:
-  std::map<std::pair<std::string, DType>, Kernel, std::less<>> kernels_;
+  struct Entry {
+    Kernel kernel = nullptr;
+    VerdictMessage verdict_message = nullptr;
+  };
+  const Entry* entry(std::string_view op, DType dtype) const;
+  std::map<std::pair<std::string, DType>, Entry, std::less<>> kernels_;
 };
 
 // The dtype a node's kernel is looked up with.
@@ -84,9 +127,18 @@ class Backend {
 
   // Device memory for an arena or a persistent buffer, 64-byte aligned.
   virtual std::shared_ptr<std::byte[]> allocate(std::size_t bytes) = 0;
-  // Copies between host memory and this backend's memory.
+  // Host memory that this backend's to_device and to_host kernels copy from and into, 64-byte
+  // aligned: page-locked on the CUDA backend (so copies run asynchronously and can be recorded),
+  // plain host memory by default. The executable plans one block at compile time.
+  virtual std::shared_ptr<std::byte[]> allocate_host_staging(std::size_t bytes) { return allocate_aligned(bytes); }
+  // Copies between host memory and this backend's memory, outside any run (persistent copies,
+  // and the CPU's feeds and outputs); copy_to_host returns once the bytes have arrived.
   virtual void copy_from_host(std::byte* dst, const std::byte* src, std::size_t bytes) = 0;
   virtual void copy_to_host(std::byte* dst, const std::byte* src, std::size_t bytes) = 0;
+  // Sets `count` verdicts in this backend's memory to all clear, in order with the kernels
+  // (and recorded with them). The default writes host memory; a device backend that registers
+  // kernels with a VerdictMessage overrides it.
+  virtual void clear_verdicts(Verdict* verdicts, std::size_t count);
   // Waits until all launched work has finished.
   virtual void synchronize() {}
 
@@ -94,7 +146,9 @@ class Backend {
   // Parameters, state and constants live in host Tensors owned by the graph. A backend whose
   // kernels read host memory (the CPU) uses them in place. A device backend keeps one device
   // copy per host buffer, made on first use and shared by every executable on it, so that a
-  // training step and an evaluation see the same weights.
+  // training step and an evaluation see the same weights. A device backend must also register
+  // to_device and to_host kernels (ops/transfer.h) for every dtype: out ← in, bytes copied
+  // between host staging and its memory, in order with its other kernels.
   virtual bool uses_host_memory() const { return true; }
   // The backend's copy of `host` (the host buffer itself on the CPU).
   virtual std::byte* persistent_copy(const Tensor& host) { return const_cast<std::byte*>(host.raw()); }
@@ -105,11 +159,14 @@ class Backend {
 
   // --- Recording a run (CompileOptions::capture_graph) ---------------------------------------
   // A backend that can record the kernel launches of a run and replay them with one call says
-  // so here; the defaults record nothing. Between begin_capture() and end_capture() kernels are
-  // recorded, not run, so nothing may wait for the device or read a result back.
+  // so here; the defaults record nothing. Between begin_capture() and end_capture() kernels,
+  // transfers and clear_verdicts() are recorded, not run, so nothing may wait for the device or
+  // read a result back.
   virtual bool supports_capture() const { return false; }
-  // Whether the kernel of `op` for `dtype` may be recorded; if not, `reason` says why (it waits
-  // for the device mid-run, say). Asked at compile time for every step of an executable.
+  // Whether the kernel of `op` for `dtype` may be recorded; if not, `reason` says why (it would
+  // wait for the device mid-run, say: a check that must stop the run defers its verdict
+  // instead, see Verdict). Asked at compile time for every step of an executable, the
+  // transfers included.
   virtual bool can_capture(std::string_view op, DType dtype, std::string& reason) const {
     (void)op, (void)dtype;
     reason = std::string("the ") + std::string(name()) + " backend cannot record runs";

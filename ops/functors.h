@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "fovea/core/philox.h"  // FOVEA_HD
 #include "fovea/ops/fast_math.h"
@@ -118,10 +119,16 @@ struct Mul {
     return a * b;
   }
 };
-// Integer division truncates toward zero (as in C++); the kernel rejects a zero divisor.
+// Integer division truncates toward zero (as in C++). A zero divisor is an error that the
+// kernel reports (the CPU before dividing, the GPU after the run: see Verdict in
+// backends/backend.h); here it gives 0 instead of undefined behaviour, so that the GPU's
+// division can run to its end.
 struct Div {
   template <typename T>
   FOVEA_HD T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      if (b == T(0)) return T(0);
+    }
     return a / b;
   }
 };

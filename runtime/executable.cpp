@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "fovea/ops/transfer.h"
+
 namespace fovea {
 
 namespace {
@@ -79,6 +81,33 @@ std::string index_string(const Shape& shape, std::int64_t flat) {
   return fmt::format("[{}]", fmt::join(idx, ","));
 }
 
+// The node of a transfer step: `op` applied to `value`, named after it, with its scope and the
+// user's line, so that a profile or an error reads like one about the value itself. It belongs
+// to no graph; its input names the value it moves.
+std::unique_ptr<Node> transfer_node(const OpDef& op, const Graph& graph, ValueRef value) {
+  const Node& from = graph.node(value.node);
+  auto node = std::make_unique<Node>();
+  node->op = &op;
+  node->inputs = {value};
+  node->outputs = {graph.type(value)};
+  const std::string name = from.outputs.size() > 1 ? fmt::format("{}.{}", from.name, value.output) : from.name;
+  node->name = fmt::format("{}/{}", name, op.name);
+  node->scope = from.scope;
+  node->where = from.where;
+  node->role = from.role;
+  return node;
+}
+
+// The node of the step that copies the verdicts back: a to_host of `count` verdicts, seen as
+// i64 words. It moves no value of the graph, so it has no input.
+std::unique_ptr<Node> verdicts_node(std::size_t count) {
+  auto node = std::make_unique<Node>();
+  node->op = &ops::to_host;
+  node->outputs = {TensorType{DType::i64, Shape{static_cast<std::int64_t>(count * sizeof(Verdict) / 8)}}};
+  node->name = "verdicts/to_host";
+  return node;
+}
+
 }  // namespace
 
 Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend,
@@ -104,8 +133,26 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
   std::vector<ValueRef> output_refs;
   for (const Value& v : outputs) output_refs.push_back(v.ref());
   const bool host = backend->uses_host_memory();
+  exe.staged_ = !host;
   exe.plan_ = plan_memory(graph, exe.schedule_, output_refs, /*outputs_in_arena=*/!host);
-  exe.arena_ = backend->allocate(exe.plan_.peak_bytes);
+  // Steps whose kernels defer their checks get a verdict each, after the planned buffers.
+  for (std::uint32_t id : exe.schedule_) {
+    const Node& node = graph.node(id);
+    if (!node.op->source && backend->kernels().verdict_message(node.op->name, kernel_dtype(graph, node)))
+      ++exe.verdict_count_;
+  }
+  const std::size_t verdicts_offset = MemoryPlan::align_up(exe.plan_.peak_bytes);
+  exe.arena_ = backend->allocate(exe.verdict_count_ > 0 ? verdicts_offset + exe.verdict_count_ * sizeof(Verdict)
+                                                        : exe.plan_.peak_bytes);
+  if (exe.verdict_count_ > 0) {
+    exe.verdicts_ = reinterpret_cast<Verdict*>(exe.arena_.get() + verdicts_offset);
+    exe.verdicts_read_ = reinterpret_cast<const std::byte*>(exe.verdicts_);
+  }
+  if (exe.staged_) {
+    exe.staging_ = plan_staging(graph, exe.schedule_, output_refs, exe.verdict_count_);
+    exe.staging_block_ = backend->allocate_host_staging(exe.staging_.bytes);
+    if (exe.verdict_count_ > 0) exe.verdicts_read_ = exe.staging_block_.get() + exe.staging_.verdicts_offset;
+  }
 
   // Computed outputs get Tensors of their own (see DirectOutput).
   std::map<ValueRef, int> direct_index;
@@ -119,7 +166,7 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
   }
 
   // Where each value lives: an arena offset, an output's Tensor, or a parameter's or
-  // constant's own buffer.
+  // constant's own buffer (on a device, its device copy).
   auto address = [&](ValueRef v) -> std::byte* {
     if (auto it = exe.plan_.buffer_of.find(v); it != exe.plan_.buffer_of.end())
       return exe.arena_.get() + exe.plan_.buffers[it->second].offset;
@@ -138,15 +185,38 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
     throw Error(fmt::format("compile: value {}.{} has no storage", n.name, v.output));
   };
 
-  for (std::uint32_t id : exe.schedule_) {
-    const Node& node = graph.node(id);
-    if (node.op == &placeholder_op) exe.feed_slots_.emplace_back(ValueRef{id, 0}, address({id, 0}));
-    if (node.op->source) continue;
+  auto find_kernel = [&](const Node& node) {
     const DType dtype = kernel_dtype(graph, node);
     const Kernel kernel = backend->kernels().find(node.op->name, dtype);
     if (!kernel)
       node.fail(fmt::format("the {} backend has no kernel for op '{}' with dtype {}", backend->name(), node.op->name,
                             dtype_name(dtype)));
+    return kernel;
+  };
+  // A step copying a value of the node's type from `from` to `to` (ops/transfer.h).
+  auto add_transfer = [&](std::unique_ptr<Node> node, std::byte* from, std::byte* to) {
+    const TensorType& type = node->outputs[0];
+    auto args = std::make_unique<TensorArg[]>(2);
+    args[0] = {from, type};
+    args[1] = {to, type};
+    const KernelContext ctx{node.get(), {args.get(), 1}, {args.get() + 1, 1}, &backend->pool()};
+    exe.steps_.push_back({find_kernel(*node), ctx});
+    exe.args_.push_back(std::move(args));
+    exe.transfer_nodes_.push_back(std::move(node));
+  };
+  std::byte* const staging = exe.staging_block_.get();
+
+  // On a device: the feeds arrive first, each from its staging slot into its arena buffer.
+  for (const StagingPlan::Slot& slot : exe.staging_.feeds) {
+    exe.feed_slots_.emplace_back(slot.value, staging + slot.offset);
+    add_transfer(transfer_node(ops::to_device, graph, slot.value), staging + slot.offset, address(slot.value));
+  }
+  std::size_t next_verdict = 0;
+  for (std::uint32_t id : exe.schedule_) {
+    const Node& node = graph.node(id);
+    if (node.op == &placeholder_op && !exe.staged_) exe.feed_slots_.emplace_back(ValueRef{id, 0}, address({id, 0}));
+    if (node.op->source) continue;
+    const Kernel kernel = find_kernel(node);
     const std::size_t n_in = node.inputs.size(), n_out = node.outputs.size();
     auto args = std::make_unique<TensorArg[]>(n_in + n_out);
     auto bind = [&](std::size_t slot, ValueRef v, const TensorType& type) {
@@ -157,13 +227,26 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
     for (std::size_t i = 0; i < n_in; ++i) bind(i, node.inputs[i], graph.type(node.inputs[i]));
     for (std::size_t k = 0; k < n_out; ++k) bind(n_in + k, {id, static_cast<std::uint32_t>(k)}, node.outputs[k]);
     KernelContext ctx{&node, {args.get(), n_in}, {args.get() + n_in, n_out}, &backend->pool()};
-    exe.steps_.push_back({kernel, ctx});
+    const VerdictMessage verdict_message = backend->kernels().verdict_message(node.op->name, kernel_dtype(graph, node));
+    if (verdict_message) ctx.verdict = exe.verdicts_ + next_verdict++;
+    exe.steps_.push_back({kernel, ctx, verdict_message});
     exe.args_.push_back(std::move(args));
   }
+  // On a device: every output leaves last, after the updates, from its buffer into its staging
+  // slot; then the verdicts.
+  for (const StagingPlan::Slot& slot : exe.staging_.outputs)
+    add_transfer(transfer_node(ops::to_host, graph, slot.value), address(slot.value), staging + slot.offset);
+  if (exe.staged_ && exe.verdict_count_ > 0)
+    add_transfer(verdicts_node(exe.verdict_count_), reinterpret_cast<std::byte*>(exe.verdicts_),
+                 staging + exe.staging_.verdicts_offset);
+
   for (const Value& v : outputs) {
     auto it = direct_index.find(v.ref());
-    exe.outputs_.push_back(it != direct_index.end() ? Executable::Output{v.ref(), it->second, nullptr}
-                                                    : Executable::Output{v.ref(), -1, address(v.ref())});
+    if (exe.staged_)
+      exe.outputs_.push_back({v.ref(), -1, staging + exe.staging_.output(v.ref()).offset});
+    else
+      exe.outputs_.push_back(it != direct_index.end() ? Executable::Output{v.ref(), it->second, nullptr}
+                                                      : Executable::Output{v.ref(), -1, address(v.ref())});
   }
   exe.decide_capture(options);
   return exe;
@@ -189,7 +272,7 @@ void Executable::decide_capture(const CompileOptions& options) {
     return;
   }
   if (steps_.empty()) {
-    capture_status_ = "refused: there are no kernels to record; every run only copies";
+    capture_status_ = "refused: there are no steps to record; every run only copies";
     return;
   }
   for (const Step& step : steps_) {
@@ -221,12 +304,22 @@ bool Executable::replay_recording() {
 
 // Calls every kernel again with the backend recording instead of running, right after an
 // eager run: its results are already out, the scratch it needs is already allocated, and
-// nothing recorded runs now, so the arena is left as it is. Any failure leaves the step eager.
+// nothing recorded runs now, so the arena is left as it is. The recording holds what an eager
+// run launches (run_steps): the verdicts' reset, then every step, transfers included. Any
+// failure leaves the step eager.
 void Executable::record_steps() {
   capture_pending_ = false;
   std::string reason;
   if (!backend_->begin_capture(reason)) {
     capture_status_ = fmt::format("abandoned: {}; every run runs eagerly", reason);
+    return;
+  }
+  try {
+    if (verdict_count_ > 0) backend_->clear_verdicts(verdicts_, verdict_count_);
+  } catch (const std::exception& e) {
+    backend_->discard_capture();
+    capture_status_ =
+        fmt::format("abandoned: recording the verdicts' reset failed: {}; every run runs eagerly", e.what());
     return;
   }
   for (const Step& step : steps_) {
@@ -246,7 +339,7 @@ void Executable::record_steps() {
     capture_status_ = fmt::format("abandoned: {}; every run runs eagerly", reason);
     return;
   }
-  capture_status_ = fmt::format("recorded: {} kernels, replayed with one launch per run", steps_.size());
+  capture_status_ = fmt::format("recorded: {} steps, replayed with one launch per run", steps_.size());
   if (!stale_reason_.empty()) capture_status_ += fmt::format(" (recorded again: {})", stale_reason_);
 }
 
@@ -302,15 +395,28 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
     out.tensor = Tensor::empty(out.tensor.dtype(), out.tensor.shape());
     for (std::byte** site : out.sites) *site = out.tensor.raw();
   }
-  for (std::size_t i = 0; i < feed_slots_.size(); ++i)
-    backend_->copy_from_host(feed_slots_[i].second, fed[i]->raw(), fed[i]->nbytes());
+  // A run that threw between launching and waiting may have left copies from staging pending.
+  if (unfinished_run_) backend_->synchronize();
+  unfinished_run_ = false;
+  // On a device the feeds go into host staging, and the to_device steps take them from there;
+  // on the CPU straight into the arena.
+  for (std::size_t i = 0; i < feed_slots_.size(); ++i) {
+    if (!staged_)
+      backend_->copy_from_host(feed_slots_[i].second, fed[i]->raw(), fed[i]->nbytes());
+    else if (fed[i]->nbytes() > 0)
+      std::memcpy(feed_slots_[i].second, fed[i]->raw(), fed[i]->nbytes());
+  }
+  unfinished_run_ = true;
   const bool replayed = !profiling_ && replay_recording();
   if (profiling_) {
     run_profiled_steps();
   } else if (!replayed) {
-    for (const Step& step : steps_) step.kernel(step.context);
+    run_steps();
   }
+  // The one wait of a run on a device: after it, the outputs and verdicts are in staging.
   backend_->synchronize();
+  unfinished_run_ = false;
+  raise_failed_verdict();
 
   std::vector<Tensor> results;
   results.reserve(outputs_.size());
@@ -321,15 +427,37 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
     }
     const TensorType& type = graph_->type(out.value);
     Tensor t = Tensor::empty(type.dtype, type.shape);
-    backend_->copy_to_host(t.raw(), out.data, t.nbytes());
+    if (!staged_)
+      backend_->copy_to_host(t.raw(), out.data, t.nbytes());
+    else if (t.nbytes() > 0)
+      std::memcpy(t.raw(), out.data, t.nbytes());
     results.push_back(std::move(t));
   }
   if (capture_pending_ && !profiling_ && !replayed) record_steps();
   return results;
 }
 
+void Executable::run_steps() {
+  if (verdict_count_ > 0) backend_->clear_verdicts(verdicts_, verdict_count_);
+  for (const Step& step : steps_) step.kernel(step.context);
+}
+
+// After the run: the first step, in execution order, whose deferred check failed raises the
+// error its kernel would have raised at once on the CPU, naming its node and the user's line.
+void Executable::raise_failed_verdict() const {
+  if (verdict_count_ == 0) return;
+  std::size_t index = 0;
+  for (const Step& step : steps_) {
+    if (!step.verdict_message) continue;
+    Verdict verdict;
+    std::memcpy(&verdict, verdicts_read_ + index++ * sizeof(Verdict), sizeof(Verdict));
+    if (verdict.failed()) step.context.fail(step.verdict_message(step.context, verdict));
+  }
+}
+
 void Executable::run_profiled_steps() {
   if (step_seconds_.size() != steps_.size()) step_seconds_.assign(steps_.size(), 0.0);
+  if (verdict_count_ > 0) backend_->clear_verdicts(verdicts_, verdict_count_);
   backend_->synchronize();
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
@@ -366,7 +494,7 @@ std::string Executable::profile_report(std::size_t top_nodes) const {
   for (auto& [name, t] : by_op) ops.push_back(t);
   std::ranges::sort(ops, [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
 
-  std::string s = fmt::format("profile of '{}' on {}: {:.3f} ms per run in kernels, {} runs, {} steps\n",
+  std::string s = fmt::format("profile of '{}' on {}: {:.3f} ms per run in its steps, {} runs, {} steps\n",
                               graph_->name(), backend_->name(), 1e3 * total / runs, profiled_runs_, steps_.size());
   s += fmt::format("  {:<26} {:>6} {:>11} {:>7}\n", "op", "nodes", "ms/run", "share");
   for (const OpTime& t : ops)
@@ -398,14 +526,48 @@ void Executable::push_state() {
 std::string Executable::to_string() const {
   std::string s = fmt::format("executable for graph '{}' on {}: {} steps, planned peak {} bytes\n", graph_->name(),
                               backend_->name(), steps_.size(), plan_.peak_bytes);
-  std::size_t step = 0;
+  auto buffer = [&](ValueRef v) {
+    auto it = plan_.buffer_of.find(v);
+    return it == plan_.buffer_of.end() ? std::string("external")
+                                       : fmt::format("buffer #{} @ {}", it->second, plan_.buffers[it->second].offset);
+  };
+  // The sources first (they are not steps), then the steps in the order they run, each
+  // transfer with where it copies from and to.
+  std::size_t line = 0;
+  std::vector<std::uint32_t> kernel_nodes;  // the schedule's nodes that are steps, in order
   for (std::uint32_t id : schedule_) {
     const Node& n = graph_->node(id);
-    std::string where = "external";
-    if (auto it = plan_.buffer_of.find({id, 0}); it != plan_.buffer_of.end())
-      where = fmt::format("buffer #{} @ {}", it->second, plan_.buffers[it->second].offset);
-    s += fmt::format("  {:>4}  %{:<5} {:<14} {:<22} {}\n", step++, id, n.op->name, format_types(n.outputs), where);
+    if (!n.op->source) {
+      kernel_nodes.push_back(id);
+      continue;
+    }
+    s += fmt::format("  {:>4}  %{:<5} {:<14} {:<22} {}\n", line++, id, n.op->name, format_types(n.outputs),
+                     buffer({id, 0}));
   }
+  std::size_t next_kernel = 0;
+  for (const Step& step : steps_) {
+    const Node& n = *step.context.node;
+    // A transfer shows the value it moves (%3, or %3.1 for a second output) in the id column.
+    auto moved = [&] {
+      if (n.inputs.empty()) return std::string("-");
+      const ValueRef v = n.inputs[0];
+      return v.output == 0 ? fmt::format("%{}", v.node) : fmt::format("%{}.{}", v.node, v.output);
+    };
+    if (n.op == &ops::to_device) {
+      s += fmt::format("  {:>4}  {:<6} {:<14} {:<22} staging @ {} -> {}\n", line++, moved(), n.op->name,
+                       format_types(n.outputs), step.context.in(0).data - staging_block_.get(), buffer(n.inputs[0]));
+    } else if (n.op == &ops::to_host) {
+      const std::string from =
+          n.inputs.empty() ? fmt::format("verdicts @ {}", step.context.in(0).data - arena_.get()) : buffer(n.inputs[0]);
+      s += fmt::format("  {:>4}  {:<6} {:<14} {:<22} {} -> staging @ {}\n", line++, moved(), n.op->name,
+                       format_types(n.outputs), from, step.context.out().data - staging_block_.get());
+    } else {
+      const std::uint32_t id = kernel_nodes[next_kernel++];
+      s += fmt::format("  {:>4}  %{:<5} {:<14} {:<22} {}{}\n", line++, id, n.op->name, format_types(n.outputs),
+                       buffer({id, 0}), step.verdict_message ? "  (checks: verdict after the run)" : "");
+    }
+  }
+  if (staged_) s += staging_.to_string(*graph_);
   return s;
 }
 

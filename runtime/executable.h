@@ -1,9 +1,31 @@
 // compile() and Executable: a graph lowered for one backend and one set of shapes.
 //
 // Compiling picks the nodes the requested outputs need (the schedule), plans their memory in
-// one arena, and looks up a kernel for every node. Running copies the feeds into the arena,
-// calls the kernels in order with pre-computed arguments, and copies the outputs out. All
-// decisions are made at compile time, so a run costs one indirect call per node.
+// one arena, and looks up a kernel for every node. Running copies the feeds in, calls the
+// kernels in order with pre-computed arguments, and hands the outputs out. All decisions are
+// made at compile time, so a run costs one indirect call per step.
+//
+// On the CPU (Backend::uses_host_memory()) the feeds are copied straight into the arena and
+// computed outputs are written straight into the Tensors run() returns. On a device the copies
+// are steps too (ops/transfer.h): compile() lowers the schedule to
+//
+//   to_device for every fed placeholder      host staging → arena
+//   the kernels of the schedule
+//   to_host for every requested output       arena (or a parameter's device copy) → host staging
+//   to_host for the verdicts, if any step defers its checks (backends/backend.h, Verdict)
+//
+// with one block of host staging planned at compile time (runtime/staging.h), so that
+// to_string() lists the transfers, profiling times them, and a recording (capture_graph)
+// includes them: a recorded step is one launch, and run() waits for the device once.
+//
+// The transfer steps live in the executable only, not in the graph: each has a Node of its own,
+// owned by the executable and named after the value it moves ("x/to_device"), that no graph
+// holds. The user's graph is not changed by compiling it, the user's Values stay the keys of
+// feeds and outputs, and the memory plan needs nothing new: a to_device step writes exactly
+// its placeholder's buffer before any kernel runs, a to_host step reads exactly its output's
+// buffer after every kernel has run, so neither changes a buffer's lifetime. (A lowered copy
+// of the graph would have to remap every Value the user holds and the parameters' buffers,
+// which the graph keys by node.)
 #pragma once
 
 #include <cstddef>
@@ -16,6 +38,7 @@
 #include "fovea/backends/backend.h"
 #include "fovea/core/graph.h"
 #include "fovea/runtime/memory_plan.h"
+#include "fovea/runtime/staging.h"
 
 namespace fovea {
 
@@ -31,11 +54,13 @@ struct CompileOptions {
   // each feed per run; turn it off for the last few percent of speed.
   bool check_finite_feeds = true;
   // Launch the whole step with one call from the host (on the CUDA backend: a CUDA Graph).
-  // The first run runs eagerly, then records the same kernel launches without running them
-  // again; every later run copies the feeds in, replays the recording and copies the outputs
-  // out. Backends that cannot record (the CPU) ignore it. An executable with a kernel that
-  // waits for the device mid-run (gather's and scatter_add's index checks, integer division's
-  // zero check) is not recorded, nor one whose recording fails: it keeps running eagerly, and
+  // The first run runs eagerly, then records the same launches without running them again:
+  // the verdicts' reset, the transfers in, the kernels, the transfers out. Every later run
+  // copies the feeds into host staging, replays the recording, waits once, and copies the
+  // outputs out of staging. Checks on the device (gather's and scatter_add's indices, integer
+  // division's divisors) do not stop a recording: they report after the run (Verdict, in
+  // backends/backend.h). Backends that cannot record (the CPU) ignore it. An executable with a
+  // kernel the backend cannot record, or whose recording fails, keeps running eagerly, and
   // Executable::capture_status() says why. Profiled runs (set_profiling) always run eagerly.
   bool capture_graph = false;
 };
@@ -45,7 +70,10 @@ class Executable {
   // Runs the graph once. Every placeholder the outputs depend on must be fed exactly once
   // with a tensor of its declared dtype and shape (placeholders they do not need may be fed
   // too, and are ignored after the same checks); anything else raises fovea::Error naming
-  // the placeholder and the line that called run().
+  // the placeholder and the line that called run(). A kernel's check that fails (an index out
+  // of range) raises fovea::Error naming its node: on the CPU at once, on a device after the
+  // step has run to its end (with bad indices skipped), since the device is not waited for
+  // mid-run; the updates of that step have then been applied.
   std::vector<Tensor> run(const Feeds& feeds, std::source_location where = std::source_location::current());
 
   // For device backends: copy the parameters, state and constants this executable uses
@@ -56,22 +84,27 @@ class Executable {
 
   const MemoryPlan& memory_plan() const { return plan_; }
   std::size_t planned_peak_bytes() const { return plan_.peak_bytes; }
-  // Node ids in execution order.
+  // The host staging block of a device executable; empty (no slots, 0 bytes) on the CPU.
+  const StagingPlan& staging_plan() const { return staging_; }
+  // Node ids of the graph in execution order (the transfer steps have none: see the top).
   const std::vector<std::uint32_t>& schedule() const { return schedule_; }
   const Graph& graph() const { return *graph_; }
   Backend& backend() const { return *backend_; }
-  // The schedule with each node's kernel and output buffer, for reading and debugging.
+  // The schedule with each node's kernel and output buffer, the transfer steps where they
+  // run, and the host staging block, for reading and debugging.
   std::string to_string() const;
 
   // --- Profiling -------------------------------------------------------------------------------
-  // While on, every run times each kernel (synchronizing a device backend after each, so the
-  // figures are real but the run is slower) and adds the times up until reset_profile().
+  // While on, every run times each step, transfers included (synchronizing a device backend
+  // after each, so the figures are real but the run is slower) and adds the times up until
+  // reset_profile().
   void set_profiling(bool on) { profiling_ = on; }
   void reset_profile();
   // Where the time went, summed over the profiled runs: a table by op (calls, total, share),
   // then the `top_nodes` most expensive nodes with their scope and the user's file:line.
   std::string profile_report(std::size_t top_nodes = 15) const;
-  // Seconds spent in each step's kernel (schedule order), summed over profiled_runs() runs.
+  // Seconds spent in each step's kernel (execution order, transfers included), summed over
+  // profiled_runs() runs.
   const std::vector<double>& step_seconds() const { return step_seconds_; }
   int profiled_runs() const { return profiled_runs_; }
 
@@ -83,7 +116,9 @@ class Executable {
   const std::string& capture_status() const { return capture_status_; }
 
  private:
+  void run_steps();
   void run_profiled_steps();
+  void raise_failed_verdict() const;
   void decide_capture(const CompileOptions& options);
   bool replay_recording();
   void record_steps();
@@ -93,6 +128,8 @@ class Executable {
   struct Step {
     Kernel kernel;
     KernelContext context;
+    // For a kernel that defers its checks: the message for its failed verdict.
+    VerdictMessage verdict_message = nullptr;
   };
   // A computed output lives in a Tensor of its own that its kernel writes into directly; the
   // run hands that Tensor out. If the caller still holds it at the next run, a fresh one is
@@ -104,7 +141,8 @@ class Executable {
     std::vector<std::byte**> sites;
   };
   // Every requested output: either one of the direct ones, or a value living elsewhere (a
-  // placeholder, parameter or constant, or an assign) that is copied out.
+  // placeholder, parameter or constant, or an assign; on a device, its host staging slot) that
+  // is copied out.
   struct Output {
     ValueRef value;
     int direct = -1;  // index into direct_outputs_, or -1
@@ -119,7 +157,21 @@ class Executable {
   std::vector<Step> steps_;
   // Per step, its inputs' and outputs' TensorArgs (the contexts' spans point into these).
   std::vector<std::unique_ptr<TensorArg[]>> args_;
-  std::vector<std::pair<ValueRef, std::byte*>> feed_slots_;  // placeholder -> arena address
+  // The nodes of the transfer steps, which belong to no graph (see the top of this file).
+  std::vector<std::unique_ptr<Node>> transfer_nodes_;
+  // Placeholder -> where run() copies its feed: its arena buffer on the CPU, its host staging
+  // slot on a device.
+  std::vector<std::pair<ValueRef, std::byte*>> feed_slots_;
+  bool staged_ = false;  // feeds and outputs go through host staging and transfer steps
+  StagingPlan staging_;
+  std::shared_ptr<std::byte[]> staging_block_;
+  // The verdicts of the steps that defer their checks, in step order: in the backend's memory
+  // (after the planned buffers in the arena), and where run() reads them after the run (their
+  // copy in host staging on a device, the same bytes on the CPU).
+  Verdict* verdicts_ = nullptr;
+  const std::byte* verdicts_read_ = nullptr;
+  std::size_t verdict_count_ = 0;
+  bool unfinished_run_ = false;  // the last run threw before waiting for the device
   bool check_finite_feeds_ = true;
   std::vector<DirectOutput> direct_outputs_;
   std::vector<Tensor> persistent_;  // host Tensors of the parameters, state and constants used

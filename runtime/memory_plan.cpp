@@ -10,10 +10,6 @@ namespace fovea {
 
 namespace {
 
-std::size_t align_up(std::size_t n) {
-  return (n + MemoryPlan::alignment - 1) / MemoryPlan::alignment * MemoryPlan::alignment;
-}
-
 // Free byte ranges of the arena, kept sorted and coalesced; the arena grows at the end.
 class FreeList {
  public:
@@ -91,7 +87,7 @@ MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedu
       const ValueRef value{id, k};
       // A computed output is written into the Tensor run() returns, outside the arena.
       if (!outputs_in_arena && node.op != &placeholder_op && external_outputs.contains(value)) continue;
-      const std::size_t bytes = align_up(node.outputs[k].nbytes());
+      const std::size_t bytes = MemoryPlan::align_up(node.outputs[k].nbytes());
       const std::size_t dies = last_use.contains(value) ? last_use[value] : step;
       if (k == 0 && !node.inputs.empty() && plan.buffer_of.contains(node.inputs[0])) {
         const std::size_t shared = plan.buffer_of[node.inputs[0]];

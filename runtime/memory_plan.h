@@ -10,10 +10,12 @@
 //    this step and has the output's size ("in place").
 //
 // Sources do not live in the arena: parameters and constants keep their own buffers;
-// placeholders get arena buffers that run() copies the feeds into. Graph outputs computed by
-// kernels do not live in the arena either: the kernel writes straight into the Tensor that
-// run() returns (see Executable), so results are never copied. Offsets are assigned greedily, best fit over the free
-// ranges, in schedule order; the peak is the arena's size.
+// placeholders get arena buffers that the feeds are copied into (by run() on the CPU, by a
+// to_device step on a device: see Executable). Graph outputs computed by kernels do not live in
+// the arena either on the CPU: the kernel writes straight into the Tensor that run() returns,
+// so results are never copied. Offsets are assigned greedily, best fit over the free
+// ranges, in schedule order; the peak is the arena's size (which the executable extends by
+// the verdicts of the steps that check their data on a device: backends/backend.h, Verdict).
 #pragma once
 
 #include <cstddef>
@@ -29,6 +31,8 @@ namespace fovea {
 
 struct MemoryPlan {
   static constexpr std::size_t alignment = 64;
+  // `bytes` rounded up to the alignment.
+  static constexpr std::size_t align_up(std::size_t bytes) { return (bytes + alignment - 1) / alignment * alignment; }
 
   struct Buffer {
     std::size_t offset = 0;

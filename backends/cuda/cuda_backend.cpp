@@ -62,21 +62,6 @@ class Regions {
   std::map<const std::byte*, Region> regions_;
 };
 
-// Kernels that wait for the stream in the middle of a run, to read back the verdict of a check
-// made on the device and raise fovea::Error as the CPU does: the index checks of gather and
-// scatter_add (indexing_kernels.cpp, check_indices) and the divisor check of integer division
-// (elementwise_kernels.cpp, checked_integer_div_kernel). A recording cannot wait for anything.
-struct Unrecordable {
-  std::string_view op;
-  bool integers_only;  // only the kernels for i32 and i64
-  std::string_view why;
-};
-constexpr Unrecordable kUnrecordable[] = {
-    {"gather", false, "its kernel checks the indices on the GPU and waits to read the verdict back"},
-    {"scatter_add", false, "its kernel checks the indices on the GPU and waits to read the verdict back"},
-    {"div", true, "integer division checks the divisors for zero on the GPU and waits to read the verdict back"},
-};
-
 // cuBLAS's recommended workspace: 32 MiB on Hopper (compute capability 9) and later, 4 MiB before.
 std::size_t blas_workspace_bytes(int device) {
   int major = 0;
@@ -128,7 +113,6 @@ CudaBackend::CudaBackend(int device) : ordinal_(device) {
   blas_workspace_ = allocate(blas_bytes);
   check(cublasSetWorkspace(handle, blas_workspace_.get(), blas_bytes), "cublasSetWorkspace");
   set_allow_tf32(false);
-  failure_ = allocate(sizeof(unsigned long long));
   cuda_backend::register_elementwise_kernels(kernels_);
   cuda_backend::register_reduce_kernels(kernels_);
   cuda_backend::register_matmul_kernels(kernels_);
@@ -138,6 +122,7 @@ CudaBackend::CudaBackend(int device) : ordinal_(device) {
   cuda_backend::register_state_kernels(kernels_);
   cuda_backend::register_attention_kernels(kernels_);
   cuda_backend::register_normalization_kernels(kernels_);
+  cuda_backend::register_transfer_kernels(kernels_);
 }
 
 CudaBackend::~CudaBackend() {
@@ -146,7 +131,6 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(as_stream(stream_));
   persistent_.clear();
   workspace_.reset();
-  failure_.reset();
   cublasDestroy(static_cast<cublasHandle_t>(blas_));
   blas_workspace_.reset();
   cudaStreamDestroy(as_stream(stream_));
@@ -170,6 +154,27 @@ std::shared_ptr<std::byte[]> CudaBackend::allocate(std::size_t bytes) {
     Regions::instance().remove(q);
     cudaFree(q);  // an error here (the runtime already unloaded at exit) cannot be reported
   });
+}
+
+std::shared_ptr<std::byte[]> CudaBackend::allocate_host_staging(std::size_t bytes) {
+  make_current();
+  // Page-aligned, and registered like device memory, so that a to_host kernel, whose output is
+  // staging, finds its backend (of()).
+  void* p = nullptr;
+  check(cudaMallocHost(&p, bytes == 0 ? 1 : bytes), "cudaMallocHost");
+  auto* begin = static_cast<std::byte*>(p);
+  Regions::instance().add(begin, bytes == 0 ? 1 : bytes, this);
+  return std::shared_ptr<std::byte[]>(begin, [](std::byte* q) {
+    Regions::instance().remove(q);
+    cudaFreeHost(q);  // as in allocate(): an error here cannot be reported
+  });
+}
+
+void CudaBackend::clear_verdicts(Verdict* verdicts, std::size_t count) {
+  if (count == 0) return;
+  make_current();
+  check(cudaMemsetAsync(verdicts, 0xFF, count * sizeof(Verdict), as_stream(stream_)),
+        "cudaMemsetAsync (resetting the verdicts)");
 }
 
 void CudaBackend::copy_from_host(std::byte* dst, const std::byte* src, std::size_t bytes) {
@@ -247,24 +252,8 @@ void* CudaBackend::workspace(std::size_t bytes) {
   return workspace_.get();
 }
 
-unsigned long long* CudaBackend::reset_failure() {
-  auto* word = reinterpret_cast<unsigned long long*>(failure_.get());
-  check(cudaMemsetAsync(word, 0xFF, sizeof(unsigned long long), as_stream(stream_)), "cudaMemsetAsync");
-  return word;
-}
-
-std::int64_t CudaBackend::read_failure() {
-  unsigned long long word = 0;
-  copy_to_host(reinterpret_cast<std::byte*>(&word), failure_.get(), sizeof word);
-  return word == ~0ull ? -1 : static_cast<std::int64_t>(word);
-}
-
-bool CudaBackend::can_capture(std::string_view op, DType dtype, std::string& reason) const {
-  for (const Unrecordable& u : kUnrecordable)
-    if (u.op == op && (!u.integers_only || is_integer(dtype))) {
-      reason = std::string(u.why);
-      return false;
-    }
+bool CudaBackend::can_capture(std::string_view, DType, std::string&) const {
+  // Every kernel of this backend can be recorded: none waits for the stream mid-run.
   return true;
 }
 

@@ -6,21 +6,26 @@
 //   train.run(feeds);                             // feeds in, outputs out: copied over PCIe
 //   train.pull_state();                           // trained weights back into the graph
 //
-// Everything a backend does happens on its one stream, in order: feeds are copied in, kernels
-// launched, outputs copied out, and run() returns after the stream has drained. Parameters,
-// state and constants get one device copy each, made on first use and shared by every
-// executable on this backend (see Backend::persistent_copy).
+// Everything a run does happens on the backend's one stream, in order: the to_device steps copy
+// the feeds from page-locked host staging into the arena, the kernels run, the to_host steps
+// copy the outputs (and the verdicts of the checks) back into staging, and run() waits for the
+// stream once, at the end (runtime/executable.h). Parameters, state and constants get one
+// device copy each, made on first use and shared by every executable on this backend (see
+// Backend::persistent_copy).
 //
 // Kernels are plain functions of a KernelContext, which names no backend: a kernel finds its
-// backend from the memory it writes to, since every device buffer is allocated by one backend
-// and recorded (CudaBackend::of). One backend runs one executable at a time.
+// backend from the memory it touches, since every device buffer and every staging block is
+// allocated by one backend and recorded (CudaBackend::of). One backend runs one executable at
+// a time.
 //
-// With CompileOptions::capture_graph, an executable's kernel launches are recorded once into a
-// CUDA Graph (stream capture on the backend's stream, thread-local mode) and each later run is
-// one cudaGraphLaunch. Kernels that wait for the stream mid-run (the index and divisor checks
-// that read a verdict back) cannot be recorded: can_capture() names them, and the executable
-// runs eagerly. cuBLAS gets a workspace of the backend's own, since one it allocated by itself
-// could not be part of a recording.
+// No kernel waits for the stream mid-run. The checks that must fail a run (gather's and
+// scatter_add's indices, integer division's divisors) record the first failing position into
+// the step's Verdict on the device, the data kernel skips the bad data, and the executable
+// raises the CPU's error after the run (backends/backend.h). So every step can be recorded:
+// with CompileOptions::capture_graph the whole step (verdicts' reset, transfers, kernels) is
+// recorded once into a CUDA Graph (stream capture on the backend's stream, thread-local mode)
+// and each later run is one cudaGraphLaunch. cuBLAS gets a workspace of the backend's own,
+// since one it allocated by itself could not be part of a recording.
 //
 // This header is plain C++ (no CUDA headers): CUDA handles are kept as void*.
 #pragma once
@@ -51,8 +56,12 @@ class CudaBackend final : public Backend {
   ThreadPool& pool() override { return default_thread_pool(); }
 
   std::shared_ptr<std::byte[]> allocate(std::size_t bytes) override;
+  // Page-locked host memory (cudaMallocHost), freed with cudaFreeHost.
+  std::shared_ptr<std::byte[]> allocate_host_staging(std::size_t bytes) override;
   void copy_from_host(std::byte* dst, const std::byte* src, std::size_t bytes) override;
   void copy_to_host(std::byte* dst, const std::byte* src, std::size_t bytes) override;
+  // One cudaMemsetAsync on the stream.
+  void clear_verdicts(Verdict* verdicts, std::size_t count) override;
   void synchronize() override;
 
   bool uses_host_memory() const override { return false; }
@@ -86,11 +95,6 @@ class CudaBackend final : public Backend {
   // order, so each kernel may reuse it; growing it waits for the stream first (and so fails
   // while recording; a recording keeps the buffer it was made with alive).
   void* workspace(std::size_t bytes);
-  // A device word for check kernels, set to ~0 on the stream (see read_failure).
-  unsigned long long* reset_failure();
-  // Waits for the stream and returns the word as a position, or -1 if still ~0. Not while
-  // recording: kernels that call it are refused by can_capture().
-  std::int64_t read_failure();
 
  private:
   void make_current() const;
@@ -109,7 +113,6 @@ class CudaBackend final : public Backend {
   KernelRegistry kernels_;
   std::shared_ptr<std::byte[]> workspace_;
   std::size_t workspace_bytes_ = 0;
-  std::shared_ptr<std::byte[]> failure_;
   std::mutex persistent_mutex_;
   std::map<const std::byte*, Persistent> persistent_;  // by host buffer address
 };

@@ -35,17 +35,21 @@ void binary_kernel(const KernelContext& ctx) {
   launch_binary_on(ctx, CudaBackend::of(ctx), Op);
 }
 
-// Integer division by a zero would give garbage on the GPU (and is undefined in C++): every
-// divisor is checked on the device first, and the verdict read back, as the CPU does.
+// Integer division by zero is an error, as on the CPU, but one the GPU reports after the run
+// (Verdict, in backends/backend.h) instead of waiting for it: every divisor is checked on the
+// device, the first zero's position lowers the step's verdict, and the division itself gives 0
+// for it (fn::Div), so the run can finish. Every divisor is checked, even when the quotient is
+// empty, as the CPU does.
 void checked_integer_div_kernel(const KernelContext& ctx) {
   const TensorArg& b = ctx.in(1);
   if (ctx.out().numel() == 0 && b.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  check_launch(ctx, launch_find_zero(element(b.type.dtype), b.data, b.numel(), gpu.reset_failure(), gpu.stream()),
+  check_launch(ctx, launch_find_zero(element(b.type.dtype), b.data, b.numel(), verdict_words(ctx), gpu.stream()),
                "div's divisor check");
-  if (gpu.read_failure() >= 0) ctx.fail("integer division by zero");
   if (ctx.out().numel() > 0) launch_binary_on(ctx, gpu, BinaryOp::div);
 }
+
+std::string division_by_zero(const KernelContext&, const Verdict&) { return "integer division by zero"; }
 
 // fused_elementwise: the program travels to the device as the kernel's parameter block
 // (launch.h, FusedProgram); each input gets a one-operand walk for its broadcast.
@@ -130,8 +134,8 @@ void register_elementwise_kernels(KernelRegistry& r) {
   add_binary<BinaryOp::sub>(r, "sub", kNumeric);
   add_binary<BinaryOp::mul>(r, "mul", kNumeric);
   add_binary<BinaryOp::div>(r, "div", kFloating);
-  r.add("div", DType::i32, &checked_integer_div_kernel);
-  r.add("div", DType::i64, &checked_integer_div_kernel);
+  r.add("div", DType::i32, &checked_integer_div_kernel, &division_by_zero);
+  r.add("div", DType::i64, &checked_integer_div_kernel, &division_by_zero);
   add_binary<BinaryOp::pow>(r, "pow", kFloating);
   add_binary<BinaryOp::maximum>(r, "maximum", kNumeric);
   add_binary<BinaryOp::minimum>(r, "minimum", kNumeric);

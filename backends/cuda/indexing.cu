@@ -1,8 +1,10 @@
 // CUDA kernels for gather, scatter_add and where (ops/indexing.h).
 //
 // gather and scatter_add see x as [outer, n, inner] around the axis and the indices as a flat
-// list of m entries. The host runs check_indices first and reads its verdict back before
-// launching either, so a bad index raises fovea::Error and is never used to address memory.
+// list of m entries. The host launches check_indices first, which records the first bad
+// position in the step's verdict without anyone waiting for it; the data kernels then never
+// use a bad index to address memory (gather writes 0, scatter_add skips it) and note the index
+// at the recorded position, so that the host can raise fovea::Error after the run.
 //
 // scatter_add adds with atomics, one thread per update element: repeated indices are summed
 // in whatever order the threads arrive, so floating results may differ from the CPU's (which
@@ -23,15 +25,25 @@ __global__ void check_indices_kernel(const I* ids, std::int64_t m, std::int64_t 
   }
 }
 
-// y[o, p, j] = x[o, ids[p], j], one thread per element of y.
+// verdict[1] = ids[verdict[0]] when the check before this kernel found a bad index: the index
+// the error will name. Done by one thread of the data kernel, which runs after the check.
+template <typename I>
+__device__ inline void note_bad_index(const I* ids, unsigned long long* verdict) {
+  if (first_element() == 0 && verdict[0] != ~0ull)
+    verdict[1] = static_cast<unsigned long long>(static_cast<std::int64_t>(ids[verdict[0]]));
+}
+
+// y[o, p, j] = x[o, ids[p], j], or 0 where ids[p] is outside [0, n); one thread per element of y.
 template <typename Word, typename I>
 __global__ void gather_kernel(const Word* x, const I* ids, Word* y, std::int64_t outer, std::int64_t n, std::int64_t m,
-                              std::int64_t inner) {
+                              std::int64_t inner, unsigned long long* verdict) {
+  note_bad_index(ids, verdict);
   const std::int64_t total = outer * m * inner;
   for (std::int64_t e = first_element(); e < total; e += grid_stride()) {
     const std::int64_t j = e % inner, row = e / inner;
     const std::int64_t p = row % m, o = row / m;
-    y[e] = x[(o * n + static_cast<std::int64_t>(ids[p])) * inner + j];
+    const auto id = static_cast<std::int64_t>(ids[p]);
+    y[e] = (id >= 0 && id < n) ? x[(o * n + id) * inner + j] : Word(0);
   }
 }
 
@@ -44,15 +56,17 @@ __device__ inline void atomic_add(std::int64_t* a, std::int64_t b) {
   atomicAdd(reinterpret_cast<unsigned long long*>(a), static_cast<unsigned long long>(b));
 }
 
-// y[o, ids[p], j] += u[o, p, j], one thread per element of u.
+// y[o, ids[p], j] += u[o, p, j], skipping ids[p] outside [0, n); one thread per element of u.
 template <typename T, typename I>
 __global__ void scatter_add_kernel(const I* ids, const T* u, T* y, std::int64_t outer, std::int64_t n, std::int64_t m,
-                                   std::int64_t inner) {
+                                   std::int64_t inner, unsigned long long* verdict) {
+  note_bad_index(ids, verdict);
   const std::int64_t total = outer * m * inner;
   for (std::int64_t e = first_element(); e < total; e += grid_stride()) {
     const std::int64_t j = e % inner, row = e / inner;
     const std::int64_t p = row % m, o = row / m;
-    atomic_add(y + (o * n + static_cast<std::int64_t>(ids[p])) * inner + j, u[e]);
+    const auto id = static_cast<std::int64_t>(ids[p]);
+    if (id >= 0 && id < n) atomic_add(y + (o * n + id) * inner + j, u[e]);
   }
 }
 
@@ -111,32 +125,34 @@ bool launch_check_indices(Element index_type, const void* ids, std::int64_t m, s
   });
 }
 
+// Both data kernels are launched whenever there are indices, even with nothing to copy or add
+// (an empty x, say): their first thread notes the bad index for the error.
 bool launch_gather(int element_size, Element index_type, const void* x, const void* ids, void* y, std::int64_t outer,
-                   std::int64_t n, std::int64_t m, std::int64_t inner, void* stream) {
+                   std::int64_t n, std::int64_t m, std::int64_t inner, unsigned long long* verdict, void* stream) {
+  if (m == 0) return true;
   const std::int64_t total = outer * m * inner;
-  if (total == 0) return true;
   bool known_index = false;
   const bool known_size = with_word(element_size, [&](auto word) {
     using Word = decltype(word);
     known_index = with_index(index_type, [&](auto zero) {
       using I = decltype(zero);
-      gather_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
-          static_cast<const Word*>(x), static_cast<const I*>(ids), static_cast<Word*>(y), outer, n, m, inner);
+      gather_kernel<<<blocks_for(total > 0 ? total : 1), kThreads, 0, as_stream(stream)>>>(
+          static_cast<const Word*>(x), static_cast<const I*>(ids), static_cast<Word*>(y), outer, n, m, inner, verdict);
     });
   });
   return known_size && known_index;
 }
 
 bool launch_scatter_add(Element type, Element index_type, const void* ids, const void* u, void* y, std::int64_t outer,
-                        std::int64_t n, std::int64_t m, std::int64_t inner, void* stream) {
+                        std::int64_t n, std::int64_t m, std::int64_t inner, unsigned long long* verdict, void* stream) {
+  if (m == 0) return true;
   const std::int64_t total = outer * m * inner;
-  if (total == 0) return true;
   auto launch = [&](auto zero) {
     using T = decltype(zero);
     return with_index(index_type, [&](auto index_zero) {
       using I = decltype(index_zero);
-      scatter_add_kernel<<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
-          static_cast<const I*>(ids), static_cast<const T*>(u), static_cast<T*>(y), outer, n, m, inner);
+      scatter_add_kernel<<<blocks_for(total > 0 ? total : 1), kThreads, 0, as_stream(stream)>>>(
+          static_cast<const I*>(ids), static_cast<const T*>(u), static_cast<T*>(y), outer, n, m, inner, verdict);
     });
   };
   switch (type) {

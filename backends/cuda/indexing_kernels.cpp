@@ -2,10 +2,12 @@
 // is indexing.cu).
 //
 // gather and scatter_add see x as [outer, n, inner] around the axis. Their indices are checked
-// on the device before anything else runs: a check kernel records the first position whose
-// index is outside [0, n), the host waits for the verdict (one small copy back, which stalls
-// the stream: the price of raising fovea::Error with the same message as the CPU instead of
-// reading out of bounds), and on failure reads that one index back to name it.
+// on the device without waiting for the answer, so that a step with them can be recorded and
+// the stream never stalls mid-run: a check kernel lowers the step's verdict (Verdict, in
+// backends/backend.h) to the first position whose index is outside [0, n); the data kernel
+// after it skips such indices (gather writes 0, scatter_add adds nothing) and notes the index
+// found at that position. After the run, the executable raises fovea::Error with the CPU's
+// message (bad_index_in_x, bad_index_in_target) naming the node, the index and its position.
 //
 // scatter_add adds with atomics, so floating sums over repeated indices come in no fixed
 // order: the GPU's result may differ from the CPU's in the last bits, and between runs.
@@ -42,56 +44,59 @@ std::string position_of(std::int64_t p, const Shape& shape) {
   return fmt::format("[{}]", fmt::join(idx, ","));
 }
 
-// Fails, with the CPU backend's message, when an index lies outside [0, n).
-void check_indices(const KernelContext& ctx, CudaBackend& gpu, const TensorArg& indices, std::int64_t n, int axis,
-                   const char* what) {
-  const std::int64_t m = indices.numel();
-  if (m == 0) return;
-  check_launch(ctx,
-               launch_check_indices(element(indices.type.dtype), indices.data, m, n, gpu.reset_failure(), gpu.stream()),
-               "index check");
-  const std::int64_t p = gpu.read_failure();
-  if (p < 0) return;
-  std::int64_t id = 0;
-  if (indices.type.dtype == DType::i32) {
-    std::int32_t value = 0;
-    gpu.copy_to_host(reinterpret_cast<std::byte*>(&value), indices.data + p * 4, 4);
-    id = value;
-  } else {
-    gpu.copy_to_host(reinterpret_cast<std::byte*>(&id), indices.data + p * 8, 8);
-  }
-  ctx.fail(fmt::format(
+// The CPU backend's message for an index outside [0, n), from a failed verdict: `position` is
+// the flat position in the indices, `detail` the index found there (as an i64's bits).
+std::string bad_index_message(const KernelContext& ctx, const Verdict& verdict, const char* what) {
+  const TensorArg& indices = ctx.in(1);
+  const int axis = axis_of(ctx, ctx.in(0).shape());
+  return fmt::format(
       "index {} at position {} of indices {} is out of range for axis {} of {} {}: "
       "valid indices are [0, {})",
-      id, position_of(p, indices.shape()), indices.type.to_string(), axis, what, ctx.in(0).type.to_string(), n));
+      static_cast<std::int64_t>(verdict.detail),
+      position_of(static_cast<std::int64_t>(verdict.position), indices.shape()), indices.type.to_string(), axis, what,
+      ctx.in(0).type.to_string(), ctx.in(0).shape()[axis]);
+}
+std::string bad_index_in_x(const KernelContext& ctx, const Verdict& verdict) {
+  return bad_index_message(ctx, verdict, "x");
+}
+std::string bad_index_in_target(const KernelContext& ctx, const Verdict& verdict) {
+  return bad_index_message(ctx, verdict, "target");
 }
 
-// gather: y[o, p, j] = x[o, ids[p], j]
+// Lowers the verdict's position to the first index outside [0, n); waits for nothing.
+void check_indices(const KernelContext& ctx, CudaBackend& gpu, const TensorArg& indices, std::int64_t n) {
+  check_launch(ctx,
+               launch_check_indices(element(indices.type.dtype), indices.data, indices.numel(), n, verdict_words(ctx),
+                                    gpu.stream()),
+               "index check");
+}
+
+// gather: y[o, p, j] = x[o, ids[p], j]   (0 where ids[p] is out of range: see the top)
 void gather_kernel(const KernelContext& ctx) {
   const TensorArg &x = ctx.in(0), &ids = ctx.in(1), &y = ctx.out();
-  if (y.numel() == 0 && ids.numel() == 0) return;  // (an empty output still has its indices checked)
+  if (ids.numel() == 0) return;  // (an empty output still has its indices checked)
   CudaBackend& gpu = CudaBackend::of(ctx);
   const int axis = axis_of(ctx, x.shape());
   const AxisSplit split(x.shape(), axis);
-  check_indices(ctx, gpu, ids, split.n, axis, "x");
+  check_indices(ctx, gpu, ids, split.n);
   check_launch(ctx,
                launch_gather(static_cast<int>(dtype_size(x.type.dtype)), element(ids.type.dtype), x.data, ids.data,
-                             y.data, split.outer, split.n, ids.numel(), split.inner, gpu.stream()),
+                             y.data, split.outer, split.n, ids.numel(), split.inner, verdict_words(ctx), gpu.stream()),
                "gather");
 }
 
-// scatter_add: y = target;  y[o, ids[p], j] += u[o, p, j]
+// scatter_add: y = target;  y[o, ids[p], j] += u[o, p, j]   (nothing where ids[p] is out of range)
 void scatter_add_kernel(const KernelContext& ctx) {
   const TensorArg &target = ctx.in(0), &ids = ctx.in(1), &updates = ctx.in(2), &y = ctx.out();
   if (y.numel() == 0 && ids.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const int axis = axis_of(ctx, target.shape());
   const AxisSplit split(target.shape(), axis);
-  check_indices(ctx, gpu, ids, split.n, axis, "target");
+  if (ids.numel() > 0) check_indices(ctx, gpu, ids, split.n);
   copy_on_device(ctx, gpu, y.data, target.data, y.type.nbytes());
   check_launch(ctx,
                launch_scatter_add(element(y.type.dtype), element(ids.type.dtype), ids.data, updates.data, y.data,
-                                  split.outer, split.n, ids.numel(), split.inner, gpu.stream()),
+                                  split.outer, split.n, ids.numel(), split.inner, verdict_words(ctx), gpu.stream()),
                "scatter_add");
 }
 
@@ -113,10 +118,11 @@ void where_kernel(const KernelContext& ctx) {
 
 void register_indexing_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean}) {
-    r.add("gather", t, &gather_kernel);
+    r.add("gather", t, &gather_kernel, &bad_index_in_x);
     r.add("where", t, &where_kernel);
   }
-  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64}) r.add("scatter_add", t, &scatter_add_kernel);
+  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64})
+    r.add("scatter_add", t, &scatter_add_kernel, &bad_index_in_target);
 }
 
 }  // namespace fovea::cuda_backend

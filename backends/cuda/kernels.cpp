@@ -1,6 +1,8 @@
 // Helpers shared by the CUDA backend's kernel families (kernels.h).
 #include "fovea/backends/cuda/kernels.h"
 
+#include <cstddef>
+
 #include <fmt/format.h>
 
 namespace fovea::cuda_backend {
@@ -13,6 +15,13 @@ void check_launch(const KernelContext& ctx, bool launched, std::string_view what
   if (!launched)
     ctx.fail(fmt::format("internal error: the CUDA launcher for {} has no kernel for these element types", what));
   check(ctx, cudaGetLastError(), fmt::format("launching the {} kernel", what));
+}
+
+unsigned long long* verdict_words(const KernelContext& ctx) {
+  static_assert(sizeof(Verdict) == 2 * sizeof(unsigned long long) && offsetof(Verdict, position) == 0 &&
+                offsetof(Verdict, detail) == sizeof(unsigned long long));
+  if (!ctx.verdict) ctx.fail("internal error: a checking CUDA kernel was run without a verdict");
+  return reinterpret_cast<unsigned long long*>(ctx.verdict);
 }
 
 void copy_on_device(const KernelContext& ctx, CudaBackend& gpu, void* y, const void* x, std::size_t bytes) {

@@ -27,6 +27,7 @@ void register_creation_kernels(KernelRegistry& registry);
 void register_state_kernels(KernelRegistry& registry);
 void register_attention_kernels(KernelRegistry& registry);
 void register_normalization_kernels(KernelRegistry& registry);
+void register_transfer_kernels(KernelRegistry& registry);
 
 // The launchers' name for a dtype (the enums share their order).
 inline Element element(DType t) {
@@ -44,6 +45,10 @@ inline Element element(DType t) {
 void check(const KernelContext& ctx, cudaError_t status, std::string_view what);
 // After a launcher: fails when it had no kernel for these types or the launch was refused.
 void check_launch(const KernelContext& ctx, bool launched, std::string_view what);
+// The step's Verdict as the launchers take it: two words, position then detail (launch.h).
+// Fails, naming the node, when the step has none (a kernel registered without a
+// VerdictMessage).
+unsigned long long* verdict_words(const KernelContext& ctx);
 // y ← x, `bytes` bytes on the device (nothing when y == x or bytes == 0).
 void copy_on_device(const KernelContext& ctx, CudaBackend& gpu, void* y, const void* x, std::size_t bytes);
 

@@ -65,8 +65,9 @@ bool launch_unary(UnaryOp op, Element type, const void* x, void* y, std::int64_t
 // Comparisons and logical ops write bytes (bool).
 bool launch_binary(BinaryOp op, Element type, const void* a, const void* b, void* y, std::int64_t n,
                    const Walk<2>& walk, void* stream);
-// *first = min(*first, p) for every p < n with b[p] == 0 (integers): the check before an
-// integer division. The caller sets *first to ~0 beforehand.
+// *first = min(*first, p) for every p < n with b[p] == 0 (integers): the check beside an
+// integer division, which gives 0 for those (fn::Div). The caller sets *first to ~0 beforehand
+// (it is the position word of a Verdict).
 bool launch_find_zero(Element type, const void* b, std::int64_t n, unsigned long long* first, void* stream);
 
 // --- reduce.cu -----------------------------------------------------------------------------
@@ -96,16 +97,19 @@ bool launch_copy(int element_size, const void* x, std::int64_t x_base, void* y, 
 // --- indexing.cu ---------------------------------------------------------------------------
 
 // *first = min(*first, p) for every p < m with ids[p] outside [0, n). The caller sets *first to
-// ~0 beforehand. index_type is i32 or i64.
+// ~0 beforehand (it is the position word of a Verdict). index_type is i32 or i64.
 bool launch_check_indices(Element index_type, const void* ids, std::int64_t m, std::int64_t n,
                           unsigned long long* first, void* stream);
-// gather: y[o, p, j] = x[o, ids[p], j] with x [outer, n, inner], ids [m], y [outer, m, inner].
+// gather: y[o, p, j] = x[o, ids[p], j] with x [outer, n, inner], ids [m], y [outer, m, inner];
+// 0 where ids[p] is outside [0, n). `verdict` is a Verdict's two words, position then detail,
+// after launch_check_indices: when the position is set, the detail becomes ids[position].
 bool launch_gather(int element_size, Element index_type, const void* x, const void* ids, void* y, std::int64_t outer,
-                   std::int64_t n, std::int64_t m, std::int64_t inner, void* stream);
+                   std::int64_t n, std::int64_t m, std::int64_t inner, unsigned long long* verdict, void* stream);
 // scatter_add: y[o, ids[p], j] += u[o, p, j] with y [outer, n, inner] (already holding the
-// target), u [outer, m, inner]. Atomic adds: floating sums come in no fixed order.
+// target), u [outer, m, inner], skipping ids[p] outside [0, n); `verdict` as for gather.
+// Atomic adds: floating sums come in no fixed order.
 bool launch_scatter_add(Element type, Element index_type, const void* ids, const void* u, void* y, std::int64_t outer,
-                        std::int64_t n, std::int64_t m, std::int64_t inner, void* stream);
+                        std::int64_t n, std::int64_t m, std::int64_t inner, unsigned long long* verdict, void* stream);
 // where: y[i] = cond[offset_0(i)] ? a[offset_1(i)] : b[offset_2(i)] for i < n.
 bool launch_where(int element_size, const void* cond, const void* a, const void* b, void* y, std::int64_t n,
                   const Walk<3>& walk, void* stream);
