@@ -27,7 +27,11 @@
 // CPU backend (--check-n), in every dtype. Without a GPU the benchmark says why and exits 0.
 //
 //   build/bench/attention_cuda [--reps 5] [--sizes 1024 ... 16384] [--head-dims 64 128]
-//                              [--dtypes f32 bf16] [--peak-tflops 989] [--json FILE]
+//                              [--dtypes f32 bf16] [--peak-tflops 989] [--tiled] [--json FILE]
+//
+// --tiled also times the f32 fused attention on the opt-in FlashAttention-2-style kernels
+// (FOVEA_CUDA_ATTENTION=tiled; keys _fused_tiled_ms, _fused_tiled_tflops), side by side with
+// the default ones, so that one run says which should be the default.
 //
 // JSON keys per size and head dim, e.g. n8192_d64_fused_tflops, n8192_d64_unfused_tflops,
 // n8192_d64_fused_ms, n8192_d64_unfused_ms (forward + backward), the same with _fwd_ for the
@@ -38,6 +42,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -168,11 +173,13 @@ int main(int argc, char** argv) {
   std::vector<std::int64_t> sizes{1024, 2048, 4096, 8192, 16384}, head_dims{64, 128};
   std::vector<std::string> dtype_names{"f32", "bf16"};
   double max_unfused_bytes = 60e9, peak_tflops = 989;
+  bool tiled = false;
   std::string json;
   app.add_option("--sizes", sizes, "sequence lengths N (default 1024 ... 16384)");
   app.add_option("--head-dims", head_dims, "dims per head (default 64 128)");
   app.add_option("--dtypes", dtype_names, "operand types: f32 (fused and unfused), bf16, f16 (fused)");
   app.add_option("--peak-tflops", peak_tflops, "the GPU's dense bf16/f16 peak, for the fraction (H100 SXM: 989)");
+  app.add_flag("--tiled", tiled, "also time the f32 fused attention on the tiled (FlashAttention-2-style) kernels");
   app.add_option("--reps", reps, "timed runs per size (the median is reported; at least 3)");
   app.add_option("--heads", heads, "attention heads (the batch is 1)");
   app.add_option("--max-unfused-bytes", max_unfused_bytes, "skip the unfused graph when its arena exceeds this");
@@ -238,6 +245,16 @@ int main(int argc, char** argv) {
             u = time_variant(gpu, false, backward, heads, n, d, reps, max_unfused_bytes);
           }
           auto tflops = [&](const Timing& t) { return t.skipped ? 0.0 : flops / t.ms / 1e9; };
+          if (tiled && !half) {
+            ::setenv("FOVEA_CUDA_ATTENTION", "tiled", 1);  // read by the kernel at every launch
+            const Timing t = time_variant(gpu, true, backward, heads, n, d, reps, 1e18, dtype);
+            ::unsetenv("FOVEA_CUDA_ATTENTION");
+            report.set(key + "fused_tiled_ms", t.skipped ? -1.0 : t.ms);
+            report.set(key + "fused_tiled_tflops", tflops(t));
+            std::printf("%5s %6lld %4lld  %-9s %10s %10s %8s  %9.1f\n", "tiled", static_cast<long long>(n),
+                        static_cast<long long>(d), backward ? "fwd+bwd" : "fwd",
+                        t.skipped ? "failed" : fmt::format("{:.2f}", t.ms).c_str(), "", "", tflops(t));
+          }
           report.set(key + "fused_ms", f.skipped ? -1.0 : f.ms);
           report.set(key + "fused_tflops", tflops(f));
           report.set(key + "fused_peak_bytes", f.peak_bytes);
