@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/translator_testing.h"
 #include "passes/optimize_testing.h"
 
 namespace {
@@ -93,35 +94,25 @@ TEST_CASE("the translator trains to the same losses on CPU and GPU: plain, optim
   auto train = [](std::shared_ptr<Backend> backend, Mode mode) {
     Graph g;
     g.set_seed(4);
-    nn::Transformer model(g, {.source_vocab = 13,
-                              .target_vocab = 12,
-                              .d_model = 32,
-                              .heads = 4,
-                              .d_ff = 64,
-                              .layers = 2,
-                              .max_len = 12,
-                              .dropout = 0.1});
-    Value source = g.placeholder("source", i64, {4, 11});
-    Value target_in = g.placeholder("target_in", i64, {4, 9});
-    Value target_out = g.placeholder("target_out", i64, {4, 9});
-    Value step = g.placeholder("step", i64, {});
-    const nn::AttentionMask mask = nn::padding_mask(equal(source, scalar_like(source, 0.0)));
-    Value logits = model(source, target_in, mask, {.training = true, .step = step});
-    Value loss = nn::cross_entropy(logits, target_out, {.ignore_index = 0});
+    const testing::TrainingTranslator tr(g,
+                                         {.source_vocab = 13,
+                                          .target_vocab = 12,
+                                          .d_model = 32,
+                                          .heads = 4,
+                                          .d_ff = 64,
+                                          .layers = 2,
+                                          .max_len = 12,
+                                          .dropout = 0.1},
+                                         4, 11, 9);
     auto build = [](Graph& graph, const std::vector<Value>& out) {
       nn::TrainStep s = nn::adamw(out[0], graph.parameters(), {.lr = nn::constant_lr(1e-2), .eps = 1e-3});
       return passes::StepParts{{out[0]}, s.updates};
     };
-    passes::CompiledTrainingStep exe = passes::compile_training_step(
-        g, {loss}, build, std::move(backend), {.optimize = mode.optimize, .compile = {.capture_graph = mode.capture}});
-    Tensor src = random_tensor(i64, {4, 11}, 8, 1, 13);
-    for (std::int64_t b = 0; b < 4; ++b)  // padded tails of different lengths
-      for (std::int64_t t = 11 - b; t < 11; ++t) src.data<std::int64_t>()[static_cast<std::size_t>(b * 11 + t)] = 0;
-    const Tensor tin = random_tensor(i64, {4, 9}, 9, 1, 12), tout = random_tensor(i64, {4, 9}, 10, 0, 12);
+    passes::CompiledTrainingStep exe =
+        passes::compile_training_step(g, {tr.loss}, build, std::move(backend),
+                                      {.optimize = mode.optimize, .compile = {.capture_graph = mode.capture}});
     std::vector<double> losses;
-    for (std::int64_t i = 0; i < 5; ++i)
-      losses.push_back(
-          exe.run({{source, src}, {target_in, tin}, {target_out, tout}, {step, Tensor::scalar(i)}})[0].item());
+    for (std::int64_t i = 0; i < 5; ++i) losses.push_back(exe.run(tr.feeds(i))[0].item());
     if (mode.capture) CHECK(exe.executable().captured());
     return losses;
   };

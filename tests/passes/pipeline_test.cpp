@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 
+#include "nn/translator_testing.h"
 #include "optimize_testing.h"
 
 namespace {
@@ -153,31 +154,19 @@ TEST_CASE("the translator trained through optimize_training takes the same steps
     CAPTURE(dtype_name(t));
     Graph g;
     g.set_seed(4);
-    nn::Transformer model(g, {.source_vocab = 13,
-                              .target_vocab = 12,
-                              .d_model = 16,
-                              .heads = 2,
-                              .d_ff = 32,
-                              .layers = 1,
-                              .max_len = 8,
-                              .dropout = 0.1,
-                              .dtype = t});
-    Value source = g.placeholder("source", i64, {2, 7});
-    Value target_in = g.placeholder("target_in", i64, {2, 6});
-    Value target_out = g.placeholder("target_out", i64, {2, 6});
-    Value step = g.placeholder("step", i64, {});
-    const nn::AttentionMask mask = nn::padding_mask(equal(source, scalar_like(source, 0.0)), t);
-    Value logits = model(source, target_in, mask, {.training = true, .step = step});
-    Value loss = nn::cross_entropy(logits, target_out, {.ignore_index = 0});
-    Tensor src = random_tensor(i64, {2, 7}, 8, 1, 13);
-    src.data<std::int64_t>()[6] = 0;  // one padded source position
-    const Tensor tin = random_tensor(i64, {2, 6}, 9, 1, 12), tout = random_tensor(i64, {2, 6}, 10, 0, 12);
+    const testing::TrainingTranslator tr(g,
+                                         {.source_vocab = 13,
+                                          .target_vocab = 12,
+                                          .d_model = 16,
+                                          .heads = 2,
+                                          .d_ff = 32,
+                                          .layers = 1,
+                                          .max_len = 8,
+                                          .dropout = 0.1,
+                                          .dtype = t},
+                                         2, 7, 6);
     check_same_training(
-        g, loss,
-        [&](std::int64_t i) {
-          return Feeds{{source, src}, {target_in, tin}, {target_out, tout}, {step, Tensor::scalar(i)}};
-        },
-        t);
+        g, tr.loss, [&](std::int64_t i) { return tr.feeds(i); }, t);
   }
 }
 

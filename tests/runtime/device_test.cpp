@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "fake_device.h"
+#include "nn/translator_testing.h"
 #include "testing.h"
 
 namespace {
@@ -18,6 +19,7 @@ using namespace fovea;
 using fovea::testing::error_of;
 using fovea::testing::FakeDevice;
 using fovea::testing::random_tensor;
+using fovea::testing::TrainingTranslator;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
@@ -369,34 +371,24 @@ TEST_CASE("the translator, optimized and recorded, trains on a device to exactly
   auto train = [](std::shared_ptr<Backend> backend, bool capture, std::vector<Tensor>* weights) {
     Graph g;
     g.set_seed(4);
-    nn::Transformer model(g, {.source_vocab = 13,
-                              .target_vocab = 12,
-                              .d_model = 16,
-                              .heads = 2,
-                              .d_ff = 32,
-                              .layers = 1,
-                              .max_len = 8,
-                              .dropout = 0.1});
-    Value source = g.placeholder("source", i64, {3, 7});
-    Value target_in = g.placeholder("target_in", i64, {3, 6});
-    Value target_out = g.placeholder("target_out", i64, {3, 6});
-    Value step = g.placeholder("step", i64, {});
-    const nn::AttentionMask mask = nn::padding_mask(equal(source, scalar_like(source, 0.0)));
-    Value loss = nn::cross_entropy(model(source, target_in, mask, {.training = true, .step = step}), target_out,
-                                   {.ignore_index = 0});
+    const TrainingTranslator tr(g,
+                                {.source_vocab = 13,
+                                 .target_vocab = 12,
+                                 .d_model = 16,
+                                 .heads = 2,
+                                 .d_ff = 32,
+                                 .layers = 1,
+                                 .max_len = 8,
+                                 .dropout = 0.1},
+                                3, 7, 6);
     auto build = [](Graph& graph, const std::vector<Value>& out) {
       nn::TrainStep s = nn::adamw(out[0], graph.parameters(), {.lr = nn::constant_lr(1e-2)});
       return passes::StepParts{{out[0]}, s.updates};
     };
     passes::CompiledTrainingStep exe =
-        passes::compile_training_step(g, {loss}, build, backend, {.compile = {.capture_graph = capture}});
-    Tensor src = random_tensor(i64, {3, 7}, 8, 1, 13);
-    src.data<std::int64_t>()[6] = 0;
-    const Tensor tin = random_tensor(i64, {3, 6}, 9, 1, 12), tout = random_tensor(i64, {3, 6}, 10, 0, 12);
+        passes::compile_training_step(g, {tr.loss}, build, backend, {.compile = {.capture_graph = capture}});
     std::vector<double> losses;
-    for (std::int64_t i = 0; i < 4; ++i)
-      losses.push_back(
-          exe.run({{source, src}, {target_in, tin}, {target_out, tout}, {step, Tensor::scalar(i)}})[0].item());
+    for (std::int64_t i = 0; i < 4; ++i) losses.push_back(exe.run(tr.feeds(i))[0].item());
     if (capture) CHECK(exe.executable().captured());  // embeddings' gathers included
     exe.executable().pull_state();
     for (Value p : g.parameters()) weights->push_back(g.parameter_value(p).clone());
