@@ -198,31 +198,9 @@ void CudaBackend::synchronize() {
   check(cudaStreamSynchronize(as_stream(stream_)), "running the kernels (cudaStreamSynchronize)");
 }
 
-std::byte* CudaBackend::persistent_copy(const Tensor& host) {
-  const std::lock_guard lock(persistent_mutex_);
-  // Copies whose host tensor nobody else holds any more belong to graphs that are gone; their
-  // addresses may be reused by new tensors, so they are dropped before looking one up.
-  for (auto it = persistent_.begin(); it != persistent_.end();)
-    it = it->second.host.is_unique() ? persistent_.erase(it) : std::next(it);
-  if (auto it = persistent_.find(host.raw()); it != persistent_.end()) return it->second.copy.get();
-  Persistent entry{host, allocate(host.nbytes())};
-  copy_from_host(entry.copy.get(), host.raw(), host.nbytes());
-  std::byte* copy = entry.copy.get();
-  persistent_.emplace(host.raw(), std::move(entry));
-  return copy;
-}
-
-void CudaBackend::pull(const Tensor& host) {
-  const std::lock_guard lock(persistent_mutex_);
-  if (auto it = persistent_.find(host.raw()); it != persistent_.end())
-    copy_to_host(const_cast<std::byte*>(host.raw()), it->second.copy.get(), host.nbytes());
-}
-
-void CudaBackend::push(const Tensor& host) {
-  const std::lock_guard lock(persistent_mutex_);
-  if (auto it = persistent_.find(host.raw()); it != persistent_.end())
-    copy_from_host(it->second.copy.get(), host.raw(), host.nbytes());
-}
+std::byte* CudaBackend::persistent_copy(const Tensor& host) { return persistent_.copy_of(host); }
+void CudaBackend::pull(const Tensor& host) { persistent_.pull(host); }
+void CudaBackend::push(const Tensor& host) { persistent_.push(host); }
 
 void CudaBackend::set_allow_tf32(bool allow) {
   make_current();

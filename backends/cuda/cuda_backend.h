@@ -32,12 +32,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "fovea/backends/backend.h"
+#include "fovea/backends/device_copies.h"
 
 namespace fovea {
 
@@ -99,11 +98,6 @@ class CudaBackend final : public Backend {
  private:
   void make_current() const;
 
-  struct Persistent {
-    Tensor host;  // keeps the host buffer, and so its address, alive while the copy exists
-    std::shared_ptr<std::byte[]> copy;
-  };
-
   int ordinal_;
   void* stream_ = nullptr;
   void* blas_ = nullptr;
@@ -113,8 +107,7 @@ class CudaBackend final : public Backend {
   KernelRegistry kernels_;
   std::shared_ptr<std::byte[]> workspace_;
   std::size_t workspace_bytes_ = 0;
-  std::mutex persistent_mutex_;
-  std::map<const std::byte*, Persistent> persistent_;  // by host buffer address
+  DeviceCopies persistent_{*this};
 };
 
 }  // namespace fovea

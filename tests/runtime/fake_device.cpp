@@ -159,28 +159,9 @@ void FakeDevice::clear_verdicts(Verdict* verdicts, std::size_t count) {
     clear();
 }
 
-std::byte* FakeDevice::persistent_copy(const Tensor& host) {
-  // As the CUDA backend does: copies of host buffers nobody else holds belong to graphs that
-  // are gone, and their addresses may come back for new tensors.
-  for (auto it = persistent_.begin(); it != persistent_.end();)
-    it = it->second.host.is_unique() ? persistent_.erase(it) : std::next(it);
-  if (auto it = persistent_.find(host.raw()); it != persistent_.end()) return it->second.copy.get();
-  Persistent entry{host, allocate(host.nbytes())};
-  copy_from_host(entry.copy.get(), host.raw(), host.nbytes());
-  std::byte* copy = entry.copy.get();
-  persistent_.emplace(host.raw(), std::move(entry));
-  return copy;
-}
-
-void FakeDevice::pull(const Tensor& host) {
-  if (auto it = persistent_.find(host.raw()); it != persistent_.end())
-    copy_to_host(const_cast<std::byte*>(host.raw()), it->second.copy.get(), host.nbytes());
-}
-
-void FakeDevice::push(const Tensor& host) {
-  if (auto it = persistent_.find(host.raw()); it != persistent_.end())
-    copy_from_host(it->second.copy.get(), host.raw(), host.nbytes());
-}
+std::byte* FakeDevice::persistent_copy(const Tensor& host) { return persistent_.copy_of(host); }
+void FakeDevice::pull(const Tensor& host) { persistent_.pull(host); }
+void FakeDevice::push(const Tensor& host) { persistent_.push(host); }
 
 bool FakeDevice::can_capture(std::string_view op, DType, std::string& reason) const {
   if (op != refuse_capture_op) return true;

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include <fovea/backends/device_copies.h>
 #include <fovea/fovea.h>
 
 namespace fovea::testing {
@@ -75,14 +76,10 @@ class FakeDevice final : public Backend {
 
  private:
   friend void dispatch(const KernelContext& ctx);
-  struct Persistent {
-    Tensor host;  // keeps the host buffer, and so its address, alive while the copy exists
-    std::shared_ptr<std::byte[]> copy;
-  };
   std::shared_ptr<Backend> cpu_ = cpu();
   KernelRegistry kernels_;
-  std::map<const std::byte*, Persistent> persistent_;  // by host buffer address
-  std::vector<std::function<void()>> tape_;            // what was noted since begin_capture()
+  DeviceCopies persistent_{*this};
+  std::vector<std::function<void()>> tape_;  // what was noted since begin_capture()
 };
 
 // The error message the fake gather gives for a failed verdict: the CPU's words.
