@@ -71,7 +71,8 @@ AttentionShape shape_of(const KernelContext& ctx, const FusedAttentionInputs& in
 // Which kernels run, from the environment variable FOVEA_CUDA_ATTENTION, read at every launch
 // (one getenv) so that a test or a benchmark can switch within one process:
 //   unset or empty  the default: f32/f64 on the one-warp-per-row kernels (attention.cu); bf16/f16
-//                   forward on the tensor cores (attention_mma.cu) where they take the sizes
+//                   forward and backward on the tensor cores (attention_mma.cu,
+//                   attention_mma_backward.cu) where they take the sizes
 //   "simple"        the one-warp-per-row kernels for everything (half inputs through f32 copies)
 //   "tiled"         the FlashAttention-2-style CUDA-core kernels (attention_tiled.cu) where they
 //                   take the head dims, else the simple ones (half inputs through f32 copies)
@@ -138,11 +139,24 @@ void half_forward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttenti
   convert(ctx, gpu, DType::f32, half, wide[o], ctx.out(0).data, ctx.out(0).numel());
 }
 
-// The backward for half q, k, v (o and d_o half too, lse f32), through f32 copies.
+// The backward for half q, k, v (o and d_o half too, lse f32): on the tensor cores when
+// attention_mma_backward.cu takes the sizes (and the default path is chosen), else through f32
+// copies.
 void half_backward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttentionInputs& in,
                    const AttentionShape& a) {
   const DType half = ctx.in(0).type.dtype;
   const std::size_t first = in.saved;  // o, then lse, then d_o
+  if (chosen_path(ctx) == Path::automatic && mma_attention_supports(element(half), a.d, a.dv)) {
+    const std::size_t scratch_bytes = mma_attention_backward_scratch_bytes(a);
+    void* scratch = gpu.workspace(scratch_bytes > 0 ? scratch_bytes : 1);
+    if (launch_attention_backward_mma(element(half), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
+                                      in.has_mask ? ctx.in(in.mask).as<float>() : nullptr, ctx.in(first).data,
+                                      ctx.in(first + 1).as<float>(), ctx.in(first + 2).data, scratch, ctx.out(0).data,
+                                      ctx.out(1).data, ctx.out(2).data, gpu.stream())) {
+      check(ctx, cudaGetLastError(), "launching the tensor-core fused_attention_backward kernels");
+      return;
+    }
+  }
   const std::size_t half_inputs[] = {0, 1, 2, first, first + 2};
   WideCopies wide;
   std::size_t input_piece[5], output_piece[3];

@@ -74,25 +74,15 @@
 // through shared memory for 16-byte ones (o is D values per row against Tk·D flops per row);
 // there is no Hopper wgmma/TMA path.
 //
-// --- The fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16", "ldmatrix") ------------
+// --- The fragment layouts ---------------------------------------------------------------------
 //
-// For lane l of a warp: g = l / 4 (groupID), t = l % 4 (threadID_in_group). A quad is the four
-// lanes with the same g.
+// mma.cuh has the PTX ISA's tables (which elements of A, B, C a lane holds for mma.m16n8k16, and
+// what ldmatrix gives it), the swizzled layout of a tile in shared memory (chunk c of row r at
+// chunk position c ^ (r % 8), so that ldmatrix and cp.async meet no bank conflicts), and the
+// wrappers this kernel shares with the backward (attention_mma_backward.cu). Lane l has g = l / 4,
+// t = l % 4.
 //
-// mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32  D[16×8] = A[16×16]·B[16×8] + C.
-// The PTX ISA numbers the ELEMENTS a lane holds (a0..a7, b0..b3, c0..c3); two 16-bit elements
-// share a 32-bit register, the lower-numbered one in bits 0..15. Per register:
-//   A: A0 = (a0, a1) = A[g][2t, 2t+1]      A1 = (a2, a3) = A[g+8][2t, 2t+1]
-//      A2 = (a4, a5) = A[g][2t+8, 2t+9]    A3 = (a6, a7) = A[g+8][2t+8, 2t+9]
-//   B: B0 = (b0, b1) = B[2t, 2t+1][g]      B1 = (b2, b3) = B[2t+8, 2t+9][g]   (two rows k, column g)
-//   C, D (f32, one each): c0, c1 = C[g][2t, 2t+1]   c2, c3 = C[g+8][2t, 2t+1]
-//
-// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16  r0..r3, [address]: four 8×8 matrices of
-//   16-bit elements; lane l gives the address of row l % 8 of matrix l / 8 (16 contiguous bytes).
-//   Without .trans, r_i of lane l = M_i[g][2t, 2t+1]   (row g, columns 2t and 2t+1);
-//   with .trans,    r_i of lane l = M_i[2t, 2t+1][g]   (rows 2t and 2t+1 of column g).
-//
-// How the kernel uses them (each a check of the three tables above):
+// How the kernel uses them (each a check of mma.cuh's tables):
 //
 //   Q (A of S = Q·Kᵀ), the 16 rows i0.. of a row group, depth d0 = 16·step: matrices (rows
 //     i0+0..7, cols d0+0..7), (i0+8..15, d0+0..7), (i0+0..7, d0+8..15), (i0+8..15, d0+8..15), so
@@ -122,27 +112,16 @@
 //      V[2,3][9], V[10,11][9] for dim tile 1.
 //   O: it holds O[1][2,3] and O[9][2,3] of each dim tile n, written to o rows i0 + 1, i0 + 9,
 //      columns 8n + 2, 8n + 3.
-//
-// --- Shared memory layout ------------------------------------------------------------------------
-//
-// A tile row of D 16-bit elements is D/8 chunks of 16 bytes; chunk c of row r is stored at chunk
-// position c ^ (r % 8) of that row (XOR swizzle). ldmatrix reads, per group of 8 lanes, the same
-// logical chunk of 8 consecutive rows; rows are 128 or 256 bytes long, so without the swizzle all
-// 8 would sit in the same 4 banks (an 8-way conflict), with it they sit at 8 distinct offsets
-// modulo 128 bytes, i.e. in 8 distinct groups of 4 banks. The XOR only flips the low 3 bits, so
-// a chunk stays in its row's aligned 128-byte segment; cp.async's 16-byte writes of 8
-// consecutive chunks of a row likewise cover all 32 banks once.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <limits>
-#include <type_traits>
 
 #include "fovea/backends/cuda/attention.cuh"
 #include "fovea/backends/cuda/device.cuh"
+#include "fovea/backends/cuda/mma.cuh"
 #include "fovea/core/philox.h"
 
 namespace fovea::cuda_backend {
@@ -150,6 +129,7 @@ namespace fovea::cuda_backend {
 namespace {
 
 using namespace attention_device;
+using namespace mma_device;
 
 constexpr int kWarp = 32;
 constexpr unsigned kAllLanes = 0xffffffffu;
@@ -177,137 +157,16 @@ struct MmaTiles {
   static_assert(row_groups * key_tiles * 4 <= 32, "a lane's dropout bits of one tile fit in 32 bits");
 };
 
-// --- PTX wrappers --------------------------------------------------------------------------
-
-__device__ inline std::uint32_t shared_address(const void* pointer) {
-  return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-// 16 bytes from global `source` to shared `destination`, asynchronously; of them the first
-// `bytes` (16 or 0) are read, the rest are zeros.
-__device__ inline void copy_async(std::uint32_t destination, const void* source, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(destination),
-               "l"(__cvta_generic_to_global(source)), "r"(bytes)
-               : "memory");
-}
-// Closes the group of this thread's copies issued since the last commit (possibly empty).
-__device__ inline void commit_copies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most kPending of this thread's committed groups are still in flight.
-template <int kPending>
-__device__ inline void wait_copies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-// ldmatrix .x4: four 8×8 matrices, lane l naming row l % 8 of matrix l / 8 (layouts at the top).
-__device__ inline void load_matrices(std::uint32_t (&r)[4], std::uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address)
-               : "memory");
-}
-__device__ inline void load_matrices_transposed(std::uint32_t (&r)[4], std::uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address)
-               : "memory");
-}
-
-// c += A·B for one m16n8k16 tile: a = A0..A3, (b0, b1) = (B0, B1) as at the top of the file.
-template <typename Half>
-__device__ inline void mma(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
-  if constexpr (std::is_same_v<Half, __nv_bfloat16>) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-// 2^x with the hardware's approximation (about 2 ulp; results below 2^-126 flush to 0, and
-// 2^-∞ = 0). exp2f without --use_fast_math adds a few instructions per call for subnormal
-// results, which softmax weights that small do not need.
-__device__ inline float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-// --- 16-bit conversions ----------------------------------------------------------------------
-
-// (low, high) rounded to nearest into one register, `low` in bits 0..15: an mma operand pair.
-template <typename Half>
-__device__ inline std::uint32_t pack(float low, float high) {
-  std::uint32_t bits;
-  if constexpr (std::is_same_v<Half, __nv_bfloat16>) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
-    memcpy(&bits, &pair, sizeof bits);
-  } else {
-    const __half2 pair = __floats2half2_rn(low, high);
-    memcpy(&bits, &pair, sizeof bits);
-  }
-  return bits;
-}
-
-template <typename Half>
-__device__ inline Half to_half(float x) {
-  if constexpr (std::is_same_v<Half, __nv_bfloat16>)
-    return __float2bfloat16_rn(x);
-  else
-    return __float2half_rn(x);
-}
-
-// --- Tiles in shared memory -----------------------------------------------------------------
-
-// Byte offset of 16-byte chunk `chunk` of row `row` in a tile of kHead-element rows (swizzled).
-template <int kHead>
-__device__ inline std::uint32_t chunk_offset(std::uint32_t row, std::uint32_t chunk) {
-  return (row * (kHead / 8) + (chunk ^ (row % 8))) * 16;
-}
-
-// tile ← rows [0, count) of source (kHead contiguous elements each), zeros in rows [count,
-// kRows). Thread x copies chunk x % chunks of rows x / chunks, x / chunks + rows_per_pass, ...:
-// consecutive threads read consecutive 16 bytes of a row, so global reads coalesce, and as
-// rows_per_pass is a multiple of 8 the swizzle is the same in every pass: one shared and one
-// global address per thread, the passes being constant offsets from them. (Offsets computed
-// per pass in 64 bits would stay live across the whole key loop, some 40 registers.)
-template <int kRows, int kHead, typename Half>
-__device__ inline void load_tile(std::uint32_t tile, const Half* source, int count) {
-  constexpr int chunks = kHead / 8, rows_per_pass = kThreadsPerBlock / chunks;
-  static_assert(rows_per_pass % 8 == 0 && kRows % rows_per_pass == 0, "one swizzle phase per thread");
-  const int row = static_cast<int>(threadIdx.x) / chunks, chunk = static_cast<int>(threadIdx.x) % chunks;
-  const std::uint32_t destination = tile + chunk_offset<kHead>(row, chunk);
-#pragma unroll
-  for (int pass = 0; pass < kRows / rows_per_pass; ++pass) {
-    const int r = row + pass * rows_per_pass;
-    const bool inside = r < count;  // outside, the (unread) source is any valid address
-    copy_async(destination + pass * rows_per_pass * kHead * 2, inside ? source + r * kHead + chunk * 8 : source,
-               inside ? 16 : 0);
-  }
-}
-
 // --- Dropout -----------------------------------------------------------------------------------
 
-// w.v[lane] without indexing the array with a run-time value (which would place it in local memory).
-__device__ inline std::uint32_t word(const philox::Block& w, unsigned lane) {
-  return lane == 0 ? w.v[0] : lane == 1 ? w.v[1] : lane == 2 ? w.v[2] : w.v[3];
-}
-
-// The keep bits of probabilities e (bit 0) and e + 1 (bit 1), two adjacent columns of a row:
-// kept where the uniform passes float(u) >= float(p), the test of attention.cuh's
-// dropout_factor<float> (u has 24 bits, so (w >> 8)·2^-24 in f32 equals float(philox::to_unit(w))).
+// The keep bits of probabilities e (bit 0) and e + 1 (bit 1), two adjacent columns of a row
+// (mma.cuh's kept(): the test of attention.cuh's dropout_factor<float>).
 __device__ inline std::uint32_t keep_pair(const AttentionShape& a, std::uint64_t stream, std::uint64_t e) {
   const auto lane = static_cast<unsigned>(e % 4);
   const philox::Block w = philox::words(a.dropout.seed, stream, e / 4);
   const std::uint32_t next = lane == 3 ? philox::words(a.dropout.seed, stream, e / 4 + 1).v[0] : word(w, lane + 1);
   const float p = static_cast<float>(a.dropout.p);
-  const bool first = static_cast<float>(word(w, lane) >> 8) * 0x1p-24f >= p;
-  const bool second = static_cast<float>(next >> 8) * 0x1p-24f >= p;
-  return (first ? 1u : 0u) | (second ? 2u : 0u);
+  return (kept(word(w, lane), p) ? 1u : 0u) | (kept(next, p) ? 2u : 0u);
 }
 
 // --- The kernel --------------------------------------------------------------------------------
@@ -362,12 +221,12 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
 
     // Q → its tile and k, v tile 0 → stage 0; then Q → registers.
     __syncthreads();  // the previous work item is done with shared memory
-    load_tile<Tile::rows, kHead>(q_tile, q + (b * a.tq + i0) * kHead, static_cast<int>(row_count));
+    load_tile<Tile::rows, kHead, kThreadsPerBlock>(q_tile, q + (b * a.tq + i0) * kHead, static_cast<int>(row_count));
     commit_copies();
     if (key_tile_count > 0) {
       const int count = static_cast<int>(a.tk < Tile::keys ? a.tk : Tile::keys);
-      load_tile<Tile::keys, kHead>(stage0, k_item, count);
-      load_tile<Tile::keys, kHead>(stage0 + Tile::tile_bytes, v_item, count);
+      load_tile<Tile::keys, kHead, kThreadsPerBlock>(stage0, k_item, count);
+      load_tile<Tile::keys, kHead, kThreadsPerBlock>(stage0 + Tile::tile_bytes, v_item, count);
     }
     commit_copies();
     wait_copies<1>();  // the q group has landed; the k/v group may still be in flight
@@ -402,8 +261,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
         const std::int64_t next = j0 + Tile::keys;
         const int count = static_cast<int>(a.tk - next < Tile::keys ? a.tk - next : Tile::keys);
         const std::uint32_t stage = (key_tile + 1) % 2 == 0 ? stage0 : stage1;
-        load_tile<Tile::keys, kHead>(stage, k_item + next * kHead, count);
-        load_tile<Tile::keys, kHead>(stage + Tile::tile_bytes, v_item + next * kHead, count);
+        load_tile<Tile::keys, kHead, kThreadsPerBlock>(stage, k_item + next * kHead, count);
+        load_tile<Tile::keys, kHead, kThreadsPerBlock>(stage + Tile::tile_bytes, v_item + next * kHead, count);
       }
       commit_copies();
       const std::uint32_t k_tile = key_tile % 2 == 0 ? stage0 : stage1;

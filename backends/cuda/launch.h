@@ -11,6 +11,7 @@
 // mistake); launch errors are left for the caller's cudaGetLastError.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace fovea::cuda_backend {
@@ -200,6 +201,25 @@ bool launch_attention_backward_tiled(Element type, const AttentionShape& shape, 
 bool mma_attention_supports(Element type, std::int64_t d, std::int64_t dv);
 bool launch_attention_forward_mma(Element type, const AttentionShape& shape, const void* q, const void* k,
                                   const void* v, const float* mask, void* o, float* lse, void* stream);
+
+// --- attention_mma_backward.cu ----------------------------------------------------------------
+
+// The tensor-core FlashAttention-2 backward, the forward's counterpart: dq, dk, dv for half q, k,
+// v, o, d_o (contiguous [batch, T, D], `type` bf16 or f16) and f32 lse [batch, Tq] and f32 mask
+// (AttentionShape's strides), D = Dv in {64, 128}; dq, dk, dv in `type`. Products on tensor
+// cores, everything else in f32; same math as launch_attention_backward (dropout included).
+// `scratch` is device memory of at least mma_attention_backward_scratch_bytes(shape) bytes: f32
+// Δ and lse·log2(e) per query row and an f32 dq accumulator. dq is summed with f32 atomics, so its
+// last bits may vary between runs (dk and dv do not). Tq = 0 gives dk = dv = 0, Tk = 0 dq = 0.
+//
+// It returns false, launching nothing, for another type or head dim, for a device older than
+// sm_80 or whose blocks may not have the kernel's shared memory (113 KB at D = 128), and unless
+// q, k, v, o, d_o, scratch, dq, dk and dv all start on 16-byte boundaries; the host then takes
+// another path. Launch errors are left for the caller's cudaGetLastError.
+std::size_t mma_attention_backward_scratch_bytes(const AttentionShape& shape);
+bool launch_attention_backward_mma(Element type, const AttentionShape& shape, const void* q, const void* k,
+                                   const void* v, const float* mask, const void* o, const float* lse, const void* d_o,
+                                   void* scratch, void* dq, void* dk, void* dv, void* stream);
 
 // --- normalization.cu ----------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 // bf16 and f16 on the GPU against the CPU (mixed precision): cast and the shape ops exactly,
 // the fused attention within the rounding of its half output, and a mixed-precision training
-// step. The tensor-core kernel itself is also checked against an f64 reference in
+// step. The tensor-core kernels themselves are also checked against an f64 reference in
 // cuda_attention_mma_test.cpp. Where no GPU is visible every test prints why and passes.
 #include <cmath>
 #include <cstdlib>
@@ -91,7 +91,8 @@ TEST_CASE("fused attention on bf16 and f16 agrees with the CPU, forward and back
     bool causal, mask;
     double dropout;
   };
-  // Head dims 64 and 128 take the tensor-core kernel by default; 40 takes the f32 fallback.
+  // Head dims 64 and 128 take the tensor-core kernels (forward and backward) by default; 40 takes
+  // the f32 fallback.
   const std::vector<Case> cases = {{3, 130, 70, 64, false, false, 0.0}, {2, 64, 200, 128, true, false, 0.0},
                                    {2, 17, 33, 64, false, true, 0.0},   {2, 100, 100, 128, true, true, 0.2},
                                    {2, 9, 14, 40, false, true, 0.1},    {1, 5, 0, 64, false, false, 0.0}};
