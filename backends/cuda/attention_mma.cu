@@ -121,6 +121,7 @@
 
 #include "fovea/backends/cuda/attention.cuh"
 #include "fovea/backends/cuda/device.cuh"
+#include "fovea/backends/cuda/kernel_launch.cuh"
 #include "fovea/backends/cuda/mma.cuh"
 #include "fovea/core/philox.h"
 
@@ -458,9 +459,10 @@ void forward(const AttentionShape& a, const void* q, const void* k, const void* 
   using Tile = MmaTiles<kHead>;
   allow_shared_memory<Half, kHead>(device);
   const std::int64_t tiles = (a.tq + Tile::rows - 1) / Tile::rows;
-  mma_forward_kernel<Half, kHead><<<grid_for(a.batch * tiles), kThreadsPerBlock, Tile::shared_bytes, stream>>>(
-      a, static_cast<const Half*>(q), static_cast<const Half*>(k), static_cast<const Half*>(v), mask,
-      static_cast<Half*>(o), lse);
+  FOVEA_LAUNCH((mma_forward_kernel<Half, kHead>), grid_for(a.batch * tiles), kThreadsPerBlock, Tile::shared_bytes,
+               stream)
+  (a, static_cast<const Half*>(q), static_cast<const Half*>(k), static_cast<const Half*>(v), mask,
+   static_cast<Half*>(o), lse);
 }
 
 // The current device, when it can run the kernel for `head` (compute capability 8.0 or newer,

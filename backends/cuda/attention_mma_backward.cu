@@ -131,6 +131,7 @@
 
 #include "fovea/backends/cuda/attention.cuh"
 #include "fovea/backends/cuda/device.cuh"
+#include "fovea/backends/cuda/kernel_launch.cuh"
 #include "fovea/backends/cuda/mma.cuh"
 #include "fovea/core/philox.h"
 
@@ -556,22 +557,24 @@ void backward(const AttentionShape& a, const void* q, const void* k, const void*
   auto* dq_sum = reinterpret_cast<float*>(bytes + layout.dq_sum);
   const std::int64_t rows = a.batch * layout.padded_rows;
   constexpr int kPrepareWarps = 8;
-  if (rows > 0)
-    prepare_kernel<Half, kHead>
-        <<<grid_for((rows + kPrepareWarps - 1) / kPrepareWarps), kPrepareWarps * kWarp, 0, stream>>>(
-            a, layout.padded_rows, static_cast<const Half*>(o), static_cast<const Half*>(d_o), lse, shift, delta,
-            dq_sum);
+  if (rows > 0) {
+    FOVEA_LAUNCH((prepare_kernel<Half, kHead>), grid_for((rows + kPrepareWarps - 1) / kPrepareWarps),
+                 kPrepareWarps * kWarp, 0, stream)
+    (a, layout.padded_rows, static_cast<const Half*>(o), static_cast<const Half*>(d_o), lse, shift, delta, dq_sum);
+  }
   if (a.tk > 0) {
     allow_shared_memory<Half, kHead>(device);
     const std::int64_t key_tiles = (a.tk + Tile::keys - 1) / Tile::keys;
-    mma_backward_kernel<Half, kHead><<<grid_for(a.batch * key_tiles), Tile::threads, Tile::shared_bytes, stream>>>(
-        a, layout.padded_rows, static_cast<const Half*>(q), static_cast<const Half*>(k), static_cast<const Half*>(v),
-        mask, static_cast<const Half*>(d_o), shift, delta, dq_sum, static_cast<Half*>(dk), static_cast<Half*>(dv));
+    FOVEA_LAUNCH((mma_backward_kernel<Half, kHead>), grid_for(a.batch * key_tiles), Tile::threads, Tile::shared_bytes,
+                 stream)
+    (a, layout.padded_rows, static_cast<const Half*>(q), static_cast<const Half*>(k), static_cast<const Half*>(v), mask,
+     static_cast<const Half*>(d_o), shift, delta, dq_sum, static_cast<Half*>(dk), static_cast<Half*>(dv));
   }
   const std::int64_t dq_count = a.batch * a.tq * kHead;
-  if (dq_count > 0)
-    finish_dq_kernel<Half><<<blocks_for(dq_count), kThreads, 0, stream>>>(dq_count, static_cast<float>(a.scale), dq_sum,
-                                                                          static_cast<Half*>(dq));
+  if (dq_count > 0) {
+    FOVEA_LAUNCH(finish_dq_kernel<Half>, blocks_for(dq_count), kThreads, 0, stream)
+    (dq_count, static_cast<float>(a.scale), dq_sum, static_cast<Half*>(dq));
+  }
 }
 
 // The current device, when it can run the kernel for `head` (compute capability 8.0 or newer,

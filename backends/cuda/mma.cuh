@@ -1,8 +1,9 @@
 // Device helpers shared by the tensor-core attention kernels (attention_mma.cu, the forward, and
 // attention_mma_backward.cu): thin wrappers around the PTX instructions they are written with
 // (mma.sync m16n8k16, ldmatrix, cp.async, ex2.approx), 16-bit conversions, the swizzled layout of
-// a tile in shared memory, and the dropout test on a raw philox word. Included by nvcc only;
-// needs sm_80 or later.
+// a tile in shared memory, and the dropout test on a raw philox word. Included by nvcc (sm_80 or
+// later), and by g++ for the CPU test tests/cuda_emulation/, where FOVEA_CUDA_EMULATION swaps the
+// PTX wrappers for the SIMT emulator's.
 //
 // --- The fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16", "ldmatrix") ------------
 //
@@ -57,6 +58,13 @@
 namespace fovea::cuda_backend::mma_device {
 
 // --- PTX wrappers --------------------------------------------------------------------------
+//
+// Under FOVEA_CUDA_EMULATION (g++, the CPU test in tests/cuda_emulation/) the same functions come
+// from the SIMT emulator instead of inline PTX.
+
+#ifdef FOVEA_CUDA_EMULATION
+#include "fovea/tests/cuda_emulation/ptx.h"
+#else
 
 __device__ inline std::uint32_t shared_address(const void* pointer) {
   return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
@@ -115,6 +123,7 @@ __device__ inline float exp2_approx(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
 }
+#endif  // FOVEA_CUDA_EMULATION
 
 // --- 16-bit conversions ----------------------------------------------------------------------
 

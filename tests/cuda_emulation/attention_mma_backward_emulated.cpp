@@ -1,0 +1,6 @@
+// backends/cuda/attention_mma_backward.cu (the tensor-core attention backward) compiled by g++
+// for the SIMT emulator: simt.h first, so that the CUDA built-ins the kernel file uses are
+// defined before it.
+#include "fovea/tests/cuda_emulation/simt.h"
+
+#include "fovea/backends/cuda/attention_mma_backward.cu"
