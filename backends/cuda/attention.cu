@@ -60,7 +60,6 @@ constexpr unsigned kAllLanes = 0xffffffffu;
 // Warps per block when their shared memory fits (it does up to D + Dv = 1536 in f64).
 constexpr int kWarpsPerBlock = 4;
 constexpr std::int64_t kSharedLimit = 48 * 1024;
-constexpr std::int64_t kMaxBlocks = 1 << 20;
 
 // The max and the sum over the warp's 32 lanes, returned to every lane.
 template <typename T>
@@ -259,7 +258,7 @@ struct Blocks {
     int warps = kWarpsPerBlock;
     while (warps > 1 && warps * per_warp > kSharedLimit) warps /= 2;
     const std::int64_t blocks = (rows + warps - 1) / warps;
-    grid = static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
+    grid = grid_for(blocks);
     threads = warps * kWarp;
     shared = static_cast<std::size_t>(warps * per_warp);
   }

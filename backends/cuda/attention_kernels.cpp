@@ -68,7 +68,7 @@ AttentionShape shape_of(const KernelContext& ctx, const FusedAttentionInputs& in
   return a;
 }
 
-// Which kernels run, from the environment variable FOVEA_CUDA_ATTENTION, read at every launch
+// Which kernels run, from the environment variable FOVEA_CUDA_ATTENTION, read once per launch
 // (one getenv) so that a test or a benchmark can switch within one process:
 //   unset or empty  the default: f32/f64 on the one-warp-per-row kernels (attention.cu); bf16/f16
 //                   forward and backward on the tensor cores (attention_mma.cu,
@@ -87,8 +87,8 @@ Path chosen_path(const KernelContext& ctx) {
   ctx.fail(fmt::format("the environment variable FOVEA_CUDA_ATTENTION is '{}'; expected 'simple' or 'tiled'", choice));
 }
 
-bool use_tiled_kernels(const KernelContext& ctx, const AttentionShape& a) {
-  return chosen_path(ctx) == Path::tiled && tiled_attention_supports(compute_element(ctx), a.d, a.dv);
+bool use_tiled_kernels(Path path, const KernelContext& ctx, const AttentionShape& a) {
+  return path == Path::tiled && tiled_attention_supports(compute_element(ctx), a.d, a.dv);
 }
 
 // f32 copies of a node's half tensors, carved from the backend's one scratch buffer (256-byte
@@ -118,10 +118,11 @@ void convert(const KernelContext& ctx, CudaBackend& gpu, DType from, DType to, c
 
 // The forward for half q, k, v: on the tensor cores when attention_mma.cu takes the sizes (and
 // the default path is chosen), else through f32 copies.
-void half_forward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttentionInputs& in, const AttentionShape& a) {
+void half_forward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttentionInputs& in, const AttentionShape& a,
+                  Path path) {
   const DType half = ctx.in(0).type.dtype;
   const void* mask = in.has_mask ? ctx.in(in.mask).data : nullptr;
-  if (chosen_path(ctx) == Path::automatic && mma_attention_supports(element(half), a.d, a.dv) &&
+  if (path == Path::automatic && mma_attention_supports(element(half), a.d, a.dv) &&
       launch_attention_forward_mma(element(half), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
                                    static_cast<const float*>(mask), ctx.out(0).data, ctx.out(1).as<float>(),
                                    gpu.stream())) {
@@ -133,7 +134,7 @@ void half_forward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttenti
                     o = wide.add(ctx.out(0).numel());
   wide.allocate(gpu);
   for (std::size_t i : {q, k, v}) convert(ctx, gpu, half, DType::f32, ctx.in(i).data, wide[i], ctx.in(i).numel());
-  const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_forward_tiled : &launch_attention_forward;
+  const auto launch = use_tiled_kernels(path, ctx, a) ? &launch_attention_forward_tiled : &launch_attention_forward;
   check_launch(ctx, launch(Element::f32, a, wide[q], wide[k], wide[v], mask, wide[o], ctx.out(1).data, gpu.stream()),
                "fused_attention");
   convert(ctx, gpu, DType::f32, half, wide[o], ctx.out(0).data, ctx.out(0).numel());
@@ -142,11 +143,11 @@ void half_forward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttenti
 // The backward for half q, k, v (o and d_o half too, lse f32): on the tensor cores when
 // attention_mma_backward.cu takes the sizes (and the default path is chosen), else through f32
 // copies.
-void half_backward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttentionInputs& in,
-                   const AttentionShape& a) {
+void half_backward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttentionInputs& in, const AttentionShape& a,
+                   Path path) {
   const DType half = ctx.in(0).type.dtype;
   const std::size_t first = in.saved;  // o, then lse, then d_o
-  if (chosen_path(ctx) == Path::automatic && mma_attention_supports(element(half), a.d, a.dv)) {
+  if (path == Path::automatic && mma_attention_supports(element(half), a.d, a.dv)) {
     const std::size_t scratch_bytes = mma_attention_backward_scratch_bytes(a);
     void* scratch = gpu.workspace(scratch_bytes > 0 ? scratch_bytes : 1);
     if (launch_attention_backward_mma(element(half), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
@@ -167,7 +168,7 @@ void half_backward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttent
   for (std::size_t i = 0; i < 5; ++i)
     convert(ctx, gpu, half, DType::f32, ctx.in(half_inputs[i]).data, wide[input_piece[i]],
             ctx.in(half_inputs[i]).numel());
-  const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_backward_tiled : &launch_attention_backward;
+  const auto launch = use_tiled_kernels(path, ctx, a) ? &launch_attention_backward_tiled : &launch_attention_backward;
   check_launch(ctx,
                launch(Element::f32, a, wide[input_piece[0]], wide[input_piece[1]], wide[input_piece[2]],
                       in.has_mask ? ctx.in(in.mask).data : nullptr, wide[input_piece[3]], ctx.in(first + 1).data,
@@ -184,8 +185,9 @@ void fused_attention_kernel(const KernelContext& ctx) {
   CudaBackend& gpu = CudaBackend::of(ctx);
   const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/false);
   const AttentionShape a = shape_of(ctx, in);
-  if (is_half(ctx.in(0).type.dtype)) return half_forward(ctx, gpu, in, a);
-  const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_forward_tiled : &launch_attention_forward;
+  const Path path = chosen_path(ctx);
+  if (is_half(ctx.in(0).type.dtype)) return half_forward(ctx, gpu, in, a, path);
+  const auto launch = use_tiled_kernels(path, ctx, a) ? &launch_attention_forward_tiled : &launch_attention_forward;
   check_launch(ctx,
                launch(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
                       in.has_mask ? ctx.in(in.mask).data : nullptr, ctx.out(0).data, ctx.out(1).data, gpu.stream()),
@@ -198,11 +200,12 @@ void fused_attention_backward_kernel(const KernelContext& ctx) {
   CudaBackend& gpu = CudaBackend::of(ctx);
   const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/true);
   const AttentionShape a = shape_of(ctx, in);
-  if (is_half(ctx.in(0).type.dtype)) return half_backward(ctx, gpu, in, a);
+  const Path path = chosen_path(ctx);
+  if (is_half(ctx.in(0).type.dtype)) return half_backward(ctx, gpu, in, a, path);
   const std::size_t first = in.saved;
   const std::size_t delta_bytes = static_cast<std::size_t>(a.batch * a.tq) * dtype_size(ctx.in(0).type.dtype);
   void* delta = gpu.workspace(delta_bytes > 0 ? delta_bytes : 1);
-  const auto launch = use_tiled_kernels(ctx, a) ? &launch_attention_backward_tiled : &launch_attention_backward;
+  const auto launch = use_tiled_kernels(path, ctx, a) ? &launch_attention_backward_tiled : &launch_attention_backward;
   check_launch(ctx,
                launch(element(ctx.in(0).type.dtype), a, ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
                       in.has_mask ? ctx.in(in.mask).data : nullptr, ctx.in(first).data, ctx.in(first + 1).data,

@@ -136,7 +136,6 @@ constexpr int kWarp = 32;
 constexpr unsigned kAllLanes = 0xffffffffu;
 constexpr int kWarps = 4;
 constexpr int kThreadsPerBlock = kWarps * kWarp;
-constexpr std::int64_t kMaxBlocks = 1 << 20;
 constexpr double kLog2e = 1.4426950408889634;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -429,27 +428,17 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
 
 // --- Launch ------------------------------------------------------------------------------------
 
-unsigned grid_for(std::int64_t work) { return static_cast<unsigned>(work < kMaxBlocks ? work : kMaxBlocks); }
-
 std::size_t shared_bytes_for(std::int64_t head) {
   return head == 64 ? MmaTiles<64>::shared_bytes : MmaTiles<128>::shared_bytes;
 }
 
-// Lets the kernel have more than the default 48 KiB of dynamic shared memory. The attribute
-// belongs to the current device's context, so it is set once per device (for the first 64
-// devices; beyond them, at every launch).
-constexpr int kRememberedDevices = 64;
-
+// At D = 128 the kernel needs more than the default 48 KiB of dynamic shared memory.
 template <typename Half, int kHead>
 void allow_shared_memory(int device) {
   constexpr std::size_t bytes = MmaTiles<kHead>::shared_bytes;
   if constexpr (bytes > 48 * 1024) {
     static std::atomic<bool> done[kRememberedDevices];
-    const bool remembered = device >= 0 && device < kRememberedDevices;
-    if (remembered && done[device].load(std::memory_order_acquire)) return;
-    const cudaError_t status = cudaFuncSetAttribute(
-        mma_forward_kernel<Half, kHead>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
-    if (remembered && status == cudaSuccess) done[device].store(true, std::memory_order_release);
+    cuda_backend::allow_shared_memory(mma_forward_kernel<Half, kHead>, bytes, device, done);
   }
 }
 

@@ -144,7 +144,6 @@ using namespace mma_device;
 
 constexpr int kWarp = 32;
 constexpr unsigned kAllLanes = 0xffffffffu;
-constexpr std::int64_t kMaxBlocks = 1 << 20;
 constexpr double kLog2e = 1.4426950408889634;
 
 // Tile sizes and the shared memory layout for head dim kHead (see "The schedule").
@@ -522,27 +521,17 @@ __global__ void __launch_bounds__(BackwardTiles<kHead>::threads)
 
 // --- Launch ------------------------------------------------------------------------------------
 
-unsigned grid_for(std::int64_t work) { return static_cast<unsigned>(work < kMaxBlocks ? work : kMaxBlocks); }
-
 std::size_t shared_bytes_for(std::int64_t head) {
   return head == 64 ? BackwardTiles<64>::shared_bytes : BackwardTiles<128>::shared_bytes;
 }
 
-// Lets the kernel have more than the default 48 KiB of dynamic shared memory. The attribute
-// belongs to the current device's context, so it is set once per device (for the first 64
-// devices; beyond them, at every launch).
-constexpr int kRememberedDevices = 64;
-
+// The kernel needs more than the default 48 KiB of dynamic shared memory at both head dims.
 template <typename Half, int kHead>
 void allow_shared_memory(int device) {
   constexpr std::size_t bytes = BackwardTiles<kHead>::shared_bytes;
   static_assert(bytes > 48 * 1024, "the attribute is needed");
   static std::atomic<bool> done[kRememberedDevices];
-  const bool remembered = device >= 0 && device < kRememberedDevices;
-  if (remembered && done[device].load(std::memory_order_acquire)) return;
-  const cudaError_t status = cudaFuncSetAttribute(mma_backward_kernel<Half, kHead>,
-                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
-  if (remembered && status == cudaSuccess) done[device].store(true, std::memory_order_release);
+  cuda_backend::allow_shared_memory(mma_backward_kernel<Half, kHead>, bytes, device, done);
 }
 
 template <typename Half, int kHead>

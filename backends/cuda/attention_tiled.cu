@@ -85,7 +85,6 @@ constexpr int kWarp = 32;
 constexpr unsigned kAllLanes = 0xffffffffu;
 constexpr int kWarpsPerBlock = 4;
 constexpr int kThreadsPerBlock = kWarpsPerBlock * kWarp;
-constexpr std::int64_t kMaxBlocks = 1 << 20;
 
 template <typename T>
 __device__ inline T larger(T a, T b) {
@@ -393,8 +392,6 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
 }
 
 // --- Launches ------------------------------------------------------------------------------
-
-unsigned grid_for(std::int64_t work) { return static_cast<unsigned>(work < kMaxBlocks ? work : kMaxBlocks); }
 
 template <typename T, int kHead>
 void forward(const AttentionShape& a, const T* q, const T* k, const T* v, const T* mask, T* o, T* lse,

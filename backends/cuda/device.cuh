@@ -4,6 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "fovea/backends/cuda/launch.h"
@@ -18,6 +20,28 @@ inline constexpr int kThreads = 256;
 inline unsigned blocks_for(std::int64_t n, int threads = kThreads) {
   const std::int64_t blocks = (n + threads - 1) / threads;
   return static_cast<unsigned>(blocks < (1 << 16) ? blocks : (1 << 16));
+}
+
+// Blocks for `work` independent pieces of one block each (attention's row tiles, say), capped at
+// 2^20: kernels that take more pieces loop over them with a grid stride.
+inline unsigned grid_for(std::int64_t work) {
+  constexpr std::int64_t max_blocks = 1 << 20;
+  return static_cast<unsigned>(work < max_blocks ? work : max_blocks);
+}
+
+// Lets `kernel` use `bytes` of dynamic shared memory, more than the default 48 KiB. The attribute
+// belongs to a device's context, so it is set once per device: `done`, the caller's static array
+// for this kernel, remembers the first kRememberedDevices devices (beyond them, every launch sets
+// it again).
+inline constexpr int kRememberedDevices = 64;
+
+template <typename Kernel>
+void allow_shared_memory(Kernel* kernel, std::size_t bytes, int device, std::atomic<bool> (&done)[kRememberedDevices]) {
+  const bool remembered = device >= 0 && device < kRememberedDevices;
+  if (remembered && done[device].load(std::memory_order_acquire)) return;
+  const cudaError_t status =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (remembered && status == cudaSuccess) done[device].store(true, std::memory_order_release);
 }
 
 inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }

@@ -28,7 +28,6 @@ namespace {
 constexpr int kWarp = 32;
 constexpr unsigned kAllLanes = 0xffffffffu;
 constexpr int kMaxWarps = 8;
-constexpr std::int64_t kMaxBlocks = 1 << 20;
 
 template <typename T>
 __device__ inline T infinity() {
@@ -288,8 +287,6 @@ int threads_for(std::int64_t n) {
   return kWarp * static_cast<int>(warps < 1 ? 1 : (warps > kMaxWarps ? kMaxWarps : warps));
 }
 
-unsigned blocks_for_rows(std::int64_t rows) { return static_cast<unsigned>(rows < kMaxBlocks ? rows : kMaxBlocks); }
-
 // Calls f(T{}) for f32 and f64; false for any other element type.
 template <typename F>
 bool with_float_type(Element type, F&& f) {
@@ -323,8 +320,8 @@ bool launch_softmax(Element type, bool log, const void* x, void* y, std::int64_t
   if (rows == 0 || n == 0) return type == Element::f32 || type == Element::f64;
   return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
-    softmax_kernel<T><<<blocks_for_rows(rows), threads_for(n), 0, as_stream(stream)>>>(log, static_cast<const T*>(x),
-                                                                                       static_cast<T*>(y), rows, n);
+    softmax_kernel<T><<<grid_for(rows), threads_for(n), 0, as_stream(stream)>>>(log, static_cast<const T*>(x),
+                                                                                static_cast<T*>(y), rows, n);
   });
 }
 
@@ -333,7 +330,7 @@ bool launch_softmax_backward(Element type, bool log, const void* y, const void* 
   if (rows == 0 || n == 0) return type == Element::f32 || type == Element::f64;
   return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
-    softmax_backward_kernel<T><<<blocks_for_rows(rows), threads_for(n), 0, as_stream(stream)>>>(
+    softmax_backward_kernel<T><<<grid_for(rows), threads_for(n), 0, as_stream(stream)>>>(
         log, static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), rows, n);
   });
 }
@@ -343,7 +340,7 @@ bool launch_layer_norm(Element type, const void* x, const void* gamma, const voi
   if (rows == 0) return type == Element::f32 || type == Element::f64;
   return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
-    layer_norm_kernel<T><<<blocks_for_rows(rows), threads_for(n), 0, as_stream(stream)>>>(
+    layer_norm_kernel<T><<<grid_for(rows), threads_for(n), 0, as_stream(stream)>>>(
         static_cast<const T*>(x), static_cast<const T*>(gamma), static_cast<const T*>(beta), static_cast<T*>(y),
         static_cast<T*>(mean), static_cast<T*>(rstd), rows, n, static_cast<T>(eps));
   });
@@ -356,7 +353,7 @@ bool launch_layer_norm_backward(Element type, const void* dy, const void* x, con
   return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     if (rows > 0)
-      layer_norm_input_grad_kernel<T><<<blocks_for_rows(rows), threads_for(n), 0, as_stream(stream)>>>(
+      layer_norm_input_grad_kernel<T><<<grid_for(rows), threads_for(n), 0, as_stream(stream)>>>(
           static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(gamma),
           static_cast<const T*>(mean), static_cast<const T*>(rstd), static_cast<T*>(dx), rows, n);
     layer_norm_parameter_grad_kernel<T><<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(
@@ -371,7 +368,7 @@ bool launch_cross_entropy(Element type, Element index_type, const void* logits, 
   return with_float_and_index_types(type, index_type, [&](auto zero, auto index_zero) {
     using T = decltype(zero);
     using Index = decltype(index_zero);
-    cross_entropy_kernel<T, Index><<<blocks_for_rows(rows), threads_for(classes), 0, as_stream(stream)>>>(
+    cross_entropy_kernel<T, Index><<<grid_for(rows), threads_for(classes), 0, as_stream(stream)>>>(
         static_cast<const T*>(logits), static_cast<const Index*>(targets), static_cast<T*>(loss), static_cast<T*>(lse),
         rows, classes, static_cast<T>(label_smoothing));
   });
@@ -384,7 +381,7 @@ bool launch_cross_entropy_backward(Element type, Element index_type, const void*
   return with_float_and_index_types(type, index_type, [&](auto zero, auto index_zero) {
     using T = decltype(zero);
     using Index = decltype(index_zero);
-    cross_entropy_backward_kernel<T, Index><<<blocks_for_rows(rows), threads_for(classes), 0, as_stream(stream)>>>(
+    cross_entropy_backward_kernel<T, Index><<<grid_for(rows), threads_for(classes), 0, as_stream(stream)>>>(
         static_cast<const T*>(logits), static_cast<const Index*>(targets), static_cast<const T*>(lse),
         static_cast<const T*>(dloss), static_cast<T*>(dlogits), rows, classes, static_cast<T>(label_smoothing));
   });

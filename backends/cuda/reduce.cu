@@ -61,12 +61,8 @@ constexpr int kColumnRows = 8;
 constexpr std::int64_t kRowChunk = 8192;
 constexpr std::int64_t kColumnChunk = 512;
 constexpr std::int64_t kTargetBlocks = 1024;
-// Most blocks launched; the kernels loop over tasks beyond it.
-constexpr std::int64_t kMaxBlocks = 1 << 20;
 
 __host__ __device__ inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-
-unsigned grid_for(std::int64_t tasks) { return static_cast<unsigned>(tasks < kMaxBlocks ? tasks : kMaxBlocks); }
 
 // y[o, c] = op over r in chunk c of x[o, r]  (x [outer, count], y [outer, chunks]).
 // blockDim.x is a power of two, at most kThreads.
