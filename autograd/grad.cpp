@@ -124,9 +124,13 @@ std::vector<Value> vjp(const std::vector<Value>& outputs, const std::vector<Valu
                               node.op->name),
                   std::string(node.op->name), node.name, node.where);
     std::vector<Value> in_values;
-    for (const ValueRef& in : node.inputs) in_values.push_back(g.value(in));
+    std::vector<bool> wanted;
+    for (const ValueRef& in : node.inputs) {
+      in_values.push_back(g.value(in));
+      wanted.push_back(from_wrt[in.node] && is_floating(g.type(in).dtype));
+    }
     state.enter(node);
-    const VjpContext ctx{g, node, in_values, out_values, out_grads};
+    const VjpContext ctx{g, node, in_values, out_values, out_grads, std::move(wanted)};
     std::vector<Value> in_grads = node.op->vjp(ctx);
     if (in_grads.size() != node.inputs.size())
       node.fail(fmt::format("internal: the gradient rule returned {} gradients for {} inputs", in_grads.size(),

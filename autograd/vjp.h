@@ -23,6 +23,12 @@ struct VjpContext {
   const Value& y(std::size_t k = 0) const { return outputs[k]; }
   const Value& g(std::size_t k = 0) const { return output_grads[k]; }
   const Attributes& attrs() const { return node.attrs; }
+
+  // Whether ∂L/∂input i is wanted: the input is floating and lies on a path from a value being
+  // differentiated. Rules return every gradient they can (autodiff drops the unwanted ones);
+  // one that is costly or unsupported for some input asks first. Empty means all are wanted.
+  std::vector<bool> wanted = {};
+  bool wants(std::size_t i) const { return i >= wanted.size() || wanted[i]; }
 };
 
 // Sums `grad` (of a broadcast result) back down to `shape`, the shape of the operand that

@@ -11,9 +11,12 @@
 // nothing in between: the optimizer's attention fusion pattern-matches this chain to replace it
 // by one FusedAttention node, so keep it plain when editing.
 //
-// A mask is additive: 0 where a query may look at a key, a large negative number where it may
-// not, so that exp() of a masked score is exactly 0. masked_score (-1e9) is finite on purpose:
-// a row whose keys are all masked then gets uniform weights instead of 0/0 = NaN.
+// A mask is additive: 0 where a query may look at a key, -∞ (masked_score) where it may not, so
+// that exp() of a masked score is exactly 0. A row whose keys are all masked attends to nothing:
+// softmax defines such a row as 0 (nn::softmax), so its output is 0 and its gradients are 0,
+// fused or not (ops/attention.h). -∞ rather than a large finite number such as -1e9: a row of
+// scores that all sit near -1e9 keeps only 64-unit precision in f32, which the fused kernel's
+// saved log-sum-exp cannot represent, so its backward would be wrong on such a row.
 //
 //   auto mask = nn::combine(nn::causal_mask(g, T, T, f32), nn::padding_mask(is_pad));
 //   nn::MultiHeadAttention attn(g, "self_attn", 512, 8);
@@ -22,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <source_location>
 #include <string>
 
@@ -32,7 +36,7 @@
 namespace fovea::nn {
 
 // The additive score of a position nobody may attend to.
-inline constexpr double masked_score = -1e9;
+inline constexpr double masked_score = -std::numeric_limits<double>::infinity();
 
 // An additive attention mask, broadcast against the scores [B,H,Tq,Tk]: [Tq,Tk] (the same for
 // every sequence), [B,1,1,Tk] (per-sequence padding), [B,1,Tq,Tk], ... Undefined means none.

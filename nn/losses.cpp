@@ -1,5 +1,7 @@
 #include "fovea/nn/losses.h"
 
+#include <limits>
+
 #include <fmt/format.h>
 
 #include "fovea/autograd/grad.h"
@@ -11,6 +13,15 @@
 
 namespace fovea::nn {
 
+namespace {
+
+// The most negative finite number of a floating dtype.
+double lowest_finite(DType dtype) {
+  return dtype == DType::f32 ? double(std::numeric_limits<float>::lowest()) : std::numeric_limits<double>::lowest();
+}
+
+}  // namespace
+
 Value log_softmax(Value x, std::int64_t axis, std::source_location where) {
   // The max is a constant shift: the result does not depend on it, so no gradient needs to
   // flow through it (and reduce_max's gradient would only add zeros).
@@ -18,9 +29,21 @@ Value log_softmax(Value x, std::int64_t axis, std::source_location where) {
   return sub(shifted, log(reduce_sum(exp(shifted, where), {axis}, true, where), where), where);
 }
 
+// A row whose every entry is -∞ (a fully masked attention row) has no softmax: Σ exp is 0. It is
+// defined as 0 everywhere, as fused_softmax and fused_attention define it, by two guards that
+// change nothing for any other row:
+//
+//   m = max(reduce_max(x), lowest)   -∞ - m would be NaN; with m finite, e = exp(-∞ - m) = 0
+//   y = e / (s == 0 ? 1 : s)         0/0 would be NaN; any other row has s >= 1 (its max gives e^0)
+//
+// Their gradients are 0 on such a row too: every e is 0, and the guard's 1 is a constant.
 Value softmax(Value x, std::int64_t axis, std::source_location where) {
-  const Value e = exp(sub(x, stop_gradient(reduce_max(x, {axis}, true, where), where), where), where);
-  return div(e, reduce_sum(e, {axis}, true, where), where);
+  const Value lowest = scalar_like(x, lowest_finite(x.dtype()), where);
+  const Value row_max = maximum(reduce_max(x, {axis}, true, where), lowest, where);
+  const Value e = exp(sub(x, stop_gradient(row_max, where), where), where);
+  const Value s = reduce_sum(e, {axis}, true, where);
+  const Value nonzero_s = fovea::where(equal(s, scalar_like(s, 0.0, where), where), scalar_like(s, 1.0, where), s, where);
+  return div(e, nonzero_s, where);
 }
 
 Value one_hot(Value indices, std::int64_t classes, DType dtype, std::source_location where) {
@@ -51,6 +74,9 @@ Value cross_entropy(Value logits, Value targets, const CrossEntropyOptions& o, s
                 "cross_entropy", logits.name(), loc);
   const std::int64_t classes = ls[ls.rank() - 1];
 
+  // A target outside [0, C) that is not the ignore_index would match no column and count as a zero
+  // loss: it is a mistake in the data, and raises fovea::Error when the graph runs.
+  targets = check_indices(targets, classes, o.ignore_index, "target class", "the ignore_index", where);
   const Value logp = log_softmax(logits, -1, where);
   // -log p[target] picked with a one-hot mask (an ignored target matches no column).
   const Value picked =

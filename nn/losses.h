@@ -16,11 +16,13 @@ struct CrossEntropyOptions {
 
 // log softmax(x) along `axis`: x - max - log Σ exp(x - max).
 Value log_softmax(Value logits, std::int64_t axis = -1, std::source_location where = std::source_location::current());
-// softmax(x) along `axis`: exp(x - max) / Σ exp(x - max).
+// softmax(x) along `axis`: exp(x - max) / Σ exp(x - max). A row of only -∞ (fully masked) gives 0.
 Value softmax(Value logits, std::int64_t axis = -1, std::source_location where = std::source_location::current());
 
 // Mean cross-entropy between logits [..., C] and integer class targets [...] (i32 or i64),
-// averaged over the targets that are not ignore_index (0 when all are ignored).
+// averaged over the targets that are not ignore_index (0 when all are ignored). A target outside
+// [0, C) that is not ignore_index raises fovea::Error when the graph runs (ops/indexing.h,
+// check_indices), naming the value and its position.
 Value cross_entropy(Value logits, Value targets, const CrossEntropyOptions& options = {},
                     std::source_location where = std::source_location::current());
 

@@ -60,7 +60,7 @@ Value begin_step(TrainStep& step, Value loss, const std::vector<Value>& paramete
   const Value t = cast(next, loss.dtype());
   step.learning_rate = lr.build(t);
   step.grad_norm = global_norm(step.grads);
-  if (clip_norm > 0) step.grads = clip_by_global_norm(step.grads, step.grad_norm, clip_norm);
+  step.applied_grads = clip_norm > 0 ? clip_by_global_norm(step.grads, step.grad_norm, clip_norm) : step.grads;
   return t;
 }
 
@@ -91,7 +91,7 @@ TrainStep sgd(Value loss, const std::vector<Value>& parameters, const SgdOptions
   UpdateScope scope(g);
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     const Value p = parameters[i];
-    Value d = step.grads[i];
+    Value d = step.applied_grads[i];
     if (o.weight_decay != 0) d = d + p * o.weight_decay;
     if (o.momentum != 0) {
       // v ← μv + d;  step along v, or along d + μv (Nesterov)
@@ -118,7 +118,7 @@ static TrainStep adam_impl(Value loss, const std::vector<Value>& parameters, con
   const Value root_c2 = sqrt(correction2);
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     const Value p = parameters[i];
-    Value d = step.grads[i];
+    Value d = step.applied_grads[i];
     if (!decoupled && o.weight_decay != 0) d = d + p * o.weight_decay;
     const Value m = g.state(state_name(p, "adam_m"), p.dtype(), p.shape(), init::zeros());
     const Value v = g.state(state_name(p, "adam_v"), p.dtype(), p.shape(), init::zeros());

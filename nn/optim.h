@@ -24,7 +24,10 @@ struct TrainStep {
   Value learning_rate;         // lr(t) of the step being taken
   Value grad_norm;             // global L2 norm of the gradients before clipping
   Value step;                  // the step counter after this step (i64 state, "optimizer/step")
-  std::vector<Value> grads;    // ∂loss/∂param, in the order of the parameters
+  std::vector<Value> grads;    // ∂loss/∂param, in the order of the parameters (never clipped)
+  // The gradients the update rule uses: grads scaled by clip_by_global_norm when clip_norm > 0,
+  // grads themselves otherwise.
+  std::vector<Value> applied_grads;
 };
 
 struct SgdOptions {

@@ -1,11 +1,17 @@
 #include "fovea/ops/attention.h"
 
 #include <cmath>
+#include <limits>
 #include <variant>
 
 #include <fmt/format.h>
 
 #include "fovea/autograd/vjp.h"
+#include "fovea/ops/creation.h"
+#include "fovea/ops/indexing.h"
+#include "fovea/ops/matmul.h"
+#include "fovea/ops/reduce.h"
+#include "fovea/ops/shape_ops.h"
 
 namespace fovea {
 
@@ -131,6 +137,43 @@ std::vector<TensorType> infer_fused_attention_backward(const InferContext& ctx) 
   return {ctx.input(0), ctx.input(1), ctx.input(2)};
 }
 
+// ∂L/∂mask, when something wants it (a learned attention bias passed as the mask). The mask
+// enters the scores additively, so its gradient is the scores' gradient dS, summed over the
+// dims the mask was broadcast along:
+//
+//   s  = scale·q·kᵀ + mask  (-∞ where causal forbids)   P = exp(s - lse)  (0 on a fully masked row)
+//   dP = d_o·vᵀ,   D = Σ_d d_o ⊙ o  (per query),   dS = P ⊙ (dP - D)
+//
+// Built from ordinary ops, so it holds the [..., Tq, Tk] scores the fused kernel avoids: the mask
+// broadcasts to that size anyway. Dropout would need its random mask again, and half inputs
+// have no matmul: both are refused here, and the attention fusion pass never fuses a mask that
+// depends on a parameter (passes/attention_fusion.h), so only a hand-built fused_attention meets
+// this error.
+Value mask_gradient(const VjpContext& c, const FusedAttentionInputs& in, const AttentionDropout& dropout) {
+  if (dropout.p > 0.0 || is_half(c.x(0).dtype()))
+    c.node.fail(fmt::format(
+        "the mask {} needs a gradient, which fused attention gives only without dropout and for f32/f64 "
+        "inputs (this one has {} inputs and dropout {}); build the attention from ordinary ops "
+        "(nn::scaled_dot_product_attention, which the optimizer leaves unfused when its mask needs a gradient)",
+        c.x(in.mask).type().to_string(), dtype_name(c.x(0).dtype()), dropout.p));
+  const Value q = c.x(0), k = c.x(1), v = c.x(2), mask = c.x(in.mask), o = c.y(0), lse = c.y(1), d_o = c.g(0);
+  Graph& g = q.graph();
+  Value s = add(mul(matmul(q, k, false, true), scalar_like(mask, c.attrs().get_float("scale"))), mask);
+  // lse = -∞ marks a fully masked row: subtracting +∞ instead makes every P there 0.
+  const Value infinity = scalar_like(lse, std::numeric_limits<double>::infinity());
+  const Value row_lse = unsqueeze(where(equal(lse, neg(infinity)), infinity, lse), -1);
+  Value p = exp(sub(s, row_lse));
+  if (c.attrs().get_bool("causal")) {
+    const Shape& scores = s.shape();
+    const std::int64_t tq = scores[scores.rank() - 2], tk = scores[scores.rank() - 1];
+    const Value ahead = sub(iota(g, {tq, tk}, 1), iota(g, {tq, tk}, 0));
+    p = where(greater(ahead, g.scalar(double(tk - tq), DType::i64)), scalar_like(p, 0.0), p);
+  }
+  const Value dp = matmul(d_o, v, false, true);
+  const Value row_dot = reduce_sum(mul(d_o, o), {-1}, true);
+  return unbroadcast(mul(p, sub(dp, row_dot)), mask.shape());
+}
+
 // The forward's gradient rule: ḡ_o flows into one fused_attention_backward node, which
 // recomputes the probabilities from the saved lse. lse itself is not differentiable here,
 // and the mask gets no gradient.
@@ -146,8 +189,8 @@ std::vector<Value> vjp_fused_attention(const VjpContext& c) {
       fused_attention_backward(c.x(0), c.x(1), c.x(2), in.has_mask ? c.x(in.mask) : Value{}, c.y(0), c.y(1), c.g(0),
                                c.attrs().get_float("scale"), c.attrs().get_bool("causal"), dropout);
   std::vector<Value> grads{g.dq, g.dk, g.dv};
-  if (in.has_mask) grads.emplace_back();  // no gradient for the mask
-  if (in.has_step) grads.emplace_back();  // nor for the step
+  if (in.has_mask) grads.push_back(c.wants(in.mask) ? mask_gradient(c, in, dropout) : Value{});
+  if (in.has_step) grads.emplace_back();  // the step is a counter
   return grads;
 }
 

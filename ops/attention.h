@@ -38,9 +38,11 @@
 //   ahead"; with Tq < Tk (decoding with a key cache) the last query sees every key; with
 //   Tq > Tk the first Tq - Tk queries see no key at all.
 // - A fully masked row, one whose every score is -∞ (by the mask, by causality, or Tk = 0),
-//   has no softmax. It is defined as o = 0 and lse = -∞, never NaN. (A row masked with the
-//   finite -1e9 is not fully masked: its scores are all equal, so its weights are uniform, as
-//   the unfused chain gives.)
+//   has no softmax. It is defined as o = 0 and lse = -∞, never NaN, with zero gradients; the
+//   unfused chain agrees, because nn::softmax defines such a row's softmax as 0. (A row masked
+//   with a finite -1e9 is not fully masked: its scores are all equal, so its weights are
+//   uniform. In f32 such a row's scores keep no digits below 64, and lse cannot tell them apart
+//   either, so its backward is inexact: mask with -∞, as nn::masked_score does.)
 //
 // The kernels never hold the [Tq, Tk] score matrix: they stream k and v in blocks with an
 // online softmax (FlashAttention), so memory is O(Tq·D + Tk·D). lse is what the backward

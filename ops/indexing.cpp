@@ -4,6 +4,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "fovea/autograd/vjp.h"
 #include "fovea/ops/creation.h"
@@ -111,9 +112,34 @@ std::vector<Value> vjp_where(const VjpContext& c) {
           unbroadcast(where(cond, zero, g), c.x(2).shape())};
 }
 
+// check_indices(indices) {count, [allowed], what, allowed_what}: the indices' own type.
+std::vector<TensorType> infer_check_indices(const InferContext& ctx) {
+  require_index_dtype(ctx, 0);
+  if (ctx.attrs().get_int("count") < 0)
+    ctx.fail(fmt::format("the count of valid values must be >= 0, got {}", ctx.attrs().get_int("count")));
+  ctx.attrs().get_string("what");
+  return {ctx.input(0)};
+}
+
+// "[1,2]": the multi-index of flat position p in `shape`.
+std::string position_in(std::int64_t p, const Shape& shape) {
+  std::vector<std::int64_t> index(static_cast<std::size_t>(shape.rank()));
+  for (int i = shape.rank() - 1; i >= 0; --i) {
+    index[static_cast<std::size_t>(i)] = shape[i] > 0 ? p % shape[i] : 0;
+    p = shape[i] > 0 ? p / shape[i] : 0;
+  }
+  return fmt::format("[{}]", fmt::join(index, ","));
+}
+
 }  // namespace
 
 namespace ops {
+const OpDef check_indices{.name = "check_indices",
+                          .min_inputs = 1,
+                          .max_inputs = 1,
+                          .infer = infer_check_indices,
+                          .view = true,
+                          .differentiable = false};
 const OpDef gather{.name = "gather", .min_inputs = 2, .max_inputs = 2, .infer = infer_gather, .vjp = vjp_gather};
 const OpDef scatter_add{
     .name = "scatter_add", .min_inputs = 3, .max_inputs = 3, .infer = infer_scatter_add, .vjp = vjp_scatter_add};
@@ -142,6 +168,28 @@ Value where(Value cond, Value a, Value b, Loc loc) {
   require_defined(ops::where.name, {cond, a, b}, loc);
   const std::array<Value, 3> in{cond, a, b};
   return cond.graph().apply1(ops::where, in, {}, loc);
+}
+
+Value check_indices(Value indices, std::int64_t count, std::optional<std::int64_t> allowed, const std::string& what,
+                    const std::string& allowed_what, Loc loc) {
+  require_defined(ops::check_indices.name, {indices}, loc);
+  const std::array<Value, 1> in{indices};
+  Attributes attrs{{"count", count}, {"what", what}};
+  if (allowed) {
+    attrs.set("allowed", *allowed);
+    attrs.set("allowed_what", allowed_what);
+  }
+  return indices.graph().apply1(ops::check_indices, in, attrs, loc);
+}
+
+std::string check_indices_message(const Attributes& attrs, const TensorType& indices, std::int64_t position,
+                                  std::int64_t value) {
+  std::string message =
+      fmt::format("{} {} at position {} of {} is outside [0, {})", attrs.get_string("what"), value,
+                  position_in(position, indices.shape), indices.to_string(), attrs.get_int("count"));
+  if (attrs.has("allowed"))
+    message += fmt::format(" and is not {} {}", attrs.get_string("allowed_what"), attrs.get_int("allowed"));
+  return message;
 }
 
 }  // namespace fovea

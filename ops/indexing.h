@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
 #include "fovea/ops/elementwise.h"
 
@@ -33,8 +35,20 @@ Value scatter_add(Value target, Value indices, Value updates, std::int64_t axis,
 // shape is the NumPy broadcast of all three shapes.
 Value where(Value cond, Value a, Value b, Loc where = Loc::current());
 
+// `indices` unchanged, once every element has been checked to lie in [0, count) or to equal
+// `allowed` (an ignore index). A class index a loss would otherwise treat as "no class" raises
+// fovea::Error when the graph runs, naming the node, the value and its position. `what` names the
+// values in that message ("target class"), `allowed_what` the allowed value ("the ignore_index").
+// The output shares the input's buffer (a view); no gradient flows through it.
+Value check_indices(Value indices, std::int64_t count, std::optional<std::int64_t> allowed = std::nullopt,
+                    const std::string& what = "index", const std::string& allowed_what = "the allowed value",
+                    Loc where = Loc::current());
+// The message both backends raise when check_indices finds `value` at flat position `position`.
+std::string check_indices_message(const Attributes& attrs, const TensorType& indices, std::int64_t position,
+                                  std::int64_t value);
+
 namespace ops {
-extern const OpDef gather, scatter_add, where;
+extern const OpDef gather, scatter_add, where, check_indices;
 }  // namespace ops
 
 }  // namespace fovea

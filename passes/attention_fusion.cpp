@@ -1,6 +1,7 @@
 #include "fovea/passes/attention_fusion.h"
 
 #include <algorithm>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -103,13 +104,16 @@ std::optional<ValueRef> match_softmax(const Graph& g, ValueRef p, Attention& a) 
   if (!div) return std::nullopt;
   const int rank = g.type(p).shape.rank();
   const ValueRef e = div->inputs[0];
-  const Node* sum = producer(g, div->inputs[1], ops::reduce_sum);
+  std::vector<std::uint32_t> sum_nodes{p.node};
+  const ValueRef total = unguard_softmax_sum(g, div->inputs[1], sum_nodes);
+  const Node* sum = producer(g, total, ops::reduce_sum);
   const Node* exp = producer(g, e, ops::exp);
   if (!sum || !exp || sum->inputs[0] != e || !last_axis_keepdims(*sum, rank) || g.type(e) != div->outputs[0])
     return std::nullopt;
-  a.nodes.insert(a.nodes.end(), {p.node, div->inputs[1].node, e.node});
+  a.nodes.insert(a.nodes.end(), sum_nodes.begin(), sum_nodes.end());
+  a.nodes.insert(a.nodes.end(), {total.node, e.node});
   const ValueRef shifted = exp->inputs[0];
-  // e = exp(s - [stop_gradient](reduce_max(s))): the stable form nn::softmax builds.
+  // e = exp(s - [stop_gradient](max(reduce_max(s), lowest))): the stable form nn::softmax builds.
   if (const Node* sub = producer(g, shifted, ops::sub)) {
     ValueRef m = sub->inputs[1];
     std::vector<std::uint32_t> max_nodes{shifted.node};
@@ -117,6 +121,7 @@ std::optional<ValueRef> match_softmax(const Graph& g, ValueRef p, Attention& a) 
       max_nodes.push_back(m.node);
       m = sg->inputs[0];
     }
+    m = unguard_softmax_shift(g, m, max_nodes);
     const Node* max = producer(g, m, ops::reduce_max);
     if (max && max->inputs[0] == sub->inputs[0] && last_axis_keepdims(*max, rank)) {
       max_nodes.push_back(m.node);
@@ -133,6 +138,10 @@ bool is_number(const Graph& g, ValueRef v, double value) {
   return c && *c == value;
 }
 
+// What a causal mask may add above the diagonal: -∞ (nn::masked_score) or any number as low as
+// -1e9, whose exp() underflows to exactly 0 against scores of any trained model's size.
+constexpr double kBlockedScore = -1e9;
+
 // mask == nn::causal_mask(Tq, Tk): where(greater(sub(iota axis 1, iota axis 0), Tk - Tq), ≤-1e9, 0),
 // or a constant with that pattern.
 bool is_causal_mask(const Graph& g, ValueRef mask, std::int64_t tq, std::int64_t tk) {
@@ -146,7 +155,7 @@ bool is_causal_mask(const Graph& g, ValueRef mask, std::int64_t tq, std::int64_t
     for (std::int64_t i = 0; i < tq; ++i)
       for (std::int64_t j = 0; j < tk; ++j) {
         const double m = t.at(i * tk + j);
-        if (j <= i + (tk - tq) ? m != 0.0 : !(m <= nn::masked_score)) return false;
+        if (j <= i + (tk - tq) ? m != 0.0 : !(m <= kBlockedScore)) return false;
       }
     return true;
   }
@@ -154,7 +163,7 @@ bool is_causal_mask(const Graph& g, ValueRef mask, std::int64_t tq, std::int64_t
   if (!select || !is_number(g, select->inputs[2], 0.0)) return false;
   const std::optional<double> blocked = scalar_value(g, select->inputs[1]);
   const Node* future = producer(g, select->inputs[0], ops::greater);
-  if (!blocked || !(*blocked <= nn::masked_score) || !future || !is_number(g, future->inputs[1], double(tk - tq)))
+  if (!blocked || !(*blocked <= kBlockedScore) || !future || !is_number(g, future->inputs[1], double(tk - tq)))
     return false;
   const Node* ahead = producer(g, future->inputs[0], ops::sub);
   if (!ahead) return false;
@@ -163,6 +172,23 @@ bool is_causal_mask(const Graph& g, ValueRef mask, std::int64_t tq, std::int64_t
   const Shape grid{tq, tk};
   return column && row && column->outputs[0].shape == grid && row->outputs[0].shape == grid &&
          column->attrs.get_int("axis") == 1 && row->attrs.get_int("axis") == 0;
+}
+
+// The name of the first parameter the mask depends on through differentiable ops, if any. Such a
+// mask (a learned attention bias: T5's relative positions, ALiBi's slopes) needs a gradient; the
+// fused kernel gives the mask none, so fusing would silently zero it.
+std::optional<std::string> parameter_behind(const Graph& g, ValueRef mask) {
+  std::vector<std::uint32_t> stack{mask.node};
+  std::set<std::uint32_t> seen{mask.node};
+  while (!stack.empty()) {
+    const Node& n = g.node(stack.back());
+    stack.pop_back();
+    if (n.op == &parameter_op) return n.name;
+    if (!n.op->differentiable) continue;
+    for (const ValueRef& in : n.inputs)
+      if (is_floating(g.type(in).dtype) && seen.insert(in.node).second) stack.push_back(in.node);
+  }
+  return std::nullopt;
 }
 
 // The fused node's attributes for a match.
@@ -286,6 +312,15 @@ std::optional<Rewrite> match_attention(const Graph& g, std::uint32_t root, const
     a.causal = true;
   }
   if (!fused_op_accepts(g, a, out.outputs[0])) return {};
+  if (a.has_mask)
+    if (const std::optional<std::string> parameter = parameter_behind(g, a.mask))
+      return Rewrite{.kind = a.dropout > 0.0 ? std::string(kDropoutKind) : std::string("fused attention"),
+                     .root = root,
+                     .nodes = {},
+                     .build = {},
+                     .blocked = fmt::format("the mask depends on parameter '{}', and fused attention gives the mask "
+                                            "no gradient",
+                                            *parameter)};
 
   a.nodes.push_back(root);
   const std::string replaces = fmt::format(

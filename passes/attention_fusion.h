@@ -6,8 +6,11 @@
 //   s = s · c     (optional; or c · s, or s / c; and/or q = q' · c before the matmul)
 //   s = s + mask  (optional; either operand order)
 //   p = softmax(s) over the LAST axis, matched as nn::softmax builds it,
-//         e = exp(s - stop_gradient(reduce_max(s, {-1}, keepdims)));  p = e / reduce_sum(e, {-1}, keepdims)
-//       or without the stop_gradient, or without the max subtraction at all (e = exp(s))
+//         e = exp(s - stop_gradient(max(reduce_max(s, {-1}, keepdims), lowest)))
+//         p = e / where(z == 0, 1, z),  z = reduce_sum(e, {-1}, keepdims)
+//       or without the guards (max(·, lowest) and the where: they only make a row of only -∞ give
+//       0, as the fused op does), without the stop_gradient, or without the max subtraction at
+//       all (e = exp(s))
 //   p = where(greater_equal(random_uniform(shape of p, low 0, high 1, [step]), p_drop), p · c, 0)
 //       (optional: nn::dropout in training mode; c · p also; p_drop and c one-element constants)
 //   o = matmul(p, v)
@@ -18,16 +21,16 @@
 // are the leading dims of q, k, v. When the mask is exactly a causal mask (nn::causal_mask's
 // nodes, or a constant with 0 on and below the bottom-right-aligned diagonal and <= -1e9 above
 // it) and Tq <= Tk, it is dropped and the node gets causal=true: the kernel then skips the
-// blocks above the diagonal instead of adding -1e9 to them.
+// blocks above the diagonal instead of adding the mask to them.
 //
 // Why it is correct: fused_attention computes exactly o = softmax(scale·q·kᵀ + mask)·v, with the
 // same max-subtracted softmax (its online form, FlashAttention); a softmax written without the
 // max subtraction is the same function, which the kernel evaluates without its overflow. A causal
-// mask adds -1e9 above the diagonal, whose exp() underflows to exactly 0 in f32 and f64 (for
-// scores far below 1e9 in size, which is every trained model's), as the kernel's -∞ does; with
-// Tq <= Tk every row keeps at least one key, so no row is fully masked and the two agree
-// (for Tq > Tk the first rows are fully masked, where -1e9 gives uniform weights and -∞ gives 0,
-// so the mask is then kept as an additive input). Only values inside the match disappear: if
+// mask adds -∞ (nn::masked_score) or at most -1e9 above the diagonal, whose exp() is exactly 0 in
+// f32 and f64 (for scores far below 1e9 in size, which is every trained model's), as the kernel's
+// -∞ is; with Tq <= Tk every row keeps at least one key, so no row is fully masked and the two
+// agree (for Tq > Tk the first rows are fully masked, where a -1e9 would give uniform weights and
+// -∞ gives 0, so the mask is then kept as an additive input). Only values inside the match disappear: if
 // the scores or the probabilities are used anywhere else (the user keeps the probabilities for a
 // heatmap, or a gradient already reads them) the rewrite is blocked (passes/pattern.h). That is
 // why the pass runs on the forward graph before autodiff: the gradient of fused_attention is then
@@ -43,7 +46,9 @@
 // either. The statistics count these as "attention with dropout → fused_attention".
 //
 // Not fused (each one is a test): a probability or score used outside; softmax over another
-// axis; a mask that the fused op does not accept (one that would enlarge the scores, or of
+// axis; a mask that depends on a parameter through differentiable ops (a learned attention bias:
+// the fused op gives the mask no gradient, so fusing would zero the bias's; "blocked: the mask
+// depends on parameter 'bias' ..." in the statistics); a mask that the fused op does not accept (one that would enlarge the scores, or of
 // another dtype); a scale that is not a one-element constant (a vector, or a placeholder: the
 // fused op takes its scale as a number); matmuls that broadcast q, k or v against each other
 // (fused_attention wants equal leading dims); a dropout on the probabilities in another form

@@ -79,6 +79,7 @@ std::optional<ValueRef> row_max_of(const Graph& g, ValueRef v, Nodes& nodes) {
     found.push_back(v.node);
     v = sg->inputs[0];
   }
+  v = unguard_softmax_shift(g, v, found);
   const Node* max = producer(g, v, ops::reduce_max);
   if (!max || !reduces_last_axis(g, *max, true)) return std::nullopt;
   found.push_back(v.node);
@@ -133,7 +134,9 @@ std::optional<Found> softmax_at(const Graph& g, std::uint32_t root) {
   const Node& div = g.node(root);
   if (div.op != &ops::div) return std::nullopt;
   const ValueRef e = div.inputs[0];
-  const Node* sum = producer(g, div.inputs[1], ops::reduce_sum);
+  Nodes guard;
+  const ValueRef total = unguard_softmax_sum(g, div.inputs[1], guard);
+  const Node* sum = producer(g, total, ops::reduce_sum);
   const Node* exp = producer(g, e, ops::exp);
   if (!sum || !exp || sum->inputs[0] != e || g.type(e) != div.outputs[0]) return std::nullopt;
   if (!reduces_last_axis(g, *sum, true)) {
@@ -142,7 +145,8 @@ std::optional<Found> softmax_at(const Graph& g, std::uint32_t root) {
   }
   Shift shift = shift_of(g, exp->inputs[0]);
   Found found = fusable(shift.shifted ? kSoftmax : kSoftmax + kUnshifted, {shift.x}, {root});
-  found.nodes.insert(found.nodes.end(), {div.inputs[1].node, e.node});
+  found.nodes.insert(found.nodes.end(), {total.node, e.node});
+  found.nodes.insert(found.nodes.end(), guard.begin(), guard.end());
   found.nodes.insert(found.nodes.end(), shift.nodes.begin(), shift.nodes.end());
   return found;
 }

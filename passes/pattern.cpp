@@ -1,9 +1,12 @@
 #include "fovea/passes/pattern.h"
 
 #include <algorithm>
+#include <limits>
 #include <set>
 
 #include "fovea/ops/creation.h"
+#include "fovea/ops/elementwise.h"
+#include "fovea/ops/indexing.h"
 
 namespace fovea::passes {
 
@@ -45,6 +48,30 @@ std::optional<double> uniform_value(const Graph& graph, ValueRef v) {
 std::optional<double> scalar_value(const Graph& graph, ValueRef v) {
   if (graph.type(v).shape.numel() != 1) return std::nullopt;
   return uniform_value(graph, v);
+}
+
+ValueRef unguard_softmax_shift(const Graph& graph, ValueRef v, std::vector<std::uint32_t>& nodes) {
+  const Node* guard = producer(graph, v, ops::maximum);
+  if (!guard || graph.type(guard->inputs[0]) != graph.type(v)) return v;
+  const double lowest = graph.type(v).dtype == DType::f32 ? double(std::numeric_limits<float>::lowest())
+                                                          : std::numeric_limits<double>::lowest();
+  const std::optional<double> c = scalar_value(graph, guard->inputs[1]);
+  if (!c || !(*c <= lowest)) return v;
+  nodes.push_back(v.node);
+  return guard->inputs[0];
+}
+
+ValueRef unguard_softmax_sum(const Graph& graph, ValueRef v, std::vector<std::uint32_t>& nodes) {
+  const Node* select = producer(graph, v, ops::where);
+  if (!select) return v;
+  const ValueRef s = select->inputs[2];
+  const Node* is_zero = producer(graph, select->inputs[0], ops::equal);
+  const std::optional<double> one = scalar_value(graph, select->inputs[1]);
+  if (!is_zero || is_zero->inputs[0] != s || !one || *one != 1.0 || graph.type(s) != graph.type(v)) return v;
+  const std::optional<double> zero = scalar_value(graph, is_zero->inputs[1]);
+  if (!zero || *zero != 0.0) return v;
+  nodes.insert(nodes.end(), {v.node, select->inputs[0].node});
+  return s;
 }
 
 bool interior_is_private(const Graph& graph, const Rewrite& rewrite, const UseCounts& uses) {

@@ -53,6 +53,14 @@ std::optional<double> uniform_value(const Graph& graph, ValueRef v);
 // When `v` is a one-element constant or fill, its value: a scalar factor such as 1/√d.
 std::optional<double> scalar_value(const Graph& graph, ValueRef v);
 
+// nn::softmax guards the two places where a row of only -∞ would give NaN (nn/losses.cpp); the
+// softmax patterns look through those guards. Each returns the value under its guard, or `v`
+// itself when unguarded, and adds the guard's nodes (not its constants) to `nodes`.
+//   the shift:        maximum(m, c), c a constant <= the dtype's lowest finite number  →  m
+//   the denominator:  where(s == 0, 1, s)                                             →  s
+ValueRef unguard_softmax_shift(const Graph& graph, ValueRef v, std::vector<std::uint32_t>& nodes);
+ValueRef unguard_softmax_sum(const Graph& graph, ValueRef v, std::vector<std::uint32_t>& nodes);
+
 // One match: the nodes it covers (root included), and how to build the replacement.
 struct Rewrite {
   std::string kind;                  // for the statistics: "fused attention"

@@ -14,6 +14,7 @@
 
 #include "fovea/backends/cpu/broadcast.h"
 #include "fovea/backends/cpu/kernels.h"
+#include "fovea/ops/indexing.h"
 
 namespace fovea::cpu_backend {
 
@@ -178,6 +179,24 @@ void where_kernel(const KernelContext& ctx) {
   });
 }
 
+// check_indices: y = ids, after checking every ids[p] ∈ [0, count) or ids[p] = allowed. The
+// planner gives y ids' buffer (a view); the copy is for when it could not (ids is a feed).
+template <typename I>
+void check_indices_kernel(const KernelContext& ctx) {
+  const TensorArg &ids = ctx.in(0), &y = ctx.out();
+  const Attributes& attrs = ctx.attrs();
+  const std::int64_t count = attrs.get_int("count");
+  const bool has_allowed = attrs.has("allowed");
+  const std::int64_t allowed = has_allowed ? attrs.get_int("allowed") : 0;
+  const I* values = ids.as<I>();
+  for (std::int64_t p = 0; p < ids.numel(); ++p) {
+    const auto value = static_cast<std::int64_t>(values[p]);
+    if ((value < 0 || value >= count) && !(has_allowed && value == allowed))
+      ctx.fail(check_indices_message(attrs, ids.type, p, value));
+  }
+  if (y.data != ids.data) std::memcpy(y.data, ids.data, ids.type.nbytes());
+}
+
 template <typename... Ts>
 void add_all(KernelRegistry& r, std::string_view op, auto kernel_of) {
   (r.add(op, dtype_of<Ts>, kernel_of(Ts{})), ...);
@@ -192,6 +211,8 @@ void register_indexing_kernels(KernelRegistry& r) {
   add_all<float, double, std::int32_t, std::int64_t, std::uint8_t>(r, "gather", gather);
   add_all<float, double, std::int32_t, std::int64_t>(r, "scatter_add", scatter_add);
   add_all<float, double, std::int32_t, std::int64_t, std::uint8_t>(r, "where", where);
+  r.add("check_indices", DType::i32, &check_indices_kernel<std::int32_t>);
+  r.add("check_indices", DType::i64, &check_indices_kernel<std::int64_t>);
 }
 
 }  // namespace fovea::cpu_backend

@@ -162,7 +162,7 @@ struct SoftmaxStats {
 //
 // While every element seen is -∞ (m = -∞), a block adds nothing unless it holds a NaN, which
 // makes s NaN (-∞ - -∞ would give NaN for the -∞s too). A row of -∞ only ends with m = -∞ and
-// s = 0, whose softmax is NaN as the unfused chain's is.
+// s = 0: its softmax is defined as 0 (nn::softmax guards for it), its log-softmax is NaN.
 //
 // When `exps` is given, the pass also stores exps[i] = e^(x[i] - m_b) for every element, with
 // m_b the running max its block was exponentiated with, recorded in block_max[b] (-∞ and exps 0
@@ -219,7 +219,7 @@ void for_each_row(const KernelContext& ctx, const Rows& shape, F&& body) {
 
 // --- Softmax and log-softmax --------------------------------------------------------------------------
 
-// y[i] = exp(x[i] - m) / s,   m = max_j x[j],   s = Σ_j exp(x[j] - m)
+// y[i] = exp(x[i] - m) / s,   m = max_j x[j],   s = Σ_j exp(x[j] - m)   (0 for a row of only -∞)
 //
 // The statistics pass leaves e^(x[i] - m_b) in y, m_b the running max of i's block; the second
 // pass scales each block by e^(m_b - m) / s. One exp per element, where exponentiating again in
@@ -236,6 +236,7 @@ void softmax_kernel(const KernelContext& ctx) {
     for (i64 r = begin; r < end; ++r) {
       T* yr = y + r * shape.n;
       const SoftmaxStats<T> stats = softmax_stats(x + r * shape.n, shape.n, yr, block_max.data());
+      if (stats.sum == 0) continue;  // a row of only -∞: y is the 0 the statistics pass wrote
       for (i64 b = 0; b < blocks; ++b) {
         const double shift = static_cast<double>(block_max[static_cast<std::size_t>(b)]) - stats.max;
         const T scale = static_cast<T>(std::exp(shift) / stats.sum);

@@ -16,12 +16,13 @@ namespace fovea::cuda_backend {
 
 namespace {
 
-// first = min { p : ids[p] < 0 or ids[p] >= n }
+// first = min { p : ids[p] < 0 or ids[p] >= n, and ids[p] is not the allowed value (if any) }
 template <typename I>
-__global__ void check_indices_kernel(const I* ids, std::int64_t m, std::int64_t n, unsigned long long* first) {
+__global__ void check_indices_kernel(const I* ids, std::int64_t m, std::int64_t n, bool has_allowed,
+                                     std::int64_t allowed, unsigned long long* first) {
   for (std::int64_t p = first_element(); p < m; p += grid_stride()) {
     const auto id = static_cast<std::int64_t>(ids[p]);
-    if (id < 0 || id >= n) record_first(first, p);
+    if ((id < 0 || id >= n) && !(has_allowed && id == allowed)) record_first(first, p);
   }
 }
 
@@ -31,6 +32,12 @@ template <typename I>
 __device__ inline void note_bad_index(const I* ids, unsigned long long* verdict) {
   if (first_element() == 0 && verdict[0] != ~0ull)
     verdict[1] = static_cast<unsigned long long>(static_cast<std::int64_t>(ids[verdict[0]]));
+}
+
+// One thread: note_bad_index, for check_indices, which has no data kernel of its own.
+template <typename I>
+__global__ void note_bad_index_kernel(const I* ids, unsigned long long* verdict) {
+  note_bad_index(ids, verdict);
 }
 
 // y[o, p, j] = x[o, ids[p], j], or 0 where ids[p] is outside [0, n); one thread per element of y.
@@ -117,11 +124,21 @@ bool with_word(int element_size, F&& f) {
 }  // namespace
 
 bool launch_check_indices(Element index_type, const void* ids, std::int64_t m, std::int64_t n,
-                          unsigned long long* first, void* stream) {
+                          unsigned long long* first, void* stream, bool has_allowed, std::int64_t allowed) {
   if (m == 0) return true;
   return with_index(index_type, [&](auto zero) {
     using I = decltype(zero);
-    check_indices_kernel<<<blocks_for(m), kThreads, 0, as_stream(stream)>>>(static_cast<const I*>(ids), m, n, first);
+    check_indices_kernel<<<blocks_for(m), kThreads, 0, as_stream(stream)>>>(static_cast<const I*>(ids), m, n,
+                                                                             has_allowed, allowed, first);
+  });
+}
+
+bool launch_note_bad_index(Element index_type, const void* ids, std::int64_t m, unsigned long long* verdict,
+                           void* stream) {
+  if (m == 0) return true;
+  return with_index(index_type, [&](auto zero) {
+    using I = decltype(zero);
+    note_bad_index_kernel<<<1, 1, 0, as_stream(stream)>>>(static_cast<const I*>(ids), verdict);
   });
 }
 

@@ -15,6 +15,7 @@
 #include <fmt/ranges.h>
 
 #include "fovea/backends/cuda/kernels.h"
+#include "fovea/ops/indexing.h"
 
 namespace fovea::cuda_backend {
 
@@ -100,6 +101,30 @@ void scatter_add_kernel(const KernelContext& ctx) {
                "scatter_add");
 }
 
+// check_indices: y = ids (usually the same buffer: a view), with every ids[p] outside
+// [0, count) that is not the allowed value reported after the run, with the CPU's message.
+std::string bad_checked_index(const KernelContext& ctx, const Verdict& verdict) {
+  return check_indices_message(ctx.attrs(), ctx.in(0).type, static_cast<std::int64_t>(verdict.position),
+                               static_cast<std::int64_t>(verdict.detail));
+}
+
+void check_indices_kernel(const KernelContext& ctx) {
+  const TensorArg &ids = ctx.in(0), &y = ctx.out();
+  if (ids.numel() == 0) return;
+  CudaBackend& gpu = CudaBackend::of(ctx);
+  const Attributes& attrs = ctx.attrs();
+  if (y.data != ids.data) copy_on_device(ctx, gpu, y.data, ids.data, ids.type.nbytes());
+  const bool has_allowed = attrs.has("allowed");
+  check_launch(ctx,
+               launch_check_indices(element(ids.type.dtype), ids.data, ids.numel(), attrs.get_int("count"),
+                                    verdict_words(ctx), gpu.stream(), has_allowed,
+                                    has_allowed ? attrs.get_int("allowed") : 0),
+               "index check");
+  check_launch(ctx,
+               launch_note_bad_index(element(ids.type.dtype), ids.data, ids.numel(), verdict_words(ctx), gpu.stream()),
+               "index check");
+}
+
 // where: y[i] = cond[i'] ? a[i''] : b[i'''], each operand read at its broadcast position.
 void where_kernel(const KernelContext& ctx) {
   const TensorArg &cond = ctx.in(0), &a = ctx.in(1), &b = ctx.in(2), &y = ctx.out();
@@ -123,6 +148,7 @@ void register_indexing_kernels(KernelRegistry& r) {
   }
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64})
     r.add("scatter_add", t, &scatter_add_kernel, &bad_index_in_target);
+  for (DType t : {DType::i32, DType::i64}) r.add("check_indices", t, &check_indices_kernel, &bad_checked_index);
 }
 
 }  // namespace fovea::cuda_backend

@@ -97,10 +97,15 @@ bool launch_copy(int element_size, const void* x, std::int64_t x_base, void* y, 
 
 // --- indexing.cu ---------------------------------------------------------------------------
 
-// *first = min(*first, p) for every p < m with ids[p] outside [0, n). The caller sets *first to
-// ~0 beforehand (it is the position word of a Verdict). index_type is i32 or i64.
+// *first = min(*first, p) for every p < m with ids[p] outside [0, n) (and, when has_allowed,
+// not equal to `allowed`). The caller sets *first to ~0 beforehand (it is the position word of
+// a Verdict). index_type is i32 or i64.
 bool launch_check_indices(Element index_type, const void* ids, std::int64_t m, std::int64_t n,
-                          unsigned long long* first, void* stream);
+                          unsigned long long* first, void* stream, bool has_allowed = false, std::int64_t allowed = 0);
+// After launch_check_indices, when no data kernel follows: verdict[1] = ids[verdict[0]] if the
+// position is set (one thread).
+bool launch_note_bad_index(Element index_type, const void* ids, std::int64_t m, unsigned long long* verdict,
+                           void* stream);
 // gather: y[o, p, j] = x[o, ids[p], j] with x [outer, n, inner], ids [m], y [outer, m, inner];
 // 0 where ids[p] is outside [0, n). `verdict` is a Verdict's two words, position then detail,
 // after launch_check_indices: when the position is set, the detail becomes ids[position].

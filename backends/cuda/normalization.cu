@@ -142,8 +142,11 @@ __global__ void softmax_kernel(bool log, const T* x, T* y, std::int64_t rows, st
       const T log_sum = log_of(st.s);
       for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = (xr[i] - st.m) - log_sum;
     } else {
-      const T inverse = T(1) / st.s;
-      for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = exp_of(xr[i] - st.m) * inverse;
+      // A row of only -∞ (m = -∞, s = 0) has softmax 0, as nn::softmax defines it.
+      const bool empty_row = st.s == T(0);
+      const T inverse = empty_row ? T(0) : T(1) / st.s;
+      for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        yr[i] = empty_row ? T(0) : exp_of(xr[i] - st.m) * inverse;
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "gradcheck.h"
+#include "passes/optimize_testing.h"
 
 using namespace fovea;
 
@@ -57,6 +58,35 @@ TEST_CASE("cross_entropy is finite for huge logits and zero when every target is
   const double none =
       testing::run1(g, loss, {{logits, big}, {targets, Tensor::from<std::int32_t>({-100, -100}, {2})}}).item();
   CHECK(none == 0.0);
+}
+
+TEST_CASE("cross_entropy raises on a target that is neither a class nor the ignore_index, optimized or not") {
+  for (bool optimize : {false, true}) {
+    CAPTURE(optimize);
+    Graph g;
+    Value logits = g.placeholder("logits", f32, {2, 2, 3});
+    Value targets = g.placeholder("targets", i64, {2, 2});
+    Value loss = nn::cross_entropy(logits, targets);
+    passes::OptimizedGraph opt;
+    if (optimize) {
+      opt = passes::optimize_inference(g, {loss});
+      CHECK(testing::count_op(*opt.graph, ops::fused_softmax_cross_entropy) == 1);
+    }
+    Executable exe = optimize ? compile(*opt.graph, opt.outputs, cpu()) : compile(g, {loss}, cpu());
+    auto run_with = [&](std::initializer_list<std::int64_t> values) {
+      const Tensor l = testing::random_tensor(f32, {2, 2, 3}, 1), t = Tensor::from<std::int64_t>(values, {2, 2});
+      return optimize ? exe.run({{opt.value(logits), l}, {opt.value(targets), t}})
+                      : exe.run({{logits, l}, {targets, t}});
+    };
+    CHECK_NOTHROW(run_with({0, 2, -100, 1}));
+    const std::string message = testing::error_of([&] { run_with({0, 2, 7, 1}); });
+    CHECK(message.find("target class 7 at position [1,0]") != std::string::npos);
+    CHECK(message.find("outside [0, 3)") != std::string::npos);
+    CHECK(message.find("ignore_index -100") != std::string::npos);
+    CHECK(message.find("losses_test.cpp") != std::string::npos);
+    CHECK(testing::error_of([&] { run_with({-1, 0, 0, 0}); }).find("target class -1 at position [0,0]") !=
+          std::string::npos);
+  }
 }
 
 TEST_CASE("cross_entropy, log_softmax, softmax and mse pass the gradient check") {

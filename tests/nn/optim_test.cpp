@@ -100,6 +100,23 @@ TEST_CASE("gradient clipping by global norm scales all gradients together") {
   CHECK(w[1] < 0);
 }
 
+TEST_CASE("TrainStep::grads are the true gradients when clipping, and applied_grads the clipped ones") {
+  Bowl bowl(100.0);  // at w = 0 the gradient is 200·(0 - target) = (-200, 400, -100)
+  nn::TrainStep step = nn::sgd(bowl.loss, {bowl.w}, {.lr = nn::constant_lr(1.0), .clip_norm = 1.0});
+  auto exe = compile(bowl.g, {step.grads[0], step.applied_grads[0]}, cpu(), {.updates = step.updates});
+  const std::vector<Tensor> got = exe.run({});
+  const std::vector<double> expected = bowl.grad_at({0, 0, 0}, 100.0);
+  const double norm = std::sqrt(expected[0] * expected[0] + expected[1] * expected[1] + expected[2] * expected[2]);
+  for (std::int64_t i = 0; i < 3; ++i) {
+    CHECK(got[0].at(i) == doctest::Approx(expected[static_cast<std::size_t>(i)]));
+    CHECK(got[1].at(i) == doctest::Approx(expected[static_cast<std::size_t>(i)] / norm).epsilon(1e-5));
+  }
+  // Without clipping the two are one and the same value.
+  Bowl plain;
+  nn::TrainStep unclipped = nn::sgd(plain.loss, {plain.w});
+  CHECK(unclipped.applied_grads[0].ref() == unclipped.grads[0].ref());
+}
+
 TEST_CASE("learning-rate schedules give the documented values at chosen steps") {
   Graph g;
   Value t = g.placeholder("t", f64, {});
