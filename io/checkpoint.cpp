@@ -26,12 +26,12 @@ static_assert(std::endian::native == std::endian::little, "checkpoint I/O assume
 
 namespace {
 
-// "<path>.tmp-<16 random hex digits>": in the same directory as `path` (so the rename cannot cross
-// file systems) and unpredictable, so that neither a second writer nor a planted file sits there.
+// "<path>.tmp-<pid>-<16 random hex digits>": in the same directory as `path` (so the rename
+// cannot cross file systems) and unpredictable, so that neither a second writer nor a planted
+// file sits there. The pid tells apart processes forked with the same generator state.
 std::string temporary_name(const std::string& path) {
-  static thread_local std::mt19937_64 random(std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32) ^
-                                             static_cast<std::uint64_t>(::getpid()));
-  return fmt::format("{}.tmp-{:016x}", path, random());
+  static thread_local std::mt19937_64 random((std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}());
+  return fmt::format("{}.tmp-{}-{:016x}", path, static_cast<long>(::getpid()), random());
 }
 
 }  // namespace

@@ -36,7 +36,7 @@
 
 namespace fovea {
 
-// Writes a file atomically: bytes go to a temporary "<path>.tmp-<random>", created new
+// Writes a file atomically: bytes go to a temporary "<path>.tmp-<pid>-<random>", created new
 // (O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file, never through a symlink) with the mode
 // any new file gets; commit() syncs it to disk, renames it over `path` and syncs the directory.
 // Destroyed without commit() (an exception on the way), it removes the temporary file and leaves
