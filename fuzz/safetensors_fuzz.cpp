@@ -16,8 +16,9 @@ int fuzz_safetensors(const std::uint8_t* data, std::size_t size) {
     std::size_t data_bytes = 0;
     for (const auto& [name, tensor] : loaded.tensors) {
       require(names.insert(name).second, "two tensors of one name");
-      require(tensor.defined() && tensor.nbytes() == static_cast<std::size_t>(tensor.numel()) * dtype_size(tensor.dtype()),
-              "a tensor's bytes disagree with its dtype and shape");
+      require(
+          tensor.defined() && tensor.nbytes() == static_cast<std::size_t>(tensor.numel()) * dtype_size(tensor.dtype()),
+          "a tensor's bytes disagree with its dtype and shape");
       data_bytes += tensor.nbytes();
     }
     require(data_bytes <= size, "more tensor bytes than file bytes");

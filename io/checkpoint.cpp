@@ -404,14 +404,15 @@ class Reader {
                           header_text_.size() > digits_at + checksum_digits &&
                           header_text_[digits_at + checksum_digits] == '"';
     const std::string digits = in_place ? header_text_.substr(digits_at, checksum_digits) : "";
-    const bool well_formed =
-        in_place && value == checksum_algorithm + digits &&
-        std::all_of(digits.begin(), digits.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    const bool well_formed = in_place && value == checksum_algorithm + digits &&
+                             std::all_of(digits.begin(), digits.end(),
+                                         [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
     if (!well_formed)
-      fail(fmt::format("the checksum entry \"{}\": \"{}\" is damaged or not where Fovea writes it (first in the "
-                       "header, \"{}\" and 8 lowercase hex digits); the file is corrupt, or another tool edited it "
-                       "(then remove the entry to load it unchecked)",
-                       checksum_key, quote(value), checksum_algorithm));
+      fail(
+          fmt::format("the checksum entry \"{}\": \"{}\" is damaged or not where Fovea writes it (first in the "
+                      "header, \"{}\" and 8 lowercase hex digits); the file is corrupt, or another tool edited it "
+                      "(then remove the entry to load it unchecked)",
+                      checksum_key, quote(value), checksum_algorithm));
     expected_checksum_ = static_cast<std::uint32_t>(std::stoul(digits, nullptr, 16));
     // The header as it was hashed: the digits read as zeros.
     std::string hashed = header_text_;
@@ -422,9 +423,10 @@ class Reader {
   void verify_checksum() const {
     if (!expected_checksum_) return;  // a file from another tool
     if (checksum_ != *expected_checksum_)
-      fail(fmt::format("checksum mismatch: the header says crc32 {:08x}, the contents give {:08x}; the file is "
-                       "corrupt (a bit flipped on disk or in a copy?), its data and metadata cannot be trusted",
-                       *expected_checksum_, checksum_));
+      fail(
+          fmt::format("checksum mismatch: the header says crc32 {:08x}, the contents give {:08x}; the file is "
+                      "corrupt (a bit flipped on disk or in a copy?), its data and metadata cannot be trusted",
+                      *expected_checksum_, checksum_));
   }
 
   Entry parse_entry(const std::string& name, const nlohmann::json& value) const {
@@ -556,8 +558,8 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Grap
   }
   for (const auto& [name, tensor] : loaded.tensors)
     if (!matched.contains(name))
-      differences.push_back(
-          fmt::format("unexpected in the file: '{}' ({})", quote(name), quote(type_string(tensor.dtype(), tensor.shape()))));
+      differences.push_back(fmt::format("unexpected in the file: '{}' ({})", quote(name),
+                                        quote(type_string(tensor.dtype(), tensor.shape()))));
 
   if (!differences.empty()) {
     std::string message = fmt::format(

@@ -34,7 +34,8 @@ std::string read_text(const std::string& location) {
   if (!fs::exists(status)) throw Error(fmt::format("read_text: {}: no such file or folder", location));
   if (fs::is_regular_file(status)) return read_file(location);
   // A FIFO or a device could block or never end: only files and folders hold text.
-  if (!fs::is_directory(status)) throw Error(fmt::format("read_text: {}: neither a regular file nor a folder", location));
+  if (!fs::is_directory(status))
+    throw Error(fmt::format("read_text: {}: neither a regular file nor a folder", location));
   std::vector<fs::path> files;
   for (const fs::directory_entry& entry : fs::directory_iterator(location, error))
     if (entry.is_regular_file() && !entry.is_symlink() && !entry.path().has_extension()) files.push_back(entry.path());
@@ -49,8 +50,8 @@ std::string read_text(const std::string& location) {
 TextCorpus make_text_corpus(std::string text, double held_out_fraction, std::int64_t context,
                             const std::string& source) {
   if (!std::isfinite(held_out_fraction) || held_out_fraction < 0 || held_out_fraction >= 1)
-    throw Error(fmt::format("make_text_corpus: {}: the held-out fraction {} is not in [0, 1)", source,
-                            held_out_fraction));
+    throw Error(
+        fmt::format("make_text_corpus: {}: the held-out fraction {} is not in [0, 1)", source, held_out_fraction));
   if (context < 1) throw Error(fmt::format("make_text_corpus: {}: the context {} is not positive", source, context));
 
   TextCorpus corpus;
@@ -64,16 +65,18 @@ TextCorpus make_text_corpus(std::string text, double held_out_fraction, std::int
       corpus.characters += static_cast<char>(b);
     }
   corpus.ids.resize(corpus.text.size());
-  for (std::size_t i = 0; i < corpus.text.size(); ++i) corpus.ids[i] = corpus.id[static_cast<unsigned char>(corpus.text[i])];
+  for (std::size_t i = 0; i < corpus.text.size(); ++i)
+    corpus.ids[i] = corpus.id[static_cast<unsigned char>(corpus.text[i])];
 
   // A window is `context` characters and the next one, its last target.
   const std::int64_t total = corpus.size();
   corpus.held_out_begin = static_cast<std::int64_t>(static_cast<double>(total) * (1.0 - held_out_fraction));
   const std::int64_t window = context + 1;
   if (corpus.held_out_begin < window || total - corpus.held_out_begin < window)
-    throw Error(fmt::format("{}: {} characters are too few for windows of {} in both the training part and the "
-                            "held-out part ({} of it); use a longer text or a shorter context",
-                            source, total, context, held_out_fraction));
+    throw Error(
+        fmt::format("{}: {} characters are too few for windows of {} in both the training part and the "
+                    "held-out part ({} of it); use a longer text or a shorter context",
+                    source, total, context, held_out_fraction));
   return corpus;
 }
 

@@ -22,10 +22,10 @@ namespace fovea {
 
 struct TextCorpus {
   std::string text;
-  std::string characters;                // id → byte, sorted
-  std::array<std::int32_t, 256> id{};    // byte → id, -1 when the text never uses it
-  std::vector<std::int32_t> ids;         // ids[i] = id[text[i]]
-  std::int64_t held_out_begin = 0;       // the held-out part is ids[held_out_begin, size)
+  std::string characters;              // id → byte, sorted
+  std::array<std::int32_t, 256> id{};  // byte → id, -1 when the text never uses it
+  std::vector<std::int32_t> ids;       // ids[i] = id[text[i]]
+  std::int64_t held_out_begin = 0;     // the held-out part is ids[held_out_begin, size)
 
   std::int64_t size() const { return static_cast<std::int64_t>(ids.size()); }
   std::int64_t vocabulary_size() const { return static_cast<std::int64_t>(characters.size()); }

@@ -410,12 +410,14 @@ TEST_CASE("load_safetensors quotes at most a few dozen bytes of the file in its 
   std::string long_shape = "[";
   for (int i = 0; i < 100'000; ++i) long_shape += "1,";
   long_shape += "\"x\"]";
-  for (const std::string& header :
-       {R"({")" + long_name + R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
-        R"({"w":{"dtype":")" + long_name + R"(","shape":[1],"data_offsets":[0,4]}})",
-        R"({"w":{"dtype":"F32","shape":)" + long_shape + R"(,"data_offsets":[0,4]}})",
-        R"({"w":{"dtype":"F32","shape":[1],"data_offsets":)" + long_shape + "}}",
-        R"({"__metadata__":{")" + long_name + R"(":1}})", R"({"w":")" + long_name + "\xff\"}"}) {
+  for (
+      const std::string& header :
+      {R"({")" + long_name +
+           R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+       R"({"w":{"dtype":")" + long_name + R"(","shape":[1],"data_offsets":[0,4]}})",
+       R"({"w":{"dtype":"F32","shape":)" + long_shape + R"(,"data_offsets":[0,4]}})",
+       R"({"w":{"dtype":"F32","shape":[1],"data_offsets":)" + long_shape + "}}",
+       R"({"__metadata__":{")" + long_name + R"(":1}})", R"({"w":")" + long_name + "\xff\"}"}) {
     write_bytes(path, safetensors_bytes(header, Bytes(4, 0)));
     const std::string message = error_of([&] { fovea::load_safetensors(path); });
     CAPTURE(message.substr(0, 300));
@@ -573,9 +575,9 @@ TEST_CASE("a checksum entry that is moved or malformed is an error; save reserve
   TempDir dir("checksum");
   const std::string path = dir.file("a.safetensors");
   const Bytes data(4, 0);
-  for (const std::string& metadata : std::vector<std::string>{
-           R"("k":"v","fovea.checksum":"crc32:00000000")", R"("fovea.checksum":"crc32:0000000")",
-           R"("fovea.checksum":"md5:00000000")", R"("fovea.checksum":"crc32:ABCDEF00")"}) {
+  for (const std::string& metadata :
+       std::vector<std::string>{R"("k":"v","fovea.checksum":"crc32:00000000")", R"("fovea.checksum":"crc32:0000000")",
+                                R"("fovea.checksum":"md5:00000000")", R"("fovea.checksum":"crc32:ABCDEF00")"}) {
     CAPTURE(metadata);
     write_bytes(path, safetensors_bytes(R"({"__metadata__":{)" + metadata +
                                             R"(},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",

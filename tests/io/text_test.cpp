@@ -42,7 +42,9 @@ std::string error_of(const auto& f) {
 
 TEST_CASE("load_text_corpus: the sorted bytes used are the vocabulary, ids index it, the end is held out") {
   TempDir dir("basic");
-  const std::string path = dir.file("t", "abracadabra\xff" "abracadabra");
+  const std::string path = dir.file("t",
+                                    "abracadabra\xff"
+                                    "abracadabra");
   const fovea::TextCorpus corpus = fovea::load_text_corpus(path, 0.25, 3);
   CHECK(corpus.characters == "abcdr\xff");
   CHECK(corpus.vocabulary_size() == 6);
@@ -70,8 +72,7 @@ TEST_CASE("load_text_corpus names the file when it is missing, not a file, or to
   CHECK(error_of([&] { fovea::load_text_corpus(missing, 0.05, 8); }).find(missing) != std::string::npos);
   const std::string fifo = (dir.path / "fifo").string();
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
-  CHECK(error_of([&] { fovea::load_text_corpus(fifo, 0.05, 8); }).find("neither a regular file") !=
-        std::string::npos);
+  CHECK(error_of([&] { fovea::load_text_corpus(fifo, 0.05, 8); }).find("neither a regular file") != std::string::npos);
   const std::string short_text = dir.file("short", "0123456789");
   CHECK(error_of([&] { fovea::load_text_corpus(short_text, 0.5, 5); }).find("too few") != std::string::npos);
   CHECK(fovea::load_text_corpus(short_text, 0.5, 4).held_out_begin == 5);
