@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <bit>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <set>
 
 #include <fmt/format.h>
@@ -22,9 +24,28 @@ static_assert(std::endian::native == std::endian::little, "checkpoint I/O assume
 
 // --- AtomicFile -------------------------------------------------------------------------------
 
-AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), temporary_(path_ + ".tmp") {
-  fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("cannot create");
+namespace {
+
+// "<path>.tmp-<pid>-<16 random hex digits>": in the same directory as `path` (so the rename
+// cannot cross file systems) and unpredictable, so that neither a second writer nor a planted
+// file sits there. The pid tells apart processes forked with the same generator state.
+std::string temporary_name(const std::string& path) {
+  static thread_local std::mt19937_64 random((std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}());
+  return fmt::format("{}.tmp-{}-{:016x}", path, static_cast<long>(::getpid()), random());
+}
+
+}  // namespace
+
+// O_EXCL: the name must be new (a name that exists, a symlink included, is never opened);
+// O_NOFOLLOW: never through a symlink. Mode 0666 less the umask, as any new file gets.
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  constexpr int attempts = 64;
+  for (int attempt = 0; attempt < attempts && fd_ < 0; ++attempt) {
+    temporary_ = temporary_name(path_);
+    fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd_ < 0 && errno != EEXIST && errno != ELOOP) fail("cannot create");
+  }
+  if (fd_ < 0) fail(fmt::format("found {} names taken in a row, the last", attempts));
 }
 
 AtomicFile::~AtomicFile() {
@@ -132,6 +153,81 @@ constexpr const char* metadata_key = "__metadata__";
 // A header larger than this is not a checkpoint but a corrupt length (the reference
 // implementation draws the same line).
 constexpr std::uint64_t max_header_bytes = 100'000'000;
+// A safetensors header nests three deep ({ "w": { "shape": [ ); deeper JSON is not a header, and
+// values nested without bound would overflow the stack of whatever walks them recursively.
+constexpr int max_header_depth = 16;
+// Error messages quote at most this many bytes of anything read from a file.
+constexpr std::size_t max_quoted_bytes = 80;
+
+// The checksum Fovea writes: the first entry of the metadata, at a fixed place in the header,
+//   {"__metadata__":{"fovea.checksum":"crc32:89abcdef", ...
+// The CRC-32 (zlib's) covers the whole header as written, padding included, with the eight hex
+// digits read as "00000000", then the data section. Any flipped bit in the header (a metadata
+// value such as an epoch, a shape, an offset) or in the data changes it.
+constexpr const char* checksum_key = "fovea.checksum";
+constexpr const char* checksum_algorithm = "crc32:";
+constexpr std::string_view checksum_prefix = R"({"__metadata__":{"fovea.checksum":"crc32:)";
+constexpr std::size_t checksum_digits = 8;
+
+std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size_t bytes) {
+  const auto* p = static_cast<const Bytef*>(data);
+  while (bytes > 0) {  // zlib takes the length as a 32-bit uInt
+    const auto chunk = static_cast<uInt>(std::min<std::size_t>(bytes, std::size_t{1} << 30));
+    crc = static_cast<std::uint32_t>(::crc32(crc, p, chunk));
+    p += chunk;
+    bytes -= chunk;
+  }
+  return crc;
+}
+
+// At most max_quoted_bytes of untrusted text, cut on a UTF-8 character boundary.
+std::string quote(const std::string& text, std::size_t limit = max_quoted_bytes) {
+  if (text.size() <= limit) return text;
+  std::size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return fmt::format("{}... ({} bytes)", text.substr(0, cut), text.size());
+}
+
+// A JSON value from the file, as JSON, cut like quote(). The value is at most max_header_depth
+// deep (checked before parsing), so dumping it cannot recurse deeply.
+std::string quote(const nlohmann::json& value) {
+  return quote(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+// The deepest nesting of arrays and objects in JSON text, scanned without parsing (strings are
+// skipped, escapes included), stopping as soon as it exceeds `limit`.
+int json_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;  // the escaped character cannot end the string
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// True when `key` is one flipped bit away from the checksum key: a damaged key must not pass for
+// a file without a checksum.
+bool damaged_checksum_key(const std::string& key) {
+  const std::string_view expected = checksum_key;
+  if (key.size() != expected.size()) return false;
+  int flipped = 0;
+  for (std::size_t i = 0; i < key.size(); ++i)
+    flipped += std::popcount(static_cast<unsigned>(static_cast<unsigned char>(key[i] ^ expected[i])));
+  return flipped == 1;
+}
 
 }  // namespace
 
@@ -140,12 +236,17 @@ constexpr std::uint64_t max_header_bytes = 100'000'000;
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   // Header: metadata first, then the tensors in the order given, their data back to back.
+  // The checksum goes first with zeros for digits; they are filled in once the data is hashed.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) {
-    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-    for (const auto& [key, value] : metadata) meta[key] = value;
-    header[metadata_key] = std::move(meta);
+  nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+  meta[checksum_key] = std::string(checksum_algorithm) + std::string(checksum_digits, '0');
+  for (const auto& [key, value] : metadata) {
+    if (key == checksum_key)
+      throw Error(fmt::format("save_safetensors: {}: the metadata key '{}' is reserved for the checksum Fovea writes",
+                              path, key));
+    meta[key] = value;
   }
+  header[metadata_key] = std::move(meta);
   std::set<std::string> seen;
   std::uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
@@ -173,6 +274,12 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
                             path, e.what()));
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
+
+  // CRC-32 of the header with zero digits, then of the data; the digits replace the zeros.
+  if (!text.starts_with(checksum_prefix)) throw Error("save_safetensors: internal error: the checksum is misplaced");
+  std::uint32_t crc = crc32_update(0, text.data(), text.size());
+  for (const auto& [name, tensor] : tensors) crc = crc32_update(crc, tensor.raw(), tensor.nbytes());
+  text.replace(checksum_prefix.size(), checksum_digits, fmt::format("{:08x}", crc));
 
   unsigned char length[8];
   std::uint64_t n = text.size();
@@ -207,7 +314,7 @@ class Reader {
     throw Error(fmt::format("load_safetensors: {}: {}", path_, message));
   }
   [[noreturn]] void fail(const std::string& tensor, const std::string& message) const {
-    fail(fmt::format("tensor '{}': {}", tensor, message));
+    fail(fmt::format("tensor '{}': {}", quote(tensor), message));
   }
 
   LoadedTensors read() {
@@ -222,7 +329,9 @@ class Reader {
         entries.push_back(parse_entry(key, value));
     }
     check_layout(entries);
+    // In file order (check_layout sorted them), so the checksum sees the data section as stored.
     for (const Entry& e : entries) out.tensors.emplace_back(e.name, read_data(e));
+    verify_checksum();
     return out;
   }
 
@@ -254,28 +363,70 @@ class Reader {
                       header_bytes_, file_size_ - 8));
     if (header_bytes_ > max_header_bytes)
       fail(fmt::format("the header length {} is absurd (more than {} bytes)", header_bytes_, max_header_bytes));
-    std::string text(header_bytes_, '\0');
+    std::string& text = header_text_;
+    text.assign(header_bytes_, '\0');
     stream_.read(text.data(), static_cast<std::streamsize>(text.size()));
     if (!stream_) fail("cannot read the header");
+    if (json_depth(text, max_header_depth) > max_header_depth)
+      fail(fmt::format("the header nests arrays and objects more than {} deep; a safetensors header nests 3 deep",
+                       max_header_depth));
     nlohmann::json header;
     try {
       header = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      fail(fmt::format("the header is not valid JSON: {}", e.what()));
+      fail(fmt::format("the header is not valid JSON: {}", quote(e.what(), 4 * max_quoted_bytes)));
     }
     if (!header.is_object()) fail("the header is not a JSON object");
     data_bytes_ = file_size_ - 8 - header_bytes_;
     return header;
   }
 
-  std::map<std::string, std::string> parse_metadata(const nlohmann::json& value) const {
+  // The metadata strings, less Fovea's checksum (kept aside for verify_checksum()).
+  std::map<std::string, std::string> parse_metadata(const nlohmann::json& value) {
     if (!value.is_object()) fail("__metadata__ is not an object of strings");
     std::map<std::string, std::string> metadata;
     for (const auto& [key, item] : value.items()) {
-      if (!item.is_string()) fail(fmt::format("__metadata__ entry '{}' is not a string", key));
-      metadata[key] = item.get<std::string>();
+      if (!item.is_string()) fail(fmt::format("__metadata__ entry '{}' is not a string", quote(key)));
+      if (damaged_checksum_key(key))
+        fail(fmt::format("__metadata__ entry '{}' is a damaged '{}': the file is corrupt", quote(key), checksum_key));
+      if (key == checksum_key)
+        parse_checksum(item.get<std::string>());
+      else
+        metadata[key] = item.get<std::string>();
     }
     return metadata;
+  }
+
+  // The checksum must be where save_safetensors writes it, "crc32:" and 8 lowercase hex digits.
+  void parse_checksum(const std::string& value) {
+    const std::size_t digits_at = checksum_prefix.size();
+    const bool in_place = header_text_.starts_with(checksum_prefix) &&
+                          header_text_.size() > digits_at + checksum_digits &&
+                          header_text_[digits_at + checksum_digits] == '"';
+    const std::string digits = in_place ? header_text_.substr(digits_at, checksum_digits) : "";
+    const bool well_formed = in_place && value == checksum_algorithm + digits &&
+                             std::all_of(digits.begin(), digits.end(),
+                                         [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    if (!well_formed)
+      fail(
+          fmt::format("the checksum entry \"{}\": \"{}\" is damaged or not where Fovea writes it (first in the "
+                      "header, \"{}\" and 8 lowercase hex digits); the file is corrupt, or another tool edited it "
+                      "(then remove the entry to load it unchecked)",
+                      checksum_key, quote(value), checksum_algorithm));
+    expected_checksum_ = static_cast<std::uint32_t>(std::stoul(digits, nullptr, 16));
+    // The header as it was hashed: the digits read as zeros.
+    std::string hashed = header_text_;
+    hashed.replace(digits_at, checksum_digits, checksum_digits, '0');
+    checksum_ = crc32_update(0, hashed.data(), hashed.size());
+  }
+
+  void verify_checksum() const {
+    if (!expected_checksum_) return;  // a file from another tool
+    if (checksum_ != *expected_checksum_)
+      fail(
+          fmt::format("checksum mismatch: the header says crc32 {:08x}, the contents give {:08x}; the file is "
+                      "corrupt (a bit flipped on disk or in a copy?), its data and metadata cannot be trusted",
+                      *expected_checksum_, checksum_));
   }
 
   Entry parse_entry(const std::string& name, const nlohmann::json& value) const {
@@ -289,14 +440,14 @@ class Reader {
     const std::optional<DType> type = dtype_from_safetensors(dtype_text);
     if (!type && other_safetensors_dtype(dtype_text))
       fail(name, fmt::format("dtype {} is not supported (Fovea holds F32, F64, I32, I64 and BOOL)", dtype_text));
-    if (!type) fail(name, fmt::format("unknown dtype '{}'", dtype_text));
+    if (!type) fail(name, fmt::format("unknown dtype '{}'", quote(dtype_text)));
 
     const nlohmann::json& shape = value["shape"];
     if (!shape.is_array()) fail(name, "shape is not an array");
     const nlohmann::json& offsets = value["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
         !offsets[1].is_number_unsigned())
-      fail(name, fmt::format("data_offsets {} is not a pair [begin, end] of byte offsets", offsets.dump()));
+      fail(name, fmt::format("data_offsets {} is not a pair [begin, end] of byte offsets", quote(offsets)));
     const auto begin = offsets[0].get<std::uint64_t>(), end = offsets[1].get<std::uint64_t>();
     if (begin > end) fail(name, fmt::format("data_offsets [{}, {}] end before they begin", begin, end));
     if (end > data_bytes_)
@@ -309,12 +460,12 @@ class Reader {
     std::uint64_t product = 1;  // of the nonzero dims
     bool has_zero = false;
     for (const nlohmann::json& d : shape) {
-      if (!d.is_number_unsigned()) fail(name, fmt::format("shape {} holds something other than sizes", shape.dump()));
+      if (!d.is_number_unsigned()) fail(name, fmt::format("shape {} holds something other than sizes", quote(shape)));
       const auto size = d.get<std::uint64_t>();
       if (size == 0) {
         has_zero = true;
       } else {
-        if (product > max_product / size) fail(name, fmt::format("shape {} is absurd", shape.dump()));
+        if (product > max_product / size) fail(name, fmt::format("shape {} is absurd", quote(shape)));
         product *= size;
       }
       dims.push_back(static_cast<std::int64_t>(size));
@@ -323,7 +474,7 @@ class Reader {
     const std::uint64_t span = end - begin;
     if (numel > span / dtype_size(*type) || numel * dtype_size(*type) != span)
       fail(name, fmt::format("data_offsets [{}, {}] span {} bytes, but {} {} takes {} elements of {} bytes", begin, end,
-                             span, dtype_text, shape.dump(), numel, dtype_size(*type)));
+                             span, dtype_text, quote(shape), numel, dtype_size(*type)));
     return Entry{name, *type, Shape(dims), begin, end};
   }
 
@@ -336,7 +487,7 @@ class Reader {
     for (const Entry& e : entries) {
       if (e.begin < position)
         fail(e.name, fmt::format("data_offsets [{}, {}] overlap those of tensor '{}' [{}, {}]", e.begin, e.end,
-                                 previous->name, previous->begin, previous->end));
+                                 quote(previous->name), previous->begin, previous->end));
       if (e.begin > position)
         fail(e.name, fmt::format("data_offsets [{}, {}] leave a gap of {} unused bytes before them", e.begin, e.end,
                                  e.begin - position));
@@ -352,6 +503,7 @@ class Reader {
     stream_.seekg(static_cast<std::streamoff>(8 + header_bytes_ + e.begin));
     stream_.read(reinterpret_cast<char*>(t.raw()), static_cast<std::streamsize>(t.nbytes()));
     if (!stream_) fail(e.name, "cannot read its data (was the file truncated while reading?)");
+    if (expected_checksum_) checksum_ = crc32_update(checksum_, t.raw(), t.nbytes());
     if (e.dtype == boolean)
       for (std::uint8_t b : t.data<std::uint8_t>())
         if (b > 1) fail(e.name, fmt::format("a BOOL element holds {}, not 0 or 1", b));
@@ -361,6 +513,9 @@ class Reader {
   std::string path_;
   std::ifstream stream_;
   std::uint64_t file_size_ = 0, header_bytes_ = 0, data_bytes_ = 0;
+  std::string header_text_;
+  std::optional<std::uint32_t> expected_checksum_;  // from the metadata, when the file has one
+  std::uint32_t checksum_ = 0;                      // of what was read so far
 };
 
 }  // namespace
@@ -397,21 +552,24 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Grap
     if (source.dtype() != target.dtype() || source.shape() != target.shape())
       differences.push_back(fmt::format("'{}': the graph has {}, the file has {}", p.name(),
                                         type_string(target.dtype(), target.shape()),
-                                        type_string(source.dtype(), source.shape())));
+                                        quote(type_string(source.dtype(), source.shape()))));
     else
       copies.emplace_back(&target, &source);
   }
   for (const auto& [name, tensor] : loaded.tensors)
     if (!matched.contains(name))
-      differences.push_back(
-          fmt::format("unexpected in the file: '{}' ({})", name, type_string(tensor.dtype(), tensor.shape())));
+      differences.push_back(fmt::format("unexpected in the file: '{}' ({})", quote(name),
+                                        quote(type_string(tensor.dtype(), tensor.shape()))));
 
   if (!differences.empty()) {
     std::string message = fmt::format(
         "load_checkpoint: {} does not match the parameters of graph '{}' ({} {}); "
         "nothing was loaded:",
         path, g.name(), differences.size(), differences.size() == 1 ? "difference" : "differences");
-    for (const std::string& d : differences) message += fmt::format("\n  - {}", d);
+    constexpr std::size_t max_listed = 40;  // a file of a million stray tensors makes a short message
+    for (std::size_t i = 0; i < std::min(differences.size(), max_listed); ++i)
+      message += fmt::format("\n  - {}", differences[i]);
+    if (differences.size() > max_listed) message += fmt::format("\n  ... and {} more", differences.size() - max_listed);
     throw Error(message);
   }
   // Into the existing buffers: compiled executables hold pointers to them.

@@ -33,6 +33,7 @@
 
 #include <fmt/format.h>
 #include <fovea/fovea.h>
+#include <fovea/io/text.h>
 #include <CLI/CLI.hpp>
 
 #include "device.h"
@@ -49,52 +50,6 @@ const char* const default_text = "/usr/share/games/fortunes";
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw fovea::Error("cannot read " + path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// A file's text, or a folder's plain-text files (those without an extension, so that the
-// fortune database's .dat indexes and .u8 links are left out) concatenated in name order.
-std::string load_text(const std::string& location) {
-  namespace fs = std::filesystem;
-  std::error_code error;
-  if (!fs::exists(location, error))
-    throw fovea::Error(
-        fmt::format("{} does not exist: install Debian's `fortunes` package (tools/install_deps.sh "
-                    "does) or pass --text FILE",
-                    location));
-  if (!fs::is_directory(location)) return read_file(location);
-  std::vector<fs::path> files;
-  for (const fs::directory_entry& entry : fs::directory_iterator(location))
-    if (entry.is_regular_file() && !entry.is_symlink() && !entry.path().has_extension()) files.push_back(entry.path());
-  std::sort(files.begin(), files.end());
-  std::string text;
-  for (const fs::path& file : files) text += read_file(file);
-  return text;
-}
-
-// Bytes to ids 0 .. size-1 and back, over the bytes the text uses.
-struct Vocabulary {
-  std::string characters;            // id → byte, sorted
-  std::array<std::int32_t, 256> id;  // byte → id, -1 when absent
-
-  explicit Vocabulary(const std::string& text) {
-    std::array<bool, 256> seen{};
-    for (char c : text) seen[static_cast<unsigned char>(c)] = true;
-    id.fill(-1);
-    for (int b = 0; b < 256; ++b)
-      if (seen[static_cast<std::size_t>(b)]) {
-        id[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(characters.size());
-        characters += static_cast<char>(b);
-      }
-  }
-  std::int64_t size() const { return static_cast<std::int64_t>(characters.size()); }
-};
 
 // H = -Σ_c p(c) log₂ p(c) over the byte frequencies of `text`.
 double unigram_entropy_bits(const std::string& text) {
@@ -165,22 +120,20 @@ int main(int argc, char** argv) try {
   std::filesystem::create_directories(out_dir);
 
   // --- The text, its vocabulary, the split.
-  const std::string text = load_text(text_path);
-  const Vocabulary vocabulary(text);
-  std::vector<std::int32_t> ids(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) ids[i] = vocabulary.id[static_cast<unsigned char>(text[i])];
-  const auto total = static_cast<std::int64_t>(text.size());
-  const auto held_out_begin = static_cast<std::int64_t>(static_cast<double>(total) * (1.0 - held_out_fraction));
-  if (held_out_begin < context + 1 || total - held_out_begin < context + 1)
+  if (!std::filesystem::exists(text_path))
     throw fovea::Error(
-        fmt::format("{}: {} characters are too few for windows of {} in both the training and the "
-                    "held-out part",
-                    text_path, total, context));
+        fmt::format("{} does not exist: install Debian's `fortunes` package (tools/install_deps.sh "
+                    "does) or pass --text FILE",
+                    text_path));
+  const fovea::TextCorpus corpus = fovea::load_text_corpus(text_path, held_out_fraction, context);
+  const std::string& text = corpus.text;
+  const std::vector<std::int32_t>& ids = corpus.ids;
+  const std::int64_t total = corpus.size(), held_out_begin = corpus.held_out_begin;
   // The prompt, checked now rather than after training (an empty one starts from the text's
   // first character).
   std::vector<std::int32_t> prompt_ids;
   for (char c : prompt) {
-    const std::int32_t id = vocabulary.id[static_cast<unsigned char>(c)];
+    const std::int32_t id = corpus.id[static_cast<unsigned char>(c)];
     if (id < 0)
       throw fovea::Error(
           fmt::format("the prompt's byte 0x{:02x} never occurs in {}", static_cast<unsigned char>(c), text_path));
@@ -189,14 +142,14 @@ int main(int argc, char** argv) try {
   if (prompt_ids.empty()) prompt_ids.push_back(ids[0]);
   const double unigram_bits = unigram_entropy_bits(text);
   std::printf("%s: %s characters, %lld distinct; training on the first %s, validating on the last %s\n",
-              text_path.c_str(), fovea::with_thousands(total).c_str(), static_cast<long long>(vocabulary.size()),
+              text_path.c_str(), fovea::with_thousands(total).c_str(), static_cast<long long>(corpus.vocabulary_size()),
               fovea::with_thousands(held_out_begin).c_str(), fovea::with_thousands(total - held_out_begin).c_str());
   std::printf("unigram entropy: %.3f bits per character\n", unigram_bits);
 
   // --- The graph: training step, validation loss and the sampler share one model.
   fovea::Graph g("char_gpt");
   g.set_seed(seed);
-  const nn::GPT model(g, {.vocab = vocabulary.size(),
+  const nn::GPT model(g, {.vocab = corpus.vocabulary_size(),
                           .d_model = d_model,
                           .heads = heads,
                           .d_ff = d_ff,
@@ -322,7 +275,7 @@ int main(int argc, char** argv) try {
   std::vector<std::int32_t> sequence = prompt_ids;
   std::string sample = prompt.empty() ? text.substr(0, 1) : prompt;
   Tensor window = Tensor::zeros(fovea::i32, {1, context});
-  std::vector<double> probabilities(static_cast<std::size_t>(vocabulary.size()));
+  std::vector<double> probabilities(static_cast<std::size_t>(corpus.vocabulary_size()));
   for (std::int64_t n = 0; n < sample_length; ++n) {
     const auto used =
         static_cast<std::int64_t>(std::min<std::size_t>(sequence.size(), static_cast<std::size_t>(context)));
@@ -330,8 +283,8 @@ int main(int argc, char** argv) try {
     std::fill(cells.begin(), cells.end(), 0);
     std::copy(sequence.end() - used, sequence.end(), cells.begin());
     const Tensor logits = sampler.run({{prefix, window}})[0];
-    const float* row = logits.data<float>().data() + (used - 1) * vocabulary.size();
-    const auto best = static_cast<std::int32_t>(std::max_element(row, row + vocabulary.size()) - row);
+    const float* row = logits.data<float>().data() + (used - 1) * corpus.vocabulary_size();
+    const auto best = static_cast<std::int32_t>(std::max_element(row, row + corpus.vocabulary_size()) - row);
     std::int32_t next = best;
     if (temperature > 0) {
       // p(c) ∝ exp((logit(c) - max) / temperature), drawn by inverting the cumulative sum.
@@ -343,7 +296,7 @@ int main(int argc, char** argv) try {
         if ((u -= probabilities[static_cast<std::size_t>(next)]) < 0) break;
     }
     sequence.push_back(next);
-    sample += vocabulary.characters[static_cast<std::size_t>(next)];
+    sample += corpus.characters[static_cast<std::size_t>(next)];
   }
   fovea::write_text_file(out_dir + "/sample.txt", sample + "\n");
   std::printf("\nsample (temperature %.2f):\n----\n%s\n----\n", temperature, sample.c_str());

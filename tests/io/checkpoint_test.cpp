@@ -1,13 +1,19 @@
 // safetensors files and graph checkpoints: round trips, the byte layout Python expects, atomic
 // writes, and a clear fovea::Error for every kind of broken file or mismatched graph.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fovea/fovea.h>
@@ -111,8 +117,9 @@ TEST_CASE("save_safetensors writes the 8-byte little-endian header length and a 
   REQUIRE(bytes.size() == 8 + n + 12);
   const std::string header(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
   CHECK(header.front() == '{');
-  CHECK(header.substr(header.find_last_not_of(' ')) == "}");
-  CHECK(contains(header, R"("__metadata__":{"k":"v"})"));
+  CHECK(header[header.find_last_not_of(' ')] == '}');  // then only padding
+  CHECK(header.starts_with(R"({"__metadata__":{"fovea.checksum":"crc32:)"));
+  CHECK(contains(header, R"(","k":"v"})"));
   CHECK(contains(header, R"("w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]})"));
   float values[3];
   std::memcpy(values, bytes.data() + 8 + n, 12);
@@ -147,19 +154,27 @@ TEST_CASE("load_safetensors reads a file laid out by hand the way Python's safet
   CHECK(loaded.tensors[1].second.at(1) == -2.0);
 }
 
-TEST_CASE("save_safetensors writes atomically: no .tmp is left and an existing file is replaced whole") {
+// The names of the files in `dir`, sorted.
+std::vector<std::string> files_in(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_CASE("save_safetensors writes atomically: no temporary is left and an existing file is replaced whole") {
   TempDir dir("atomic");
   const std::string path = dir.file("ckpt.safetensors");
   fovea::save_safetensors(path, {{"x", fovea::Tensor::full(fovea::f32, {4}, 1.0)}});
   fovea::save_safetensors(path, {{"x", fovea::Tensor::full(fovea::f32, {4}, 2.0)}});
-  CHECK(!std::filesystem::exists(path + ".tmp"));
+  CHECK(files_in(dir.path) == std::vector<std::string>{"ckpt.safetensors"});
   CHECK(fovea::load_safetensors(path).tensors[0].second.at(3) == 2.0);
 
   // A save that fails halfway (a bad name) leaves the previous checkpoint and no temporary file.
   CHECK_THROWS_AS(fovea::save_safetensors(path, {{"y", fovea::Tensor::zeros(fovea::f32, {1})},
                                                  {"y", fovea::Tensor::zeros(fovea::f32, {1})}}),
                   fovea::Error);
-  CHECK(!std::filesystem::exists(path + ".tmp"));
+  CHECK(files_in(dir.path) == std::vector<std::string>{"ckpt.safetensors"});
   CHECK(fovea::load_safetensors(path).tensors[0].first == "x");
 }
 
@@ -286,7 +301,7 @@ TEST_CASE("load_safetensors reports a saved file truncated at any point") {
       path, {{"a", fovea::Tensor::full(fovea::f64, {3}, 1.0)}, {"b", fovea::Tensor::full(fovea::i32, {5}, 2.0)}});
   const Bytes whole = read_bytes(path);
   const std::string cut_path = dir.file("cut.safetensors");
-  for (std::size_t length = 0; length < whole.size(); length += 3) {
+  for (std::size_t length = 0; length < whole.size(); ++length) {
     CAPTURE(length);
     write_bytes(cut_path, Bytes(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(length)));
     CHECK(contains(error_of([&] { fovea::load_safetensors(cut_path); }), cut_path));
@@ -363,4 +378,211 @@ TEST_CASE("load_checkpoint lists every difference in one error and changes nothi
   // Nothing was copied, not even the parameter that matched.
   CHECK(b.parameter_value(same).at(0) == 0.0);
   CHECK(b.parameter_value(w).at(0) == 0.0);
+}
+
+// --- Untrusted headers ------------------------------------------------------------------------
+
+TEST_CASE("load_safetensors rejects a header nested 200,000 deep with an error, not a stack overflow") {
+  TempDir dir("deep");
+  const std::string path = dir.file("deep.safetensors");
+  constexpr std::size_t depth = 200'000;
+  // Deep in a shape (the old error path printed it whole, recursively), in the metadata, at the top.
+  for (const auto& [before, after] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"w":{"dtype":"F32","shape":)", R"(,"data_offsets":[0,4]}})"},
+           {R"({"__metadata__":{"k":)", "}}"},
+           {"", ""}}) {
+    const std::string header = before + std::string(depth, '[') + std::string(depth, ']') + after;
+    write_bytes(path, safetensors_bytes(header, Bytes(4, 0)));
+    const std::string message = error_of([&] { fovea::load_safetensors(path); });
+    CHECK(contains(message, path));
+    CHECK(contains(message, "nests arrays and objects more than"));
+  }
+  // Brackets inside strings are not nesting.
+  const std::string header = R"({"__metadata__":{"k":")" + std::string(1000, '[') + R"("}})";
+  write_bytes(path, safetensors_bytes(header, {}));
+  CHECK(fovea::load_safetensors(path).metadata.at("k") == std::string(1000, '['));
+}
+
+TEST_CASE("load_safetensors quotes at most a few dozen bytes of the file in its errors") {
+  TempDir dir("quote");
+  const std::string path = dir.file("big.safetensors");
+  const std::string long_name(100'000, 'n');
+  std::string long_shape = "[";
+  for (int i = 0; i < 100'000; ++i) long_shape += "1,";
+  long_shape += "\"x\"]";
+  for (
+      const std::string& header :
+      {R"({")" + long_name +
+           R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+       R"({"w":{"dtype":")" + long_name + R"(","shape":[1],"data_offsets":[0,4]}})",
+       R"({"w":{"dtype":"F32","shape":)" + long_shape + R"(,"data_offsets":[0,4]}})",
+       R"({"w":{"dtype":"F32","shape":[1],"data_offsets":)" + long_shape + "}}",
+       R"({"__metadata__":{")" + long_name + R"(":1}})", R"({"w":")" + long_name + "\xff\"}"}) {
+    write_bytes(path, safetensors_bytes(header, Bytes(4, 0)));
+    const std::string message = error_of([&] { fovea::load_safetensors(path); });
+    CAPTURE(message.substr(0, 300));
+    CHECK(contains(message, path));
+    CHECK(message.size() < 700);
+  }
+}
+
+// --- Atomic writes ----------------------------------------------------------------------------
+
+// Contents writer `id` saves: a tensor filled with id, and id in the metadata.
+void save_as_writer(const std::string& path, int id) {
+  fovea::save_safetensors(path, {{"x", fovea::Tensor::full(fovea::f32, {16'384}, id)}},
+                          {{"writer", std::to_string(id)}});
+}
+
+// The file loads, and is wholly one writer's: every element and the metadata name the same id.
+void check_one_writer(const std::string& path) {
+  const fovea::LoadedTensors loaded = fovea::load_safetensors(path);
+  REQUIRE(loaded.tensors.size() == 1);
+  const int id = std::stoi(loaded.metadata.at("writer"));
+  for (float v : loaded.tensors[0].second.data<float>()) REQUIRE(v == static_cast<float>(id));
+}
+
+TEST_CASE("threads saving different contents to one path always leave a whole file of one of them") {
+  TempDir dir("threads");
+  const std::string path = dir.file("shared.safetensors");
+  save_as_writer(path, 0);
+  std::atomic<int> failures{0};
+  std::atomic<bool> writing{true};
+  std::vector<std::thread> writers;
+  for (int id = 1; id <= 4; ++id)
+    writers.emplace_back([&, id] {
+      for (int round = 0; round < 40; ++round) try {
+          save_as_writer(path, id);
+        } catch (const std::exception&) {
+          ++failures;
+        }
+    });
+  // A reader meanwhile always finds a whole file.
+  int reads = 0, bad_reads = 0;
+  std::thread reader([&] {
+    while (writing) try {
+        ++reads;
+        const fovea::LoadedTensors loaded = fovea::load_safetensors(path);
+        const float first = loaded.tensors.at(0).second.data<float>()[0];
+        for (float v : loaded.tensors[0].second.data<float>())
+          if (v != first) throw fovea::Error("mixed");
+        if (std::to_string(static_cast<int>(first)) != loaded.metadata.at("writer")) throw fovea::Error("mixed");
+      } catch (const std::exception&) {
+        ++bad_reads;
+      }
+  });
+  for (std::thread& t : writers) t.join();
+  writing = false;
+  reader.join();
+  CHECK(failures == 0);
+  CHECK(bad_reads == 0);
+  CHECK(reads > 0);
+  check_one_writer(path);
+  CHECK(files_in(dir.path) == std::vector<std::string>{"shared.safetensors"});
+}
+
+TEST_CASE("processes saving different contents to one path always leave a whole file of one of them") {
+  TempDir dir("processes");
+  const std::string path = dir.file("shared.safetensors");
+  for (int trial = 0; trial < 5; ++trial) {
+    std::vector<pid_t> children;
+    for (int id = 1; id <= 3; ++id) {
+      const pid_t pid = ::fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        int status = 0;
+        try {
+          for (int round = 0; round < 20; ++round) save_as_writer(path, id);
+        } catch (...) {
+          status = 1;
+        }
+        ::_exit(status);
+      }
+      children.push_back(pid);
+    }
+    for (pid_t pid : children) {
+      int status = 0;
+      REQUIRE(::waitpid(pid, &status, 0) == pid);
+      CHECK(WIFEXITED(status));
+      CHECK(WEXITSTATUS(status) == 0);
+    }
+    check_one_writer(path);
+    CHECK(files_in(dir.path) == std::vector<std::string>{"shared.safetensors"});
+  }
+}
+
+TEST_CASE("save_safetensors never writes through a planted <path>.tmp, symlink or file") {
+  TempDir dir("planted");
+  const std::string path = dir.file("ckpt.safetensors");
+  const std::string victim = dir.file("victim.txt");
+  write_bytes(victim, Bytes{'k', 'e', 'e', 'p'});
+
+  SUBCASE("a symlink to another file") {
+    std::filesystem::create_symlink(victim, path + ".tmp");
+    save_as_writer(path, 3);
+    CHECK(std::filesystem::is_symlink(path + ".tmp"));
+  }
+  SUBCASE("a regular file") {
+    write_bytes(path + ".tmp", Bytes{'m', 'i', 'n', 'e'});
+    save_as_writer(path, 3);
+    CHECK(read_bytes(path + ".tmp") == Bytes{'m', 'i', 'n', 'e'});
+  }
+  CHECK(read_bytes(victim) == Bytes{'k', 'e', 'e', 'p'});
+  CHECK(!std::filesystem::is_symlink(path));
+  check_one_writer(path);
+}
+
+TEST_CASE("save_safetensors creates files with the mode any new file gets (0666 less the umask)") {
+  TempDir dir("mode");
+  const std::string path = dir.file("ckpt.safetensors");
+  const mode_t old_mask = ::umask(0);
+  save_as_writer(path, 1);
+  ::umask(old_mask);
+  struct stat info {};
+  REQUIRE(::stat(path.c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0666);
+}
+
+// --- Checksum ---------------------------------------------------------------------------------
+
+TEST_CASE("a checksum makes every flipped bit of a saved file, data or metadata, an error naming the file") {
+  TempDir dir("bitflip");
+  const std::string path = dir.file("ckpt.safetensors");
+  fovea::save_safetensors(path, {{"w", fovea::Tensor::from<float>({1.5f, -2.0f, 0.25f}, {3})}}, {{"epoch", "7"}});
+  const fovea::LoadedTensors whole = fovea::load_safetensors(path);
+  CHECK(whole.metadata == std::map<std::string, std::string>{{"epoch", "7"}});  // the checksum is not metadata
+  const Bytes bytes = read_bytes(path);
+  const std::string flipped_path = dir.file("flipped.safetensors");
+  for (std::size_t bit = 0; bit < bytes.size() * 8; ++bit) {
+    CAPTURE(bit / 8);
+    CAPTURE(bit % 8);
+    Bytes flipped = bytes;
+    flipped[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
+    write_bytes(flipped_path, flipped);
+    CHECK(contains(error_of([&] { fovea::load_safetensors(flipped_path); }), flipped_path));
+  }
+  // The epoch 7 -> 6 and the last element's lowest bit say it in words.
+  const std::string text(bytes.begin(), bytes.end());
+  for (const std::size_t at : {text.find(R"("epoch":"7")") + 9, bytes.size() - 4}) {
+    Bytes flipped = bytes;
+    flipped[at] ^= 1;
+    write_bytes(flipped_path, flipped);
+    CHECK(contains(error_of([&] { fovea::load_safetensors(flipped_path); }), "checksum mismatch"));
+  }
+}
+
+TEST_CASE("a checksum entry that is moved or malformed is an error; save reserves its key") {
+  TempDir dir("checksum");
+  const std::string path = dir.file("a.safetensors");
+  const Bytes data(4, 0);
+  for (const std::string& metadata :
+       std::vector<std::string>{R"("k":"v","fovea.checksum":"crc32:00000000")", R"("fovea.checksum":"crc32:0000000")",
+                                R"("fovea.checksum":"md5:00000000")", R"("fovea.checksum":"crc32:ABCDEF00")"}) {
+    CAPTURE(metadata);
+    write_bytes(path, safetensors_bytes(R"({"__metadata__":{)" + metadata +
+                                            R"(},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                                        data));
+    CHECK(contains(error_of([&] { fovea::load_safetensors(path); }), "checksum"));
+  }
+  CHECK(contains(error_of([&] { fovea::save_safetensors(path, {}, {{"fovea.checksum", "x"}}); }), "reserved"));
 }

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets: small valid and near-valid inputs for each loader.
+
+    python3 fuzz/make_corpus.py        # rewrites fuzz/corpus/{safetensors,idx,text}/
+
+The fuzzers mutate these; the ordinary test suite replays them (tests/io/fuzz_replay_test.cpp).
+Files are a few hundred bytes each: fuzzing works best from small inputs.
+"""
+import gzip
+import os
+import struct
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    folder = os.path.join(HERE, "corpus", target)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(data)
+
+
+# --- safetensors ------------------------------------------------------------------------------
+
+def safetensors(header, data, checksum=False):
+    """8-byte little-endian length, the header padded with spaces to 8, the data. With checksum,
+    the header must start with Fovea's checksum entry (8 zero digits), filled in here the way
+    save_safetensors does: CRC-32 of the padded header with zero digits, then of the data."""
+    header = header.encode()
+    header += b" " * ((8 - len(header) % 8) % 8)
+    if checksum:
+        prefix = b'{"__metadata__":{"fovea.checksum":"crc32:'
+        assert header.startswith(prefix + b"00000000")
+        crc = zlib.crc32(data, zlib.crc32(header)) & 0xFFFFFFFF
+        header = prefix + b"%08x" % crc + header[len(prefix) + 8:]
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def f32(*values):
+    return struct.pack("<%df" % len(values), *values)
+
+
+def tensor(dtype, shape, begin, end):
+    return '{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}' % (dtype, ",".join(map(str, shape)), begin, end)
+
+
+def safetensors_seeds():
+    six = f32(1, 2, 3, 4, 5, 6)
+    step = struct.pack("<q", 1200)
+    fovea = ('{"__metadata__":{"fovea.checksum":"crc32:00000000","epoch":"7"},"mlp/w":%s,"adam/step":%s}'
+             % (tensor("F32", [2, 3], 0, 24), tensor("I64", [], 24, 32)))
+    write("safetensors", "fovea_checksummed", safetensors(fovea, six + step, checksum=True))
+    write("safetensors", "fovea_bad_checksum", safetensors(fovea, six + step))  # digits left at zero
+    write("safetensors", "fovea_empty", safetensors('{"__metadata__":{"fovea.checksum":"crc32:00000000"}}', b"",
+                                                     checksum=True))
+    # The way Python's safetensors lays files out: largest alignment first, "format" metadata.
+    python = ('{"__metadata__":{"format":"pt"},"a":%s,"b":%s,"m":%s,"n":%s}'
+              % (tensor("F32", [2], 16, 24), tensor("F64", [1, 1], 0, 8), tensor("BOOL", [3], 28, 31),
+                 tensor("I32", [1], 24, 28)) )
+    write("safetensors", "python_layout",
+          safetensors(python, struct.pack("<d", -7.5) + b"\0" * 8 + f32(1.5, -2) + struct.pack("<i", 9) + b"\1\0\1"))
+    write("safetensors", "no_tensors", safetensors("{}", b""))
+    write("safetensors", "zero_dim", safetensors('{"z":%s}' % tensor("F32", [0, 4], 0, 0), b""))
+    write("safetensors", "overlap",
+          safetensors('{"a":%s,"b":%s}' % (tensor("F32", [2], 0, 8), tensor("F32", [1], 4, 8)), f32(1, 2)))
+    write("safetensors", "gap", safetensors('{"a":%s}' % tensor("F32", [1], 4, 8), f32(1, 2)))
+    write("safetensors", "truncated_data", safetensors('{"a":%s}' % tensor("F32", [4], 0, 16), f32(1, 2)))
+    write("safetensors", "half_dtype", safetensors('{"h":%s}' % tensor("F16", [2], 0, 4), b"\0" * 4))
+    write("safetensors", "bool_two", safetensors('{"b":%s}' % tensor("BOOL", [2], 0, 2), b"\1\2"))
+    write("safetensors", "metadata_not_string", safetensors('{"__metadata__":{"k":[1,{"x":null}]}}', b""))
+    write("safetensors", "shape_overflow",
+          safetensors('{"a":%s}' % tensor("F32", [4294967296, 4294967296, 4], 0, 4), f32(1)))
+    write("safetensors", "nested_too_deep", safetensors('{"a":' + "[" * 20 + "]" * 20 + "}", b""))
+    write("safetensors", "escapes", safetensors('{"__metadata__":{"\\u00e9\\"":"\\ud83d\\ude00\\n"},"x\\/y":%s}'
+                                                % tensor("I32", [1], 0, 4), struct.pack("<i", -1)))
+    write("safetensors", "length_past_end", struct.pack("<Q", 1000) + b'{"a":1}')
+    write("safetensors", "short", b"\x08\0\0")
+
+
+# --- IDX --------------------------------------------------------------------------------------
+
+def idx(type_code, dims, payload):
+    return bytes([0, 0, type_code, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + payload
+
+
+def idx_seeds():
+    images = idx(0x08, [2, 2, 3], bytes(range(12)))
+    write("idx", "u8_images", images)
+    write("idx", "u8_images_gz", gzip.compress(images, mtime=0))
+    write("idx", "u8_labels_gz", gzip.compress(idx(0x08, [5], bytes([0, 9, 3, 1, 7])), mtime=0))
+    write("idx", "i8", idx(0x09, [3], bytes([0x80, 0x7F, 0xFF])))
+    write("idx", "i16", idx(0x0B, [2], struct.pack(">hh", -300, 300)))
+    write("idx", "i32", idx(0x0C, [1, 2], struct.pack(">ii", -(2 ** 31), 2 ** 31 - 1)))
+    write("idx", "f32", idx(0x0D, [2], struct.pack(">ff", 1.5, float("nan"))))
+    write("idx", "f64", idx(0x0E, [1], struct.pack(">d", -0.0)))
+    write("idx", "rank0", idx(0x08, [], b"\x2a"))
+    write("idx", "zero_dim", idx(0x0D, [0, 5], b""))
+    write("idx", "truncated", idx(0x0C, [4], b"\0" * 7))
+    write("idx", "trailing_bytes", idx(0x08, [1], b"\1\2"))
+    write("idx", "absurd_dims", idx(0x0E, [65536, 65536, 65536], b""))
+    write("idx", "bad_magic", b"\x1f\0\x08\x01\0\0\0\x01\x07")
+    write("idx", "gz_truncated", gzip.compress(images, mtime=0)[:-5])
+
+
+# --- Text -------------------------------------------------------------------------------------
+
+def text_seeds():
+    fortune = (b"Q: What is a computer?\nA: A machine that does what you say, not what you mean.\n%\n"
+               b"The best way to predict the future is to invent it.\n\t\t-- Alan Kay\n%\n")
+    write("text", "fortune_ctx8", bytes([7, 13]) + fortune)
+    write("text", "utf8_ctx4", bytes([3, 64]) + "naïve café – ½ λ 日本語\n".encode() * 3)
+    write("text", "all_bytes", bytes([0, 128]) + bytes(range(256)))
+    write("text", "too_short", bytes([15, 13]) + b"tiny")
+    write("text", "one_byte_repeated", bytes([1, 1]) + b"a" * 40)
+    write("text", "no_text", bytes([0, 0]))
+
+
+if __name__ == "__main__":
+    safetensors_seeds()
+    idx_seeds()
+    text_seeds()
