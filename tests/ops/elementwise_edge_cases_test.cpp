@@ -198,7 +198,7 @@ TEST_CASE("a number outside the integer dtype's range, or not finite, is an erro
   CHECK(error_of([&] { (void)(w + -9223372036854775808.0); }) == "(no error)");
 }
 
-TEST_CASE("integral numbers with integer tensors build and compute as before; floats take any number") {
+TEST_CASE("integral numbers with integer tensors build and compute as before, and floats take any number") {
   Graph g;
   Value x = g.placeholder("x", i32, {3});
   Value y = (x * 2.0 + 1.0) / 2.0 - 3.0;
