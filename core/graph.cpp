@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "fovea/core/exact_number.h"
 #include "fovea/core/philox.h"
 
 namespace fovea {
@@ -150,6 +151,10 @@ Value Graph::constant(Tensor value, const std::string& name, SourceLoc where) {
 }
 
 Value Graph::scalar(double value, DType dtype, SourceLoc where) {
+  // A number an integer or bool dtype cannot hold exactly is an error, not a truncation.
+  if (const std::string why = number_mismatch(value, dtype); !why.empty())
+    throw Error(fmt::format("cannot make a {} scalar: {}; make an f32 one and cast() it", dtype_name(dtype), why),
+                "constant", "", where);
   return constant(Tensor::full(dtype, Shape{}, value), "", where);
 }
 

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "fovea/autograd/vjp.h"
+#include "fovea/core/exact_number.h"
 #include "fovea/core/philox.h"
 
 namespace fovea {
@@ -25,9 +26,14 @@ Shape declared_shape(const InferContext& ctx) {
   return shape;
 }
 
-// fill() {shape, dtype, value}
+// fill() {shape, dtype, value}; the value must be exact in the dtype (core/exact_number.h).
 std::vector<TensorType> infer_fill(const InferContext& ctx) {
-  return {TensorType{ctx.attrs().get_dtype("dtype"), declared_shape(ctx)}};
+  const DType dtype = ctx.attrs().get_dtype("dtype");
+  const std::string why = number_mismatch(ctx.attrs().get_float("value"), dtype);
+  if (!why.empty())
+    ctx.fail(fmt::format("cannot fill a tensor of {}: {}. Fill an f32 tensor and cast() it, or use a number {} holds",
+                         dtype_name(dtype), why, dtype_name(dtype)));
+  return {TensorType{dtype, declared_shape(ctx)}};
 }
 
 // iota() {shape, axis, dtype}

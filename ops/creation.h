@@ -36,7 +36,8 @@ namespace fovea {
 //   to bf16 or f16:   through f32, rounding to nearest-even (core/half.h); beyond the range ±inf
 Value cast(Value x, DType to, Loc where = Loc::current());
 
-// A tensor of `shape` with `value` everywhere (converted to `dtype` as cast does).
+// A tensor of `shape` with `value` everywhere. The value must be exact in `dtype` (integers
+// take only integral numbers in range, bool 0 or 1: core/exact_number.h); an error otherwise.
 Value fill(Graph& g, Shape shape, double value, DType dtype = DType::f32, Loc where = Loc::current());
 Value zeros(Graph& g, Shape shape, DType dtype = DType::f32, Loc where = Loc::current());
 Value ones(Graph& g, Shape shape, DType dtype = DType::f32, Loc where = Loc::current());

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "fovea/autograd/vjp.h"
+#include "fovea/core/exact_number.h"
 #include "fovea/ops/creation.h"
 #include "fovea/ops/indexing.h"
 
@@ -231,13 +232,26 @@ Value greater_equal(Value a, Value b, Loc w) { return apply_binary(ops::greater_
 Value logical_and(Value a, Value b, Loc w) { return apply_binary(ops::logical_and, a, b, w); }
 Value logical_or(Value a, Value b, Loc w) { return apply_binary(ops::logical_or, a, b, w); }
 
+// A C++ number becomes a scalar of `like`'s dtype, so it must be exact in that dtype: an i32
+// x * 0.5 would silently be x * 0 (core/exact_number.h). `op` is the op being built with it.
+static void check_number_fits(std::string_view op, Value like, double number, SourceLoc where) {
+  const std::string why = number_mismatch(number, like.dtype());
+  if (why.empty()) return;
+  throw Error(fmt::format("the number {} meets '{}' ({}), and takes its dtype, but {}. Cast the tensor "
+                          "first (e.g. cast({}, f32)) or use a number its dtype holds",
+                          number, like.name(), like.type().to_string(), why, like.name()),
+              std::string(op), "", where);
+}
+
 Value scalar_like(Value like, double value, Loc where) {
   if (!like.defined()) throw Error("scalar_like: the Value is undefined", "constant", "", where);
+  check_number_fits("constant", like, value, where);
   return like.graph().scalar(value, like.dtype(), SourceLoc(where));
 }
 
 static Value with_scalar(const OpDef& op, Value v, double c, bool scalar_first, SourceLoc where) {
   if (!v.defined()) throw Error("an operand is an undefined Value", std::string(op.name), "", where);
+  check_number_fits(op.name, v, c, where);
   Value s = v.graph().scalar(c, v.dtype(), where);
   return scalar_first ? apply_binary(op, s, v, where) : apply_binary(op, v, s, where);
 }

@@ -1,5 +1,11 @@
 // Elementwise ops: unary math, binary arithmetic with NumPy broadcasting, comparisons.
 //
+// Integers: add, sub, mul and neg wrap around on overflow (two's complement, as NumPy and
+// PyTorch do: i32 2147483647 + 1 is -2147483648; neg and abs of INT_MIN are INT_MIN). div
+// truncates toward zero, INT_MIN / -1 wraps to INT_MIN, and a zero divisor is a run-time error
+// naming the node. NaN: every op propagates it (relu(NaN), maximum(NaN, x) and minimum(x, NaN)
+// are NaN, as in PyTorch); comparisons with NaN are false, except not_equal.
+//
 // Every function takes the user's source location as a defaulted last argument, so that a
 // shape error points at the user's line. Operators (x + y, x * 2.0f) capture it through the
 // implicit conversion of their left operand to `Operand`.
@@ -46,6 +52,9 @@ Value logical_and(Value a, Value b, Loc where = Loc::current());
 Value logical_or(Value a, Value b, Loc where = Loc::current());
 
 // A rank-0 constant with `like`'s dtype, in `like`'s graph: how C++ numbers enter a graph.
+// The number must be exact in that dtype (core/exact_number.h): an integer tensor takes only
+// integral numbers in its range (2.0 is fine; 0.5 and 1e20 with an i32 are errors), bool only
+// 0 and 1. The operators below check the same, naming the op, the tensor and the user's line.
 Value scalar_like(Value like, double value, Loc where = Loc::current());
 
 // --- Operators ----------------------------------------------------------------------------
@@ -61,7 +70,9 @@ Value operator-(Operand a, Value b);
 Value operator*(Operand a, Value b);
 Value operator/(Operand a, Value b);
 Value operator-(Operand x);
-// A C++ number on either side becomes a scalar of the Value's dtype: x * 0.5f, 1.0 - x.
+// A C++ number on either side becomes a scalar of the Value's dtype: x * 0.5f, 1.0 - x. With an
+// integer tensor the number must be integral and in range (x * 0.5 on an i32 x is an error, not
+// x * 0: cast x to f32 first).
 Value operator+(Operand a, double b);
 Value operator-(Operand a, double b);
 Value operator*(Operand a, double b);

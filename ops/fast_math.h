@@ -9,8 +9,8 @@
 //   ln 2 is split in two (hi has few mantissa bits, so n·hi is exact) to keep r accurate;
 //   n is rounded with the 1.5·2²³ trick; e^r is a degree-7 polynomial (the Taylor coefficients are accurate enough on
 //   this small interval: the error term r⁸/8! < 2⁻³⁰); 2^n is built in the exponent field. Below −87.34 the result
-//   underflows to 0; above 88.72 it is +inf; NaN stays NaN. Accuracy: within 2 ulp of the correctly rounded result over
-//   the whole range.
+//   underflows to 0 (−inf included); above 88.72 it is +inf; NaN stays NaN. Accuracy: within 2 ulp of the correctly
+//   rounded result over the whole range.
 //
 // tanh(x) = sign(x) · (1 − 2 / (e^{2|x|} + 1))   for |x| ≥ 0.625
 //         = x + x³·P(x²)                           for |x| < 0.625
@@ -54,7 +54,9 @@ FOVEA_HD float exp_f32(float x) {
   constexpr float log2e = 1.44269504088896341f;
   constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
   constexpr float max_arg = 88.7228391f, min_arg = -87.3365448f;
-  const float clamped = x > max_arg ? max_arg : (x < min_arg ? min_arg : x);
+  // Written so that NaN (for which every comparison is false) clamps too: a NaN n would make
+  // the float-to-integer cast below undefined. The selects at the end restore inf, 0 and NaN.
+  const float clamped = x < max_arg ? (x > min_arg ? x : min_arg) : max_arg;
   // round to nearest: adding and subtracting 1.5·2²³ leaves no fraction bits (and vectorizes,
   // where nearbyint would be a library call).
   constexpr float round_magic = 12582912.0f;

@@ -14,18 +14,43 @@
 
 namespace fovea::fn {
 
-// y = -x
+// Integer arithmetic wraps around (two's complement, as in NumPy and PyTorch): i32 2147483647 + 1
+// is -2147483648. Signed overflow is undefined behaviour in C++, so the integer functors compute
+// in an unsigned type at least as wide, where wrapping is the rule, and convert back (narrow
+// types go through `unsigned`, since smaller ones would be promoted to signed int).
+template <typename T>
+using WrapType = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>;
+template <typename T>
+FOVEA_HD T wrapping_add(T a, T b) {
+  using U = WrapType<T>;
+  return static_cast<T>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+}
+template <typename T>
+FOVEA_HD T wrapping_sub(T a, T b) {
+  using U = WrapType<T>;
+  return static_cast<T>(static_cast<U>(static_cast<U>(a) - static_cast<U>(b)));
+}
+template <typename T>
+FOVEA_HD T wrapping_mul(T a, T b) {
+  using U = WrapType<T>;
+  return static_cast<T>(static_cast<U>(static_cast<U>(a) * static_cast<U>(b)));
+}
+
+// y = -x  (integers wrap: -INT_MIN = INT_MIN)
 struct Neg {
   template <typename T>
   FOVEA_HD T operator()(T x) const {
-    return -x;
+    if constexpr (std::is_integral_v<T>)
+      return wrapping_sub(T(0), x);
+    else
+      return -x;
   }
 };
-// y = |x|
+// y = |x|  (integers wrap: |INT_MIN| = INT_MIN; NaN stays NaN)
 struct Abs {
   template <typename T>
   FOVEA_HD T operator()(T x) const {
-    return x < T(0) ? -x : x;
+    return x < T(0) ? Neg{}(x) : x;
   }
 };
 // y = e^x
@@ -74,11 +99,11 @@ struct Sigmoid {
     return e / (T(1) + e);
   }
 };
-// y = max(x, 0)
+// y = max(x, 0), and NaN for a NaN x (as in PyTorch): `x < 0` is false for NaN, so x passes.
 struct Relu {
   template <typename T>
   FOVEA_HD T operator()(T x) const {
-    return x > T(0) ? x : T(0);
+    return x < T(0) ? T(0) : x;
   }
 };
 // y = sin x
@@ -100,26 +125,36 @@ struct LogicalNot {
   FOVEA_HD std::uint8_t operator()(std::uint8_t x) const { return x ? 0 : 1; }
 };
 
-// y = a + b, a - b, a · b, a / b
+// y = a + b, a - b, a · b, a / b; on integers + - · wrap (see wrapping_add above).
 struct Add {
   template <typename T>
   FOVEA_HD T operator()(T a, T b) const {
-    return a + b;
+    if constexpr (std::is_integral_v<T>)
+      return wrapping_add(a, b);
+    else
+      return a + b;
   }
 };
 struct Sub {
   template <typename T>
   FOVEA_HD T operator()(T a, T b) const {
-    return a - b;
+    if constexpr (std::is_integral_v<T>)
+      return wrapping_sub(a, b);
+    else
+      return a - b;
   }
 };
 struct Mul {
   template <typename T>
   FOVEA_HD T operator()(T a, T b) const {
-    return a * b;
+    if constexpr (std::is_integral_v<T>)
+      return wrapping_mul(a, b);
+    else
+      return a * b;
   }
 };
-// Integer division truncates toward zero (as in C++). A zero divisor is an error that the
+// Integer division truncates toward zero (as in C++). INT_MIN / -1 wraps to INT_MIN, like
+// -INT_MIN (in C++ it is undefined, and x86 traps). A zero divisor is an error that the
 // kernel reports (the CPU before dividing, the GPU after the run: see Verdict in
 // backends/backend.h); here it gives 0 instead of undefined behaviour, so that the GPU's
 // division can run to its end.
@@ -128,6 +163,7 @@ struct Div {
   FOVEA_HD T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T>) {
       if (b == T(0)) return T(0);
+      if (b == T(-1)) return Neg{}(a);
     }
     return a / b;
   }

@@ -167,9 +167,13 @@ void transpose_block(const T* src, i64 count, i64 width, T* dst, i64 ld) {
 // with ln 2 split in two parts (Cody & Waite) so that r is exact to f32 precision, e^r from
 // its Taylor series to r⁷/7! (truncation < 5e-9 on |r| <= 0.35), and 2^n built directly in
 // the exponent bits. Measured relative error < 8e-8 (under one f32 ulp) on [-87, 88];
-// x < -87 gives 0 (e^-87 is within 2^-125 of the smallest normal float), -∞ included.
+// x < -87 gives 0 (e^-87 is within 2^-125 of the smallest normal float), -∞ included;
+// x > 88.72 gives +∞; NaN gives NaN. (Attention only takes e^x of x <= 0.)
 inline float exp_f32(float x) {
-  const float clamped = std::min(std::max(x, -87.0f), 88.0f);
+  // NaN must not reach the float-to-int cast below (undefined behaviour): every comparison
+  // with NaN is false, so these selects send it to -87; the last line gives it back.
+  float clamped = x > -87.0f ? x : -87.0f;
+  clamped = clamped < 88.0f ? clamped : 88.0f;
   const float n = std::nearbyint(clamped * 1.44269504f);
   const float r = std::fma(n, -1.428606765330187e-06f, std::fma(n, -0.693145751953125f, clamped));
   float e = 1.0f / 5040;
@@ -181,7 +185,8 @@ inline float exp_f32(float x) {
   e = std::fma(e, r, 1.0f);
   e = std::fma(e, r, 1.0f);
   const float two_to_n = std::bit_cast<float>((static_cast<std::int32_t>(n) + 127) << 23);
-  return x < -87.0f ? 0.0f : e * two_to_n;
+  const float finite = x > 88.7228391f ? std::numeric_limits<float>::infinity() : e * two_to_n;
+  return x < -87.0f ? 0.0f : (x == x ? finite : x);
 }
 
 inline float exp_of(float x) { return exp_f32(x); }

@@ -46,7 +46,7 @@ TEST_CASE("attributes are typed, sorted and printable") {
   CHECK_THROWS_WITH_AS(a.get_int("missing"), doctest::Contains("'missing' is missing"), Error);
 }
 
-TEST_CASE("names are scoped and made unique; parameter names must be unique") {
+TEST_CASE("names are scoped and made unique, and parameter names must be unique") {
   Graph g;
   Value x = g.placeholder("x", f32, {2});
   Value a, b;

@@ -186,23 +186,33 @@ TEST_CASE("fill writes its value everywhere in every dtype and shape") {
       CAPTURE(dtype_name(dtype));
       CAPTURE(shape.to_string());
       Graph g;
-      auto y = fill(g, shape, 2.5, dtype);
+      // A number each dtype holds exactly (see the next test for the others).
+      const double value = dtype == boolean ? 1.0 : (is_floating(dtype) ? 2.5 : -3.0);
+      auto y = fill(g, shape, value, dtype);
       REQUIRE(y.type() == (TensorType{dtype, shape}));
-      check_close(testing::run1(g, y), Tensor::full(dtype, shape, dtype == boolean ? 1.0 : 2.5), 0, 0);
+      check_close(testing::run1(g, y), Tensor::full(dtype, shape, value), 0, 0);
     }
   }
 }
 
-TEST_CASE("fill converts its value as cast does: truncating, saturating, NaN to 0") {
+TEST_CASE("fill rejects a value its dtype cannot hold exactly, naming the node and the line") {
+  // Integers: a fraction would be truncated, 1e20 has no i32, NaN no integer at all; bool is 0 or 1.
   Graph g;
-  auto a = fill(g, {2}, -2.9, i32);
-  auto b = fill(g, {2}, 1e20, i32);
-  auto c = fill(g, {2}, std::numeric_limits<double>::quiet_NaN(), i64);
+  CHECK_THROWS_WITH_AS(fill(g, {2}, -2.9, i32), doctest::Contains("-2.9 is not an integer"), Error);
+  CHECK_THROWS_WITH_AS(fill(g, {2}, 1e20, i32), doctest::Contains("outside the range of i32"), Error);
+  CHECK_THROWS_WITH_AS(fill(g, {2}, std::numeric_limits<double>::quiet_NaN(), i64),
+                       doctest::Contains("not a finite number"), Error);
+  CHECK_THROWS_WITH_AS(fill(g, {2}, 2.0, boolean), doctest::Contains("neither 0 nor 1"), Error);
+  CHECK_THROWS_WITH_AS(fill(g, {2}, 0.5, i64), doctest::Contains("creation_test.cpp"), Error);
+  // What they hold exactly is fine, and so is any number for a float dtype.
+  auto a = fill(g, {2}, -2.0, i32);
+  auto b = fill(g, {2}, 2147483647.0, i32);
+  auto c = fill(g, {2}, 1e20, f32);
   auto d = fill(g, {2}, 0.0, boolean);
   auto out = testing::run(g, {a, b, c, d});
   CHECK(out[0].at(0) == -2);
   CHECK(out[1].at(1) == 2147483647);
-  CHECK(out[2].at(0) == 0);
+  CHECK(out[2].at(0) == doctest::Approx(1e20).epsilon(1e-7));
   CHECK(out[3].at(1) == 0);
 }
 

@@ -185,7 +185,7 @@ TEST_CASE("every binary op matches its reference under NumPy broadcasting in eve
   }
 }
 
-TEST_CASE("div and pow match their references; integer division truncates toward zero") {
+TEST_CASE("div and pow match their references, and integer division truncates toward zero") {
   std::uint64_t seed = 7;
   for (const auto& [sa, sb] : kBroadcastPairs) {
     for (DType dtype : {f32, f64}) {

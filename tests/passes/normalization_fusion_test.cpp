@@ -113,7 +113,7 @@ TEST_CASE("nn::log_softmax becomes one fused_log_softmax with equal values and g
   }
 }
 
-TEST_CASE("softmax written by hand, with a plain max or without the max, fuses; the statistics tell them apart") {
+TEST_CASE("softmax written by hand, with a plain max or without the max, fuses, and the statistics tell them apart") {
   Graph g;
   Value x = g.placeholder("x", f64, {5, 7});
   Value shifted = exp(x - reduce_max(x, {-1}, true));
@@ -144,7 +144,7 @@ TEST_CASE("a softmax written without the max shift is fused, and no longer overf
   CHECK(fused.at(2) == doctest::Approx(0.0));
 }
 
-TEST_CASE("nn::LayerNorm becomes one fused_layer_norm; outputs and x, gamma, beta gradients agree, f32 and f64") {
+TEST_CASE("nn::LayerNorm becomes one fused_layer_norm, and outputs and x, gamma, beta gradients agree, f32 and f64") {
   for (DType t : {f32, f64}) {
     CAPTURE(dtype_name(t));
     Graph g;
@@ -213,7 +213,7 @@ struct Classification {
 };
 
 TEST_CASE(
-    "nn::cross_entropy with ignore_index and label smoothing 0 and 0.1 becomes one fused node; loss and "
+    "nn::cross_entropy with ignore_index and label smoothing 0 and 0.1 becomes one fused node, and loss and "
     "gradients agree, f32 and f64") {
   for (DType t : {f32, f64})
     for (DType index_type : {i32, i64})
@@ -245,7 +245,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a GPT forward with its loss: every layer norm, the attention and the cross-entropy fuse; logits and "
+    "a GPT forward with its loss: every layer norm, the attention and the cross-entropy fuse, and logits and "
     "gradients agree") {
   for (DType t : {f32, f64}) {
     CAPTURE(dtype_name(t));
