@@ -34,8 +34,26 @@ const OpDef constant_op{.name = "constant", .infer = infer_constant, .source = t
 
 void Node::fail(const std::string& message) const { throw Error(message, std::string(op->name), name, where); }
 
-const Node& Value::node() const { return graph_->node(ref_.node); }
-const TensorType& Value::type() const { return graph_->type(ref_); }
+// A Value made by hand may name a node its graph does not have (yet): refuse it here rather
+// than read past the end of the graph.
+static void check_exists(const Graph* graph, ValueRef ref) {
+  if (!graph) throw Error("an undefined Value (made by Value()) was used");
+  if (!graph->contains(ref))
+    throw Error(
+        fmt::format("Value %{}.{} names no node output of graph '{}', which has {} nodes; only use Values "
+                    "that the graph's builder functions returned",
+                    ref.node, ref.output, graph->name(), graph->size()));
+}
+
+const Node& Value::node() const {
+  check_exists(graph_, ref_);
+  return graph_->node(ref_.node);
+}
+
+const TensorType& Value::type() const {
+  check_exists(graph_, ref_);
+  return graph_->type(ref_);
+}
 
 NameScope::NameScope(Graph& graph, const std::string& name) : graph_(graph), previous_length_(graph.scope_.size()) {
   if (name.empty() || name.find('/') != std::string::npos)
@@ -76,13 +94,20 @@ std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, 
     if (!v.defined())
       throw Error(fmt::format("input {} is an undefined Value", i), std::string(op.name), node_name, where);
     if (&v.graph() != this)
-      throw Error(fmt::format("input {} ('{}') belongs to graph '{}', not '{}'", i, v.name(), v.graph().name(), name_),
+      throw Error(fmt::format("input {} ('{}') belongs to graph '{}', not '{}'", i,
+                              v.graph().contains(v.ref()) ? v.name() : "?", v.graph().name(), name_),
+                  std::string(op.name), node_name, where);
+    // Every node that exists was built before this one, so this also rules out cycles.
+    if (!contains(v.ref()))
+      throw Error(fmt::format("input {} (%{}.{}) is not an output of any node built so far ({} nodes): a Value made "
+                              "from a raw ValueRef may only name an existing node, which also makes cycles impossible",
+                              i, v.ref().node, v.ref().output, nodes_.size()),
                   std::string(op.name), node_name, where);
     types.push_back(v.type());
     refs.push_back(v.ref());
   }
   InferContext ctx(op, types, attrs, node_name, where);
-  std::vector<TensorType> outputs = op.infer(ctx);
+  std::vector<TensorType> outputs = infer_outputs(ctx, op, node_name, where);
   if (!op.half_types) {
     // One check here rather than one per op: every op but a few computes in f32 or f64.
     for (const auto* list : {&types, &outputs})
@@ -103,14 +128,39 @@ std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, 
   return result;
 }
 
-static void check_declared_shape(const std::string& what, const std::string& name, const Shape& shape,
+// The op's output types; an error without a node (a shape too large to count, thrown by
+// Shape::numel) gets this node's context, and so does an output no buffer could ever hold.
+std::vector<TensorType> Graph::infer_outputs(const InferContext& ctx, const OpDef& op, const std::string& node_name,
+                                             SourceLoc where) const {
+  std::vector<TensorType> outputs;
+  try {
+    outputs = op.infer(ctx);
+  } catch (const Error& e) {
+    if (!e.node().empty()) throw;
+    throw Error(e.message(), std::string(op.name), node_name, where);
+  }
+  for (std::size_t k = 0; k < outputs.size(); ++k)
+    if (!outputs[k].shape.checked_bytes(dtype_size(outputs[k].dtype)))
+      throw Error(fmt::format("output {} would be {}: its element count or its size in bytes ({} per element) does "
+                              "not fit in a 64-bit integer, so no buffer can hold it; check the dims",
+                              k, outputs[k].to_string(), dtype_size(outputs[k].dtype)),
+                  std::string(op.name), node_name, where);
+  return outputs;
+}
+
+static void check_declared_shape(const std::string& what, const std::string& name, DType dtype, const Shape& shape,
                                  SourceLoc where) {
   for (std::int64_t d : shape)
     if (d < 0) throw Error(fmt::format("shape {} has a negative dimension", shape.to_string()), what, name, where);
+  if (!shape.checked_bytes(dtype_size(dtype)))
+    throw Error(fmt::format("shape {} of {} has more elements, or more bytes ({} per element), than a 64-bit integer "
+                            "can count, so no buffer can hold it; check the dims",
+                            shape.to_string(), dtype_name(dtype), dtype_size(dtype)),
+                what, name, where);
 }
 
 Value Graph::placeholder(const std::string& name, DType dtype, Shape shape, SourceLoc where) {
-  check_declared_shape("placeholder", name, shape, where);
+  check_declared_shape("placeholder", name, dtype, shape, where);
   return apply1(placeholder_op, {}, {{"dtype", dtype}, {"shape", shape.dims()}}, where, name);
 }
 
@@ -130,16 +180,22 @@ Value Graph::state(const std::string& name, DType dtype, Shape shape, const Init
 
 Value Graph::persistent(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
                         bool trainable, SourceLoc where) {
-  check_declared_shape("parameter", name, shape, where);
   const std::string scoped = scope_.empty() ? name : scope_ + "/" + name;
+  check_declared_shape("parameter", scoped, dtype, shape, where);
   if (by_name_.contains(scoped))
     throw Error(fmt::format("a node named '{}' already exists; parameter names must be unique", scoped), "parameter",
                 scoped, where);
+  // The buffer first, so that a parameter too large for memory leaves no node behind.
+  Tensor t;
+  try {
+    t = Tensor::zeros(dtype, shape);
+  } catch (const Error& e) {
+    throw Error(fmt::format("its buffer cannot be allocated: {}", e.message()), "parameter", scoped, where);
+  }
   Value v =
       apply1(parameter_op, {},
              {{"dtype", dtype}, {"shape", shape.dims()}, {"init", initializer.description}, {"trainable", trainable}},
              where, name);
-  Tensor t = Tensor::zeros(dtype, std::move(shape));
   if (initializer.fill) initializer.fill(t, seed_, hash_name(v.name()));
   parameter_values_[v.ref().node] = std::move(t);
   return v;

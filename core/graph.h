@@ -15,12 +15,17 @@
 //
 // A Graph is neither copyable nor movable: Values point at it. Nodes never move once built, so
 // compiled executables stay valid while the user keeps adding nodes (say, an eval head).
+//
+// Threads (docs/runtime.md): building a graph (apply, grad, passes) and writing its parameters
+// by hand must not overlap anything else done with that graph. Runs of its executables may
+// overlap each other: they share its persistent buffers under state_mutex().
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
+#include <shared_mutex>
 #include <source_location>
 #include <span>
 #include <string>
@@ -63,6 +68,10 @@ struct Node {
 };
 
 // A handle to one output of one node of a graph: what the builder functions take and return.
+// One made by hand from a raw ValueRef (the only way to name a node that does not exist yet,
+// which is how one would spell a cycle) is checked where it is used: node() and type() throw
+// fovea::Error for a ref the graph has no node or output for, and Graph::apply, compile and
+// run() refuse it, naming the node being built or the call.
 class Value {
  public:
   Value() = default;
@@ -149,6 +158,8 @@ class Graph {
 
   // --- Looking at it -----------------------------------------------------------------------
   std::size_t size() const { return nodes_.size(); }
+  // Whether `v` names an existing output of an existing node of this graph.
+  bool contains(ValueRef v) const { return v.node < nodes_.size() && v.output < nodes_[v.node].outputs.size(); }
   const Node& node(std::uint32_t id) const { return nodes_[id]; }
   const TensorType& type(ValueRef v) const { return nodes_[v.node].outputs[v.output]; }
   Value value(ValueRef ref) { return Value(this, ref); }
@@ -170,6 +181,11 @@ class Graph {
   void set_seed(std::uint64_t seed) { seed_ = seed; }
   std::uint64_t seed() const { return seed_; }
 
+  // Runs of this graph's executables hold it while they run: shared by those that only read the
+  // persistent buffers, exclusively by those that write them (a training step's updates), so an
+  // evaluation never sees a step half applied. (runtime/executable.h)
+  std::shared_mutex& state_mutex() const { return state_mutex_; }
+
   // Checks the invariants every pass must keep: inputs refer to earlier nodes, input counts
   // match the ops, recorded types equal re-inferred ones, names are unique. Throws on error.
   void verify() const;
@@ -177,6 +193,8 @@ class Graph {
  private:
   friend class NameScope;
   std::string unique_name(const std::string& base);
+  std::vector<TensorType> infer_outputs(const InferContext& ctx, const OpDef& op, const std::string& node_name,
+                                        SourceLoc where) const;
   Value persistent(const std::string& name, DType dtype, Shape shape, const Initializer& initializer, bool trainable,
                    SourceLoc where);
 
@@ -188,6 +206,7 @@ class Graph {
   std::uint64_t seed_ = 0;
   std::unordered_map<std::string, std::uint32_t> by_name_;
   std::map<std::uint32_t, Tensor> parameter_values_;  // node id -> persistent buffer
+  mutable std::shared_mutex state_mutex_;
 };
 
 // The source ops every graph has.

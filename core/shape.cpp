@@ -2,12 +2,31 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
+#include "fovea/core/error.h"
+
 namespace fovea {
 
-std::int64_t Shape::numel() const {
+// The product is taken from the last dim to the first, as the strides are, and every partial
+// product must fit: a 0 in front does not excuse {0, 2^40, 2^40}, whose stride overflows.
+std::optional<std::int64_t> Shape::checked_numel() const {
   std::int64_t n = 1;
-  for (std::int64_t d : dims_) n *= d;
+  for (auto d = dims_.rbegin(); d != dims_.rend(); ++d)
+    if (__builtin_mul_overflow(n, *d, &n)) return std::nullopt;
   return n;
+}
+
+std::optional<std::int64_t> Shape::checked_bytes(std::size_t element_bytes) const {
+  const std::optional<std::int64_t> n = checked_numel();
+  std::int64_t bytes = 0;
+  if (!n || *n < 0 || __builtin_mul_overflow(*n, static_cast<std::int64_t>(element_bytes), &bytes)) return std::nullopt;
+  return bytes;
+}
+
+std::int64_t Shape::numel() const {
+  if (const std::optional<std::int64_t> n = checked_numel()) return *n;
+  throw Error(fmt::format("shape {} has more elements than a 64-bit integer can count", to_string()));
 }
 
 std::vector<std::int64_t> Shape::strides() const {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -23,8 +24,15 @@ class Shape {
   std::vector<std::int64_t>::const_iterator begin() const { return dims_.begin(); }
   std::vector<std::int64_t>::const_iterator end() const { return dims_.end(); }
 
-  // Number of elements: the product of the dims (1 for a scalar, 0 if any dim is 0).
+  // Number of elements: the product of the dims (1 for a scalar, 0 if any dim is 0). Throws
+  // fovea::Error when checked_numel() finds no answer; Graph::apply refuses such shapes first.
   std::int64_t numel() const;
+  // The number of elements, or nothing when it or a stride (a product of trailing dims) does
+  // not fit in an int64: {2^62+1} elements fit, not 4 bytes each; {2^40, 2^40} does not fit.
+  std::optional<std::int64_t> checked_numel() const;
+  // numel() · element_bytes, or nothing when that does not fit in an int64: the largest
+  // buffer anything could ever hold.
+  std::optional<std::int64_t> checked_bytes(std::size_t element_bytes) const;
   bool is_scalar() const { return dims_.empty(); }
 
   // Row-major strides in elements: strides()[rank-1] == 1.

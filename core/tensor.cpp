@@ -1,22 +1,68 @@
 #include "fovea/core/tensor.h"
 
+#if defined(__linux__)
+#include <sys/sysinfo.h>
+#endif
+
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <new>
+#include <optional>
 
 namespace fovea {
 
+namespace {
+
+// Memory and swap together: more than this can never be backed, whatever the kernel's
+// overcommit setting promises (0 when the system does not say).
+std::uint64_t memory_and_swap_bytes() {
+#if defined(__linux__)
+  struct sysinfo info {};
+  if (sysinfo(&info) != 0) return 0;
+  return (static_cast<std::uint64_t>(info.totalram) + info.totalswap) * info.mem_unit;
+#else
+  return 0;
+#endif
+}
+
+std::string describe_bytes(std::uint64_t bytes) {
+  return fmt::format("{} bytes ({:.1f} GiB)", bytes, static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+}
+
+}  // namespace
+
 std::shared_ptr<std::byte[]> allocate_aligned(std::size_t bytes) {
   constexpr std::align_val_t alignment{64};
+  // Asking the allocator for more than the machine has would either fail or, with memory
+  // overcommitted, succeed and crash later, on the first touch of a page it cannot back.
+  static const std::uint64_t available = memory_and_swap_bytes();
+  if (bytes > std::numeric_limits<std::size_t>::max() - 128 || (available > 0 && bytes > available))
+    throw Error(fmt::format("cannot allocate {}: the machine has {} of memory and swap", describe_bytes(bytes),
+                            describe_bytes(available)));
   // Round up so that a zero-byte tensor still owns a valid, unique pointer.
   const std::size_t size = (bytes + 63) / 64 * 64 + 64;
-  auto* p = static_cast<std::byte*>(::operator new[](size, alignment));
+  std::byte* p = nullptr;
+  try {
+    p = static_cast<std::byte*>(::operator new[](size, alignment));
+  } catch (const std::bad_alloc&) {
+    throw Error(fmt::format("cannot allocate {}: out of memory", describe_bytes(bytes)));
+  }
   return std::shared_ptr<std::byte[]>(p, [](std::byte* q) { ::operator delete[](q, std::align_val_t{64}); });
 }
 
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
   for (std::int64_t d : shape_)
     if (d < 0) throw Error(fmt::format("Tensor: negative dimension in shape {}", shape_.to_string()));
-  storage_ = allocate_aligned(nbytes());
+  const std::optional<std::int64_t> bytes = shape_.checked_bytes(dtype_size(dtype_));
+  if (!bytes)
+    throw Error(fmt::format("Tensor: a {}{} tensor has more elements or bytes than a 64-bit integer can count",
+                            dtype_name(dtype_), shape_.to_string()));
+  try {
+    storage_ = allocate_aligned(static_cast<std::size_t>(*bytes));
+  } catch (const Error& e) {
+    throw Error(fmt::format("Tensor {}{}: {}", dtype_name(dtype_), shape_.to_string(), e.message()));
+  }
 }
 
 Tensor Tensor::empty(DType dtype, Shape shape) { return Tensor(dtype, std::move(shape)); }

@@ -117,7 +117,9 @@ std::span<const T> Tensor::data() const {
   return {reinterpret_cast<const T*>(storage_.get()), static_cast<std::size_t>(numel())};
 }
 
-// Allocates `bytes` aligned to 64 bytes (a cache line, and enough for AVX-512 loads).
+// Allocates `bytes` aligned to 64 bytes (a cache line, and enough for AVX-512 loads). More than
+// the machine's memory and swap together, or a failed allocation, is a fovea::Error saying how
+// many bytes were asked for (never std::bad_alloc, never a pointer the kernel will not back).
 std::shared_ptr<std::byte[]> allocate_aligned(std::size_t bytes);
 
 }  // namespace fovea

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <shared_mutex>
 #include <type_traits>
 
 #include <fmt/format.h>
@@ -108,20 +110,62 @@ std::unique_ptr<Node> verdicts_node(std::size_t count) {
   return node;
 }
 
+// The lock that runs on one device backend take turns with. Everything a device run does goes
+// through the backend's one stream and its one scratch buffer (backends/cuda/cuda_backend.h),
+// so two runs at once would share both; the device would serialize their kernels anyway. The
+// CPU backend keeps nothing per run, and its runs overlap freely.
+std::mutex& device_turn(const Backend& backend) {
+  static std::mutex registry_mutex;
+  static std::map<const Backend*, std::unique_ptr<std::mutex>> turns;
+  std::lock_guard lock(registry_mutex);
+  std::unique_ptr<std::mutex>& turn = turns[&backend];
+  if (!turn) turn = std::make_unique<std::mutex>();
+  return *turn;
+}
+
+// An allocation for the executable that failed, as an error about the node whose buffer is the
+// largest of the plan (the likeliest one to shrink): its shape, its bytes, and the bytes asked.
+[[noreturn]] void fail_allocation(const Graph& graph, const MemoryPlan& plan, const std::string& what,
+                                  std::size_t bytes, const std::exception& cause) {
+  const ValueRef* largest = nullptr;
+  std::size_t largest_bytes = 0;
+  for (const auto& [value, buffer] : plan.buffer_of)
+    if (!largest || plan.buffers[buffer].bytes > largest_bytes) {
+      largest = &value;
+      largest_bytes = plan.buffers[buffer].bytes;
+    }
+  const double gib = static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0);
+  if (!largest)
+    throw Error(fmt::format("compile: cannot allocate {} of {} bytes ({:.1f} GiB) for graph '{}': {}", what, bytes, gib,
+                            graph.name(), cause.what()));
+  const Node& node = graph.node(largest->node);
+  node.fail(
+      fmt::format("compile: cannot allocate {} of {} bytes ({:.1f} GiB) for graph '{}': {}. Its largest "
+                  "buffer holds this node's {} ({} bytes); make it smaller (a smaller batch, say)",
+                  what, bytes, gib, graph.name(), cause.what(), graph.type(*largest).to_string(), largest_bytes));
+}
+
 }  // namespace
 
 Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend,
                    const CompileOptions& options) {
   if (!backend) throw Error("compile: the backend is null");
   for (const Value& u : options.updates)
-    if (!u.defined() || &u.graph() != &graph || !u.node().op->assigns)
+    if (!u.defined() || &u.graph() != &graph || !graph.contains(u.ref()) || !u.node().op->assigns)
       throw Error(fmt::format("compile: update '{}' is not an assign node of graph '{}'",
-                              u.defined() ? u.name() : std::string("<undefined>"), graph.name()));
+                              u.defined() && u.graph().contains(u.ref()) ? u.name() : std::string("<undefined>"),
+                              graph.name()));
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     if (!outputs[i].defined()) throw Error(fmt::format("compile: output {} is an undefined Value", i));
     if (&outputs[i].graph() != &graph)
-      throw Error(fmt::format("compile: output {} ('{}') belongs to graph '{}', not '{}'", i, outputs[i].name(),
+      throw Error(fmt::format("compile: output {} ('{}') belongs to graph '{}', not '{}'", i,
+                              outputs[i].graph().contains(outputs[i].ref()) ? outputs[i].name() : "?",
                               outputs[i].graph().name(), graph.name()));
+    if (!graph.contains(outputs[i].ref()))
+      throw Error(
+          fmt::format("compile: output {} (%{}.{}) is no node output of graph '{}', which has {} nodes (a "
+                      "Value made from a raw ValueRef)",
+                      i, outputs[i].ref().node, outputs[i].ref().output, graph.name(), graph.size()));
   }
   Executable exe;
   exe.graph_ = &graph;
@@ -130,6 +174,8 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
   std::vector<Value> roots = outputs;
   roots.insert(roots.end(), options.updates.begin(), options.updates.end());
   exe.schedule_ = schedule_for(graph, roots);
+  exe.writes_state_ = std::any_of(exe.schedule_.begin(), exe.schedule_.end(),
+                                  [&](std::uint32_t id) { return graph.node(id).op->assigns; });
   std::vector<ValueRef> output_refs;
   for (const Value& v : outputs) output_refs.push_back(v.ref());
   const bool host = backend->uses_host_memory();
@@ -142,15 +188,24 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
       ++exe.verdict_count_;
   }
   const std::size_t verdicts_offset = MemoryPlan::align_up(exe.plan_.peak_bytes);
-  exe.arena_ = backend->allocate(exe.verdict_count_ > 0 ? verdicts_offset + exe.verdict_count_ * sizeof(Verdict)
-                                                        : exe.plan_.peak_bytes);
+  const std::size_t arena_bytes =
+      exe.verdict_count_ > 0 ? verdicts_offset + exe.verdict_count_ * sizeof(Verdict) : exe.plan_.peak_bytes;
+  try {
+    exe.arena_ = backend->allocate(arena_bytes);
+  } catch (const std::exception& e) {
+    fail_allocation(graph, exe.plan_, "the arena", arena_bytes, e);
+  }
   if (exe.verdict_count_ > 0) {
     exe.verdicts_ = reinterpret_cast<Verdict*>(exe.arena_.get() + verdicts_offset);
     exe.verdicts_read_ = reinterpret_cast<const std::byte*>(exe.verdicts_);
   }
   if (exe.staged_) {
     exe.staging_ = plan_staging(graph, exe.schedule_, output_refs, exe.verdict_count_);
-    exe.staging_block_ = backend->allocate_host_staging(exe.staging_.bytes);
+    try {
+      exe.staging_block_ = backend->allocate_host_staging(exe.staging_.bytes);
+    } catch (const std::exception& e) {
+      fail_allocation(graph, exe.plan_, "the host staging", exe.staging_.bytes, e);
+    }
     if (exe.verdict_count_ > 0) exe.verdicts_read_ = exe.staging_block_.get() + exe.staging_.verdicts_offset;
   }
 
@@ -162,7 +217,13 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
         direct_index.contains(v.ref()))
       continue;
     direct_index[v.ref()] = static_cast<int>(exe.direct_outputs_.size());
-    exe.direct_outputs_.push_back({v.ref(), Tensor::empty(v.dtype(), v.shape()), {}});
+    Tensor tensor;
+    try {
+      tensor = Tensor::empty(v.dtype(), v.shape());
+    } catch (const Error& e) {
+      n.fail(fmt::format("compile: cannot allocate the output tensor: {}", e.message()));
+    }
+    exe.direct_outputs_.push_back({v.ref(), std::move(tensor), {}});
   }
 
   // Where each value lives: an arena offset, an output's Tensor, or a parameter's or
@@ -345,10 +406,40 @@ void Executable::record_steps() {
 
 std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location where) {
   const SourceLoc call(where);
+  if (!running_) throw Error("run: this executable was moved from; run the one it was moved into", "run", "", call);
+  // One run at a time: a second thread would overwrite the arena and the outputs under the first.
+  if (running_->test_and_set(std::memory_order_acquire))
+    throw Error(fmt::format("run: this executable of graph '{}' is already running on another thread; an executable "
+                            "serves one run at a time, so compile one executable per thread (they may share the "
+                            "graph and its parameters)",
+                            graph_->name()),
+                "run", "", call);
+  struct Finish {
+    std::atomic_flag& running;
+    ~Finish() { running.clear(std::memory_order_release); }
+  } finish{*running_};
+  std::unique_lock device(device_turn(*backend_), std::defer_lock);
+  if (!backend_->uses_host_memory()) device.lock();
+  // The graph's persistent buffers: shared with other readers, or all ours while we update them.
+  std::shared_lock reading(graph_->state_mutex(), std::defer_lock);
+  std::unique_lock writing(graph_->state_mutex(), std::defer_lock);
+  if (writes_state_)
+    writing.lock();
+  else
+    reading.lock();
+  return run_alone(feeds, call);
+}
+
+std::vector<Tensor> Executable::run_alone(const Feeds& feeds, const SourceLoc& call) {
   // Check every feed before touching the arena, so a bad call changes nothing.
   std::vector<const Tensor*> fed(feed_slots_.size(), nullptr);
   for (const auto& [value, tensor] : feeds) {
     if (!value.defined()) throw Error("run: a feed names an undefined Value", "run", "", call);
+    if (!value.graph().contains(value.ref()))
+      throw Error(fmt::format("run: a feed names %{}.{}, which is no node output of graph '{}' (a Value made from a "
+                              "raw ValueRef)",
+                              value.ref().node, value.ref().output, value.graph().name()),
+                  "run", "", call);
     const Node& node = value.node();
     if (&value.graph() != graph_ || node.op != &placeholder_op)
       throw Error(fmt::format("'{}' is not a placeholder of graph '{}' (it is a {} node)", node.name, graph_->name(),
@@ -515,11 +606,13 @@ std::string Executable::profile_report(std::size_t top_nodes) const {
 }
 
 void Executable::pull_state() {
+  std::unique_lock writing(graph_->state_mutex());
   backend_->synchronize();
   for (const Tensor& t : persistent_) backend_->pull(t);
 }
 
 void Executable::push_state() {
+  std::shared_lock reading(graph_->state_mutex());
   for (const Tensor& t : persistent_) backend_->push(t);
 }
 

@@ -26,8 +26,16 @@
 // buffer after every kernel has run, so neither changes a buffer's lifetime. (A lowered copy
 // of the graph would have to remap every Value the user holds and the parameters' buffers,
 // which the graph keys by node.)
+//
+// Threads (docs/runtime.md): different executables may run at the same time from different
+// threads, of one graph or of several. An executable's arena, output Tensors and profile are
+// its own, so one executable serves one run at a time: a second thread calling run() while it
+// runs gets a fovea::Error at once (compile one executable per serving thread instead). Runs
+// share their graph's persistent buffers through Graph::state_mutex(): runs with updates hold
+// it alone, so an evaluation runs before or after a training step, never during one.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <source_location>
@@ -73,12 +81,15 @@ class Executable {
   // the placeholder and the line that called run(). A kernel's check that fails (an index out
   // of range) raises fovea::Error naming its node: on the CPU at once, on a device after the
   // step has run to its end (with bad indices skipped), since the device is not waited for
-  // mid-run; the updates of that step have then been applied.
+  // mid-run; the updates of that step have then been applied. A call while another thread
+  // runs this executable raises fovea::Error at once (see the top of this file).
   std::vector<Tensor> run(const Feeds& feeds, std::source_location where = std::source_location::current());
 
   // For device backends: copy the parameters, state and constants this executable uses
   // from the device back into the graph's host Tensors (before saving a checkpoint), or from
   // the host to the device (after loading one). No-ops on the CPU, which uses them in place.
+  // They take the graph's state_mutex() like a run does, but must not overlap a run of this
+  // executable; nor may set_profiling or reset_profile.
   void pull_state();
   void push_state();
 
@@ -116,6 +127,7 @@ class Executable {
   const std::string& capture_status() const { return capture_status_; }
 
  private:
+  std::vector<Tensor> run_alone(const Feeds& feeds, const SourceLoc& call);
   void run_steps();
   void run_profiled_steps();
   void raise_failed_verdict() const;
@@ -173,6 +185,10 @@ class Executable {
   std::size_t verdict_count_ = 0;
   bool unfinished_run_ = false;  // the last run threw before waiting for the device
   bool check_finite_feeds_ = true;
+  // Set while a run is in progress, so that a second thread's run() fails instead of
+  // overwriting the arena under the first (held by pointer: an Executable is movable).
+  std::unique_ptr<std::atomic_flag> running_ = std::make_unique<std::atomic_flag>();
+  bool writes_state_ = false;  // some step assigns a persistent buffer (the updates)
   std::vector<DirectOutput> direct_outputs_;
   std::vector<Tensor> persistent_;  // host Tensors of the parameters, state and constants used
   std::vector<Output> outputs_;

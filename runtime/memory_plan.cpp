@@ -113,7 +113,12 @@ MemoryPlan plan_memory(const Graph& graph, std::span<const std::uint32_t> schedu
       }
       plan.buffer_of[value] = plan.buffers.size();
       plan.buffers.push_back({0, bytes, step, dies});
-      plan.naive_bytes += bytes;
+      // The peak never exceeds this sum, so once it fits no offset below can overflow.
+      if (__builtin_add_overflow(plan.naive_bytes, bytes, &plan.naive_bytes))
+        node.fail(
+            fmt::format("the arena cannot be planned: its buffers, this {} one included, add up to more "
+                        "bytes than a 64-bit integer can count",
+                        node.outputs[k].to_string()));
     }
   }
 

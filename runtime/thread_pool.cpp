@@ -52,6 +52,20 @@ void ThreadPool::worker_loop() {
 }
 
 void ThreadPool::run(std::int64_t n, std::int64_t grain, Trampoline call, void* body) {
+  // Only one job may own the workers: its fields and the wake-ups belong to it. A caller that
+  // finds them taken (another thread's loop, or a loop nested in a chunk) runs its loop alone.
+  if (claimed_.exchange(true, std::memory_order_acquire)) {
+    call(body, 0, n);
+    return;
+  }
+  struct Release {
+    std::atomic<bool>& claimed;
+    ~Release() { claimed.store(false, std::memory_order_release); }
+  } release{claimed_};
+  run_on_workers(n, grain, call, body);
+}
+
+void ThreadPool::run_on_workers(std::int64_t n, std::int64_t grain, Trampoline call, void* body) {
   // About four chunks per thread balances uneven chunks without much hand-out traffic.
   const std::int64_t target = (n + 4 * size() - 1) / (4 * size());
   {

@@ -143,3 +143,23 @@ TEST_CASE("a feed holding NaN or infinity is rejected with the placeholder and t
   auto unchecked = compile(g, {fovea::relu(x)}, cpu(), {.check_finite_feeds = false});
   CHECK_NOTHROW(unchecked.run({{x, bad}}));
 }
+
+TEST_CASE("an arena no machine can hold is a fovea::Error naming its largest buffer, not bad_alloc") {
+  Graph g;
+  // 2^40 f32 elements: 4 TiB, a size that fits in 64 bits but in no test machine's memory.
+  const int line = __LINE__ + 1;
+  Value x = g.placeholder("x", f32, {std::int64_t{1} << 40});
+  Value y = fovea::exp(x);
+  try {
+    (void)compile(g, {fovea::reduce_sum(y)});
+    FAIL("expected fovea::Error");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("cannot allocate the arena of") != std::string::npos);
+    CHECK(what.find("f32[1099511627776]") != std::string::npos);
+    CHECK(what.find("4398046511104 bytes") != std::string::npos);
+    CHECK(e.node().size() > 0);
+    CHECK((e.node() == "x" || e.node() == "exp"));
+    if (e.node() == "x") CHECK(what.find("executable_test.cpp:" + std::to_string(line)) != std::string::npos);
+  }
+}

@@ -1,8 +1,10 @@
 // The thread pool: every index is visited exactly once, errors come back to the caller,
-// and tiny loops stay on the calling thread.
+// tiny loops stay on the calling thread, and any number of threads may call it at once, from
+// outside or from inside a chunk.
 #include <atomic>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "testing.h"
 
@@ -40,6 +42,40 @@ TEST_CASE("an exception thrown in any chunk reaches the caller and the pool stay
   std::atomic<std::int64_t> sum{0};
   pool.parallel_for(1000, 1, [&](std::int64_t b, std::int64_t e) { sum += e - b; });
   CHECK(sum == 1000);
+}
+
+TEST_CASE("the thread pool serves several callers at once, each loop visiting every index once") {
+  ThreadPool pool(3);
+  constexpr int kThreads = 4, kLoops = 50;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t)
+    callers.emplace_back([&, t] {
+      for (int loop = 0; loop < kLoops; ++loop) {
+        const std::int64_t n = 1000 + 37 * t + loop;
+        std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+        pool.parallel_for(n, 16, [&](std::int64_t b, std::int64_t e) {
+          for (std::int64_t i = b; i < e; ++i) hits[static_cast<std::size_t>(i)]++;
+        });
+        for (const auto& h : hits)
+          if (h != 1) ++wrong;
+      }
+    });
+  for (auto& c : callers) c.join();
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("a parallel_for nested inside a chunk runs to the end instead of deadlocking") {
+  ThreadPool pool(3);
+  constexpr std::int64_t kOuter = 64, kInner = 500;
+  std::vector<std::atomic<int>> hits(static_cast<std::size_t>(kOuter * kInner));
+  pool.parallel_for(kOuter, 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t o = b; o < e; ++o)
+      pool.parallel_for(kInner, 8, [&](std::int64_t ib, std::int64_t ie) {
+        for (std::int64_t i = ib; i < ie; ++i) hits[static_cast<std::size_t>(o * kInner + i)]++;
+      });
+  });
+  for (const auto& h : hits) REQUIRE(h == 1);
 }
 
 TEST_CASE("FOVEA_NUM_THREADS sets the configured thread count") {
