@@ -571,7 +571,7 @@ TEST_CASE("a checksum makes every flipped bit of a saved file, data or metadata,
   }
 }
 
-TEST_CASE("a checksum entry that is moved or malformed is an error; save reserves its key") {
+TEST_CASE("a checksum entry that is moved or malformed is an error, and save reserves its key") {
   TempDir dir("checksum");
   const std::string path = dir.file("a.safetensors");
   const Bytes data(4, 0);
