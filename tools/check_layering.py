@@ -117,6 +117,12 @@ def check_includes(root, files):
         source = top_folder_of(path)
         for line, bracket, included in includes_of(root, path):
             where = f"{path}:{line}"
+            if included == "fovea/fovea.h" and source in LEVELS:
+                problems.append(
+                    f'{where}: #include "{included}": the umbrella header includes every layer; include '
+                    f"the headers this file uses instead"
+                )
+                continue
             if included.startswith("fovea/") and included.count("/") >= 2:
                 target = included.split("/")[1]
                 if target != source:
@@ -140,9 +146,9 @@ def check_includes(root, files):
             elif target not in LEVELS:
                 problems.append(f'{where}: #include "{included}": {target}/ is no folder of the library')
             elif LEVELS[target] >= LEVELS[source]:
-                direction = "up" if LEVELS[target] > LEVELS[source] else "sideways"
+                direction = "up the stack" if LEVELS[target] > LEVELS[source] else "sideways, within a level"
                 problems.append(
-                    f'{where}: #include "{included}" points {direction} the stack: {source}/ (level '
+                    f'{where}: #include "{included}" points {direction}: {source}/ (level '
                     f"{LEVELS[source]}) may include only lower levels, and {target}/ is level "
                     f"{LEVELS[target]}; move the piece both need down to a level below {source}/ "
                     f"(docs/architecture.md, \"Layers\")"
