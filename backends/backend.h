@@ -1,6 +1,6 @@
 // The Backend interface: what a device must provide to run a compiled graph.
 //
-// Backends are dumb and fast (DESIGN.md, decision 10): they allocate, copy and run kernels
+// Backends are dumb and fast (docs/architecture.md, decision 10): they allocate, copy and run kernels
 // looked up by (op name, dtype). Which kernels run in what order, and where every value lives
 // inside one arena, is decided once, above them, by the runtime.
 //
@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "fovea/core/graph.h"
-#include "fovea/runtime/thread_pool.h"
+#include "fovea/core/thread_pool.h"
 
 namespace fovea {
 

@@ -35,7 +35,7 @@ struct VjpContext;
 
 // A gradient rule: given the node and the gradients flowing into its outputs, build (with
 // ordinary ops) the gradient of each input. Returns one Value per input; an undefined Value
-// means "no gradient flows to this input" (integer indices, say). Defined in autograd/vjp.h.
+// means "no gradient flows to this input" (integer indices, say). Defined in ops/vjp.h.
 using VjpFn = std::vector<Value> (*)(const VjpContext&);
 
 // What shape inference sees: the input types and attributes of the node being built, and a

@@ -1,4 +1,4 @@
-// Attention as a composition of primitive ops (DESIGN.md, decisions 1 and 4).
+// Attention as a composition of primitive ops (docs/architecture.md, decisions 1 and 4).
 //
 // Scaled dot-product attention (Vaswani et al., 2017) for queries q [B,H,Tq,Dh], keys
 // k [B,H,Tk,Dh] and values v [B,H,Tk,Dh]:

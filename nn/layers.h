@@ -1,4 +1,4 @@
-// The building blocks of a Transformer, as compositions of primitive ops (DESIGN.md, decision 1):
+// The building blocks of a Transformer, as compositions of primitive ops (docs/architecture.md, decision 1):
 // embeddings, layer normalisation, dropout, GELU, the position-wise feed-forward network and
 // positional encodings. No layer has a kernel of its own; the optimizer recovers fast ones by
 // fusion (FusedLayerNorm, FusedElementwise).

@@ -1,4 +1,4 @@
-// Losses, as compositions of primitive ops (DESIGN.md, decision 1). All are numerically
+// Losses, as compositions of primitive ops (docs/architecture.md, decision 1). All are numerically
 // stable: softmax-based losses subtract the row maximum before exponentiating.
 #pragma once
 

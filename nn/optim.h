@@ -1,4 +1,4 @@
-// Optimizers as graph builders (DESIGN.md, decision 5: the training step is one graph).
+// Optimizers as graph builders (docs/architecture.md, decision 5: the training step is one graph).
 //
 //   auto step = fovea::nn::adamw(loss, g.parameters(), {.lr = nn::warmup_cosine(1e-3, 100, 1400)});
 //   auto train = fovea::compile(g, {loss, step.learning_rate}, fovea::cpu(), {.updates = step.updates});

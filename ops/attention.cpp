@@ -6,12 +6,12 @@
 
 #include <fmt/format.h>
 
-#include "fovea/autograd/vjp.h"
 #include "fovea/ops/creation.h"
 #include "fovea/ops/indexing.h"
 #include "fovea/ops/matmul.h"
 #include "fovea/ops/reduce.h"
 #include "fovea/ops/shape_ops.h"
+#include "fovea/ops/vjp.h"
 
 namespace fovea {
 

@@ -1,7 +1,7 @@
 // Fused attention: softmax(scale·q·kᵀ + mask)·v as one node, and its backward as another,
 // optionally with dropout on the probabilities.
 //
-// These ops are the graph optimizer's output, not a user's building blocks (DESIGN.md,
+// These ops are the graph optimizer's output, not a user's building blocks (docs/architecture.md,
 // decisions 1 and 4): a user writes attention as the plain chain of nn/attention.h, and the
 // attention fusion pass replaces matmul → scale → (+ mask) → softmax → (dropout) → matmul by
 // one fused_attention node. The builder functions below exist for that pass and for the tests.

@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
-#include "fovea/autograd/vjp.h"
 #include "fovea/core/exact_number.h"
 #include "fovea/core/philox.h"
+#include "fovea/ops/vjp.h"
 
 namespace fovea {
 

@@ -4,10 +4,10 @@
 
 #include <fmt/format.h>
 
-#include "fovea/autograd/vjp.h"
 #include "fovea/core/exact_number.h"
 #include "fovea/ops/creation.h"
 #include "fovea/ops/indexing.h"
+#include "fovea/ops/vjp.h"
 
 namespace fovea {
 

@@ -1,5 +1,5 @@
 // The math of every elementwise op, as __host__ __device__ functors shared by the CPU and
-// CUDA kernels (DESIGN.md, decision 10): the CPU tests exercise the very code the GPU runs.
+// CUDA kernels (docs/architecture.md, decision 10): the CPU tests exercise the very code the GPU runs.
 //
 // A unary functor maps x to y; a binary one maps (a, b) to y. Comparisons return uint8_t
 // (the storage type of bool tensors).

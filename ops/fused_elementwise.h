@@ -25,8 +25,8 @@
 // Philox block i/4, lane i%4, exactly as the random_uniform kernel does.
 //
 // The op has no gradient rule (asking for one is an error): the pass runs after autodiff, on the whole training step,
-// so the group sees both the forward and the backward readers of every value (DESIGN.md: "fuse elementwise after
-// differentiating").
+// so the group sees both the forward and the backward readers of every value (docs/architecture.md,
+// decision 4).
 #pragma once
 
 #include <cstdint>

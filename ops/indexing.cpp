@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "fovea/autograd/vjp.h"
 #include "fovea/ops/creation.h"
+#include "fovea/ops/vjp.h"
 
 namespace fovea {
 

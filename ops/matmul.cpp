@@ -4,8 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "fovea/autograd/vjp.h"
 #include "fovea/ops/shape_ops.h"
+#include "fovea/ops/vjp.h"
 
 namespace fovea {
 

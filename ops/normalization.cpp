@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "fovea/autograd/vjp.h"
+#include "fovea/ops/vjp.h"
 
 namespace fovea {
 

@@ -2,7 +2,7 @@
 // node over the LAST axis, with a backward op beside each.
 //
 // Like fused_attention, these ops are the graph optimizer's output, not a user's building blocks
-// (DESIGN.md, decision 1): a user writes nn::softmax, nn::log_softmax, nn::layer_norm or
+// (docs/architecture.md, decision 1): a user writes nn::softmax, nn::log_softmax, nn::layer_norm or
 // nn::cross_entropy, which are chains of primitives, and the normalization fusion pass
 // (passes/normalization_fusion.h) replaces each chain by one of these nodes. The builders below
 // exist for that pass and for the tests.

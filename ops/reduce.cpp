@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
-#include "fovea/autograd/vjp.h"
 #include "fovea/ops/indexing.h"
 #include "fovea/ops/shape_ops.h"
+#include "fovea/ops/vjp.h"
 
 namespace fovea {
 
@@ -131,7 +131,7 @@ Value reduce_max(Value x, std::vector<std::int64_t> axes, bool keepdims, Loc whe
   return apply_reduce(ops::reduce_max, x, std::move(axes), keepdims, where);
 }
 
-// Not a primitive: the engine keeps its primitives few (DESIGN.md, decision 1), and a mean is
+// Not a primitive: the engine keeps its primitives few (docs/architecture.md, decision 1), and a mean is
 // a sum times the constant 1/n. The sum node is named "reduce_mean", so that an error or a
 // printed graph still shows what the user asked for.
 Value reduce_mean(Value x, std::vector<std::int64_t> axes, bool keepdims, Loc where) {

@@ -5,9 +5,9 @@
 
 #include <fmt/format.h>
 
-#include "fovea/autograd/vjp.h"
 #include "fovea/ops/creation.h"
 #include "fovea/ops/indexing.h"
+#include "fovea/ops/vjp.h"
 
 namespace fovea {
 

@@ -1,6 +1,6 @@
 // Shape ops: rearrange a tensor's elements without computing anything.
 //
-// Five primitives (DESIGN.md, decision 1) and a few conveniences composed from them:
+// Five primitives (docs/architecture.md, decision 1) and a few conveniences composed from them:
 //
 //   reshape       y = the same row-major elements under a new shape   [2,3,4] -> [6,4]
 //   permute       y[i_0..i_{n-1}] = x[j] with j_{axes[k]} = i_k           [2,3,4] -> [4,2,3]

@@ -1,6 +1,6 @@
 // assign: the one op with a side effect. It writes a new value into a persistent buffer
 // (a parameter or state), which is how optimizers update weights inside the training-step
-// graph (DESIGN.md, decision 5).
+// graph (docs/architecture.md, decision 5).
 //
 // Its output *is* the target's buffer after the write. Compile update nodes with
 // CompileOptions::updates; the executable runs them after every other node, so all reads of

@@ -1,6 +1,6 @@
 // The standard pipelines, and how a training program uses them.
 //
-// Attention fusion must see the forward graph BEFORE autodiff (DESIGN.md, decision 4): once
+// Attention fusion must see the forward graph BEFORE autodiff (docs/architecture.md, decision 4): once
 // gradients are built, they read the attention probabilities, which blocks the fusion (an inner
 // value used outside), and the [Tq,Tk] matrices stay alive for the backward pass. So a training
 // program optimizes its forward graph first, then differentiates the optimized graph, whose

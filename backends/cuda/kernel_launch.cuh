@@ -3,13 +3,14 @@
 //   kernel<<<grid, block, shared_bytes, stream>>>(arguments...)
 //
 // under nvcc, and under FOVEA_CUDA_EMULATION (the kernel file compiled by g++ for the CPU test
-// tests/cuda_emulation/) a call to the SIMT emulator's launch for the same grid. A macro, not a
-// function, because the triple-chevron syntax is one. A kernel named with template arguments is
-// passed in parentheses, FOVEA_LAUNCH((kernel<Half, 64>), ...), so its comma does not split it.
+// tests/cuda_emulation/) a call to the SIMT emulator's launch for the same grid. The emulator is
+// a test, so this backend header does not include it: the emulated build includes it (simt.h,
+// which defines emulated_launch) before the kernel file. A macro, not a function, because the
+// triple-chevron syntax is one. A kernel named with template arguments is passed in
+// parentheses, FOVEA_LAUNCH((kernel<Half, 64>), ...), so its comma does not split it.
 #pragma once
 
 #ifdef FOVEA_CUDA_EMULATION
-#include "fovea/tests/cuda_emulation/simt.h"
 #define FOVEA_LAUNCH(kernel, grid, block, shared_bytes, stream) \
   ::fovea::cuda_backend::emulated_launch(kernel, grid, block, shared_bytes, stream)
 #else

@@ -60,11 +60,11 @@ namespace fovea::cuda_backend::mma_device {
 // --- PTX wrappers --------------------------------------------------------------------------
 //
 // Under FOVEA_CUDA_EMULATION (g++, the CPU test in tests/cuda_emulation/) the same functions come
-// from the SIMT emulator instead of inline PTX.
+// from the SIMT emulator instead of inline PTX: the emulated build includes the emulator's
+// stand-ins (tests/cuda_emulation/ptx.h) before the kernel file, so this backend header never
+// includes a test header.
 
-#ifdef FOVEA_CUDA_EMULATION
-#include "fovea/tests/cuda_emulation/ptx.h"
-#else
+#ifndef FOVEA_CUDA_EMULATION
 
 __device__ inline std::uint32_t shared_address(const void* pointer) {
   return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
@@ -123,7 +123,7 @@ __device__ inline float exp2_approx(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
 }
-#endif  // FOVEA_CUDA_EMULATION
+#endif  // !FOVEA_CUDA_EMULATION
 
 // --- 16-bit conversions ----------------------------------------------------------------------
 

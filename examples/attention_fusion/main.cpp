@@ -139,7 +139,7 @@ int run(int argc, char** argv) {
                 read_file(std::filesystem::path(out_dir) / (stem + ".txt")).c_str());
   }
 
-  // 3. Differentiate both graphs with respect to their parameters, after optimizing (DESIGN.md,
+  // 3. Differentiate both graphs with respect to their parameters, after optimizing (docs/architecture.md,
   // decision 4). The optimized graph's parameters share the user's buffers: same weights.
   Graph& fused_graph = *opt.graph;
   std::vector<Value> fused_parameters;

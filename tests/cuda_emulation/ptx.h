@@ -1,8 +1,16 @@
-// The emulator's stand-ins for mma.cuh's PTX wrappers, with the same names and signatures:
-// mma.cuh includes this file in place of its inline PTX when compiled with FOVEA_CUDA_EMULATION
-// (inside namespace fovea::cuda_backend::mma_device, after simt.h). Each forwards to simt.h,
-// which says what is emulated from which section of the PTX ISA.
+// The emulator's stand-ins for mma.cuh's PTX wrappers, with the same names, signatures and
+// namespace (fovea::cuda_backend::mma_device): mma.cuh leaves its inline PTX out when compiled
+// with FOVEA_CUDA_EMULATION, and the *_emulated.cpp wrappers include this file (after simt.h)
+// before the kernel file. Each forwards to simt.h, which says what is emulated from which
+// section of the PTX ISA.
 #pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "fovea/tests/cuda_emulation/simt.h"
+
+namespace fovea::cuda_backend::mma_device {
 
 // A shared-space address is an offset into the kernel file's shared memory buffer (simt.h).
 inline std::uint32_t shared_address(const void* pointer) {
@@ -39,3 +47,5 @@ inline float exp2_approx(float x) {
   const float y = std::exp2(x);
   return y < 0x1p-126f ? 0.0f : y;
 }
+
+}  // namespace fovea::cuda_backend::mma_device

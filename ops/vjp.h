@@ -3,6 +3,9 @@
 // For a node y = f(x0, x1, ...) and the gradient ḡ = ∂L/∂y flowing into it, a rule builds
 // ∂L/∂xi = ḡ · ∂y/∂xi (a vector-Jacobian product) for every input, with ordinary ops. Because
 // the result is a graph, it prints, draws, optimizes and can itself be differentiated.
+//
+// This lives in ops/, not autograd/: the rules are part of each op's definition (ops/*.cpp), and
+// autograd/ only walks the graph and calls them (docs/architecture.md, "Layers").
 #pragma once
 
 #include <span>

@@ -1,4 +1,4 @@
-#include "fovea/runtime/thread_pool.h"
+#include "fovea/core/thread_pool.h"
 
 #include <algorithm>
 #include <cstdlib>

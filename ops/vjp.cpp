@@ -1,4 +1,4 @@
-#include "fovea/autograd/vjp.h"
+#include "fovea/ops/vjp.h"
 
 #include "fovea/ops/reduce.h"
 #include "fovea/ops/shape_ops.h"

@@ -1,7 +1,7 @@
 // ThreadPool: the engine's own worker threads for non-BLAS kernels.
 //
 // Idle workers sleep on a condition variable; they never spin. A spinning pool steals cycles
-// from whatever else runs on the cores (DESIGN.md, decision 11); for the same reason OpenBLAS
+// from whatever else runs on the cores (docs/architecture.md, decision 11); for the same reason OpenBLAS
 // runs single-threaded inside this pool rather than with threads of its own, which busy-wait
 // after every call (backends/cpu/matmul_kernels.cpp). Measured: a 50 µs spin before sleeping
 // made the unoptimized Transformer step 7% faster and the optimized one no faster. The calling thread takes part in
