@@ -20,7 +20,9 @@ at column 0 (namespaces are not indented): a line at column 0 opens a definition
 up to its first '{' holds a parameter list and no '=' before it (which would make it a
 variable, a table or a lambda stored in one); the definition ends at its matching '}'. Braces
 inside string and character literals and comments are skipped. Member functions defined inside
-a class body in a .cpp (indented) are counted as part of nothing; none is long today.
+a class body (a class at column 0, its members two spaces in) are found the same way. Lambdas
+count as part of the function that holds them; a lambda stored in a variable or a table at
+namespace scope (an OpDef's .infer) is not counted.
 """
 
 import argparse
@@ -97,42 +99,62 @@ def function_name(signature):
     return match.group(1) if match else head.strip()
 
 
-def functions_in(path, text):
-    """(length, name, line) of every function defined at column 0 in the text."""
-    clean = strip_literals_and_comments(text)
-    lines, raw = clean.split("\n"), text.split("\n")
+def matching_brace(lines, start):
+    """The index of the line that closes the first '{' found from line `start` on."""
+    depth, opened, k = 0, False, start
+    while k < len(lines):
+        opened = opened or "{" in lines[k]
+        depth += lines[k].count("{") - lines[k].count("}")
+        if opened and depth == 0:
+            return k
+        k += 1
+    return len(lines) - 1
+
+
+def scan(lines, raw, first, last, indent, scope):
+    """(length, name, line) of every function defined in lines[first:last] whose signature starts
+    `indent` spaces in; the bodies of classes defined there are scanned two spaces further in,
+    so that member functions defined inside a class count too."""
     found = []
-    i = 0
-    while i < len(lines):
+    i = first
+    while i < last:
         line = lines[i]
-        starts = line != "" and (line[0].isalpha() or line[0] in "_~[")
-        if not starts or re.match(r"(namespace|using|typedef|#|extern\s+\"|template\s*<[^>]*>\s*$)", line):
+        body = line[indent:]
+        starts = line[:indent] == " " * indent and body != "" and (body[0].isalpha() or body[0] in "_~[")
+        if not starts or re.match(r"(namespace|using|typedef|#|extern\s+\"|template\s*<[^>]*>\s*$)", body):
             i += 1
             continue
         # The signature runs up to the first '{' or ';' on this or the next lines.
         j, signature = i, ""
-        while j < len(lines):
+        while j < last:
             signature += lines[j] + "\n"
             if "{" in lines[j] or ";" in lines[j]:
                 break
             j += 1
         head = signature.split("{")[0]
+        record = re.match(r"(struct|class|union)\s+(\w+)", body)
+        if record and "{" in signature and ";" not in head:
+            k = matching_brace(lines, i)
+            found += scan(lines, raw, j + 1, k, indent + 2, scope + record.group(2) + "::")
+            i = k + 1
+            continue
         is_function = ("{" in signature and ";" not in head and "(" in head and ")" in head
-                       and "=" not in head[: head.find("(")] and not re.match(r"(struct|class|enum|union)\b", line))
+                       and "=" not in head[: head.find("(")] and not re.match(r"enum\b", body))
         if not is_function:
             i = j + 1 if ";" in signature or "{" not in signature else i + 1
             continue
-        # Match the braces from the signature's first '{' to its partner.
-        depth, k = 0, i
-        while k < len(lines):
-            depth += lines[k].count("{") - lines[k].count("}")
-            if depth == 0 and "{" in "".join(lines[i : k + 1]):
-                break
-            k += 1
+        k = matching_brace(lines, i)
         length = sum(1 for t in raw[i : k + 1] if is_code_line(t))
-        found.append((length, function_name(head), i + 1))
+        found.append((length, scope + function_name(head), i + 1))
         i = k + 1
     return found
+
+
+def functions_in(text):
+    """(length, name, line) of every function defined in the text: at column 0, or inside a
+    class defined at column 0."""
+    lines = strip_literals_and_comments(text).split("\n")
+    return scan(lines, text.split("\n"), 0, len(lines), 0, "")
 
 
 def main():
@@ -144,7 +166,7 @@ def main():
     every = []
     for path in library_sources(args.root):
         with open(os.path.join(args.root, path), encoding="utf-8") as f:
-            for length, name, line in functions_in(path, f.read()):
+            for length, name, line in functions_in(f.read()):
                 every.append((length, f"{path}:{line}", name))
     every.sort(key=lambda f: (-f[0], f[1]))
     for length, where, name in every[: args.top]:
