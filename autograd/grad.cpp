@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "fovea/core/needed.h"
 #include "fovea/ops/creation.h"
 #include "fovea/ops/elementwise.h"
 #include "fovea/ops/vjp.h"
@@ -49,11 +50,10 @@ class BackwardBuildState {
   NodeRole role_;
 };
 
-}  // namespace
-
-std::vector<Value> vjp(const std::vector<Value>& outputs, const std::vector<Value>& cotangents,
-                       const std::vector<Value>& wrt, const GradOptions& options, std::source_location where) {
-  const SourceLoc call(where);
+// Rejects outputs, cotangents and wrt that vjp() cannot differentiate: none, mismatched counts,
+// undefined Values, Values of another graph, non-floating outputs, cotangents of the wrong type.
+void check_vjp_arguments(const std::vector<Value>& outputs, const std::vector<Value>& cotangents,
+                         const std::vector<Value>& wrt, const SourceLoc& call) {
   if (outputs.empty()) throw Error("vjp: no outputs to differentiate", "grad", "", call);
   if (outputs.size() != cotangents.size())
     throw Error(fmt::format("vjp: {} outputs but {} cotangents", outputs.size(), cotangents.size()), "grad", "", call);
@@ -75,81 +75,101 @@ std::vector<Value> vjp(const std::vector<Value>& outputs, const std::vector<Valu
                               cotangents[i].type().to_string(), outputs[i].type().to_string()),
                   "grad", outputs[i].name(), call);
   }
+}
 
-  // The nodes that matter lie on a path from some wrt to some output.
+// The nodes that matter lie on a path from some wrt to some output: from_wrt[id] when the node
+// depends on a wrt through differentiable ops and floating values, to_output[id] when an
+// output needs it. Nodes outside [first, last] matter to no gradient.
+struct Relevant {
+  std::vector<bool> from_wrt, to_output;
+  std::uint32_t first = 0, last = 0;
+};
+
+Relevant relevant_nodes(const Graph& g, const std::vector<Value>& outputs, const std::vector<Value>& wrt) {
   const std::size_t n = g.size();
-  std::vector<bool> from_wrt(n, false), to_output(n, false);
-  std::uint32_t first = static_cast<std::uint32_t>(n), last = 0;
+  Relevant r{std::vector<bool>(n, false), {}, static_cast<std::uint32_t>(n), 0};
   for (const Value& w : wrt) {
-    from_wrt[w.ref().node] = true;
-    first = std::min(first, w.ref().node);
+    r.from_wrt[w.ref().node] = true;
+    r.first = std::min(r.first, w.ref().node);
   }
-  for (const Value& o : outputs) last = std::max(last, o.ref().node);
-  for (std::uint32_t id = first; id <= last && id < n; ++id) {
+  for (const Value& o : outputs) r.last = std::max(r.last, o.ref().node);
+  for (std::uint32_t id = r.first; id <= r.last && id < n; ++id) {
     const Node& node = g.node(id);
-    if (from_wrt[id] || !node.op->differentiable) continue;
+    if (r.from_wrt[id] || !node.op->differentiable) continue;
     for (const ValueRef& in : node.inputs)
-      if (from_wrt[in.node] && is_floating(g.type(in).dtype)) from_wrt[id] = true;
+      if (r.from_wrt[in.node] && is_floating(g.type(in).dtype)) r.from_wrt[id] = true;
   }
-  for (const Value& o : outputs) to_output[o.ref().node] = true;
-  for (std::uint32_t id = last + 1; id-- > 0;)
-    if (to_output[id])
-      for (const ValueRef& in : g.node(id).inputs) to_output[in.node] = true;
+  std::vector<ValueRef> roots;
+  for (const Value& o : outputs) roots.push_back(o.ref());
+  r.to_output = needed_nodes(g, roots);
+  return r;
+}
 
-  // Accumulated gradient per value: contributions from every consumer are summed.
-  std::map<ValueRef, Value> grads;
-  BackwardBuildState state(g);
-  auto accumulate = [&](ValueRef v, Value contribution) {
-    auto [it, inserted] = grads.emplace(v, contribution);
+// The gradient of every value reached so far: contributions from every consumer are summed.
+class Gradients {
+ public:
+  void accumulate(ValueRef v, Value contribution) {
+    auto [it, inserted] = grads_.emplace(v, contribution);
     if (!inserted) it->second = add(it->second, contribution);
-  };
-  for (std::size_t i = 0; i < outputs.size(); ++i) accumulate(outputs[i].ref(), cotangents[i]);
-
-  for (std::uint32_t id = last + 1; id-- > first;) {
-    if (!from_wrt[id] || !to_output[id]) continue;
-    const Node& node = g.node(id);
-    if (node.op->source || !node.op->differentiable) continue;
-    std::vector<Value> out_values, out_grads;
-    bool any = false;
-    for (std::uint32_t k = 0; k < node.outputs.size(); ++k) {
-      out_values.push_back(g.value({id, k}));
-      auto it = grads.find({id, k});
-      out_grads.push_back(it == grads.end() ? Value{} : it->second);
-      any |= it != grads.end();
-    }
-    if (!any) continue;
-    if (!node.op->vjp)
-      throw Error(fmt::format("no gradient rule for op '{}': the loss depends on this node through a "
-                              "differentiable input",
-                              node.op->name),
-                  std::string(node.op->name), node.name, node.where);
-    std::vector<Value> in_values;
-    std::vector<bool> wanted;
-    for (const ValueRef& in : node.inputs) {
-      in_values.push_back(g.value(in));
-      wanted.push_back(from_wrt[in.node] && is_floating(g.type(in).dtype));
-    }
-    state.enter(node);
-    const VjpContext ctx{g, node, in_values, out_values, out_grads, std::move(wanted)};
-    std::vector<Value> in_grads = node.op->vjp(ctx);
-    if (in_grads.size() != node.inputs.size())
-      node.fail(fmt::format("internal: the gradient rule returned {} gradients for {} inputs", in_grads.size(),
-                            node.inputs.size()));
-    for (std::size_t i = 0; i < in_grads.size(); ++i) {
-      const ValueRef in = node.inputs[i];
-      if (!in_grads[i].defined() || !from_wrt[in.node] || !is_floating(g.type(in).dtype)) continue;
-      if (in_grads[i].type() != g.type(in))
-        node.fail(fmt::format("internal: the gradient rule gave {} for input {} of type {}",
-                              in_grads[i].type().to_string(), i, g.type(in).to_string()));
-      accumulate(in, in_grads[i]);
-    }
+  }
+  // The gradient of `v`, or an undefined Value when nothing has reached it.
+  Value of(ValueRef v) const {
+    auto it = grads_.find(v);
+    return it == grads_.end() ? Value{} : it->second;
   }
 
+ private:
+  std::map<ValueRef, Value> grads_;
+};
+
+// Applies the gradient rule of `node` to its outputs' gradients and adds what it gives to its
+// inputs' gradients. Nothing happens for a node whose outputs no gradient has reached.
+void backpropagate_through(Graph& g, std::uint32_t id, const Relevant& relevant, Gradients& grads,
+                           BackwardBuildState& state) {
+  const Node& node = g.node(id);
+  std::vector<Value> out_values, out_grads;
+  bool any = false;
+  for (std::uint32_t k = 0; k < node.outputs.size(); ++k) {
+    out_values.push_back(g.value({id, k}));
+    out_grads.push_back(grads.of({id, k}));
+    any |= out_grads.back().defined();
+  }
+  if (!any) return;
+  if (!node.op->vjp)
+    throw Error(fmt::format("no gradient rule for op '{}': the loss depends on this node through a "
+                            "differentiable input",
+                            node.op->name),
+                std::string(node.op->name), node.name, node.where);
+  std::vector<Value> in_values;
+  std::vector<bool> wanted;
+  for (const ValueRef& in : node.inputs) {
+    in_values.push_back(g.value(in));
+    wanted.push_back(relevant.from_wrt[in.node] && is_floating(g.type(in).dtype));
+  }
+  state.enter(node);
+  const VjpContext ctx{g, node, in_values, out_values, out_grads, std::move(wanted)};
+  std::vector<Value> in_grads = node.op->vjp(ctx);
+  if (in_grads.size() != node.inputs.size())
+    node.fail(fmt::format("internal: the gradient rule returned {} gradients for {} inputs", in_grads.size(),
+                          node.inputs.size()));
+  for (std::size_t i = 0; i < in_grads.size(); ++i) {
+    const ValueRef in = node.inputs[i];
+    if (!in_grads[i].defined() || !relevant.from_wrt[in.node] || !is_floating(g.type(in).dtype)) continue;
+    if (in_grads[i].type() != g.type(in))
+      node.fail(fmt::format("internal: the gradient rule gave {} for input {} of type {}",
+                            in_grads[i].type().to_string(), i, g.type(in).to_string()));
+    grads.accumulate(in, in_grads[i]);
+  }
+}
+
+// The gradient of each wrt; one no output depends on is zeros, or an error when the options ask
+// for one (and always for a value that is not floating).
+std::vector<Value> gradients_of_wrt(Graph& g, const Gradients& grads, const std::vector<Value>& wrt,
+                                    const GradOptions& options, const SourceLoc& call) {
   std::vector<Value> result;
   for (const Value& w : wrt) {
-    auto it = grads.find(w.ref());
-    if (it != grads.end()) {
-      result.push_back(it->second);
+    if (const Value grad = grads.of(w.ref()); grad.defined()) {
+      result.push_back(grad);
       continue;
     }
     if (options.unconnected == Unconnected::error || !is_floating(w.dtype()))
@@ -162,6 +182,27 @@ std::vector<Value> vjp(const std::vector<Value>& outputs, const std::vector<Valu
     result.push_back(zeros_like(w));
   }
   return result;
+}
+
+}  // namespace
+
+std::vector<Value> vjp(const std::vector<Value>& outputs, const std::vector<Value>& cotangents,
+                       const std::vector<Value>& wrt, const GradOptions& options, std::source_location where) {
+  const SourceLoc call(where);
+  check_vjp_arguments(outputs, cotangents, wrt, call);
+  Graph& g = outputs[0].graph();
+  const Relevant relevant = relevant_nodes(g, outputs, wrt);
+  Gradients grads;
+  BackwardBuildState state(g);
+  for (std::size_t i = 0; i < outputs.size(); ++i) grads.accumulate(outputs[i].ref(), cotangents[i]);
+  // Every node that matters, from the last to the first: its outputs' gradients are complete
+  // by then, since every consumer comes after it.
+  for (std::uint32_t id = relevant.last + 1; id-- > relevant.first;) {
+    const Node& node = g.node(id);
+    if (!relevant.from_wrt[id] || !relevant.to_output[id] || node.op->source || !node.op->differentiable) continue;
+    backpropagate_through(g, id, relevant, grads, state);
+  }
+  return gradients_of_wrt(g, grads, wrt, options, call);
 }
 
 std::vector<Value> grad(Value loss, const std::vector<Value>& wrt, const GradOptions& options,

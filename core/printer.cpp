@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "fovea/core/needed.h"
+
 namespace fovea {
 
 namespace {
@@ -152,23 +154,15 @@ std::string print(const Graph& g, const std::vector<bool>& shown, const std::vec
 }  // namespace
 
 std::vector<bool> nodes_needed_by(const Graph& g, const std::vector<Value>& outputs) {
-  std::vector<bool> needed(g.size(), false);
-  std::vector<std::uint32_t> stack;
+  std::vector<ValueRef> roots;
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     if (!outputs[i].defined()) throw Error(fmt::format("printer: output {} is an undefined Value", i));
     if (&outputs[i].graph() != &g)
       throw Error(fmt::format("printer: output {} ('{}') belongs to graph '{}', not '{}'", i, outputs[i].name(),
                               outputs[i].graph().name(), g.name()));
-    stack.push_back(outputs[i].ref().node);
+    roots.push_back(outputs[i].ref());
   }
-  while (!stack.empty()) {
-    const std::uint32_t id = stack.back();
-    stack.pop_back();
-    if (needed[id]) continue;
-    needed[id] = true;
-    for (const ValueRef& in : g.node(id).inputs) stack.push_back(in.node);
-  }
-  return needed;
+  return needed_nodes(g, roots);
 }
 
 std::string value_name(const Graph& g, ValueRef v) {

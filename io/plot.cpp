@@ -140,7 +140,20 @@ std::string escape_xml(const std::string& text) {
 
 // --- Line chart -------------------------------------------------------------------------------
 
-std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions& options) {
+namespace {
+
+// A line chart's frame: its axes and the plot area inside the margins (title above, tick
+// labels and axis names around), in pixels.
+struct Frame {
+  Axis x_axis, y_axis;
+  double width = 0, height = 0, left = 0, right = 0, top = 0, bottom = 0;
+
+  double px(double x) const { return left + x_axis.fraction(x) * (right - left); }
+  double py(double y) const { return bottom - y_axis.fraction(y) * (bottom - top); }
+};
+
+// Rejects series whose x and y differ in length, and a chart too small or too large.
+void check_chart(const std::vector<Series>& series, const ChartOptions& options) {
   for (const Series& s : series)
     if (s.x.size() != s.y.size())
       throw Error(
@@ -148,8 +161,10 @@ std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions
   if (options.width < 200 || options.height < 150 || options.width > 20000 || options.height > 20000)
     throw Error(fmt::format("line_chart_svg: a {}x{} chart is too small or too large (200x150 .. 20000x20000)",
                             options.width, options.height));
+}
 
-  // The data's extent over the usable points of every series.
+// The axes over the data's extent (the usable points of every series), and the plot area.
+Frame chart_frame(const std::vector<Series>& series, const ChartOptions& options) {
   constexpr double inf = std::numeric_limits<double>::infinity();
   double x_min = inf, x_max = -inf, y_min = inf, y_max = -inf;
   for (const Series& s : series)
@@ -160,15 +175,20 @@ std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions
         y_min = std::min(y_min, s.y[i]);
         y_max = std::max(y_max, s.y[i]);
       }
-  const Axis x_axis = linear_axis(x_min, x_max);
-  const Axis y_axis = options.log_y ? log_axis(y_min, y_max) : linear_axis(y_min, y_max);
+  Frame f;
+  f.x_axis = linear_axis(x_min, x_max);
+  f.y_axis = options.log_y ? log_axis(y_min, y_max) : linear_axis(y_min, y_max);
+  f.width = options.width;
+  f.height = options.height;
+  f.left = 72;
+  f.right = f.width - 20;
+  f.top = options.title.empty() ? 20 : 44;
+  f.bottom = f.height - 52;
+  return f;
+}
 
-  // The plot area inside the margins (title above, tick labels and axis names around).
-  const double width = options.width, height = options.height;
-  const double left = 72, right = width - 20, top = options.title.empty() ? 20 : 44, bottom = height - 52;
-  auto px = [&](double x) { return left + x_axis.fraction(x) * (right - left); };
-  auto py = [&](double y) { return bottom - y_axis.fraction(y) * (bottom - top); };
-
+// The white page and the title.
+std::string chart_page(const ChartOptions& options, const Frame& f) {
   std::string svg = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n"
@@ -177,38 +197,44 @@ std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions
   if (!options.title.empty())
     svg +=
         fmt::format("<text x=\"{}\" y=\"26\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
-                    number(width / 2), escape_xml(options.title));
+                    number(f.width / 2), escape_xml(options.title));
+  return svg;
+}
 
-  // Grid lines and tick labels.
-  svg += "<g stroke=\"#e6e6e6\" stroke-width=\"1\">\n";
-  for (double t : x_axis.ticks)
-    svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\"/>\n", number(px(t)), number(top),
-                       number(bottom));
-  for (double t : y_axis.ticks)
-    svg += fmt::format("<line x1=\"{1}\" y1=\"{0}\" x2=\"{2}\" y2=\"{0}\"/>\n", number(py(t)), number(left),
-                       number(right));
+// Grid lines, tick labels, the plot area's border and the axis names.
+std::string chart_axes(const ChartOptions& options, const Frame& f) {
+  std::string svg = "<g stroke=\"#e6e6e6\" stroke-width=\"1\">\n";
+  for (double t : f.x_axis.ticks)
+    svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\"/>\n", number(f.px(t)), number(f.top),
+                       number(f.bottom));
+  for (double t : f.y_axis.ticks)
+    svg += fmt::format("<line x1=\"{1}\" y1=\"{0}\" x2=\"{2}\" y2=\"{0}\"/>\n", number(f.py(t)), number(f.left),
+                       number(f.right));
   svg += "</g>\n<g fill=\"#333\">\n";
-  for (std::size_t i = 0; i < x_axis.ticks.size(); ++i)
-    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", number(px(x_axis.ticks[i])),
-                       number(bottom + 17), escape_xml(x_axis.labels[i]));
-  for (std::size_t i = 0; i < y_axis.ticks.size(); ++i)
-    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", number(left - 6),
-                       number(py(y_axis.ticks[i]) + 4), escape_xml(y_axis.labels[i]));
+  for (std::size_t i = 0; i < f.x_axis.ticks.size(); ++i)
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", number(f.px(f.x_axis.ticks[i])),
+                       number(f.bottom + 17), escape_xml(f.x_axis.labels[i]));
+  for (std::size_t i = 0; i < f.y_axis.ticks.size(); ++i)
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", number(f.left - 6),
+                       number(f.py(f.y_axis.ticks[i]) + 4), escape_xml(f.y_axis.labels[i]));
   svg += "</g>\n";
   svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n",
-                     number(left), number(top), number(right - left), number(bottom - top));
+                     number(f.left), number(f.top), number(f.right - f.left), number(f.bottom - f.top));
   if (!options.x_label.empty())
-    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", number((left + right) / 2),
-                       number(height - 14), escape_xml(options.x_label));
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", number((f.left + f.right) / 2),
+                       number(f.height - 14), escape_xml(options.x_label));
   if (!options.y_label.empty())
     svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
-                       number((top + bottom) / 2), escape_xml(options.y_label));
+                       number((f.top + f.bottom) / 2), escape_xml(options.y_label));
+  return svg;
+}
 
-  // One polyline per series, clipped to the plot area.
-  svg += fmt::format(
+// One polyline per series, clipped to the plot area.
+std::string chart_lines(const std::vector<Series>& series, const ChartOptions& options, const Frame& f) {
+  std::string svg = fmt::format(
       "<clipPath id=\"plot-area\"><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/></clipPath>\n"
       "<g clip-path=\"url(#plot-area)\" fill=\"none\" stroke-width=\"1.5\" stroke-linejoin=\"round\">\n",
-      number(left), number(top), number(right - left), number(bottom - top));
+      number(f.left), number(f.top), number(f.right - f.left), number(f.bottom - f.top));
   for (std::size_t k = 0; k < series.size(); ++k) {
     const Series& s = series[k];
     const char* colour = palette[k % palette.size()];
@@ -217,8 +243,8 @@ std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions
     double last_x = 0, last_y = 0;
     for (std::size_t i = 0; i < s.x.size(); ++i) {
       if (!usable(s.x[i], s.y[i], options.log_y)) continue;
-      last_x = px(s.x[i]);
-      last_y = py(s.y[i]);
+      last_x = f.px(s.x[i]);
+      last_y = f.py(s.y[i]);
       if (count++ > 0) points += ' ';
       points += number(last_x) + "," + number(last_y);
     }
@@ -227,29 +253,37 @@ std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions
     if (count == 1)  // a single point draws no line; mark it
       svg += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{}\"/>\n", number(last_x), number(last_y), colour);
   }
-  svg += "</g>\n";
+  return svg + "</g>\n";
+}
 
-  // The legend, top right inside the plot area.
-  if (!series.empty()) {
-    std::size_t longest = 0;
-    for (const Series& s : series) longest = std::max(longest, s.name.size());
-    const double box_width = 34 + 7.0 * static_cast<double>(std::min<std::size_t>(longest, 40));
-    const double box_height = 8 + 18.0 * static_cast<double>(series.size());
-    const double bx = right - box_width - 8, by = top + 8;
-    svg += fmt::format(
-        "<g>\n<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"white\" fill-opacity=\"0.85\" "
-        "stroke=\"#bbb\"/>\n",
-        number(bx), number(by), number(box_width), number(box_height));
-    for (std::size_t k = 0; k < series.size(); ++k) {
-      const double y = by + 16 + 18.0 * static_cast<double>(k);
-      svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
-                         number(bx + 6), number(y - 4), number(bx + 26), number(y - 4), palette[k % palette.size()]);
-      svg += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", number(bx + 30), number(y), escape_xml(series[k].name));
-    }
-    svg += "</g>\n";
+// The legend, top right inside the plot area.
+std::string chart_legend(const std::vector<Series>& series, const Frame& f) {
+  if (series.empty()) return "";
+  std::size_t longest = 0;
+  for (const Series& s : series) longest = std::max(longest, s.name.size());
+  const double box_width = 34 + 7.0 * static_cast<double>(std::min<std::size_t>(longest, 40));
+  const double box_height = 8 + 18.0 * static_cast<double>(series.size());
+  const double bx = f.right - box_width - 8, by = f.top + 8;
+  std::string svg = fmt::format(
+      "<g>\n<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"white\" fill-opacity=\"0.85\" "
+      "stroke=\"#bbb\"/>\n",
+      number(bx), number(by), number(box_width), number(box_height));
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const double y = by + 16 + 18.0 * static_cast<double>(k);
+    svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
+                       number(bx + 6), number(y - 4), number(bx + 26), number(y - 4), palette[k % palette.size()]);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", number(bx + 30), number(y), escape_xml(series[k].name));
   }
-  svg += "</svg>\n";
-  return svg;
+  return svg + "</g>\n";
+}
+
+}  // namespace
+
+std::string line_chart_svg(const std::vector<Series>& series, const ChartOptions& options) {
+  check_chart(series, options);
+  const Frame frame = chart_frame(series, options);
+  return chart_page(options, frame) + chart_axes(options, frame) + chart_lines(series, options, frame) +
+         chart_legend(series, frame) + "</svg>\n";
 }
 
 void write_loss_curve(const std::string& svg_path, const std::vector<Series>& series, ChartOptions options) {

@@ -1,21 +1,15 @@
 #include "fovea/passes/dead_code.h"
 
+#include "fovea/core/needed.h"
+
 namespace fovea::passes {
 
 PassResult eliminate_dead_code(const Graph& graph, std::span<const ValueRef> roots) {
-  // Mark the cone of the roots, walking inputs backwards.
-  std::vector<bool> needed(graph.size(), false);
-  std::vector<std::uint32_t> stack;
-  for (const ValueRef& r : roots) stack.push_back(r.node);
+  // The cone of the roots, and every placeholder and parameter (kept even when unused).
+  std::vector<ValueRef> kept(roots.begin(), roots.end());
   for (std::uint32_t id = 0; id < graph.size(); ++id)
-    if (graph.node(id).op == &placeholder_op || graph.node(id).op == &parameter_op) stack.push_back(id);
-  while (!stack.empty()) {
-    const std::uint32_t id = stack.back();
-    stack.pop_back();
-    if (needed[id]) continue;
-    needed[id] = true;
-    for (const ValueRef& in : graph.node(id).inputs) stack.push_back(in.node);
-  }
+    if (graph.node(id).op == &placeholder_op || graph.node(id).op == &parameter_op) kept.push_back({id, 0});
+  const std::vector<bool> needed = needed_nodes(graph, kept);
 
   PassStats stats;
   GraphRewriter rewriter(graph);

@@ -160,52 +160,63 @@ Lowered lower(const Graph& g, const Group& group) {
   return out;
 }
 
-}  // namespace
-
-PassResult fuse_elementwise(const Graph& graph, std::span<const ValueRef> roots,
-                            const ElementwiseFusionOptions& options) {
-  const UseCounts uses(graph, roots);
-  std::vector<int> group_of(graph.size(), -1);
+// The groups found so far, and which group each node joined (-1: none).
+struct Grouping {
+  std::vector<int> group_of;
   std::vector<Group> groups;
-  // Where a reader runs: its own place, or its group's last node when it was fused.
-  auto position = [&](std::uint32_t reader) {
-    const int gi = group_of[reader];
-    return gi >= 0 ? groups[static_cast<std::size_t>(gi)].last : reader;
-  };
 
+  Group& group(int gi) { return groups[static_cast<std::size_t>(gi)]; }
+  const Group& group(int gi) const { return groups[static_cast<std::size_t>(gi)]; }
+  // Where a reader runs: its own place, or its group's last node when it was fused.
+  std::uint32_t position(std::uint32_t reader) const {
+    const int gi = group_of[reader];
+    return gi >= 0 ? group(gi).last : reader;
+  }
+};
+
+// The group node `id` may join, or -1: the one among its readers' groups that runs first, if
+// its shape and float type agree, it has room, and every other reader (in no group, or in
+// another group) runs after that group's last node.
+int group_to_join(const Node& n, const Fusable& f, const std::vector<std::uint32_t>& readers, const Grouping& grouping,
+                  const ElementwiseFusionOptions& options) {
+  int target = -1;
+  for (std::uint32_t r : readers) {
+    const int gi = grouping.group_of[r];
+    if (gi >= 0 && (target < 0 || grouping.group(gi).last < grouping.group(target).last)) target = gi;
+  }
+  if (target < 0) return -1;
+  const Group& grp = grouping.group(target);
+  const bool fits = grp.shape == f.shape &&
+                    (!grp.float_type || !f.float_type || *grp.float_type == *f.float_type) &&
+                    grp.members.size() < options.max_nodes &&
+                    grp.inputs.size() + n.inputs.size() <= options.max_inputs + 1;
+  if (!fits) return -1;
+  for (std::uint32_t r : readers)
+    if (grouping.group_of[r] != target && grouping.position(r) <= grp.last) return -1;
+  return target;
+}
+
+// Groups the fusable nodes, walking the graph backwards: each joins a group among its readers'
+// (group_to_join) or starts one of its own.
+Grouping form_groups(const Graph& graph, const UseCounts& uses, const ElementwiseFusionOptions& options) {
+  Grouping grouping{std::vector<int>(graph.size(), -1), {}};
   for (std::uint32_t id = static_cast<std::uint32_t>(graph.size()); id-- > 0;) {
     const Node& n = graph.node(id);
     const std::optional<Fusable> f = fusable(graph, n);
     if (!f) continue;
     const ValueRef value{id, 0};
     const std::vector<std::uint32_t>& readers = uses.users(value);
-
-    // The group to join: the one among its readers' groups that runs first. Every other reader
-    // (in no group, or in another group) must run after that group's last node.
-    int target = -1;
-    for (std::uint32_t r : readers) {
-      const int gi = group_of[r];
-      if (gi >= 0 &&
-          (target < 0 || groups[static_cast<std::size_t>(gi)].last < groups[static_cast<std::size_t>(target)].last))
-        target = gi;
-    }
-    bool join = target >= 0;
-    if (join) {
-      const Group& grp = groups[static_cast<std::size_t>(target)];
-      join = grp.shape == f->shape && (!grp.float_type || !f->float_type || *grp.float_type == *f->float_type) &&
-             grp.members.size() < options.max_nodes && grp.inputs.size() + n.inputs.size() <= options.max_inputs + 1;
-      for (std::uint32_t r : readers)
-        if (join && group_of[r] != target && position(r) <= grp.last) join = false;
-    }
+    int target = group_to_join(n, *f, readers, grouping, options);
+    const bool join = target >= 0;
     const bool read_outside = uses.is_root(value) || std::any_of(readers.begin(), readers.end(), [&](std::uint32_t r) {
-                                return !join || group_of[r] != target;
+                                return !join || grouping.group_of[r] != target;
                               });
     if (!join) {
-      target = static_cast<int>(groups.size());
-      groups.push_back(Group{f->shape, f->float_type, id, {}, {}, {}, {}});
+      target = static_cast<int>(grouping.groups.size());
+      grouping.groups.push_back(Group{f->shape, f->float_type, id, {}, {}, {}, {}});
     }
-    Group& grp = groups[static_cast<std::size_t>(target)];
-    group_of[id] = target;
+    Group& grp = grouping.group(target);
+    grouping.group_of[id] = target;
     grp.members.push_back(id);
     if (!grp.float_type) grp.float_type = f->float_type;
     if (read_outside || !join) grp.outputs.insert(id);
@@ -213,82 +224,104 @@ PassResult fuse_elementwise(const Graph& graph, std::span<const ValueRef> roots,
     for (const ValueRef& in : n.inputs)
       if (!scalar_value(graph, in)) grp.inputs.insert(in);
   }
+  return grouping;
+}
 
-  PassStats stats;
-  // Recomputation. A value one group stores only for other groups to read (the forward
-  // pass's GELU intermediates, read again by GELU's backward) is recomputed by those readers
-  // from the first group's inputs when that is a short chain: a few more operations per
-  // element instead of writing the value to memory and reading it back.
-  if (options.max_recompute_nodes > 0) {
-    for (std::size_t g1 = 0; g1 < groups.size(); ++g1) {
-      const std::vector<std::uint32_t> stored(groups[g1].outputs.begin(), groups[g1].outputs.end());
-      for (std::uint32_t p : stored) {
-        const ValueRef value{p, 0};
-        if (uses.is_root(value)) continue;
-        const std::vector<std::uint32_t>& readers = uses.users(value);
-        bool all_fused_elsewhere = !readers.empty();
-        std::set<int> reader_groups;
-        for (std::uint32_t r : readers) {
-          const int gr = group_of[r];
-          if (gr == static_cast<int>(g1)) continue;
-          if (gr < 0 || groups[static_cast<std::size_t>(gr)].shape != groups[g1].shape ||
-              groups[static_cast<std::size_t>(gr)].float_type != groups[g1].float_type)
-            all_fused_elsewhere = false;
-          reader_groups.insert(gr);
-        }
-        if (!all_fused_elsewhere || reader_groups.empty()) continue;
-        const std::vector<std::uint32_t> closure =
-            recompute_closure(graph, group_of, static_cast<int>(g1), p, options.max_recompute_nodes);
-        if (closure.empty()) continue;
-        // What the closure reads from outside the first group becomes the readers' input.
-        // Only values no group computes (matmul results, placeholders, parameters) are read:
-        // those are stored whatever this loop decides, so recomputations never chain.
-        std::set<ValueRef> reads;
-        bool anchored = true;
-        for (std::uint32_t id : closure)
-          for (const ValueRef& in : graph.node(id).inputs) {
-            if (group_of[in.node] == static_cast<int>(g1) || scalar_value(graph, in)) continue;
-            if (group_of[in.node] >= 0) anchored = false;
-            reads.insert(in);
-          }
-        bool fits = anchored;
-        for (int gr : reader_groups) {
-          const Group& reader = groups[static_cast<std::size_t>(gr)];
-          fits = fits && reader.inputs.size() + reads.size() <= options.max_inputs &&
-                 reader.members.size() + reader.recomputed.size() + closure.size() <= options.max_nodes;
-        }
-        if (!fits) continue;
-        for (int gr : reader_groups) {
-          Group& reader = groups[static_cast<std::size_t>(gr)];
-          reader.recomputed.insert(closure.begin(), closure.end());
-          reader.inputs.erase(value);
-          reader.inputs.insert(reads.begin(), reads.end());
-        }
-        groups[g1].outputs.erase(p);
-        stats.count("value recomputed instead of stored");
-      }
-    }
+// The groups other than g1 that read `value`, when every reader outside g1 is in a group of
+// g1's shape and float type; empty otherwise.
+std::set<int> fused_reader_groups(const Grouping& grouping, int g1, const std::vector<std::uint32_t>& readers) {
+  const Group& first = grouping.group(g1);
+  bool all_fused_elsewhere = !readers.empty();
+  std::set<int> reader_groups;
+  for (std::uint32_t r : readers) {
+    const int gr = grouping.group_of[r];
+    if (gr == g1) continue;
+    if (gr < 0 || grouping.group(gr).shape != first.shape || grouping.group(gr).float_type != first.float_type)
+      all_fused_elsewhere = false;
+    reader_groups.insert(gr);
   }
+  return all_fused_elsewhere ? reader_groups : std::set<int>{};
+}
 
-  // Groups worth a fused node: two or more nodes and a float type to compute in.
-  std::vector<bool> fuse(groups.size(), false);
-  std::vector<Lowered> lowered(groups.size());
-  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
-    const Group& grp = groups[gi];
+// Lets the reader groups of member `p` of group g1 recompute it instead of g1 storing it, when
+// its closure is short and reads only values no group computes. True when it did.
+bool recompute_in_readers(const Graph& graph, const UseCounts& uses, Grouping& grouping, int g1, std::uint32_t p,
+                          const ElementwiseFusionOptions& options) {
+  const ValueRef value{p, 0};
+  if (uses.is_root(value)) return false;
+  const std::set<int> reader_groups = fused_reader_groups(grouping, g1, uses.users(value));
+  if (reader_groups.empty()) return false;
+  const std::vector<std::uint32_t> closure =
+      recompute_closure(graph, grouping.group_of, g1, p, options.max_recompute_nodes);
+  if (closure.empty()) return false;
+  // What the closure reads from outside the first group becomes the readers' input. Only
+  // values no group computes (matmul results, placeholders, parameters) are read: those are
+  // stored whatever this loop decides, so recomputations never chain.
+  std::set<ValueRef> reads;
+  bool anchored = true;
+  for (std::uint32_t id : closure)
+    for (const ValueRef& in : graph.node(id).inputs) {
+      if (grouping.group_of[in.node] == g1 || scalar_value(graph, in)) continue;
+      if (grouping.group_of[in.node] >= 0) anchored = false;
+      reads.insert(in);
+    }
+  bool fits = anchored;
+  for (int gr : reader_groups) {
+    const Group& reader = grouping.group(gr);
+    fits = fits && reader.inputs.size() + reads.size() <= options.max_inputs &&
+           reader.members.size() + reader.recomputed.size() + closure.size() <= options.max_nodes;
+  }
+  if (!fits) return false;
+  for (int gr : reader_groups) {
+    Group& reader = grouping.group(gr);
+    reader.recomputed.insert(closure.begin(), closure.end());
+    reader.inputs.erase(value);
+    reader.inputs.insert(reads.begin(), reads.end());
+  }
+  grouping.group(g1).outputs.erase(p);
+  return true;
+}
+
+// Recomputation. A value one group stores only for other groups to read (the forward pass's
+// GELU intermediates, read again by GELU's backward) is recomputed by those readers from the
+// first group's inputs when that is a short chain: a few more operations per element instead
+// of writing the value to memory and reading it back.
+void recompute_shared_values(const Graph& graph, const UseCounts& uses, Grouping& grouping,
+                             const ElementwiseFusionOptions& options, PassStats& stats) {
+  if (options.max_recompute_nodes == 0) return;
+  for (std::size_t g1 = 0; g1 < grouping.groups.size(); ++g1) {
+    const std::vector<std::uint32_t> stored(grouping.groups[g1].outputs.begin(), grouping.groups[g1].outputs.end());
+    for (std::uint32_t p : stored)
+      if (recompute_in_readers(graph, uses, grouping, static_cast<int>(g1), p, options))
+        stats.count("value recomputed instead of stored");
+  }
+}
+
+// The program of every group worth a fused node (two or more nodes and a float type to
+// compute in); the others get no program.
+std::vector<std::optional<Lowered>> lower_groups(const Graph& graph, const Grouping& grouping, PassStats& stats) {
+  std::vector<std::optional<Lowered>> lowered(grouping.groups.size());
+  for (std::size_t gi = 0; gi < grouping.groups.size(); ++gi) {
+    const Group& grp = grouping.groups[gi];
     if (grp.members.size() + grp.recomputed.size() < 2 || !grp.float_type || grp.outputs.empty()) continue;
-    fuse[gi] = true;
     lowered[gi] = lower(graph, grp);
     stats.count("elementwise chain → fused_elementwise");
     stats.count("nodes fused", grp.members.size());
   }
+  return lowered;
+}
 
+// The graph with each lowered group replaced by one fused_elementwise node, emitted at the
+// group's last node; its outputs replace the group's stored members.
+PassResult rewrite_groups(const Graph& graph, const Grouping& grouping, const std::vector<std::optional<Lowered>>& lowered,
+                          PassStats stats) {
   GraphRewriter rw(graph);
   rw.rebuild([&](std::uint32_t id) {
-    const int gi = group_of[id];
-    if (gi < 0 || !fuse[static_cast<std::size_t>(gi)]) return false;
-    const Group& grp = groups[static_cast<std::size_t>(gi)];
+    const int gi = grouping.group_of[id];
+    if (gi < 0 || !lowered[static_cast<std::size_t>(gi)]) return false;
+    const Group& grp = grouping.group(gi);
     if (id != grp.last) return true;  // emitted at the group's last node
-    const Lowered& l = lowered[static_cast<std::size_t>(gi)];
+    const Lowered& l = *lowered[static_cast<std::size_t>(gi)];
     std::vector<Value> inputs;
     for (const ValueRef& in : l.inputs) inputs.push_back(rw.mapped(in));
     Attributes attrs = l.program.to_attributes();
@@ -302,6 +335,18 @@ PassResult fuse_elementwise(const Graph& graph, std::span<const ValueRef> roots,
     return true;
   });
   return rw.finish(std::move(stats));
+}
+
+}  // namespace
+
+PassResult fuse_elementwise(const Graph& graph, std::span<const ValueRef> roots,
+                            const ElementwiseFusionOptions& options) {
+  const UseCounts uses(graph, roots);
+  Grouping grouping = form_groups(graph, uses, options);
+  PassStats stats;
+  recompute_shared_values(graph, uses, grouping, options, stats);
+  const std::vector<std::optional<Lowered>> lowered = lower_groups(graph, grouping, stats);
+  return rewrite_groups(graph, grouping, lowered, std::move(stats));
 }
 
 }  // namespace fovea::passes

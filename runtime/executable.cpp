@@ -1,7 +1,6 @@
 #include "fovea/runtime/executable.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -12,42 +11,11 @@
 #include <fmt/format.h>
 
 #include "fovea/ops/transfer.h"
+#include "fovea/runtime/schedule.h"
 
 namespace fovea {
 
 namespace {
-
-// The nodes `outputs` depend on: sources first, then the rest in graph order (which is
-// topological), then the assigns. Putting sources first lets run() copy every feed in before
-// any kernel runs without a later kernel's buffer overlapping a placeholder's; putting
-// assigns last makes every read of a parameter's old value happen before it is overwritten.
-std::vector<std::uint32_t> schedule_for(const Graph& graph, const std::vector<Value>& outputs) {
-  std::vector<bool> needed(graph.size(), false);
-  std::vector<std::uint32_t> stack;
-  for (const Value& v : outputs) stack.push_back(v.ref().node);
-  while (!stack.empty()) {
-    const std::uint32_t id = stack.back();
-    stack.pop_back();
-    if (needed[id]) continue;
-    needed[id] = true;
-    for (const ValueRef& in : graph.node(id).inputs) stack.push_back(in.node);
-  }
-  std::vector<std::uint32_t> schedule;
-  for (std::uint32_t id = 0; id < graph.size(); ++id)
-    if (needed[id] && graph.node(id).op->source) schedule.push_back(id);
-  for (std::uint32_t id = 0; id < graph.size(); ++id)
-    if (needed[id] && !graph.node(id).op->source && !graph.node(id).op->assigns) schedule.push_back(id);
-  for (std::uint32_t id = 0; id < graph.size(); ++id)
-    if (needed[id] && graph.node(id).op->assigns) schedule.push_back(id);
-  for (std::uint32_t id : schedule)
-    for (const ValueRef& in : graph.node(id).inputs)
-      if (graph.node(in.node).op->assigns)
-        graph.node(id).fail(
-            fmt::format("reads the output of assign '{}'; an assign's result cannot be used in the "
-                        "same step (read the value that was assigned instead)",
-                        graph.node(in.node).name));
-  return schedule;
-}
 
 // The flat index of the first NaN or infinity in a floating tensor, or -1.
 std::int64_t first_non_finite(const Tensor& t) {
@@ -145,10 +113,10 @@ std::mutex& device_turn(const Backend& backend) {
                   what, bytes, gib, graph.name(), cause.what(), graph.type(*largest).to_string(), largest_bytes));
 }
 
-}  // namespace
-
-Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend,
-                   const CompileOptions& options) {
+// Rejects what compile() cannot lower: a null backend, an update that is no assign of this
+// graph, an output that is undefined, of another graph, or made from a raw ValueRef.
+void check_compile_arguments(const Graph& graph, const std::vector<Value>& outputs, const Backend* backend,
+                             const CompileOptions& options) {
   if (!backend) throw Error("compile: the backend is null");
   for (const Value& u : options.updates)
     if (!u.defined() || &u.graph() != &graph || !graph.contains(u.ref()) || !u.node().op->assigns)
@@ -167,68 +135,101 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
                       "Value made from a raw ValueRef)",
                       i, outputs[i].ref().node, outputs[i].ref().output, graph.name(), graph.size()));
   }
+}
+
+}  // namespace
+
+// The work of compile(), one phase per member function, in the order compile() calls them.
+// It fills in an Executable, whose privates it may touch (a friend).
+struct ExecutableLowering {
+  Graph& graph;
+  const std::vector<Value>& outputs;
+  Backend& backend;
   Executable exe;
-  exe.graph_ = &graph;
-  exe.check_finite_feeds_ = options.check_finite_feeds;
-  exe.backend_ = backend;
-  std::vector<Value> roots = outputs;
-  roots.insert(roots.end(), options.updates.begin(), options.updates.end());
-  exe.schedule_ = schedule_for(graph, roots);
-  exe.writes_state_ = std::any_of(exe.schedule_.begin(), exe.schedule_.end(),
-                                  [&](std::uint32_t id) { return graph.node(id).op->assigns; });
-  std::vector<ValueRef> output_refs;
-  for (const Value& v : outputs) output_refs.push_back(v.ref());
-  const bool host = backend->uses_host_memory();
-  exe.staged_ = !host;
-  exe.plan_ = plan_memory(graph, exe.schedule_, output_refs, /*outputs_in_arena=*/!host);
-  // Steps whose kernels defer their checks get a verdict each, after the planned buffers.
-  for (std::uint32_t id : exe.schedule_) {
-    const Node& node = graph.node(id);
-    if (!node.op->source && backend->kernels().verdict_message(node.op->name, kernel_dtype(graph, node)))
-      ++exe.verdict_count_;
+  // Computed outputs on the CPU → their index in exe.direct_outputs_.
+  std::map<ValueRef, int> direct_index;
+
+  ExecutableLowering(Graph& g, const std::vector<Value>& outs, std::shared_ptr<Backend> b, const CompileOptions& options)
+      : graph(g), outputs(outs), backend(*b) {
+    exe.graph_ = &graph;
+    exe.check_finite_feeds_ = options.check_finite_feeds;
+    exe.backend_ = std::move(b);
   }
-  const std::size_t verdicts_offset = MemoryPlan::align_up(exe.plan_.peak_bytes);
-  const std::size_t arena_bytes =
-      exe.verdict_count_ > 0 ? verdicts_offset + exe.verdict_count_ * sizeof(Verdict) : exe.plan_.peak_bytes;
-  try {
-    exe.arena_ = backend->allocate(arena_bytes);
-  } catch (const std::exception& e) {
-    fail_allocation(graph, exe.plan_, "the arena", arena_bytes, e);
+
+  // The schedule of the outputs and updates, the memory plan of its values, and how many of
+  // its steps defer their checks to a verdict.
+  void plan(const CompileOptions& options) {
+    std::vector<Value> roots = outputs;
+    roots.insert(roots.end(), options.updates.begin(), options.updates.end());
+    exe.schedule_ = schedule_for(graph, roots);
+    exe.writes_state_ = std::any_of(exe.schedule_.begin(), exe.schedule_.end(),
+                                    [&](std::uint32_t id) { return graph.node(id).op->assigns; });
+    const bool host = backend.uses_host_memory();
+    exe.staged_ = !host;
+    exe.plan_ = plan_memory(graph, exe.schedule_, output_refs(), /*outputs_in_arena=*/!host);
+    for (std::uint32_t id : exe.schedule_) {
+      const Node& node = graph.node(id);
+      if (!node.op->source && backend.kernels().verdict_message(node.op->name, kernel_dtype(graph, node)))
+        ++exe.verdict_count_;
+    }
   }
-  if (exe.verdict_count_ > 0) {
-    exe.verdicts_ = reinterpret_cast<Verdict*>(exe.arena_.get() + verdicts_offset);
-    exe.verdicts_read_ = reinterpret_cast<const std::byte*>(exe.verdicts_);
+
+  std::vector<ValueRef> output_refs() const {
+    std::vector<ValueRef> refs;
+    for (const Value& v : outputs) refs.push_back(v.ref());
+    return refs;
   }
-  if (exe.staged_) {
-    exe.staging_ = plan_staging(graph, exe.schedule_, output_refs, exe.verdict_count_);
+
+  // The arena: the planned buffers, then a verdict for each step that defers its checks.
+  void allocate_arena() {
+    const std::size_t verdicts_offset = MemoryPlan::align_up(exe.plan_.peak_bytes);
+    const std::size_t arena_bytes =
+        exe.verdict_count_ > 0 ? verdicts_offset + exe.verdict_count_ * sizeof(Verdict) : exe.plan_.peak_bytes;
     try {
-      exe.staging_block_ = backend->allocate_host_staging(exe.staging_.bytes);
+      exe.arena_ = backend.allocate(arena_bytes);
+    } catch (const std::exception& e) {
+      fail_allocation(graph, exe.plan_, "the arena", arena_bytes, e);
+    }
+    if (exe.verdict_count_ > 0) {
+      exe.verdicts_ = reinterpret_cast<Verdict*>(exe.arena_.get() + verdicts_offset);
+      exe.verdicts_read_ = reinterpret_cast<const std::byte*>(exe.verdicts_);
+    }
+  }
+
+  // On a device: the host staging block that feeds, outputs and verdicts pass through.
+  void allocate_staging() {
+    if (!exe.staged_) return;
+    exe.staging_ = plan_staging(graph, exe.schedule_, output_refs(), exe.verdict_count_);
+    try {
+      exe.staging_block_ = backend.allocate_host_staging(exe.staging_.bytes);
     } catch (const std::exception& e) {
       fail_allocation(graph, exe.plan_, "the host staging", exe.staging_.bytes, e);
     }
     if (exe.verdict_count_ > 0) exe.verdicts_read_ = exe.staging_block_.get() + exe.staging_.verdicts_offset;
   }
 
-  // Computed outputs get Tensors of their own (see DirectOutput).
-  std::map<ValueRef, int> direct_index;
-  for (const Value& v : outputs) {
-    const Node& n = v.node();
-    if (!host || n.op->source || n.op->assigns || exe.plan_.buffer_of.contains(v.ref()) ||
-        direct_index.contains(v.ref()))
-      continue;
-    direct_index[v.ref()] = static_cast<int>(exe.direct_outputs_.size());
-    Tensor tensor;
-    try {
-      tensor = Tensor::empty(v.dtype(), v.shape());
-    } catch (const Error& e) {
-      n.fail(fmt::format("compile: cannot allocate the output tensor: {}", e.message()));
+  // On the CPU, computed outputs get Tensors of their own (see DirectOutput).
+  void make_direct_outputs() {
+    const bool host = backend.uses_host_memory();
+    for (const Value& v : outputs) {
+      const Node& n = v.node();
+      if (!host || n.op->source || n.op->assigns || exe.plan_.buffer_of.contains(v.ref()) ||
+          direct_index.contains(v.ref()))
+        continue;
+      direct_index[v.ref()] = static_cast<int>(exe.direct_outputs_.size());
+      Tensor tensor;
+      try {
+        tensor = Tensor::empty(v.dtype(), v.shape());
+      } catch (const Error& e) {
+        n.fail(fmt::format("compile: cannot allocate the output tensor: {}", e.message()));
+      }
+      exe.direct_outputs_.push_back({v.ref(), std::move(tensor), {}});
     }
-    exe.direct_outputs_.push_back({v.ref(), std::move(tensor), {}});
   }
 
-  // Where each value lives: an arena offset, an output's Tensor, or a parameter's or
-  // constant's own buffer (on a device, its device copy).
-  auto address = [&](ValueRef v) -> std::byte* {
+  // Where a value lives: an arena offset, an output's Tensor, or a parameter's or constant's
+  // own buffer (on a device, its device copy).
+  std::byte* address(ValueRef v) {
     if (auto it = exe.plan_.buffer_of.find(v); it != exe.plan_.buffer_of.end())
       return exe.arena_.get() + exe.plan_.buffers[it->second].offset;
     if (auto it = direct_index.find(v); it != direct_index.end()) return exe.direct_outputs_[it->second].tensor.raw();
@@ -241,42 +242,54 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
       if (std::none_of(exe.persistent_.begin(), exe.persistent_.end(),
                        [&](const Tensor& t) { return t.shares_storage_with(*persistent); }))
         exe.persistent_.push_back(*persistent);
-      return backend->persistent_copy(*persistent);
+      return backend.persistent_copy(*persistent);
     }
     throw Error(fmt::format("compile: value {}.{} has no storage", n.name, v.output));
-  };
+  }
 
-  auto find_kernel = [&](const Node& node) {
+  // The backend's kernel for the node's op and dtype, or an error naming the node.
+  Kernel find_kernel(const Node& node) const {
     const DType dtype = kernel_dtype(graph, node);
-    const Kernel kernel = backend->kernels().find(node.op->name, dtype);
+    const Kernel kernel = backend.kernels().find(node.op->name, dtype);
     if (!kernel)
-      node.fail(fmt::format("the {} backend has no kernel for op '{}' with dtype {}", backend->name(), node.op->name,
+      node.fail(fmt::format("the {} backend has no kernel for op '{}' with dtype {}", backend.name(), node.op->name,
                             dtype_name(dtype)));
     return kernel;
-  };
+  }
+
   // A step copying a value of the node's type from `from` to `to` (ops/transfer.h).
-  auto add_transfer = [&](std::unique_ptr<Node> node, std::byte* from, std::byte* to) {
+  void add_transfer(std::unique_ptr<Node> node, std::byte* from, std::byte* to) {
     const TensorType& type = node->outputs[0];
     auto args = std::make_unique<TensorArg[]>(2);
     args[0] = {from, type};
     args[1] = {to, type};
-    const KernelContext ctx{node.get(), {args.get(), 1}, {args.get() + 1, 1}, &backend->pool()};
+    const KernelContext ctx{node.get(), {args.get(), 1}, {args.get() + 1, 1}, &backend.pool()};
     exe.steps_.push_back({find_kernel(*node), ctx});
     exe.args_.push_back(std::move(args));
     exe.transfer_nodes_.push_back(std::move(node));
-  };
-  std::byte* const staging = exe.staging_block_.get();
+  }
 
   // On a device: the feeds arrive first, each from its staging slot into its arena buffer.
-  for (const StagingPlan::Slot& slot : exe.staging_.feeds) {
-    exe.feed_slots_.emplace_back(slot.value, staging + slot.offset);
-    add_transfer(transfer_node(ops::to_device, graph, slot.value), staging + slot.offset, address(slot.value));
+  void add_feed_transfers() {
+    std::byte* const staging = exe.staging_block_.get();
+    for (const StagingPlan::Slot& slot : exe.staging_.feeds) {
+      exe.feed_slots_.emplace_back(slot.value, staging + slot.offset);
+      add_transfer(transfer_node(ops::to_device, graph, slot.value), staging + slot.offset, address(slot.value));
+    }
   }
-  std::size_t next_verdict = 0;
-  for (std::uint32_t id : exe.schedule_) {
-    const Node& node = graph.node(id);
-    if (node.op == &placeholder_op && !exe.staged_) exe.feed_slots_.emplace_back(ValueRef{id, 0}, address({id, 0}));
-    if (node.op->source) continue;
+
+  // A step for every scheduled node that computes, with its arguments bound to their buffers;
+  // on the CPU, each placeholder's buffer becomes its feed's destination.
+  void add_kernel_steps() {
+    std::size_t next_verdict = 0;
+    for (std::uint32_t id : exe.schedule_) {
+      const Node& node = graph.node(id);
+      if (node.op == &placeholder_op && !exe.staged_) exe.feed_slots_.emplace_back(ValueRef{id, 0}, address({id, 0}));
+      if (!node.op->source) add_kernel_step(id, node, next_verdict);
+    }
+  }
+
+  void add_kernel_step(std::uint32_t id, const Node& node, std::size_t& next_verdict) {
     const Kernel kernel = find_kernel(node);
     const std::size_t n_in = node.inputs.size(), n_out = node.outputs.size();
     auto args = std::make_unique<TensorArg[]>(n_in + n_out);
@@ -287,121 +300,52 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
     };
     for (std::size_t i = 0; i < n_in; ++i) bind(i, node.inputs[i], graph.type(node.inputs[i]));
     for (std::size_t k = 0; k < n_out; ++k) bind(n_in + k, {id, static_cast<std::uint32_t>(k)}, node.outputs[k]);
-    KernelContext ctx{&node, {args.get(), n_in}, {args.get() + n_in, n_out}, &backend->pool()};
-    const VerdictMessage verdict_message = backend->kernels().verdict_message(node.op->name, kernel_dtype(graph, node));
+    KernelContext ctx{&node, {args.get(), n_in}, {args.get() + n_in, n_out}, &backend.pool()};
+    const VerdictMessage verdict_message = backend.kernels().verdict_message(node.op->name, kernel_dtype(graph, node));
     if (verdict_message) ctx.verdict = exe.verdicts_ + next_verdict++;
     exe.steps_.push_back({kernel, ctx, verdict_message});
     exe.args_.push_back(std::move(args));
   }
+
   // On a device: every output leaves last, after the updates, from its buffer into its staging
   // slot; then the verdicts.
-  for (const StagingPlan::Slot& slot : exe.staging_.outputs)
-    add_transfer(transfer_node(ops::to_host, graph, slot.value), address(slot.value), staging + slot.offset);
-  if (exe.staged_ && exe.verdict_count_ > 0)
-    add_transfer(verdicts_node(exe.verdict_count_), reinterpret_cast<std::byte*>(exe.verdicts_),
-                 staging + exe.staging_.verdicts_offset);
+  void add_output_transfers() {
+    std::byte* const staging = exe.staging_block_.get();
+    for (const StagingPlan::Slot& slot : exe.staging_.outputs)
+      add_transfer(transfer_node(ops::to_host, graph, slot.value), address(slot.value), staging + slot.offset);
+    if (exe.staged_ && exe.verdict_count_ > 0)
+      add_transfer(verdicts_node(exe.verdict_count_), reinterpret_cast<std::byte*>(exe.verdicts_),
+                   staging + exe.staging_.verdicts_offset);
+  }
 
-  for (const Value& v : outputs) {
-    auto it = direct_index.find(v.ref());
-    if (exe.staged_)
-      exe.outputs_.push_back({v.ref(), -1, staging + exe.staging_.output(v.ref()).offset});
-    else
-      exe.outputs_.push_back(it != direct_index.end() ? Executable::Output{v.ref(), it->second, nullptr}
-                                                      : Executable::Output{v.ref(), -1, address(v.ref())});
-  }
-  exe.decide_capture(options);
-  return exe;
-}
-
-// Whether the step may be recorded, decided once: the backend must be able to record, every
-// kernel must be recordable (none waits for the device mid-run), and no kernel argument may
-// change between runs (direct outputs are re-pointed when the caller holds the last result).
-void Executable::decide_capture(const CompileOptions& options) {
-  if (!options.capture_graph) {
-    capture_status_ = "off (CompileOptions::capture_graph is false)";
-    return;
-  }
-  if (!backend_->supports_capture()) {
-    capture_status_ =
-        fmt::format("ignored: the {} backend cannot record runs; every run runs eagerly", backend_->name());
-    return;
-  }
-  if (!direct_outputs_.empty()) {
-    capture_status_ =
-        "refused: outputs are written into Tensors that a run may replace, which would move kernel arguments "
-        "between runs; every run runs eagerly";
-    return;
-  }
-  if (steps_.empty()) {
-    capture_status_ = "refused: there are no steps to record; every run only copies";
-    return;
-  }
-  for (const Step& step : steps_) {
-    const Node& node = *step.context.node;
-    std::string reason;
-    if (!backend_->can_capture(node.op->name, kernel_dtype(*graph_, node), reason)) {
-      capture_status_ =
-          fmt::format("refused: node '{}' ({}, built at {}) cannot be recorded: {}; every run runs eagerly", node.name,
-                      node.op->name, node.where.to_string(), reason);
-      return;
+  // Where run() finds each requested output: its direct Tensor, its staging slot, or its buffer.
+  void locate_outputs() {
+    std::byte* const staging = exe.staging_block_.get();
+    for (const Value& v : outputs) {
+      auto it = direct_index.find(v.ref());
+      if (exe.staged_)
+        exe.outputs_.push_back({v.ref(), -1, staging + exe.staging_.output(v.ref()).offset});
+      else
+        exe.outputs_.push_back(it != direct_index.end() ? Executable::Output{v.ref(), it->second, nullptr}
+                                                        : Executable::Output{v.ref(), -1, address(v.ref())});
     }
   }
-  capture_pending_ = true;
-  capture_status_ = "pending: the first run runs eagerly, then records its kernel launches";
-}
+};
 
-// Launches the recording, if there is one and it is still valid; false means "run eagerly".
-// A stale recording is dropped and made again after this run.
-bool Executable::replay_recording() {
-  if (!recorded_) return false;
-  std::string reason;
-  if (recorded_->replay(reason)) return true;
-  recorded_.reset();
-  capture_pending_ = true;
-  stale_reason_ = reason;
-  capture_status_ = fmt::format("pending: recording again after this run ({})", reason);
-  return false;
-}
-
-// Calls every kernel again with the backend recording instead of running, right after an
-// eager run: its results are already out, the scratch it needs is already allocated, and
-// nothing recorded runs now, so the arena is left as it is. The recording holds what an eager
-// run launches (run_steps): the verdicts' reset, then every step, transfers included. Any
-// failure leaves the step eager.
-void Executable::record_steps() {
-  capture_pending_ = false;
-  std::string reason;
-  if (!backend_->begin_capture(reason)) {
-    capture_status_ = fmt::format("abandoned: {}; every run runs eagerly", reason);
-    return;
-  }
-  try {
-    if (verdict_count_ > 0) backend_->clear_verdicts(verdicts_, verdict_count_);
-  } catch (const std::exception& e) {
-    backend_->discard_capture();
-    capture_status_ =
-        fmt::format("abandoned: recording the verdicts' reset failed: {}; every run runs eagerly", e.what());
-    return;
-  }
-  for (const Step& step : steps_) {
-    try {
-      step.kernel(step.context);
-    } catch (const std::exception& e) {
-      backend_->discard_capture();
-      const Node& node = *step.context.node;
-      capture_status_ =
-          fmt::format("abandoned: recording node '{}' ({}, built at {}) failed: {}; every run runs eagerly", node.name,
-                      node.op->name, node.where.to_string(), e.what());
-      return;
-    }
-  }
-  recorded_ = backend_->end_capture(reason);
-  if (!recorded_) {
-    capture_status_ = fmt::format("abandoned: {}; every run runs eagerly", reason);
-    return;
-  }
-  capture_status_ = fmt::format("recorded: {} steps, replayed with one launch per run", steps_.size());
-  if (!stale_reason_.empty()) capture_status_ += fmt::format(" (recorded again: {})", stale_reason_);
+Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_ptr<Backend> backend,
+                   const CompileOptions& options) {
+  check_compile_arguments(graph, outputs, backend.get(), options);
+  ExecutableLowering lowering(graph, outputs, std::move(backend), options);
+  lowering.plan(options);              // what runs, in which order, in which buffers
+  lowering.allocate_arena();           // the buffers and the verdicts
+  lowering.allocate_staging();         // on a device: the host staging block
+  lowering.make_direct_outputs();      // on the CPU: the outputs' own Tensors
+  lowering.add_feed_transfers();       // on a device: staging → arena
+  lowering.add_kernel_steps();         // one step per computing node
+  lowering.add_output_transfers();     // on a device: arena → staging, then the verdicts
+  lowering.locate_outputs();           // where run() finds each output
+  lowering.exe.decide_capture(options);  // whether runs may be recorded (runtime/capture.cpp)
+  return std::move(lowering.exe);
 }
 
 std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location where) {
@@ -431,27 +375,60 @@ std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location whe
 }
 
 std::vector<Tensor> Executable::run_alone(const Feeds& feeds, const SourceLoc& call) {
-  // Check every feed before touching the arena, so a bad call changes nothing.
+  const std::vector<const Tensor*> fed = check_feeds(feeds, call);  // before touching the arena
+  renew_held_outputs();
+  copy_feeds_in(fed);
+  const bool replayed = launch();
+  std::vector<Tensor> results = collect_outputs();
+  if (capture_pending_ && !profiling_ && !replayed) record_steps();
+  return results;
+}
+
+namespace {
+
+// Rejects a feed that names no placeholder of `graph`, or holds a tensor of another type.
+const Node& check_feed(const Graph& graph, const Value& value, const Tensor& tensor, const SourceLoc& call) {
+  if (!value.defined()) throw Error("run: a feed names an undefined Value", "run", "", call);
+  if (!value.graph().contains(value.ref()))
+    throw Error(fmt::format("run: a feed names %{}.{}, which is no node output of graph '{}' (a Value made from a "
+                            "raw ValueRef)",
+                            value.ref().node, value.ref().output, value.graph().name()),
+                "run", "", call);
+  const Node& node = value.node();
+  if (&value.graph() != &graph || node.op != &placeholder_op)
+    throw Error(fmt::format("'{}' is not a placeholder of graph '{}' (it is a {} node)", node.name, graph.name(),
+                            node.op->name),
+                "run", node.name, call);
+  const TensorType& want = node.outputs[0];
+  if (!tensor.defined() || tensor.dtype() != want.dtype || tensor.shape() != want.shape)
+    throw Error(fmt::format("placeholder '{}' (built at {}) expects {}, but was fed {}", node.name,
+                            node.where.to_string(), want.to_string(),
+                            tensor.defined() ? TensorType{tensor.dtype(), tensor.shape()}.to_string()
+                                             : std::string("an undefined tensor")),
+                "run", node.name, call);
+  return node;
+}
+
+// Rejects a floating feed holding a NaN or an infinity, naming the first one.
+void check_finite_feed(const Node& node, const Tensor& tensor, const SourceLoc& call) {
+  if (!is_floating(tensor.dtype())) return;
+  const std::int64_t bad = first_non_finite(tensor);
+  if (bad >= 0)
+    throw Error(fmt::format("placeholder '{}' was fed {} at element {} (index {} of {}); the batch is "
+                            "corrupt or a preprocessing step overflowed",
+                            node.name, describe_value(tensor.at(bad)), bad, index_string(tensor.shape(), bad),
+                            node.outputs[0].to_string()),
+                "run", node.name, call);
+}
+
+}  // namespace
+
+// Every feed checked, then matched with its slot: fed[i] is the tensor for feed_slots_[i].
+// A bad call throws here, having changed nothing.
+std::vector<const Tensor*> Executable::check_feeds(const Feeds& feeds, const SourceLoc& call) const {
   std::vector<const Tensor*> fed(feed_slots_.size(), nullptr);
   for (const auto& [value, tensor] : feeds) {
-    if (!value.defined()) throw Error("run: a feed names an undefined Value", "run", "", call);
-    if (!value.graph().contains(value.ref()))
-      throw Error(fmt::format("run: a feed names %{}.{}, which is no node output of graph '{}' (a Value made from a "
-                              "raw ValueRef)",
-                              value.ref().node, value.ref().output, value.graph().name()),
-                  "run", "", call);
-    const Node& node = value.node();
-    if (&value.graph() != graph_ || node.op != &placeholder_op)
-      throw Error(fmt::format("'{}' is not a placeholder of graph '{}' (it is a {} node)", node.name, graph_->name(),
-                              node.op->name),
-                  "run", node.name, call);
-    const TensorType& want = node.outputs[0];
-    if (!tensor.defined() || tensor.dtype() != want.dtype || tensor.shape() != want.shape)
-      throw Error(fmt::format("placeholder '{}' (built at {}) expects {}, but was fed {}", node.name,
-                              node.where.to_string(), want.to_string(),
-                              tensor.defined() ? TensorType{tensor.dtype(), tensor.shape()}.to_string()
-                                               : std::string("an undefined tensor")),
-                  "run", node.name, call);
+    const Node& node = check_feed(*graph_, value, tensor, call);
     // A placeholder of this graph that the compiled outputs do not need is checked and then
     // ignored, so one set of feeds can serve several executables (train and eval).
     auto slot =
@@ -460,15 +437,7 @@ std::vector<Tensor> Executable::run_alone(const Feeds& feeds, const SourceLoc& c
     const auto index = static_cast<std::size_t>(slot - feed_slots_.begin());
     if (fed[index]) throw Error(fmt::format("placeholder '{}' is fed twice", node.name), "run", node.name, call);
     fed[index] = &tensor;
-    if (check_finite_feeds_ && is_floating(tensor.dtype())) {
-      const std::int64_t bad = first_non_finite(tensor);
-      if (bad >= 0)
-        throw Error(fmt::format("placeholder '{}' was fed {} at element {} (index {} of {}); the batch is "
-                                "corrupt or a preprocessing step overflowed",
-                                node.name, describe_value(tensor.at(bad)), bad, index_string(tensor.shape(), bad),
-                                want.to_string()),
-                    "run", node.name, call);
-    }
+    if (check_finite_feeds_) check_finite_feed(node, tensor, call);
   }
   for (std::size_t i = 0; i < feed_slots_.size(); ++i) {
     if (!fed[i]) {
@@ -478,25 +447,37 @@ std::vector<Tensor> Executable::run_alone(const Feeds& feeds, const SourceLoc& c
                   "run", node.name, call);
     }
   }
+  return fed;
+}
 
-  // An output Tensor the caller still holds from an earlier run is left alone: this run
-  // writes a fresh one.
+// An output Tensor the caller still holds from an earlier run is left alone: this run writes
+// a fresh one.
+void Executable::renew_held_outputs() {
   for (DirectOutput& out : direct_outputs_) {
     if (out.tensor.is_unique()) continue;
     out.tensor = Tensor::empty(out.tensor.dtype(), out.tensor.shape());
     for (std::byte** site : out.sites) *site = out.tensor.raw();
   }
+}
+
+// On a device the feeds go into host staging, and the to_device steps take them from there;
+// on the CPU straight into the arena.
+void Executable::copy_feeds_in(const std::vector<const Tensor*>& fed) {
   // A run that threw between launching and waiting may have left copies from staging pending.
   if (unfinished_run_) backend_->synchronize();
   unfinished_run_ = false;
-  // On a device the feeds go into host staging, and the to_device steps take them from there;
-  // on the CPU straight into the arena.
   for (std::size_t i = 0; i < feed_slots_.size(); ++i) {
     if (!staged_)
       backend_->copy_from_host(feed_slots_[i].second, fed[i]->raw(), fed[i]->nbytes());
     else if (fed[i]->nbytes() > 0)
       std::memcpy(feed_slots_[i].second, fed[i]->raw(), fed[i]->nbytes());
   }
+}
+
+// The steps: timed one by one, replayed from a recording, or launched eagerly; then the one
+// wait of a run on a device, after which the outputs and verdicts are in staging. True when
+// the run replayed a recording.
+bool Executable::launch() {
   unfinished_run_ = true;
   const bool replayed = !profiling_ && replay_recording();
   if (profiling_) {
@@ -504,11 +485,14 @@ std::vector<Tensor> Executable::run_alone(const Feeds& feeds, const SourceLoc& c
   } else if (!replayed) {
     run_steps();
   }
-  // The one wait of a run on a device: after it, the outputs and verdicts are in staging.
   backend_->synchronize();
   unfinished_run_ = false;
   raise_failed_verdict();
+  return replayed;
+}
 
+// The requested outputs, in order: a direct output's Tensor itself, anything else copied out.
+std::vector<Tensor> Executable::collect_outputs() const {
   std::vector<Tensor> results;
   results.reserve(outputs_.size());
   for (const Output& out : outputs_) {
@@ -524,7 +508,6 @@ std::vector<Tensor> Executable::run_alone(const Feeds& feeds, const SourceLoc& c
       std::memcpy(t.raw(), out.data, t.nbytes());
     results.push_back(std::move(t));
   }
-  if (capture_pending_ && !profiling_ && !replayed) record_steps();
   return results;
 }
 
@@ -544,65 +527,6 @@ void Executable::raise_failed_verdict() const {
     std::memcpy(&verdict, verdicts_read_ + index++ * sizeof(Verdict), sizeof(Verdict));
     if (verdict.failed()) step.context.fail(step.verdict_message(step.context, verdict));
   }
-}
-
-void Executable::run_profiled_steps() {
-  if (step_seconds_.size() != steps_.size()) step_seconds_.assign(steps_.size(), 0.0);
-  if (verdict_count_ > 0) backend_->clear_verdicts(verdicts_, verdict_count_);
-  backend_->synchronize();
-  for (std::size_t i = 0; i < steps_.size(); ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    steps_[i].kernel(steps_[i].context);
-    backend_->synchronize();
-    step_seconds_[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-  ++profiled_runs_;
-}
-
-void Executable::reset_profile() {
-  step_seconds_.assign(steps_.size(), 0.0);
-  profiled_runs_ = 0;
-}
-
-std::string Executable::profile_report(std::size_t top_nodes) const {
-  if (profiled_runs_ == 0) return "no profiled runs (call set_profiling(true), then run)\n";
-  const double runs = profiled_runs_;
-  double total = 0;
-  for (double s : step_seconds_) total += s;
-  struct OpTime {
-    std::string op;
-    std::size_t calls = 0;
-    double seconds = 0;
-  };
-  std::map<std::string, OpTime> by_op;
-  for (std::size_t i = 0; i < steps_.size(); ++i) {
-    OpTime& t = by_op[std::string(steps_[i].context.node->op->name)];
-    t.op = steps_[i].context.node->op->name;
-    t.calls += 1;
-    t.seconds += step_seconds_[i];
-  }
-  std::vector<OpTime> ops;
-  for (auto& [name, t] : by_op) ops.push_back(t);
-  std::ranges::sort(ops, [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
-
-  std::string s = fmt::format("profile of '{}' on {}: {:.3f} ms per run in its steps, {} runs, {} steps\n",
-                              graph_->name(), backend_->name(), 1e3 * total / runs, profiled_runs_, steps_.size());
-  s += fmt::format("  {:<26} {:>6} {:>11} {:>7}\n", "op", "nodes", "ms/run", "share");
-  for (const OpTime& t : ops)
-    s += fmt::format("  {:<26} {:>6} {:>11.3f} {:>6.1f}%\n", t.op, t.calls, 1e3 * t.seconds / runs,
-                     total > 0 ? 100.0 * t.seconds / total : 0.0);
-
-  std::vector<std::size_t> order(steps_.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::ranges::sort(order, [&](std::size_t a, std::size_t b) { return step_seconds_[a] > step_seconds_[b]; });
-  order.resize(std::min(top_nodes, order.size()));
-  if (!order.empty()) s += fmt::format("  the {} most expensive nodes:\n", order.size());
-  for (std::size_t i : order) {
-    const Node& n = *steps_[i].context.node;
-    s += fmt::format("  {:>9.3f} ms  {:<22} {:<24} {}  ({})\n", 1e3 * step_seconds_[i] / runs, n.op->name,
-                     format_types(n.outputs), n.name, n.where.to_string());
-  }
-  return s;
 }
 
 void Executable::pull_state() {

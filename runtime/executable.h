@@ -127,13 +127,22 @@ class Executable {
   const std::string& capture_status() const { return capture_status_; }
 
  private:
+  // A run, phase by phase (runtime/executable.cpp).
   std::vector<Tensor> run_alone(const Feeds& feeds, const SourceLoc& call);
+  std::vector<const Tensor*> check_feeds(const Feeds& feeds, const SourceLoc& call) const;
+  void renew_held_outputs();
+  void copy_feeds_in(const std::vector<const Tensor*>& fed);
+  bool launch();
   void run_steps();
-  void run_profiled_steps();
   void raise_failed_verdict() const;
+  std::vector<Tensor> collect_outputs() const;
+  // Profiled runs (runtime/profile.cpp).
+  void run_profiled_steps();
+  // Recording and replaying (runtime/capture.cpp).
   void decide_capture(const CompileOptions& options);
   bool replay_recording();
   void record_steps();
+  friend struct ExecutableLowering;  // compile()'s phases (runtime/executable.cpp)
   friend Executable compile(Graph&, const std::vector<Value>&, std::shared_ptr<Backend>, const CompileOptions&);
   Executable() = default;
 
