@@ -8,10 +8,10 @@
 #include <span>
 
 #include <fovea/core/philox.h>
-#include <fovea/ops/attention.h>
-#include <fovea/ops/fused_elementwise.h>
 #include <fovea/nn/layers.h>
 #include <fovea/nn/losses.h>
+#include <fovea/ops/attention.h>
+#include <fovea/ops/fused_elementwise.h>
 #include <fovea/ops/normalization.h>
 
 namespace fovea::testing {
@@ -192,7 +192,8 @@ Tensor softmax_backward_rows(const Tensor& y, const Tensor& dy, bool log_space) 
     }
     for (std::int64_t j = 0; j < r.n; ++j) {
       const double yi = y.at(row * r.n + j), gi = dy.at(row * r.n + j);
-      dx.data<double>()[static_cast<std::size_t>(row * r.n + j)] = log_space ? gi - std::exp(yi) * sum : yi * (gi - dot);
+      dx.data<double>()[static_cast<std::size_t>(row * r.n + j)] =
+          log_space ? gi - std::exp(yi) * sum : yi * (gi - dot);
     }
   }
   return dx;
@@ -285,8 +286,8 @@ Reference scatter_add_reference(int axis) {
     for (std::int64_t o = 0; o < t.outer; ++o)
       for (std::int64_t p = 0; p < m; ++p)
         for (std::int64_t j = 0; j < t.inner; ++j)
-          y.data<double>()[static_cast<std::size_t>((o * t.n + static_cast<std::int64_t>(in[1].at(p))) * t.inner + j)] +=
-              in[2].at((o * m + p) * t.inner + j);
+          y.data<double>()[static_cast<std::size_t>((o * t.n + static_cast<std::int64_t>(in[1].at(p))) * t.inner +
+                                                    j)] += in[2].at((o * m + p) * t.inner + j);
     return y;
   };
 }
@@ -322,7 +323,9 @@ Value joined(std::vector<Value> values) {
 }
 
 // A fixed i64 tensor.
-Tensor ids(std::initializer_list<std::int64_t> values, Shape shape) { return Tensor::from<std::int64_t>(values, shape); }
+Tensor ids(std::initializer_list<std::int64_t> values, Shape shape) {
+  return Tensor::from<std::int64_t>(values, shape);
+}
 
 // --- The cases, family by family ---------------------------------------------------------------
 
@@ -370,9 +373,8 @@ void add_elementwise_cases(std::vector<OpCase>& cases) {
     double low, high, low_b, high_b;
     bool differentiable;
   };
-  auto truncated_div = pointwise([](std::span<const double> x, bool integer) {
-    return integer ? std::trunc(x[0] / x[1]) : x[0] / x[1];
-  });
+  auto truncated_div = pointwise(
+      [](std::span<const double> x, bool integer) { return integer ? std::trunc(x[0] / x[1]) : x[0] / x[1]; });
   const std::vector<Binary> binaries = {
       {"add", &add, binary(std::plus<>()), kNumeric, -5, 5, -5, 5, true},
       {"sub", &sub, binary(std::minus<>()), kNumeric, -5, 5, -5, 5, true},
@@ -387,13 +389,14 @@ void add_elementwise_cases(std::vector<OpCase>& cases) {
   for (const Binary& b : binaries)
     for (const auto& [sa, sb] : shapes) {
       auto build = b.build;
-      cases.push_back({.op = b.op,
-                       .name = std::string(b.op) + " " + sa.to_string() + " " + sb.to_string(),
-                       .dtypes = b.dtypes,
-                       .inputs = {{sa, std::nullopt, b.low, b.high}, {sb, std::nullopt, b.low_b, b.high_b}},
-                       .build = [build](Graph&, const std::vector<Value>& x) { return build(x[0], x[1], Loc::current()); },
-                       .reference = b.reference,
-                       .differentiable = b.differentiable && sa.numel() > 0});
+      cases.push_back(
+          {.op = b.op,
+           .name = std::string(b.op) + " " + sa.to_string() + " " + sb.to_string(),
+           .dtypes = b.dtypes,
+           .inputs = {{sa, std::nullopt, b.low, b.high}, {sb, std::nullopt, b.low_b, b.high_b}},
+           .build = [build](Graph&, const std::vector<Value>& x) { return build(x[0], x[1], Loc::current()); },
+           .reference = b.reference,
+           .differentiable = b.differentiable && sa.numel() > 0});
     }
 
   // Comparisons and logic: integral inputs in a small range, so that ties happen.
@@ -415,12 +418,13 @@ void add_elementwise_cases(std::vector<OpCase>& cases) {
   };
   for (const Comparison& c : comparisons) {
     auto build = c.build;
-    cases.push_back({.op = c.op,
-                     .name = std::string(c.op) + " [3,1] [4]",
-                     .dtypes = c.dtypes,
-                     .inputs = {{{3, 1}, std::nullopt, -2, 2, {}, true}, {{4}, std::nullopt, -2, 2, {}, true}},
-                     .build = [build](Graph&, const std::vector<Value>& x) { return build(x[0], x[1], Loc::current()); },
-                     .reference = binary(c.f)});
+    cases.push_back(
+        {.op = c.op,
+         .name = std::string(c.op) + " [3,1] [4]",
+         .dtypes = c.dtypes,
+         .inputs = {{{3, 1}, std::nullopt, -2, 2, {}, true}, {{4}, std::nullopt, -2, 2, {}, true}},
+         .build = [build](Graph&, const std::vector<Value>& x) { return build(x[0], x[1], Loc::current()); },
+         .reference = binary(c.f)});
   }
 }
 
@@ -432,7 +436,10 @@ void add_reduce_cases(std::vector<OpCase>& cases) {
                    .name = "reduce_sum [2,3,4] axes {0,2}",
                    .dtypes = kNumeric,
                    .inputs = {{{2, 3, 4}, std::nullopt, -5, 5}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return reduce_sum(x[0], {0, -1}); },
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         return reduce_sum(x[0], {0, -1});
+                       },
                    .reference = reduction({0, 2}, false, 0, &plus),
                    .differentiable = true});
   cases.push_back({.op = "reduce_sum",
@@ -462,14 +469,23 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .name = "reshape [2,3,4] -> [4,-1]",
                    .dtypes = kAll,
                    .inputs = {{{2, 3, 4}, std::nullopt, -5, 5}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return reshape(x[0], {4, -1}); },
-                   .reference = [](const Inputs& in, const Value&) { return in[0].to(DType::f64).reshape({4, 6}); },
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         return reshape(x[0], {4, -1});
+                       },
+                   .reference =
+                       [](const Inputs& in, const Value&) {
+                         return in[0].to(DType::f64).reshape({4, 6});
+                       },
                    .differentiable = true});
   cases.push_back({.op = "permute",
                    .name = "permute [2,3,4] by {2,0,1}",
                    .dtypes = kAll,
                    .inputs = {{{2, 3, 4}, std::nullopt, -5, 5}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return permute(x[0], {2, 0, 1}); },
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         return permute(x[0], {2, 0, 1});
+                       },
                    .reference =
                        [](const Inputs& in, const Value&) {
                          return rearranged(in[0], {4, 2, 3}, [](const Index& i) { return Index{i[1], i[2], i[0]}; });
@@ -479,7 +495,10 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .name = "broadcast_to [3,1] -> [2,3,5]",
                    .dtypes = kAll,
                    .inputs = {{{3, 1}, std::nullopt, -5, 5}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return broadcast_to(x[0], {2, 3, 5}); },
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         return broadcast_to(x[0], {2, 3, 5});
+                       },
                    .reference =
                        [](const Inputs& in, const Value&) {
                          return rearranged(in[0], {2, 3, 5}, [](const Index& i) { return Index{i[1], 0}; });
@@ -509,7 +528,10 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .name = "concat [2,3] [0,3] [4,3] axis 0",
                    .dtypes = kAll,
                    .inputs = {{{2, 3}, std::nullopt, -5, 5}, {{0, 3}}, {{4, 3}, std::nullopt, -5, 5}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return concat({x[0], x[1], x[2]}, 0); },
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         return concat({x[0], x[1], x[2]}, 0);
+                       },
                    .reference =
                        [](const Inputs& in, const Value&) {
                          Tensor y = zeros64({6, 3});
@@ -522,7 +544,10 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .name = "concat [2,1] [2,3] axis 1",
                    .dtypes = kAll,
                    .inputs = {{{2, 1}, std::nullopt, -5, 5}, {{2, 3}, std::nullopt, -5, 5}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return concat({x[0], x[1]}, 1); },
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         return concat({x[0], x[1]}, 1);
+                       },
                    .reference =
                        [](const Inputs& in, const Value&) {
                          Tensor y = zeros64({2, 4});
@@ -547,14 +572,14 @@ void add_matmul_cases(std::vector<OpCase>& cases) {
                                   {{2, 0}, {0, 3}, false, false}};  // an empty sum: zeros
   for (const Mm& m : shapes) {
     const bool ta = m.ta, tb = m.tb;
-    cases.push_back({.op = "matmul",
-                     .name = "matmul " + m.a.to_string() + (ta ? "ᵀ" : "") + " " + m.b.to_string() + (tb ? "ᵀ" : ""),
-                     .dtypes = kFloats,
-                     .inputs = {{m.a}, {m.b}},
-                     .build = [=](Graph&, const std::vector<Value>& x) { return matmul(x[0], x[1], ta, tb); },
-                     .reference = [=](const Inputs& in,
-                                      const Value&) { return matmul_reference(in[0], in[1], ta, tb); },
-                     .differentiable = m.a.numel() > 0});
+    cases.push_back(
+        {.op = "matmul",
+         .name = "matmul " + m.a.to_string() + (ta ? "ᵀ" : "") + " " + m.b.to_string() + (tb ? "ᵀ" : ""),
+         .dtypes = kFloats,
+         .inputs = {{m.a}, {m.b}},
+         .build = [=](Graph&, const std::vector<Value>& x) { return matmul(x[0], x[1], ta, tb); },
+         .reference = [=](const Inputs& in, const Value&) { return matmul_reference(in[0], in[1], ta, tb); },
+         .differentiable = m.a.numel() > 0});
   }
 }
 
@@ -585,9 +610,7 @@ void add_indexing_cases(std::vector<OpCase>& cases) {
   cases.push_back({.op = "scatter_add",
                    .name = "scatter_add into [2,4] axis 1 with i32 indices",
                    .dtypes = kFloats,
-                   .inputs = {{{2, 4}},
-                              {{3}, DType::i32, 0, 0, ids({3, 3, 0}, {3}).to(DType::i32)},
-                              {{2, 3}}},
+                   .inputs = {{{2, 4}}, {{3}, DType::i32, 0, 0, ids({3, 3, 0}, {3}).to(DType::i32)}, {{2, 3}}},
                    .build = [](Graph&, const std::vector<Value>& x) { return scatter_add(x[0], x[1], x[2], 1); },
                    .reference = scatter_add_reference(1),
                    .differentiable = true});
@@ -633,23 +656,25 @@ void add_creation_cases(std::vector<OpCase>& cases) {
                      .build = [to](Graph&, const std::vector<Value>& x) { return cast(x[0], to); },
                      .reference = unary(c.f)});
   }
-  cases.push_back({.op = "fill",
-                   .name = "fill [2,3] with 1 (full_like)",
-                   .dtypes = kAll,
-                   .inputs = {{{2, 3}}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return full_like(x[0], 1.0); },
-                   .reference = [](const Inputs& in, const Value&) { return Tensor::full(DType::f64, in[0].shape(), 1); }});
-  cases.push_back({.op = "iota",
-                   .name = "iota [3,4] along axis 1",
-                   .dtypes = kNumeric,
-                   .inputs = {{{3, 4}}},
-                   .build = [](Graph& g, const std::vector<Value>& x) { return iota(g, x[0].shape(), 1, x[0].dtype()); },
-                   .reference =
-                       [](const Inputs& in, const Value&) {
-                         Tensor y = zeros64(in[0].shape());
-                         for (std::int64_t i = 0; i < y.numel(); ++i) y.data<double>()[i] = static_cast<double>(i % 4);
-                         return y;
-                       }});
+  cases.push_back(
+      {.op = "fill",
+       .name = "fill [2,3] with 1 (full_like)",
+       .dtypes = kAll,
+       .inputs = {{{2, 3}}},
+       .build = [](Graph&, const std::vector<Value>& x) { return full_like(x[0], 1.0); },
+       .reference = [](const Inputs& in, const Value&) { return Tensor::full(DType::f64, in[0].shape(), 1); }});
+  cases.push_back(
+      {.op = "iota",
+       .name = "iota [3,4] along axis 1",
+       .dtypes = kNumeric,
+       .inputs = {{{3, 4}}},
+       .build = [](Graph& g, const std::vector<Value>& x) { return iota(g, x[0].shape(), 1, x[0].dtype()); },
+       .reference =
+           [](const Inputs& in, const Value&) {
+             Tensor y = zeros64(in[0].shape());
+             for (std::int64_t i = 0; i < y.numel(); ++i) y.data<double>()[i] = static_cast<double>(i % 4);
+             return y;
+           }});
   // The random ops draw element i from Philox at (graph seed, node stream, i).
   auto draws = [](bool normal) -> Reference {
     return [normal](const Inputs& in, const Value& out) {
@@ -658,26 +683,29 @@ void add_creation_cases(std::vector<OpCase>& cases) {
       Tensor y = zeros64(in[0].shape());
       for (std::int64_t i = 0; i < y.numel(); ++i) {
         const auto e = static_cast<std::uint64_t>(i);
-        y.data<double>()[i] = normal ? 1.5 + 0.5 * philox::normal(seed, stream, e) : -2 + 5 * philox::uniform(seed, stream, e);
+        y.data<double>()[i] =
+            normal ? 1.5 + 0.5 * philox::normal(seed, stream, e) : -2 + 5 * philox::uniform(seed, stream, e);
       }
       return y;
     };
   };
-  cases.push_back({.op = "random_uniform",
-                   .name = "random_uniform [3,5] in [-2,3)",
-                   .dtypes = kFloats,
-                   .inputs = {{{3, 5}}},
-                   .build = [](Graph& g,
-                               const std::vector<Value>& x) { return random_uniform(g, x[0].shape(), x[0].dtype(), -2, 3); },
-                   .reference = draws(false)});
-  cases.push_back({.op = "random_normal",
-                   .name = "random_normal [3,5] mean 1.5 stddev 0.5",
-                   .dtypes = kFloats,
-                   .inputs = {{{3, 5}}},
-                   .build = [](Graph& g,
-                               const std::vector<Value>& x) { return random_normal(g, x[0].shape(), x[0].dtype(), 1.5, 0.5); },
-                   .reference = draws(true),
-                   .f32 = {1e-5, 1e-5}});
+  cases.push_back(
+      {.op = "random_uniform",
+       .name = "random_uniform [3,5] in [-2,3)",
+       .dtypes = kFloats,
+       .inputs = {{{3, 5}}},
+       .build = [](Graph& g,
+                   const std::vector<Value>& x) { return random_uniform(g, x[0].shape(), x[0].dtype(), -2, 3); },
+       .reference = draws(false)});
+  cases.push_back(
+      {.op = "random_normal",
+       .name = "random_normal [3,5] mean 1.5 stddev 0.5",
+       .dtypes = kFloats,
+       .inputs = {{{3, 5}}},
+       .build = [](Graph& g,
+                   const std::vector<Value>& x) { return random_normal(g, x[0].shape(), x[0].dtype(), 1.5, 0.5); },
+       .reference = draws(true),
+       .f32 = {1e-5, 1e-5}});
   cases.push_back({.op = "stop_gradient",
                    .name = "stop_gradient [2,3] copies",
                    .dtypes = kAll,
@@ -703,19 +731,20 @@ void add_normalization_cases(std::vector<OpCase>& cases) {
                      .reference = [](const Inputs& in, const Value&) { return softmax_rows(in[0], true); },
                      .differentiable = true});
   }
-  cases.push_back({.op = "fused_softmax_backward",
-                   .name = "fused_softmax_backward [3,5]",
-                   .dtypes = kFloats,
-                   .inputs = {{{3, 5}, std::nullopt, 0, 1}, {{3, 5}}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return fused_softmax_backward(x[0], x[1]); },
-                   .reference = [](const Inputs& in,
-                                   const Value&) { return softmax_backward_rows(in[0], in[1], false); }});
-  cases.push_back({.op = "fused_log_softmax_backward",
-                   .name = "fused_log_softmax_backward [3,5]",
-                   .dtypes = kFloats,
-                   .inputs = {{{3, 5}, std::nullopt, -3, 0}, {{3, 5}}},
-                   .build = [](Graph&, const std::vector<Value>& x) { return fused_log_softmax_backward(x[0], x[1]); },
-                   .reference = [](const Inputs& in, const Value&) { return softmax_backward_rows(in[0], in[1], true); }});
+  cases.push_back(
+      {.op = "fused_softmax_backward",
+       .name = "fused_softmax_backward [3,5]",
+       .dtypes = kFloats,
+       .inputs = {{{3, 5}, std::nullopt, 0, 1}, {{3, 5}}},
+       .build = [](Graph&, const std::vector<Value>& x) { return fused_softmax_backward(x[0], x[1]); },
+       .reference = [](const Inputs& in, const Value&) { return softmax_backward_rows(in[0], in[1], false); }});
+  cases.push_back(
+      {.op = "fused_log_softmax_backward",
+       .name = "fused_log_softmax_backward [3,5]",
+       .dtypes = kFloats,
+       .inputs = {{{3, 5}, std::nullopt, -3, 0}, {{3, 5}}},
+       .build = [](Graph&, const std::vector<Value>& x) { return fused_log_softmax_backward(x[0], x[1]); },
+       .reference = [](const Inputs& in, const Value&) { return softmax_backward_rows(in[0], in[1], true); }});
 
   constexpr double eps = 1e-5;
   const std::vector<InputSpec> ln_inputs = {{{3, 4}, std::nullopt, -2, 2}, {{4}, std::nullopt, 0.5, 1.5}, {{4}}};
@@ -725,10 +754,11 @@ void add_normalization_cases(std::vector<OpCase>& cases) {
                      .name = std::string("fused_layer_norm [3,4] ") + outputs[which],
                      .dtypes = kFloats,
                      .inputs = ln_inputs,
-                     .build = [which](Graph&, const std::vector<Value>& x) {
-                       const FusedLayerNormOutputs o = fused_layer_norm(x[0], x[1], x[2], eps);
-                       return which == 0 ? o.y : which == 1 ? o.mean : o.rstd;
-                     },
+                     .build =
+                         [which](Graph&, const std::vector<Value>& x) {
+                           const FusedLayerNormOutputs o = fused_layer_norm(x[0], x[1], x[2], eps);
+                           return which == 0 ? o.y : which == 1 ? o.mean : o.rstd;
+                         },
                      .reference = layer_norm_reference(which, eps),
                      .differentiable = which == 0,
                      .f32 = {1e-4, 1e-5}});
@@ -737,15 +767,17 @@ void add_normalization_cases(std::vector<OpCase>& cases) {
                    .name = "fused_layer_norm_backward [3,4] against the unfused chain's gradients",
                    .dtypes = kFloats,
                    .inputs = {{{3, 4}, std::nullopt, -2, 2}, {{4}, std::nullopt, 0.5, 1.5}, {{4}}, {{3, 4}}},
-                   .build = [](Graph&, const std::vector<Value>& x) {
-                     const FusedLayerNormOutputs o = fused_layer_norm(x[0], x[1], x[2], eps);
-                     const FusedLayerNormGradients d = fused_layer_norm_backward(x[3], x[0], x[1], o.mean, o.rstd);
-                     return joined({d.dx, d.dgamma, d.dbeta});
-                   },
-                   .composition = [](Graph&, const std::vector<Value>& x) {
-                     const Value y = nn::layer_norm(x[0], x[1], x[2], eps);
-                     return joined(grad(reduce_sum(y * x[3]), {x[0], x[1], x[2]}));
-                   },
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         const FusedLayerNormOutputs o = fused_layer_norm(x[0], x[1], x[2], eps);
+                         const FusedLayerNormGradients d = fused_layer_norm_backward(x[3], x[0], x[1], o.mean, o.rstd);
+                         return joined({d.dx, d.dgamma, d.dbeta});
+                       },
+                   .composition =
+                       [](Graph&, const std::vector<Value>& x) {
+                         const Value y = nn::layer_norm(x[0], x[1], x[2], eps);
+                         return joined(grad(reduce_sum(y * x[3]), {x[0], x[1], x[2]}));
+                       },
                    .f32 = {1e-4, 1e-5},
                    .f64 = {1e-9, 1e-9}});
 
@@ -758,20 +790,22 @@ void add_normalization_cases(std::vector<OpCase>& cases) {
                                ", smoothing " + std::to_string(smoothing),
                        .dtypes = kFloats,
                        .inputs = {{{4, 5}, std::nullopt, -3, 3}, {{4}, DType::i64, 0, 0, targets}},
-                       .build = [=](Graph&, const std::vector<Value>& x) {
-                         const FusedCrossEntropyOutputs o = fused_softmax_cross_entropy(x[0], x[1], smoothing);
-                         return which == 0 ? o.loss : o.lse;
-                       },
+                       .build =
+                           [=](Graph&, const std::vector<Value>& x) {
+                             const FusedCrossEntropyOutputs o = fused_softmax_cross_entropy(x[0], x[1], smoothing);
+                             return which == 0 ? o.loss : o.lse;
+                           },
                        .reference = cross_entropy_reference(which, smoothing),
                        .differentiable = which == 0});
   cases.push_back({.op = "fused_softmax_cross_entropy_backward",
                    .name = "fused_softmax_cross_entropy_backward [4,5], smoothing 0.1",
                    .dtypes = kFloats,
                    .inputs = {{{4, 5}, std::nullopt, -3, 3}, {{4}, DType::i64, 0, 0, targets}, {{4}}},
-                   .build = [](Graph&, const std::vector<Value>& x) {
-                     const FusedCrossEntropyOutputs o = fused_softmax_cross_entropy(x[0], x[1], 0.1);
-                     return fused_softmax_cross_entropy_backward(x[0], x[1], o.lse, x[2], 0.1);
-                   },
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         const FusedCrossEntropyOutputs o = fused_softmax_cross_entropy(x[0], x[1], 0.1);
+                         return fused_softmax_cross_entropy_backward(x[0], x[1], o.lse, x[2], 0.1);
+                       },
                    .reference = cross_entropy_reference(2, 0.1)});
 }
 
@@ -787,14 +821,16 @@ void add_attention_cases(std::vector<OpCase>& cases) {
                                (which == 0 ? " o" : " lse") + " against the unfused chain",
                        .dtypes = kFloats,
                        .inputs = qkv,
-                       .build = [=](Graph& g, const std::vector<Value>& x) {
-                         const Value m = causal ? Value() : g.constant(mask.to(x[0].dtype()));
-                         const FusedAttentionOutputs o = fused_attention(x[0], x[1], x[2], m, scale, causal);
-                         return which == 0 ? o.output : o.lse;
-                       },
-                       .composition = [=](Graph&, const std::vector<Value>& x) {
-                         return attention_composition(x[0], x[1], x[2], mask, scale, which);
-                       },
+                       .build =
+                           [=](Graph& g, const std::vector<Value>& x) {
+                             const Value m = causal ? Value() : g.constant(mask.to(x[0].dtype()));
+                             const FusedAttentionOutputs o = fused_attention(x[0], x[1], x[2], m, scale, causal);
+                             return which == 0 ? o.output : o.lse;
+                           },
+                       .composition =
+                           [=](Graph&, const std::vector<Value>& x) {
+                             return attention_composition(x[0], x[1], x[2], mask, scale, which);
+                           },
                        .differentiable = which == 0,
                        .f32 = {1e-4, 1e-5},
                        .f64 = {1e-10, 1e-10}});
@@ -808,17 +844,19 @@ void add_attention_cases(std::vector<OpCase>& cases) {
                              " against the unfused chain's gradients",
                      .dtypes = kFloats,
                      .inputs = inputs,
-                     .build = [=](Graph& g, const std::vector<Value>& x) {
-                       const Value m = causal ? Value() : g.constant(mask.to(x[0].dtype()));
-                       const FusedAttentionOutputs o = fused_attention(x[0], x[1], x[2], m, scale, causal);
-                       const FusedAttentionGradients d =
-                           fused_attention_backward(x[0], x[1], x[2], m, o.output, o.lse, x[3], scale, causal);
-                       return joined({d.dq, d.dk, d.dv});
-                     },
-                     .composition = [=](Graph&, const std::vector<Value>& x) {
-                       const Value o = attention_composition(x[0], x[1], x[2], mask, scale, 0);
-                       return joined(grad(reduce_sum(o * x[3]), {x[0], x[1], x[2]}));
-                     },
+                     .build =
+                         [=](Graph& g, const std::vector<Value>& x) {
+                           const Value m = causal ? Value() : g.constant(mask.to(x[0].dtype()));
+                           const FusedAttentionOutputs o = fused_attention(x[0], x[1], x[2], m, scale, causal);
+                           const FusedAttentionGradients d =
+                               fused_attention_backward(x[0], x[1], x[2], m, o.output, o.lse, x[3], scale, causal);
+                           return joined({d.dq, d.dk, d.dv});
+                         },
+                     .composition =
+                         [=](Graph&, const std::vector<Value>& x) {
+                           const Value o = attention_composition(x[0], x[1], x[2], mask, scale, 0);
+                           return joined(grad(reduce_sum(o * x[3]), {x[0], x[1], x[2]}));
+                         },
                      .f32 = {1e-4, 1e-5},
                      .f64 = {1e-10, 1e-10}});
   }
@@ -826,25 +864,27 @@ void add_attention_cases(std::vector<OpCase>& cases) {
 
 void add_fused_elementwise_cases(std::vector<OpCase>& cases) {
   // out0 = tanh(in0 · 0.5) + in1, with in1 [4] broadcast against in0 [3,4].
-  cases.push_back({.op = "fused_elementwise",
-                   .name = "fused_elementwise tanh(x·0.5) + b, b broadcast",
-                   .dtypes = kFloats,
-                   .inputs = {{{3, 4}, std::nullopt, -2, 2}, {{4}}},
-                   .build = [](Graph& g, const std::vector<Value>& x) {
-                     fused::Program p;
-                     p.inputs = 2;
-                     p.immediates = {0.5};
-                     fused::Opcode mul_op{}, tanh_op{}, add_op{};
-                     REQUIRE(fused::opcode_of("mul", mul_op));
-                     REQUIRE(fused::opcode_of("tanh", tanh_op));
-                     REQUIRE(fused::opcode_of("add", add_op));
-                     p.code = {{mul_op, 0, 2}, {tanh_op, 3}, {add_op, 4, 1}};  // r3, r4, r5
-                     p.outputs = {5};
-                     p.output_is_bool = {false};
-                     p.shape = {3, 4};
-                     return fused_elementwise(g, x, p, x[0].dtype())[0];
-                   },
-                   .reference = pointwise([](std::span<const double> x, bool) { return std::tanh(x[0] * 0.5) + x[1]; })});
+  cases.push_back(
+      {.op = "fused_elementwise",
+       .name = "fused_elementwise tanh(x·0.5) + b, b broadcast",
+       .dtypes = kFloats,
+       .inputs = {{{3, 4}, std::nullopt, -2, 2}, {{4}}},
+       .build =
+           [](Graph& g, const std::vector<Value>& x) {
+             fused::Program p;
+             p.inputs = 2;
+             p.immediates = {0.5};
+             fused::Opcode mul_op{}, tanh_op{}, add_op{};
+             REQUIRE(fused::opcode_of("mul", mul_op));
+             REQUIRE(fused::opcode_of("tanh", tanh_op));
+             REQUIRE(fused::opcode_of("add", add_op));
+             p.code = {{mul_op, 0, 2}, {tanh_op, 3}, {add_op, 4, 1}};  // r3, r4, r5
+             p.outputs = {5};
+             p.output_is_bool = {false};
+             p.shape = {3, 4};
+             return fused_elementwise(g, x, p, x[0].dtype())[0];
+           },
+       .reference = pointwise([](std::span<const double> x, bool) { return std::tanh(x[0] * 0.5) + x[1]; })});
 }
 
 }  // namespace

@@ -48,12 +48,12 @@ struct OpCase {
   std::vector<DType> dtypes;
   std::vector<InputSpec> inputs;
   CaseBuilder build;
-  Reference reference = nullptr;        // either a plain reference ...
-  CaseBuilder composition = nullptr;    // ... or the same value built from other ops
-  bool differentiable = false;          // run the f64 gradient check on `build`
-  Tolerance f32 = {1e-5, 1e-6};         // reference check in f32
-  Tolerance f64 = {1e-12, 1e-12};       // reference check in f64 (integers and bool: exact)
-  double gradient_tolerance = 1e-6;     // gradcheck's tolerance
+  Reference reference = nullptr;      // either a plain reference ...
+  CaseBuilder composition = nullptr;  // ... or the same value built from other ops
+  bool differentiable = false;        // run the f64 gradient check on `build`
+  Tolerance f32 = {1e-5, 1e-6};       // reference check in f32
+  Tolerance f64 = {1e-12, 1e-12};     // reference check in f64 (integers and bool: exact)
+  double gradient_tolerance = 1e-6;   // gradcheck's tolerance
 };
 
 // Every case, in table order.

@@ -160,5 +160,6 @@ TEST_CASE("every op with a CPU kernel has a case or a documented exemption") {
     if (!covered.contains(op) && !exempt.contains(op)) missing << " " << op;
   CHECK_MESSAGE(missing.str().empty(), "ops with a CPU kernel but no case in tests/ops/op_cases.cpp:" << missing.str());
   for (const std::string& op : exempt) CHECK_MESSAGE(registered.contains(op), op << " is exempt but has no CPU kernel");
-  for (const std::string& op : covered) CHECK_MESSAGE(registered.contains(op), "a case covers " << op << ", which has no CPU kernel");
+  for (const std::string& op : covered)
+    CHECK_MESSAGE(registered.contains(op), "a case covers " << op << ", which has no CPU kernel");
 }
