@@ -61,7 +61,7 @@ Element element_of() {
 bool have_mma_gpu() {
   if (!fovea::testing::have_gpu()) return false;
   if (mma_attention_supports(Element::bf16, 64, 64)) return true;
-  MESSAGE("skipped: the GPU cannot run the mma.sync attention kernel (it needs compute capability 8.0)");
+  fovea::testing::skip_test_case("the GPU cannot run the mma.sync attention kernel (it needs compute capability 8.0)");
   return false;
 }
 
