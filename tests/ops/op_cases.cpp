@@ -13,6 +13,7 @@
 #include <fovea/ops/attention.h>
 #include <fovea/ops/fused_elementwise.h>
 #include <fovea/ops/normalization.h>
+#include <fovea/ops/state.h>
 
 namespace fovea::testing {
 namespace {
@@ -21,8 +22,13 @@ using Inputs = std::vector<Tensor>;
 using Index = std::vector<std::int64_t>;
 
 const std::vector<DType> kFloats = {DType::f32, DType::f64};
+// Fused attention also takes bf16 and f16 q, k, v (mixed precision), computing in f32.
+const std::vector<DType> kFloatsAndHalves = {DType::f32, DType::f64, DType::bf16, DType::f16};
 const std::vector<DType> kNumeric = {DType::f32, DType::f64, DType::i32, DType::i64};
 const std::vector<DType> kAll = {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean};
+// The shape ops also move bf16 and f16 elements (mixed precision).
+const std::vector<DType> kAllAndHalves = {DType::f32,     DType::f64,  DType::i32, DType::i64,
+                                          DType::boolean, DType::bf16, DType::f16};
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // --- Index arithmetic for the references -----------------------------------------------------
@@ -308,7 +314,12 @@ Tensor some_mask(std::int64_t tq, std::int64_t tk) {
   return m;
 }
 
-// softmax(scale·q·kᵀ + mask)·v (which 0) or the rows' log-sum-exp (which 1), from primitives.
+// x in f32 when it is bf16 or f16 (what fused attention computes in), x itself otherwise.
+Value wide(Value x) { return is_half(x.dtype()) ? cast(x, DType::f32) : x; }
+DType wide(DType t) { return is_half(t) ? DType::f32 : t; }
+
+// softmax(scale·q·kᵀ + mask)·v (which 0) or the rows' log-sum-exp (which 1), from primitives,
+// in q's dtype (q, k and v are f32 or f64 here).
 Value attention_composition(Value q, Value k, Value v, const Tensor& mask, double scale, int which) {
   Graph& g = q.graph();
   Value s = matmul(q, k, false, true) * scale + g.constant(mask.to(q.dtype()));
@@ -467,7 +478,7 @@ void add_reduce_cases(std::vector<OpCase>& cases) {
 void add_shape_cases(std::vector<OpCase>& cases) {
   cases.push_back({.op = "reshape",
                    .name = "reshape [2,3,4] -> [4,-1]",
-                   .dtypes = kAll,
+                   .dtypes = kAllAndHalves,
                    .inputs = {{{2, 3, 4}, std::nullopt, -5, 5}},
                    .build =
                        [](Graph&, const std::vector<Value>& x) {
@@ -480,7 +491,7 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .differentiable = true});
   cases.push_back({.op = "permute",
                    .name = "permute [2,3,4] by {2,0,1}",
-                   .dtypes = kAll,
+                   .dtypes = kAllAndHalves,
                    .inputs = {{{2, 3, 4}, std::nullopt, -5, 5}},
                    .build =
                        [](Graph&, const std::vector<Value>& x) {
@@ -493,7 +504,7 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .differentiable = true});
   cases.push_back({.op = "broadcast_to",
                    .name = "broadcast_to [3,1] -> [2,3,5]",
-                   .dtypes = kAll,
+                   .dtypes = kAllAndHalves,
                    .inputs = {{{3, 1}, std::nullopt, -5, 5}},
                    .build =
                        [](Graph&, const std::vector<Value>& x) {
@@ -506,7 +517,7 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .differentiable = true});
   cases.push_back({.op = "slice",
                    .name = "slice [7,5] axis 0, 1:6:2",
-                   .dtypes = kAll,
+                   .dtypes = kAllAndHalves,
                    .inputs = {{{7, 5}, std::nullopt, -5, 5}},
                    .build = [](Graph&, const std::vector<Value>& x) { return slice(x[0], 0, 1, 6, 2); },
                    .reference =
@@ -516,7 +527,7 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .differentiable = true});
   cases.push_back({.op = "slice",
                    .name = "slice [4,6] axis -1, -4:-1 (negative bounds)",
-                   .dtypes = kAll,
+                   .dtypes = kAllAndHalves,
                    .inputs = {{{4, 6}, std::nullopt, -5, 5}},
                    .build = [](Graph&, const std::vector<Value>& x) { return slice(x[0], -1, -4, -1); },
                    .reference =
@@ -526,7 +537,7 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .differentiable = true});
   cases.push_back({.op = "concat",
                    .name = "concat [2,3] [0,3] [4,3] axis 0",
-                   .dtypes = kAll,
+                   .dtypes = kAllAndHalves,
                    .inputs = {{{2, 3}, std::nullopt, -5, 5}, {{0, 3}}, {{4, 3}, std::nullopt, -5, 5}},
                    .build =
                        [](Graph&, const std::vector<Value>& x) {
@@ -542,7 +553,7 @@ void add_shape_cases(std::vector<OpCase>& cases) {
                    .differentiable = true});
   cases.push_back({.op = "concat",
                    .name = "concat [2,1] [2,3] axis 1",
-                   .dtypes = kAll,
+                   .dtypes = kAllAndHalves,
                    .inputs = {{{2, 1}, std::nullopt, -5, 5}, {{2, 3}, std::nullopt, -5, 5}},
                    .build =
                        [](Graph&, const std::vector<Value>& x) {
@@ -640,9 +651,13 @@ void add_creation_cases(std::vector<OpCase>& cases) {
   };
   const std::vector<Cast> casts = {
       {DType::i32, {DType::f32, DType::f64, DType::i64}, [](double x) { return std::trunc(x); }},
-      {DType::f64, {DType::f32, DType::i32, DType::i64, DType::boolean}, [](double x) { return x; }},
+      {DType::f64,
+       {DType::f32, DType::i32, DType::i64, DType::boolean, DType::bf16, DType::f16},
+       [](double x) { return x; }},
       {DType::boolean, {DType::f32, DType::f64, DType::i32, DType::i64}, [](double x) { return x != 0 ? 1.0 : 0.0; }},
-      {DType::f32, {DType::f64, DType::i32, DType::i64, DType::boolean}, [](double x) { return x; }},
+      {DType::f32,
+       {DType::f64, DType::i32, DType::i64, DType::boolean, DType::bf16, DType::f16},
+       [](double x) { return x; }},
       // Integers in [-4, 4) are exact in bf16 and f16: the reference needs no rounding rule.
       {DType::bf16, {DType::f32, DType::f64}, [](double x) { return x; }, true},
       {DType::f16, {DType::f32, DType::f64}, [](double x) { return x; }, true},
@@ -819,21 +834,22 @@ void add_attention_cases(std::vector<OpCase>& cases) {
       cases.push_back({.op = "fused_attention",
                        .name = std::string("fused_attention ") + (causal ? "causal" : "masked") +
                                (which == 0 ? " o" : " lse") + " against the unfused chain",
-                       .dtypes = kFloats,
+                       .dtypes = kFloatsAndHalves,
                        .inputs = qkv,
                        .build =
                            [=](Graph& g, const std::vector<Value>& x) {
-                             const Value m = causal ? Value() : g.constant(mask.to(x[0].dtype()));
+                             const Value m = causal ? Value() : g.constant(mask.to(wide(x[0].dtype())));
                              const FusedAttentionOutputs o = fused_attention(x[0], x[1], x[2], m, scale, causal);
                              return which == 0 ? o.output : o.lse;
                            },
                        .composition =
                            [=](Graph&, const std::vector<Value>& x) {
-                             return attention_composition(x[0], x[1], x[2], mask, scale, which);
+                             return attention_composition(wide(x[0]), wide(x[1]), wide(x[2]), mask, scale, which);
                            },
                        .differentiable = which == 0,
                        .f32 = {1e-4, 1e-5},
-                       .f64 = {1e-10, 1e-10}});
+                       .f64 = {1e-10, 1e-10},
+                       .half = {2e-2, 2e-2}});
     }
   for (bool causal : {false, true}) {
     const Tensor mask = causal ? causal_mask(3, 5) : some_mask(3, 5);
@@ -842,11 +858,11 @@ void add_attention_cases(std::vector<OpCase>& cases) {
     cases.push_back({.op = "fused_attention_backward",
                      .name = std::string("fused_attention_backward ") + (causal ? "causal" : "masked") +
                              " against the unfused chain's gradients",
-                     .dtypes = kFloats,
+                     .dtypes = kFloatsAndHalves,
                      .inputs = inputs,
                      .build =
                          [=](Graph& g, const std::vector<Value>& x) {
-                           const Value m = causal ? Value() : g.constant(mask.to(x[0].dtype()));
+                           const Value m = causal ? Value() : g.constant(mask.to(wide(x[0].dtype())));
                            const FusedAttentionOutputs o = fused_attention(x[0], x[1], x[2], m, scale, causal);
                            const FusedAttentionGradients d =
                                fused_attention_backward(x[0], x[1], x[2], m, o.output, o.lse, x[3], scale, causal);
@@ -854,11 +870,13 @@ void add_attention_cases(std::vector<OpCase>& cases) {
                          },
                      .composition =
                          [=](Graph&, const std::vector<Value>& x) {
-                           const Value o = attention_composition(x[0], x[1], x[2], mask, scale, 0);
-                           return joined(grad(reduce_sum(o * x[3]), {x[0], x[1], x[2]}));
+                           const Value q = wide(x[0]), k = wide(x[1]), v = wide(x[2]);
+                           const Value o = attention_composition(q, k, v, mask, scale, 0);
+                           return joined(grad(reduce_sum(o * wide(x[3])), {q, k, v}));
                          },
                      .f32 = {1e-4, 1e-5},
-                     .f64 = {1e-10, 1e-10}});
+                     .f64 = {1e-10, 1e-10},
+                     .half = {3e-2, 3e-2}});
   }
 }
 
@@ -887,6 +905,41 @@ void add_fused_elementwise_cases(std::vector<OpCase>& cases) {
        .reference = pointwise([](std::span<const double> x, bool) { return std::tanh(x[0] * 0.5) + x[1]; })});
 }
 
+// A program whose output is a comparison, stored as bool: out0 = less(in0, in1).
+void add_fused_comparison_case(std::vector<OpCase>& cases) {
+  cases.push_back({.op = "fused_elementwise",
+                   .name = "fused_elementwise x < y stored as bool",
+                   .dtypes = kFloats,
+                   .inputs = {{{2, 3}, std::nullopt, -2, 2, {}, true}, {{3}, std::nullopt, -2, 2, {}, true}},
+                   .build =
+                       [](Graph& g, const std::vector<Value>& x) {
+                         fused::Program p;
+                         p.inputs = 2;
+                         fused::Opcode less_op{};
+                         REQUIRE(fused::opcode_of("less", less_op));
+                         p.code = {{less_op, 0, 1}};  // r2
+                         p.outputs = {2};
+                         p.output_is_bool = {true};
+                         p.shape = {2, 3};
+                         return fused_elementwise(g, x, p, x[0].dtype())[0];
+                       },
+                   .reference = binary([](double a, double b) { return a < b; })});
+}
+
+void add_state_cases(std::vector<OpCase>& cases) {
+  // assign writes its value into a state (initially zeros); the case reads the state back.
+  cases.push_back({.op = "assign",
+                   .name = "assign [2,3] into a state",
+                   .dtypes = kAll,
+                   .inputs = {{{2, 3}, std::nullopt, -5, 5}},
+                   .build =
+                       [](Graph& g, const std::vector<Value>& x) {
+                         return assign(g.state("target", x[0].dtype(), x[0].shape(), init::zeros()), x[0]);
+                       },
+                   .reference = [](const Inputs& in, const Value&) { return in[0].to(DType::f64); },
+                   .update = true});
+}
+
 }  // namespace
 
 const std::vector<OpCase>& op_cases() {
@@ -901,18 +954,17 @@ const std::vector<OpCase>& op_cases() {
     add_normalization_cases(all);
     add_attention_cases(all);
     add_fused_elementwise_cases(all);
+    add_fused_comparison_case(all);
+    add_state_cases(all);
     return all;
   }();
   return cases;
 }
 
 const std::vector<Exemption>& op_case_exemptions() {
-  static const std::vector<Exemption> exemptions = {
-      // assign writes a persistent buffer and is compiled as an update (CompileOptions::updates),
-      // never as an output a case could compare. Tested by the optimizers' updates
-      // (tests/nn/optim_test.cpp) and on the GPU by tests/backends/cuda_test.cpp.
-      {"assign", "a side effect compiled through CompileOptions::updates; tested in tests/nn/optim_test.cpp"},
-  };
+  // None today. An op that cannot be a case (one a backend adds by itself, say) goes here with
+  // why, and where it is tested instead: {"op", "reason; tested in tests/..."}.
+  static const std::vector<Exemption> exemptions = {};
   return exemptions;
 }
 

@@ -53,7 +53,11 @@ struct OpCase {
   bool differentiable = false;        // run the f64 gradient check on `build`
   Tolerance f32 = {1e-5, 1e-6};       // reference check in f32
   Tolerance f64 = {1e-12, 1e-12};     // reference check in f64 (integers and bool: exact)
+  Tolerance half = {0, 0};            // reference check of bf16 and f16 outputs (exact: copies)
   double gradient_tolerance = 1e-6;   // gradcheck's tolerance
+  // The built value is an assign (ops/state.h): it runs as an update (CompileOptions::updates),
+  // and what is checked is its target's buffer after the run.
+  bool update = false;
 };
 
 // Every case, in table order.

@@ -29,7 +29,8 @@ std::string label(const OpCase& c, DType dtype) { return c.name + " in " + std::
 Tolerance tolerance_for(const OpCase& c, DType output_dtype) {
   if (output_dtype == DType::f64) return c.f64;
   if (output_dtype == DType::f32) return c.f32;
-  return {};  // integers, bool, and halves holding small integers: exact
+  if (is_half(output_dtype)) return c.half;
+  return {};  // integers and bool: exact
 }
 
 // Compares values (as doubles) and shapes; reports the first difference and returns false.
@@ -70,6 +71,17 @@ void build_case(BuiltCase& b, const OpCase& c, DType dtype) {
   b.output = c.build(b.graph, b.inputs);
 }
 
+// Runs `outputs` of the built case on `backend`. An update case runs its assign as an update
+// and gives its target's value after the run.
+std::vector<Tensor> run_case(BuiltCase& b, const OpCase& c, const std::vector<Value>& outputs,
+                             const std::shared_ptr<Backend>& backend) {
+  if (!c.update) return compile(b.graph, outputs, backend, {.check_finite_feeds = false}).run(b.feeds());
+  Executable exe = compile(b.graph, {}, backend, {.updates = {b.output}, .check_finite_feeds = false});
+  exe.run(b.feeds());
+  exe.pull_state();
+  return {b.graph.parameter_value(b.output.node().inputs[0]).clone()};
+}
+
 // (a) The case against its plain reference (or its composition), in one dtype.
 void check_against_reference(const OpCase& c, DType dtype) {
   const std::string what = label(c, dtype);
@@ -81,7 +93,7 @@ void check_against_reference(const OpCase& c, DType dtype) {
   }
   std::vector<Value> outputs = {b.output};
   if (c.composition) outputs.push_back(c.composition(b.graph, b.inputs));
-  const std::vector<Tensor> got = run(b.graph, outputs, b.feeds());
+  const std::vector<Tensor> got = run_case(b, c, outputs, cpu());
   const Tensor expected = c.composition ? got[1] : c.reference(b.values, b.output);
   same_values(what, got[0], expected, tolerance_for(c, got[0].dtype()));
 }
@@ -134,9 +146,8 @@ TEST_CASE("every op case gives the CPU's numbers on the GPU" * doctest::test_sui
     const std::string what = label(c, dtype);
     BuiltCase b;
     build_case(b, c, dtype);
-    const Tensor on_cpu = run(b.graph, {b.output}, b.feeds())[0];
-    Executable gpu = compile(b.graph, {b.output}, cuda(), {.check_finite_feeds = false});
-    const Tensor on_gpu = gpu.run(b.feeds())[0];
+    const Tensor on_cpu = run_case(b, c, {b.output}, cpu())[0];
+    const Tensor on_gpu = run_case(b, c, {b.output}, cuda())[0];
     Tolerance tol = tolerance_for(c, on_cpu.dtype());
     tol.rtol *= 10;  // other summation orders, fused multiply-adds, fast math
     tol.atol *= 10;
@@ -162,4 +173,21 @@ TEST_CASE("every op with a CPU kernel has a case or a documented exemption") {
   for (const std::string& op : exempt) CHECK_MESSAGE(registered.contains(op), op << " is exempt but has no CPU kernel");
   for (const std::string& op : covered)
     CHECK_MESSAGE(registered.contains(op), "a case covers " << op << ", which has no CPU kernel");
+}
+
+TEST_CASE("every CPU kernel, op and dtype, is run by some op case") {
+  // The kernel each node of a case's op is looked up with, over every case and dtype.
+  std::set<std::pair<std::string, DType>> reached;
+  for_every_case([&](const OpCase& c, DType dtype) {
+    BuiltCase b;
+    build_case(b, c, dtype);
+    for (std::uint32_t i = 0; i < b.graph.size(); ++i)
+      if (b.graph.node(i).op_name() == c.op) reached.insert({c.op, kernel_dtype(b.graph, b.graph.node(i))});
+  });
+  std::set<std::string> exempt;
+  for (const Exemption& e : op_case_exemptions()) exempt.insert(std::string(e.op));
+  std::ostringstream missing;
+  for (const auto& [op, dtype] : cpu()->kernels().keys())
+    if (!exempt.contains(op) && !reached.contains({op, dtype})) missing << " " << op << "/" << dtype_name(dtype);
+  CHECK_MESSAGE(missing.str().empty(), "CPU kernels no op case runs (add the dtype to a case):" << missing.str());
 }
