@@ -72,14 +72,17 @@ void build_case(BuiltCase& b, const OpCase& c, DType dtype) {
 }
 
 // Runs `outputs` of the built case on `backend`. An update case runs its assign as an update
-// and gives its target's value after the run.
+// and gives its target's value after the run; the target is zeroed first, so that a run that
+// writes nothing cannot pass on what an earlier run (on another backend) left there.
 std::vector<Tensor> run_case(BuiltCase& b, const OpCase& c, const std::vector<Value>& outputs,
                              const std::shared_ptr<Backend>& backend) {
   if (!c.update) return compile(b.graph, outputs, backend, {.check_finite_feeds = false}).run(b.feeds());
+  Tensor& target = b.graph.parameter_value(b.graph.value(b.output.node().inputs[0]));
+  std::fill(target.raw(), target.raw() + target.nbytes(), std::byte{0});
   Executable exe = compile(b.graph, {}, backend, {.updates = {b.output}, .check_finite_feeds = false});
   exe.run(b.feeds());
   exe.pull_state();
-  return {b.graph.parameter_value(b.output.node().inputs[0]).clone()};
+  return {target.clone()};
 }
 
 // (a) The case against its plain reference (or its composition), in one dtype.
