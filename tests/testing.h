@@ -76,7 +76,9 @@ std::string error_of(F&& build) {
 inline Tensor run1(Graph& g, Value output, const Feeds& feeds = {}) { return run(g, {output}, feeds)[0]; }
 
 // Whether a GPU is there for the CUDA tests; if not, skips the running test case saying why
-// (tests/skip.h: CTest reports it as skipped), and the test returns early.
+// (tests/skip.h: CTest reports it as skipped), and the test returns early. Tests that need a GPU
+// also join the test suite "gpu" (TEST_CASE("..." * doctest::test_suite("gpu"))), so that
+// `fovea_tests -ts=gpu` runs just them on a machine that has one.
 inline bool have_gpu() {
   std::string reason;
   if (cuda_available(&reason)) return true;
