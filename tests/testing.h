@@ -10,6 +10,8 @@
 
 #include <fovea/fovea.h>
 
+#include "skip.h"
+
 namespace fovea::testing {
 
 // A tensor of `dtype` filled with uniform numbers in [low, high) (integers: rounded down),
@@ -73,12 +75,14 @@ std::string error_of(F&& build) {
 // Runs and returns the single output.
 inline Tensor run1(Graph& g, Value output, const Feeds& feeds = {}) { return run(g, {output}, feeds)[0]; }
 
-// Whether a GPU is there for the CUDA tests; if not, says why (once per test case that asks),
-// and the test returns early and passes.
+// Whether a GPU is there for the CUDA tests; if not, skips the running test case saying why
+// (tests/skip.h: CTest reports it as skipped), and the test returns early. Tests that need a GPU
+// also join the test suite "gpu" (TEST_CASE("..." * doctest::test_suite("gpu"))), so that
+// `fovea_tests -ts=gpu` runs just them on a machine that has one.
 inline bool have_gpu() {
   std::string reason;
   if (cuda_available(&reason)) return true;
-  MESSAGE("skipped: " << reason);
+  skip_test_case(reason);
   return false;
 }
 

@@ -50,7 +50,8 @@ Shape with(std::vector<std::int64_t> dims, std::int64_t rows, std::int64_t cols)
   return Shape(dims);
 }
 
-TEST_CASE("fused_attention with dropout gives the CPU's o, lse and gradients on the GPU, f32 and f64") {
+TEST_CASE("fused_attention with dropout gives the CPU's o, lse and gradients on the GPU, f32 and f64" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const std::vector<Case> cases = {
       {{2, 3}, 65, 130, 16, 8, false, {}, 0.1, true},
@@ -93,12 +94,14 @@ TEST_CASE("fused_attention with dropout gives the CPU's o, lse and gradients on 
     }
 }
 
-TEST_CASE("the GPU's fused dropout keeps exactly the probabilities random_uniform's numbers keep") {
+TEST_CASE("the GPU's fused dropout keeps exactly the probabilities random_uniform's numbers keep" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   testing::check_dropout_keeps_random_uniform_bits(cuda(0));
 }
 
-TEST_CASE("a fused GPT with attention dropout in training mode gives the CPU's loss and gradients on the GPU") {
+TEST_CASE("a fused GPT with attention dropout in training mode gives the CPU's loss and gradients on the GPU" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType t : {f32, f64}) {
     CAPTURE(dtype_name(t));

@@ -61,7 +61,7 @@ Element element_of() {
 bool have_mma_gpu() {
   if (!fovea::testing::have_gpu()) return false;
   if (mma_attention_supports(Element::bf16, 64, 64)) return true;
-  MESSAGE("skipped: the GPU cannot run the mma.sync attention kernel (it needs compute capability 8.0)");
+  fovea::testing::skip_test_case("the GPU cannot run the mma.sync attention kernel (it needs compute capability 8.0)");
   return false;
 }
 
@@ -438,12 +438,14 @@ TEST_CASE("mma attention refuses the types, head dims and alignments it has no k
       launch_attention_forward_mma(Element::bf16, shape, bytes, bytes, bytes, nullptr, bytes, nullptr, nullptr));
 }
 
-TEST_CASE("mma attention matches an f64 reference on every size without mask or causality") {
+TEST_CASE("mma attention matches an f64 reference on every size without mask or causality" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   check_all_sizes([](std::int64_t d, std::int64_t tq, std::int64_t tk, int) { return Case{d, tq, tk}; }, 100);
 }
 
-TEST_CASE("mma attention matches an f64 reference with bottom-right causality on every size") {
+TEST_CASE("mma attention matches an f64 reference with bottom-right causality on every size" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   check_all_sizes(
       [](std::int64_t d, std::int64_t tq, std::int64_t tk, int) {
@@ -452,7 +454,8 @@ TEST_CASE("mma attention matches an f64 reference with bottom-right causality on
       200);
 }
 
-TEST_CASE("mma attention adds an f32 mask with -inf entries and gives a fully masked row o = 0, lse = -inf") {
+TEST_CASE("mma attention adds an f32 mask with -inf entries and gives a fully masked row o = 0, lse = -inf" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   check_all_sizes(
       [](std::int64_t d, std::int64_t tq, std::int64_t tk, int index) {
@@ -461,7 +464,8 @@ TEST_CASE("mma attention adds an f32 mask with -inf entries and gives a fully ma
       300);
 }
 
-TEST_CASE("mma attention with dropout p = 0.2 and a step draws the keep bits of the other kernels") {
+TEST_CASE("mma attention with dropout p = 0.2 and a step draws the keep bits of the other kernels" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   check_all_sizes(
       [](std::int64_t d, std::int64_t tq, std::int64_t tk, int index) {
@@ -470,7 +474,8 @@ TEST_CASE("mma attention with dropout p = 0.2 and a step draws the keep bits of 
       400);
 }
 
-TEST_CASE("mma attention with no keys gives o = 0 and lse = -inf, and with no queries launches nothing") {
+TEST_CASE("mma attention with no keys gives o = 0 and lse = -inf, and with no queries launches nothing" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   for (std::int64_t d : {64, 128}) {
     check_case<__nv_bfloat16>(Case{d, 5, 0}, 500);
@@ -519,12 +524,14 @@ TEST_CASE("mma attention backward asks for scratch for an f32 dq and two f32 val
   CHECK(mma_attention_backward_scratch_bytes(shape) == 0);
 }
 
-TEST_CASE("mma attention backward matches an f64 reference on every size without mask or causality") {
+TEST_CASE("mma attention backward matches an f64 reference on every size without mask or causality" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   check_all_backward_sizes([](std::int64_t d, std::int64_t tq, std::int64_t tk, int) { return Case{d, tq, tk}; }, 600);
 }
 
-TEST_CASE("mma attention backward matches an f64 reference with bottom-right causality on every size") {
+TEST_CASE("mma attention backward matches an f64 reference with bottom-right causality on every size" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   check_all_backward_sizes(
       [](std::int64_t d, std::int64_t tq, std::int64_t tk, int) {
@@ -533,7 +540,8 @@ TEST_CASE("mma attention backward matches an f64 reference with bottom-right cau
       700);
 }
 
-TEST_CASE("mma attention backward with an f32 mask with -inf entries gives a fully masked row dq = 0") {
+TEST_CASE("mma attention backward with an f32 mask with -inf entries gives a fully masked row dq = 0" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   check_all_backward_sizes(
       [](std::int64_t d, std::int64_t tq, std::int64_t tk, int index) {
@@ -542,7 +550,8 @@ TEST_CASE("mma attention backward with an f32 mask with -inf entries gives a ful
       800);
 }
 
-TEST_CASE("mma attention backward with dropout p = 0.2 and a step draws the forward's keep bits") {
+TEST_CASE("mma attention backward with dropout p = 0.2 and a step draws the forward's keep bits" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   check_all_backward_sizes(
       [](std::int64_t d, std::int64_t tq, std::int64_t tk, int index) {
@@ -551,7 +560,8 @@ TEST_CASE("mma attention backward with dropout p = 0.2 and a step draws the forw
       900);
 }
 
-TEST_CASE("mma attention backward with no keys gives dq = 0, and with no queries dk = dv = 0") {
+TEST_CASE("mma attention backward with no keys gives dq = 0, and with no queries dk = dv = 0" *
+          doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   for (std::int64_t d : {64, 128}) {
     check_backward_case<__nv_bfloat16>(Case{d, 5, 0, false, false, 0, kBackwardBatch}, 1000);
@@ -561,7 +571,7 @@ TEST_CASE("mma attention backward with no keys gives dq = 0, and with no queries
   }
 }
 
-TEST_CASE("mma attention backward gives the same dk and dv bits on every run") {
+TEST_CASE("mma attention backward gives the same dk and dv bits on every run" * doctest::test_suite("gpu")) {
   if (!have_mma_gpu()) return;
   const Case c{128, 300, 130, /*causal=*/true, /*mask=*/true, /*p=*/0.2, kBackwardBatch};
   const std::vector<__nv_bfloat16> first = check_backward_case<__nv_bfloat16>(c, 1100);

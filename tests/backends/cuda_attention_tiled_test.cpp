@@ -119,7 +119,8 @@ std::vector<Tensor> check_case(DType dtype, const Case& c, std::uint64_t& seed) 
   return check_backends_agree(g, {forward.output, forward.lse, backward.dq, backward.dk, backward.dv}, feeds);
 }
 
-TEST_CASE("tiled fused attention agrees with the CPU on untiled sizes, every head dim, masks and causality") {
+TEST_CASE("tiled fused attention agrees with the CPU on untiled sizes, every head dim, masks and causality" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const ScopedEnv tiled("FOVEA_CUDA_ATTENTION", "tiled");
   const std::vector<Case> cases = {
@@ -138,7 +139,8 @@ TEST_CASE("tiled fused attention agrees with the CPU on untiled sizes, every hea
     for (const Case& c : cases) check_case(dtype, c, seed);
 }
 
-TEST_CASE("tiled fused attention with dropout and a step draws the CPU's keep bits, forward and backward") {
+TEST_CASE("tiled fused attention with dropout and a step draws the CPU's keep bits, forward and backward" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const ScopedEnv tiled("FOVEA_CUDA_ATTENTION", "tiled");
   const std::vector<Case> cases = {
@@ -151,7 +153,8 @@ TEST_CASE("tiled fused attention with dropout and a step draws the CPU's keep bi
     for (const Case& c : cases) check_case(dtype, c, seed);
 }
 
-TEST_CASE("a fully masked row gets o = 0, lse = -inf and zero, finite gradients from the tiled kernels") {
+TEST_CASE("a fully masked row gets o = 0, lse = -inf and zero, finite gradients from the tiled kernels" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const ScopedEnv tiled("FOVEA_CUDA_ATTENTION", "tiled");
   std::uint64_t seed = 1400;
@@ -172,7 +175,8 @@ TEST_CASE("a fully masked row gets o = 0, lse = -inf and zero, finite gradients 
   }
 }
 
-TEST_CASE("an unknown FOVEA_CUDA_ATTENTION value is a fovea::Error naming the variable and the node") {
+TEST_CASE("an unknown FOVEA_CUDA_ATTENTION value is a fovea::Error naming the variable and the node" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const ScopedEnv fast("FOVEA_CUDA_ATTENTION", "fast");
   Graph g;

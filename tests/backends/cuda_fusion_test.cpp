@@ -36,7 +36,8 @@ void check_backends_agree(Graph& g, const std::vector<Value>& outputs, const Fee
   }
 }
 
-TEST_CASE("fused_elementwise programs (GELU, dropout, broadcasts, bool outputs) agree on CPU and GPU") {
+TEST_CASE("fused_elementwise programs (GELU, dropout, broadcasts, bool outputs) agree on CPU and GPU" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType t : {f32, f64}) {
     CAPTURE(dtype_name(t));
@@ -57,7 +58,7 @@ TEST_CASE("fused_elementwise programs (GELU, dropout, broadcasts, bool outputs) 
   }
 }
 
-TEST_CASE("an optimized GPT training step gives the same losses on CPU and GPU") {
+TEST_CASE("an optimized GPT training step gives the same losses on CPU and GPU" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   auto train = [](std::shared_ptr<Backend> backend) {
     Graph g;
@@ -86,7 +87,8 @@ TEST_CASE("an optimized GPT training step gives the same losses on CPU and GPU")
   }
 }
 
-TEST_CASE("the translator trains to the same losses on CPU and GPU: plain, optimized, and recorded as one CUDA Graph") {
+TEST_CASE("the translator trains to the same losses on CPU and GPU: plain, optimized, and recorded as one CUDA Graph" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   struct Mode {
     bool optimize, capture;

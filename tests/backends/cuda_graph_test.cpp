@@ -269,7 +269,8 @@ TEST_CASE("profiled runs of a recorded step run kernel by kernel, and replays re
 
 // --- On the GPU ---------------------------------------------------------------------------------
 
-TEST_CASE("on the GPU an AdamW step recorded into a CUDA Graph trains exactly as eager launches over 5 steps") {
+TEST_CASE("on the GPU an AdamW step recorded into a CUDA Graph trains exactly as eager launches over 5 steps" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType dtype : {f32, f64}) {
     CAPTURE(dtype_name(dtype));
@@ -287,7 +288,8 @@ TEST_CASE("on the GPU an AdamW step recorded into a CUDA Graph trains exactly as
 }
 
 TEST_CASE(
-    "on the GPU a step with a gather is recorded into a CUDA Graph, and a bad index still raises the CPU's error") {
+    "on the GPU a step with a gather is recorded into a CUDA Graph, and a bad index still raises the CPU's error" *
+    doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   Graph g;
   Value table = g.placeholder("table", f32, {5, 3});
@@ -314,7 +316,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "on the GPU an integer division is recorded into a CUDA Graph, and a zero divisor still raises the CPU's error") {
+    "on the GPU an integer division is recorded into a CUDA Graph, and a zero divisor still raises the CPU's error" *
+    doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   Graph g;
   Value a = g.placeholder("a", i64, {4});
@@ -335,7 +338,7 @@ TEST_CASE(
 }
 
 #ifdef FOVEA_WITH_CUDA
-TEST_CASE("on the GPU switching TF32 after recording makes the step record again") {
+TEST_CASE("on the GPU switching TF32 after recording makes the step record again" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   auto& gpu = static_cast<CudaBackend&>(*cuda());
   Graph g;

@@ -49,7 +49,8 @@ double largest(const Tensor& t) {
 
 }  // namespace
 
-TEST_CASE("cast to and from bf16 and f16 gives the CPU's bits on the GPU, including NaN, infinities and overflow") {
+TEST_CASE("cast to and from bf16 and f16 gives the CPU's bits on the GPU, including NaN, infinities and overflow" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   const Tensor values = Tensor::from<double>(
@@ -71,7 +72,7 @@ TEST_CASE("cast to and from bf16 and f16 gives the CPU's bits on the GPU, includ
   }
 }
 
-TEST_CASE("the shape ops move bf16 and f16 elements on the GPU as on the CPU") {
+TEST_CASE("the shape ops move bf16 and f16 elements on the GPU as on the CPU" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType h : {bf16, f16}) {
     CAPTURE(dtype_name(h));
@@ -84,7 +85,8 @@ TEST_CASE("the shape ops move bf16 and f16 elements on the GPU as on the CPU") {
   }
 }
 
-TEST_CASE("fused attention on bf16 and f16 agrees with the CPU, forward and backward, on every GPU path") {
+TEST_CASE("fused attention on bf16 and f16 agrees with the CPU, forward and backward, on every GPU path" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   struct Case {
     std::int64_t batch, tq, tk, d;
@@ -139,7 +141,8 @@ TEST_CASE("fused attention on bf16 and f16 agrees with the CPU, forward and back
   }
 }
 
-TEST_CASE("a GPT trained in mixed precision gives the same losses on the CPU and the GPU") {
+TEST_CASE("a GPT trained in mixed precision gives the same losses on the CPU and the GPU" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   auto losses_on = [](std::shared_ptr<Backend> backend) {
     Graph g;

@@ -132,7 +132,8 @@ std::string shape_name(const Shape& s) { return s.to_string(); }
 TEST_CASE("fovea::cuda() is one process-wide CUDA backend where a GPU is visible, and an Error saying why where not") {
   std::string reason;
   if (!cuda_available(&reason)) {
-    MESSAGE("skipped: " << reason);
+    // Not a skip: without a GPU this test checks that cuda() says why.
+    MESSAGE("no GPU here: " << reason);
     CHECK_THROWS_WITH_AS(cuda(), doctest::Contains(reason.c_str()), Error);
     return;
   }
@@ -145,7 +146,8 @@ TEST_CASE("fovea::cuda() is one process-wide CUDA backend where a GPU is visible
   CHECK_THROWS_WITH_AS(cuda(1000), doctest::Contains("no such device"), Error);
 }
 
-TEST_CASE("the CUDA backend has a kernel for every op and dtype the CPU backend has, and the transfers besides") {
+TEST_CASE("the CUDA backend has a kernel for every op and dtype the CPU backend has, and the transfers besides" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const KernelRegistry& gpu = cuda()->kernels();
   const KernelRegistry& host = cpu()->kernels();
@@ -162,7 +164,7 @@ TEST_CASE("the CUDA backend has a kernel for every op and dtype the CPU backend 
 }
 
 #ifdef FOVEA_WITH_CUDA
-TEST_CASE("f32 matmuls on the GPU stay in f32 unless TF32 is allowed") {
+TEST_CASE("f32 matmuls on the GPU stay in f32 unless TF32 is allowed" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   auto gpu = std::static_pointer_cast<CudaBackend>(cuda());
   CHECK_FALSE(gpu->allow_tf32());
@@ -180,7 +182,8 @@ TEST_CASE("f32 matmuls on the GPU stay in f32 unless TF32 is allowed") {
 
 // --- Elementwise ------------------------------------------------------------------------------
 
-TEST_CASE("every unary op agrees with the CPU for each dtype it takes, on rank-0, size-1, zero-size and long shapes") {
+TEST_CASE("every unary op agrees with the CPU for each dtype it takes, on rank-0, size-1, zero-size and long shapes" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   using Unary = Value (*)(Value);
   struct Op {
@@ -223,7 +226,8 @@ TEST_CASE("every unary op agrees with the CPU for each dtype it takes, on rank-0
   check_backends_agree(g, {logical_not(x)}, {{x, random_tensor(boolean, {5, 7}, 9)}}, kExact);
 }
 
-TEST_CASE("every binary op and comparison agrees with the CPU under NumPy broadcasting, for each dtype it takes") {
+TEST_CASE("every binary op and comparison agrees with the CPU under NumPy broadcasting, for each dtype it takes" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const std::vector<std::pair<Shape, Shape>> pairs = {
       {{4, 3}, {4, 3}}, {{2, 3, 4}, {4}}, {{3, 1}, {1, 5}},          {{}, {2, 3}},
@@ -261,7 +265,7 @@ TEST_CASE("every binary op and comparison agrees with the CPU under NumPy broadc
     }
 }
 
-TEST_CASE("NaN propagates through maximum and minimum on the GPU as on the CPU") {
+TEST_CASE("NaN propagates through maximum and minimum on the GPU as on the CPU" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType dtype : {f32, f64}) {
     Graph g;
@@ -274,7 +278,7 @@ TEST_CASE("NaN propagates through maximum and minimum on the GPU as on the CPU")
   }
 }
 
-TEST_CASE("integer division by zero raises the CPU's fovea::Error on the GPU") {
+TEST_CASE("integer division by zero raises the CPU's fovea::Error on the GPU" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType dtype : {i32, i64}) {
     Graph g;
@@ -297,7 +301,8 @@ TEST_CASE("integer division by zero raises the CPU's fovea::Error on the GPU") {
 
 // --- Reductions -------------------------------------------------------------------------------
 
-TEST_CASE("reduce_sum and reduce_max agree with the CPU over rows, columns, middle blocks, scattered axes") {
+TEST_CASE("reduce_sum and reduce_max agree with the CPU over rows, columns, middle blocks, scattered axes" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   struct Case {
     Shape shape;
@@ -345,7 +350,7 @@ TEST_CASE("reduce_sum and reduce_max agree with the CPU over rows, columns, midd
     }
 }
 
-TEST_CASE("a NaN anywhere in a reduced set makes reduce_max NaN on the GPU too") {
+TEST_CASE("a NaN anywhere in a reduced set makes reduce_max NaN on the GPU too" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   Graph g;
   Value x = g.placeholder("x", f32, {3, 4});
@@ -356,7 +361,8 @@ TEST_CASE("a NaN anywhere in a reduced set makes reduce_max NaN on the GPU too")
 
 // --- Matmul -----------------------------------------------------------------------------------
 
-TEST_CASE("matmul agrees with the CPU for transposes, folded and strided batches, broadcast batches and empty dims") {
+TEST_CASE("matmul agrees with the CPU for transposes, folded and strided batches, broadcast batches and empty dims" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   struct Case {
     Shape a, b;
@@ -396,7 +402,8 @@ TEST_CASE("matmul agrees with the CPU for transposes, folded and strided batches
 
 // --- Shape ops --------------------------------------------------------------------------------
 
-TEST_CASE("permute, broadcast_to, slice, concat and reshape move every dtype's elements exactly as on the CPU") {
+TEST_CASE("permute, broadcast_to, slice, concat and reshape move every dtype's elements exactly as on the CPU" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   std::uint64_t seed = 400;
   for (DType dtype : {f32, f64, i32, i64, boolean}) {
@@ -447,7 +454,8 @@ TEST_CASE("permute, broadcast_to, slice, concat and reshape move every dtype's e
   }
 }
 
-TEST_CASE("a large permute, a batched transpose and a broadcast along inner dims agree with the CPU") {
+TEST_CASE("a large permute, a batched transpose and a broadcast along inner dims agree with the CPU" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   Graph g;
   Value x = g.placeholder("x", f32, {4, 64, 8, 32});
@@ -458,7 +466,8 @@ TEST_CASE("a large permute, a batched transpose and a broadcast along inner dims
 
 // --- Indexing ---------------------------------------------------------------------------------
 
-TEST_CASE("gather, scatter_add and where agree with the CPU for each dtype, index type and axis") {
+TEST_CASE("gather, scatter_add and where agree with the CPU for each dtype, index type and axis" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   std::uint64_t seed = 500;
   for (DType dtype : {f32, f64, i32, i64, boolean})
@@ -501,7 +510,8 @@ TEST_CASE("gather, scatter_add and where agree with the CPU for each dtype, inde
     }
 }
 
-TEST_CASE("gather and scatter_add with an index out of range raise the CPU's fovea::Error on the GPU") {
+TEST_CASE("gather and scatter_add with an index out of range raise the CPU's fovea::Error on the GPU" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType index : {i32, i64})
     for (double bad : {5.0, -1.0}) {
@@ -529,7 +539,8 @@ TEST_CASE("gather and scatter_add with an index out of range raise the CPU's fov
 
 // --- Creation ---------------------------------------------------------------------------------
 
-TEST_CASE("cast agrees with the CPU for every pair of dtypes, including NaN, infinities and out-of-range values") {
+TEST_CASE("cast agrees with the CPU for every pair of dtypes, including NaN, infinities and out-of-range values" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   const std::vector<double> floats = {not_a_number, inf,  -inf,         1e300,         -1e300, 3e9,
                                       -3e9,         1e19, -1e19,        2.5,           -2.5,   0.0,
@@ -555,7 +566,7 @@ TEST_CASE("cast agrees with the CPU for every pair of dtypes, including NaN, inf
   }
 }
 
-TEST_CASE("fill and iota write the CPU's values for every dtype and axis") {
+TEST_CASE("fill and iota write the CPU's values for every dtype and axis" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   Graph g;
   std::vector<Value> outputs;
@@ -573,7 +584,8 @@ TEST_CASE("fill and iota write the CPU's values for every dtype and axis") {
   check_backends_agree(g, outputs, {}, kExact);
 }
 
-TEST_CASE("random_uniform and random_normal draw the CPU's Philox numbers on the GPU, with and without a step") {
+TEST_CASE("random_uniform and random_normal draw the CPU's Philox numbers on the GPU, with and without a step" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   Graph g;
   g.set_seed(1234);
@@ -597,7 +609,8 @@ TEST_CASE("random_uniform and random_normal draw the CPU's Philox numbers on the
 
 // --- State --------------------------------------------------------------------------------------
 
-TEST_CASE("assign updates the GPU's copy of a state, which pull_state brings back, and stop_gradient copies") {
+TEST_CASE("assign updates the GPU's copy of a state, which pull_state brings back, and stop_gradient copies" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   auto build = [](Graph& g) {
     Value s = g.state("s", f32, {4}, init::constant(1.0));
@@ -620,7 +633,8 @@ TEST_CASE("assign updates the GPU's copy of a state, which pull_state brings bac
   expect_close(on_gpu.parameter_value(s_gpu), on_cpu.parameter_value(s_cpu), 1e-6, 1e-7);
 }
 
-TEST_CASE("executables on the GPU share one copy of each parameter, and push_state uploads the host's") {
+TEST_CASE("executables on the GPU share one copy of each parameter, and push_state uploads the host's" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   Graph g;
   Value w = g.parameter("w", f32, {3}, init::constant(2.0));
@@ -642,7 +656,8 @@ TEST_CASE("executables on the GPU share one copy of each parameter, and push_sta
 
 // --- Fused attention --------------------------------------------------------------------------
 
-TEST_CASE("fused attention's forward and backward agree with the CPU, with masks, causality and fully masked rows") {
+TEST_CASE("fused attention's forward and backward agree with the CPU, with masks, causality and fully masked rows" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   struct Case {
     std::vector<std::int64_t> batch;
@@ -707,7 +722,7 @@ TEST_CASE("fused attention's forward and backward agree with the CPU, with masks
 
 // --- Models -------------------------------------------------------------------------------------
 
-TEST_CASE("the gradients of a small MLP agree between the CPU and the GPU") {
+TEST_CASE("the gradients of a small MLP agree between the CPU and the GPU" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType dtype : {f32, f64}) {
     CAPTURE(dtype_name(dtype));
@@ -725,7 +740,7 @@ TEST_CASE("the gradients of a small MLP agree between the CPU and the GPU") {
   }
 }
 
-TEST_CASE("the gradients of nn::MultiHeadAttention agree between the CPU and the GPU") {
+TEST_CASE("the gradients of nn::MultiHeadAttention agree between the CPU and the GPU" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType dtype : {f32, f64}) {
     CAPTURE(dtype_name(dtype));
@@ -746,7 +761,8 @@ TEST_CASE("the gradients of nn::MultiHeadAttention agree between the CPU and the
   }
 }
 
-TEST_CASE("a tiny GPT trained with AdamW and dropout gives the same losses and weights on the CPU and the GPU") {
+TEST_CASE("a tiny GPT trained with AdamW and dropout gives the same losses and weights on the CPU and the GPU" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   struct Model {
     Value ids, targets, step, loss;
@@ -790,7 +806,8 @@ TEST_CASE("a tiny GPT trained with AdamW and dropout gives the same losses and w
 
 // --- Fused normalizations ----------------------------------------------------------------------
 
-TEST_CASE("the fused normalizations, forward and backward, agree with the CPU in f32 and f64") {
+TEST_CASE("the fused normalizations, forward and backward, agree with the CPU in f32 and f64" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType dtype : {f32, f64})
     for (const Shape& shape : {Shape{4, 7}, Shape{2, 3, 33}, Shape{3, 1}, Shape{0, 5}, Shape{5, 1500}})

@@ -11,6 +11,8 @@
 
 #include <fovea/fovea.h>
 
+#include "skip.h"
+
 namespace {
 
 struct TempDir {
@@ -98,8 +100,9 @@ std::vector<std::int32_t> epoch_labels(fovea::Batcher& batcher, std::int64_t epo
 
 TEST_CASE("load_fashion_mnist loads 60000 training and 10000 test images scaled to 0..1 with balanced labels") {
   if (!fashion_mnist_installed()) {
-    MESSAGE("skipped: Fashion-MNIST is not installed in " << fovea::fashion_mnist_default_dir
-                                                          << " (apt-get install dataset-fashion-mnist)");
+    fovea::testing::skip_test_case("Fashion-MNIST is not installed in " +
+                                   std::string(fovea::fashion_mnist_default_dir) +
+                                   " (apt-get install dataset-fashion-mnist)");
     return;
   }
   for (const auto& [split, count] : {std::pair<std::string, std::int64_t>{"train", 60000}, {"test", 10000}}) {
