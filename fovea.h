@@ -10,6 +10,10 @@
 //   auto out = exe.run({{x, batch}});
 #pragma once
 
+// What a user builds, trains, saves and looks at models with. The fused-op builders the optimizer
+// emits (fused_attention, fused_softmax, fused_elementwise, ...), the rewriter and the individual
+// passes are internals: reach them under their own paths, or all at once through
+// <fovea/engine.h>, when extending the engine.
 #include "fovea/autograd/grad.h"
 #include "fovea/backends/backend.h"
 #include "fovea/core/dot.h"
@@ -26,6 +30,7 @@
 #include "fovea/io/idx.h"
 #include "fovea/io/plot.h"
 #include "fovea/io/progress.h"
+#include "fovea/io/text.h"
 #include "fovea/nn/attention.h"
 #include "fovea/nn/layers.h"
 #include "fovea/nn/linear.h"
@@ -33,26 +38,12 @@
 #include "fovea/nn/optim.h"
 #include "fovea/nn/schedule.h"
 #include "fovea/nn/transformer.h"
-#include "fovea/ops/attention.h"
 #include "fovea/ops/creation.h"
 #include "fovea/ops/elementwise.h"
-#include "fovea/ops/fused_elementwise.h"
 #include "fovea/ops/indexing.h"
 #include "fovea/ops/matmul.h"
-#include "fovea/ops/normalization.h"
 #include "fovea/ops/reduce.h"
 #include "fovea/ops/shape_ops.h"
 #include "fovea/ops/state.h"
-#include "fovea/passes/attention_fusion.h"
-#include "fovea/passes/constant_folding.h"
-#include "fovea/passes/cse.h"
-#include "fovea/passes/dead_code.h"
-#include "fovea/passes/elementwise_fusion.h"
-#include "fovea/passes/mixed_precision.h"
-#include "fovea/passes/normalization_fusion.h"
-#include "fovea/passes/pass_manager.h"
-#include "fovea/passes/pattern.h"
 #include "fovea/passes/pipeline.h"
-#include "fovea/passes/rewriter.h"
-#include "fovea/passes/simplify.h"
 #include "fovea/runtime/executable.h"

@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include <fovea/fovea.h>
+#include <fovea/engine.h>
 #include <CLI/CLI.hpp>
 
 #include "report.h"

@@ -48,7 +48,7 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <fovea/fovea.h>
+#include <fovea/engine.h>
 #include <CLI/CLI.hpp>
 
 #include "report.h"

@@ -8,7 +8,7 @@
 #include <random>
 #include <string>
 
-#include <fovea/fovea.h>
+#include <fovea/engine.h>
 
 #include "skip.h"
 

@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include <fovea/fovea.h>
+#include <fovea/engine.h>
 #include <CLI/CLI.hpp>
 
 namespace fovea::tools {

@@ -30,7 +30,7 @@
 #include <string>
 #include <vector>
 
-#include <fovea/fovea.h>
+#include <fovea/engine.h>
 #include <CLI/CLI.hpp>
 
 #include "device.h"

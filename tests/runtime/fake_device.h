@@ -30,7 +30,7 @@
 #include <vector>
 
 #include <fovea/backends/device_copies.h>
-#include <fovea/fovea.h>
+#include <fovea/engine.h>
 
 namespace fovea::testing {
 
