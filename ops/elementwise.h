@@ -32,6 +32,7 @@ Value sigmoid(Value x, Loc where = Loc::current());
 Value relu(Value x, Loc where = Loc::current());
 Value sin(Value x, Loc where = Loc::current());
 Value cos(Value x, Loc where = Loc::current());
+Value softplus(Value x, Loc where = Loc::current());  // ln(1 + eˣ); its gradient is sigmoid(x)
 Value logical_not(Value x, Loc where = Loc::current());
 
 // --- Binary with broadcasting: y[i] = f(a[i], b[i]) ------------------------------------------

@@ -48,6 +48,7 @@ enum class ElementwiseKind : std::int32_t {
   X(sigmoid,     fn::Sigmoid,    floating, g * (y * (1.0 - y)))                   \
   X(sin,         fn::Sin,        floating, g * cos(x))                            \
   X(cos,         fn::Cos,        floating, neg(g * sin(x)))                       \
+  X(softplus,    fn::Softplus,   floating, g * sigmoid(x))                        \
   X(logical_not, fn::LogicalNot, logical,  no_gradient)
 
 #define FOVEA_BINARY_OPS(X)                                                                           \

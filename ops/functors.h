@@ -99,6 +99,15 @@ struct Sigmoid {
     return e / (T(1) + e);
   }
 };
+// y = ln(1 + eˣ), a smooth relu. For x > 20, ln(1 + eˣ) = x + ln(1 + e^-x) is x to within
+// e^-20 ≈ 2e-9 (as in PyTorch), and eˣ would overflow f32 from x ≈ 89 on; below, log1p keeps the
+// small values of very negative x exact.
+struct Softplus {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return x > T(20) ? x : std::log1p(std::exp(x));
+  }
+};
 // y = max(x, 0), and NaN for a NaN x (as in PyTorch): `x < 0` is false for NaN, so x passes.
 struct Relu {
   template <typename T>
