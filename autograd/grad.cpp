@@ -12,20 +12,6 @@
 
 namespace fovea {
 
-namespace ops {
-const OpDef stop_gradient{.name = "stop_gradient",
-                          .min_inputs = 1,
-                          .max_inputs = 1,
-                          .infer = [](const InferContext& ctx) { return std::vector<TensorType>{ctx.input(0)}; },
-                          .view = true,
-                          .differentiable = false};
-}  // namespace ops
-
-Value stop_gradient(Value x, std::source_location where) {
-  const std::array<Value, 1> in{x};
-  return x.graph().apply1(ops::stop_gradient, in, {}, where);
-}
-
 namespace {
 
 // Restores the graph's scope, role and location override however the rule exits.

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "fovea/core/graph.h"
+#include "fovea/ops/state.h"
 
 namespace fovea {
 
@@ -41,11 +42,6 @@ std::vector<Value> vjp(const std::vector<Value>& outputs, const std::vector<Valu
                        const std::vector<Value>& wrt, const GradOptions& options = {},
                        std::source_location where = std::source_location::current());
 
-// Identity in the forward pass; no gradient flows back through it.
-Value stop_gradient(Value x, std::source_location where = std::source_location::current());
-
-namespace ops {
-extern const OpDef stop_gradient;
-}
+// stop_gradient(x), identity forward with no gradient back, is an op of ops/state.h.
 
 }  // namespace fovea

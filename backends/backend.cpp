@@ -4,27 +4,27 @@
 
 namespace fovea {
 
-void KernelRegistry::add(std::string_view op, DType dtype, Kernel kernel, VerdictMessage verdict_message) {
-  kernels_[{std::string(op), dtype}] = {kernel, verdict_message};
+void KernelRegistry::add(const OpDef& op, DType dtype, Kernel kernel, VerdictMessage verdict_message) {
+  kernels_[{&op, dtype}] = {kernel, verdict_message};
 }
 
-const KernelRegistry::Entry* KernelRegistry::entry(std::string_view op, DType dtype) const {
-  auto it = kernels_.find(std::pair<std::string, DType>{std::string(op), dtype});
+const KernelRegistry::Entry* KernelRegistry::entry(const OpDef& op, DType dtype) const {
+  auto it = kernels_.find(Key{&op, dtype});
   return it == kernels_.end() ? nullptr : &it->second;
 }
 
-Kernel KernelRegistry::find(std::string_view op, DType dtype) const {
+Kernel KernelRegistry::find(const OpDef& op, DType dtype) const {
   const Entry* e = entry(op, dtype);
   return e ? e->kernel : nullptr;
 }
 
-VerdictMessage KernelRegistry::verdict_message(std::string_view op, DType dtype) const {
+VerdictMessage KernelRegistry::verdict_message(const OpDef& op, DType dtype) const {
   const Entry* e = entry(op, dtype);
   return e ? e->verdict_message : nullptr;
 }
 
-std::vector<std::pair<std::string, DType>> KernelRegistry::keys() const {
-  std::vector<std::pair<std::string, DType>> keys;
+std::vector<std::pair<const OpDef*, DType>> KernelRegistry::keys() const {
+  std::vector<std::pair<const OpDef*, DType>> keys;
   keys.reserve(kernels_.size());
   for (const auto& [key, entry] : kernels_) keys.push_back(key);
   return keys;

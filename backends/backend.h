@@ -1,7 +1,7 @@
 // The Backend interface: what a device must provide to run a compiled graph.
 //
 // Backends are dumb and fast (docs/architecture.md, decision 10): they allocate, copy and run kernels
-// looked up by (op name, dtype). Which kernels run in what order, and where every value lives
+// looked up by (op definition, dtype). Which kernels run in what order, and where every value lives
 // inside one arena, is decided once, above them, by the runtime.
 //
 // A device backend (uses_host_memory() false) also serves two kernels the runtime inserts
@@ -80,26 +80,37 @@ using Kernel = void (*)(const KernelContext&);
 // the data its pointers point at is not.
 using VerdictMessage = std::string (*)(const KernelContext& ctx, const Verdict& verdict);
 
-// Kernels keyed by op name and a dtype: that of the op's first input, or of its output for
-// ops with no inputs or with OpDef::key_on_output (see kernel_dtype). A kernel registered with
-// a VerdictMessage defers its checks: each of its steps gets a Verdict (KernelContext::verdict).
+// Kernels keyed by the op's definition (its OpDef, by address: one per op for the process) and
+// a dtype: that of the op's first input, or of its output for ops with no inputs or with
+// OpDef::key_on_output (see kernel_dtype). A kernel registered with a VerdictMessage defers its
+// checks: each of its steps gets a Verdict (KernelContext::verdict).
 class KernelRegistry {
  public:
-  void add(std::string_view op, DType dtype, Kernel kernel, VerdictMessage verdict_message = nullptr);
-  Kernel find(std::string_view op, DType dtype) const;  // nullptr when absent
+  void add(const OpDef& op, DType dtype, Kernel kernel, VerdictMessage verdict_message = nullptr);
+  Kernel find(const OpDef& op, DType dtype) const;  // nullptr when absent
   // The message of a kernel that defers its checks; nullptr for every other kernel.
-  VerdictMessage verdict_message(std::string_view op, DType dtype) const;
+  VerdictMessage verdict_message(const OpDef& op, DType dtype) const;
   std::size_t size() const { return kernels_.size(); }
-  // Every (op, dtype) registered, in order: for comparing backends, or wrapping one's kernels.
-  std::vector<std::pair<std::string, DType>> keys() const;
+  // Every (op, dtype) registered, by op name then dtype: for comparing backends, or wrapping
+  // one's kernels.
+  std::vector<std::pair<const OpDef*, DType>> keys() const;
 
  private:
   struct Entry {
     Kernel kernel = nullptr;
     VerdictMessage verdict_message = nullptr;
   };
-  const Entry* entry(std::string_view op, DType dtype) const;
-  std::map<std::pair<std::string, DType>, Entry, std::less<>> kernels_;
+  using Key = std::pair<const OpDef*, DType>;
+  // Orders by name then dtype, so that keys() does not depend on where the OpDefs were placed.
+  struct ByName {
+    bool operator()(const Key& a, const Key& b) const {
+      if (a.first->name != b.first->name) return a.first->name < b.first->name;
+      if (a.first != b.first) return a.first < b.first;  // two ops of one name: still distinct
+      return a.second < b.second;
+    }
+  };
+  const Entry* entry(const OpDef& op, DType dtype) const;
+  std::map<Key, Entry, ByName> kernels_;
 };
 
 // The dtype a node's kernel is looked up with.

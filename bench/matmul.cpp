@@ -106,7 +106,7 @@ Result measure(const Case& c, int reps) {
 
   // The kernel alone, on the parameters' buffers, writing into `out`.
   Tensor out = Tensor::zeros(f32, py.shape());
-  const Kernel kernel = cpu()->kernels().find("matmul", f32);
+  const Kernel kernel = cpu()->kernels().find(ops::matmul, f32);
   const TensorArg args[3] = {{const_cast<std::byte*>(a.raw()), py.graph().type(py.node().inputs[0])},
                              {const_cast<std::byte*>(b.raw()), py.graph().type(py.node().inputs[1])},
                              {out.raw(), py.type()}};

@@ -1,6 +1,7 @@
 #include "fovea/ops/elementwise.h"
 
 #include <array>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -67,96 +68,115 @@ std::vector<TensorType> infer_logical_binary(const InferContext& ctx) {
   return {TensorType{DType::boolean, broadcast_or_fail(ctx)}};
 }
 
-constexpr OpDef unary(std::string_view name, InferFn infer, VjpFn vjp) {
+// The type rule of each kind of op (ops/elementwise_table.h).
+constexpr InferFn unary_infer(ElementwiseKind kind) {
+  switch (kind) {
+    case ElementwiseKind::numeric:
+      return infer_numeric_unary;
+    case ElementwiseKind::floating:
+      return infer_floating_unary;
+    default:
+      return infer_logical_unary;
+  }
+}
+constexpr InferFn binary_infer(ElementwiseKind kind) {
+  switch (kind) {
+    case ElementwiseKind::numeric:
+      return infer_arithmetic;
+    case ElementwiseKind::floating:
+      return infer_floating_binary;
+    case ElementwiseKind::comparison:
+      return infer_comparison;
+    default:
+      return infer_logical_binary;
+  }
+}
+
+constexpr OpDef unary(std::string_view name, ElementwiseKind kind, VjpFn vjp) {
   return OpDef{.name = name,
                .min_inputs = 1,
                .max_inputs = 1,
-               .infer = infer,
+               .infer = unary_infer(kind),
                .elementwise = true,
                .vjp = vjp,
                .differentiable = vjp != nullptr};
 }
-constexpr OpDef binary(std::string_view name, InferFn infer, VjpFn vjp) {
+constexpr OpDef binary(std::string_view name, ElementwiseKind kind, VjpFn vjp) {
   return OpDef{.name = name,
                .min_inputs = 2,
                .max_inputs = 2,
-               .infer = infer,
+               .infer = binary_infer(kind),
                .elementwise = true,
                .vjp = vjp,
                .differentiable = vjp != nullptr};
 }
 
 // --- Gradient rules ----------------------------------------------------------------------
-// Notation: y = f(x) or y = f(a, b), ḡ = ∂L/∂y. Binary rules sum their results back to each
-// operand's shape (unbroadcast), since a broadcast operand was used at many output positions.
+// Each row of the table gives ∂L/∂x as an expression of x (or a and b), the output y and its
+// gradient g = ∂L/∂y. Below, each expression becomes a lambda (a "rule"), and the rule a VjpFn;
+// binary results are summed back to each operand's shape (unbroadcast), since a broadcast
+// operand was used at many output positions.
 
 using Grads = std::vector<Value>;
 
-Value zero_like_scalar(Value like) { return scalar_like(like, 0.0); }
+// The gradient column of an op that has none: its OpDef then gets no VjpFn.
+struct NoGradient {};
+constexpr NoGradient no_gradient;
 
-// ∂(-x) = -ḡ
-Grads vjp_neg(const VjpContext& c) { return {neg(c.g())}; }
-// ∂|x| = ḡ·sign(x), with sign(0) = 0
-Grads vjp_abs(const VjpContext& c) {
-  const Value zero = zero_like_scalar(c.x(0));
-  return {where(greater(c.x(0), zero), c.g(), where(less(c.x(0), zero), neg(c.g()), zeros_like(c.g())))};
+// Helpers the rows use.
+// g·sign(x), with sign(0) = 0: the gradient of |x|.
+Value sign_times(Value x, Value g) {
+  const Value zero = scalar_like(x, 0.0);
+  return where(greater(x, zero), g, where(less(x, zero), neg(g), zeros_like(g)));
 }
-// ∂ relu(x) = ḡ·[x > 0]
-Grads vjp_relu(const VjpContext& c) {
-  return {where(greater(c.x(0), zero_like_scalar(c.x(0))), c.g(), zeros_like(c.g()))};
-}
-// ∂ eˣ = ḡ·y
-Grads vjp_exp(const VjpContext& c) { return {c.g() * c.y()}; }
-// ∂ ln x = ḡ/x
-Grads vjp_log(const VjpContext& c) { return {c.g() / c.x(0)}; }
-// ∂ √x = ḡ/(2y)
-Grads vjp_sqrt(const VjpContext& c) { return {c.g() * 0.5 / c.y()}; }
-// ∂ x^(-1/2) = -ḡ·y³/2
-Grads vjp_rsqrt(const VjpContext& c) { return {c.g() * -0.5 * (c.y() * c.y() * c.y())}; }
-// ∂ tanh x = ḡ·(1 - y²)
-Grads vjp_tanh(const VjpContext& c) { return {c.g() * (1.0 - c.y() * c.y())}; }
-// ∂ σ(x) = ḡ·y·(1 - y)
-Grads vjp_sigmoid(const VjpContext& c) { return {c.g() * (c.y() * (1.0 - c.y()))}; }
-// ∂ sin x = ḡ·cos x;  ∂ cos x = -ḡ·sin x
-Grads vjp_sin(const VjpContext& c) { return {c.g() * cos(c.x(0))}; }
-Grads vjp_cos(const VjpContext& c) { return {neg(c.g() * sin(c.x(0)))}; }
-
-// ∂(a ± b) = (ḡ, ±ḡ)
-Grads vjp_add(const VjpContext& c) { return {unbroadcast(c.g(), c.x(0).shape()), unbroadcast(c.g(), c.x(1).shape())}; }
-Grads vjp_sub(const VjpContext& c) {
-  return {unbroadcast(c.g(), c.x(0).shape()), unbroadcast(neg(c.g()), c.x(1).shape())};
-}
-// ∂(a·b) = (ḡ·b, ḡ·a)
-Grads vjp_mul(const VjpContext& c) {
-  return {unbroadcast(c.g() * c.x(1), c.x(0).shape()), unbroadcast(c.g() * c.x(0), c.x(1).shape())};
-}
-// ∂(a/b) = (ḡ/b, -ḡ·a/b²) = (ḡ/b, -ḡ·y/b)
-Grads vjp_div(const VjpContext& c) {
-  const Value ga = c.g() / c.x(1);
-  return {unbroadcast(ga, c.x(0).shape()), unbroadcast(neg(ga * c.y()), c.x(1).shape())};
-}
-// ∂ aᵇ = (ḡ·b·a^(b-1), ḡ·y·ln a); the second is taken as 0 where a <= 0 (ln undefined).
-Grads vjp_pow(const VjpContext& c) {
-  const Value a = c.x(0), b = c.x(1);
-  const Value ga = c.g() * b * pow(a, b - 1.0);
-  const Value positive = greater(a, zero_like_scalar(a));
+// g·[x > 0]: the gradient of relu.
+Value where_positive(Value x, Value g) { return where(greater(x, scalar_like(x, 0.0)), g, zeros_like(g)); }
+// ∂ aᵇ/∂b = ḡ·y·ln a, taken as 0 where a <= 0 (ln undefined there).
+Value pow_exponent_grad(Value a, Value y, Value g) {
+  const Value positive = greater(a, scalar_like(a, 0.0));
   const Value safe_a = where(positive, a, ones_like(a));
-  const Value gb = where(positive, c.g() * c.y() * log(safe_a), zeros_like(c.g()));
-  return {unbroadcast(ga, a.shape()), unbroadcast(gb, b.shape())};
+  return where(positive, g * y * log(safe_a), zeros_like(g));
 }
-// ∂ max(a, b): ḡ goes to the larger operand (to a on ties); min likewise.
-Grads vjp_maximum(const VjpContext& c) {
-  const Value take_a = greater_equal(c.x(0), c.x(1));
-  const Value zero = zeros_like(c.g());
-  return {unbroadcast(where(take_a, c.g(), zero), c.x(0).shape()),
-          unbroadcast(where(take_a, zero, c.g()), c.x(1).shape())};
+
+template <typename Rule>
+Grads unary_vjp(const VjpContext& c) {
+  return {Rule{}(c.x(0), c.y(), c.g())};
 }
-Grads vjp_minimum(const VjpContext& c) {
-  const Value take_a = less_equal(c.x(0), c.x(1));
-  const Value zero = zeros_like(c.g());
-  return {unbroadcast(where(take_a, c.g(), zero), c.x(0).shape()),
-          unbroadcast(where(take_a, zero, c.g()), c.x(1).shape())};
+template <typename RuleA, typename RuleB>
+Grads binary_vjp(const VjpContext& c) {
+  const Value a = c.x(0), b = c.x(1), y = c.y(), g = c.g();
+  return {unbroadcast(RuleA{}(a, b, y, g), a.shape()), unbroadcast(RuleB{}(a, b, y, g), b.shape())};
 }
+template <typename Rule>
+constexpr VjpFn unary_vjp_of() {
+  if constexpr (std::is_same_v<std::invoke_result_t<Rule, Value, Value, Value>, NoGradient>)
+    return nullptr;
+  else
+    return &unary_vjp<Rule>;
+}
+template <typename RuleA, typename RuleB>
+constexpr VjpFn binary_vjp_of() {
+  if constexpr (std::is_same_v<std::invoke_result_t<RuleA, Value, Value, Value, Value>, NoGradient>)
+    return nullptr;
+  else
+    return &binary_vjp<RuleA, RuleB>;
+}
+
+// One rule type per row: unary_rule_neg, binary_rule_a_add, binary_rule_b_add, ...
+#define FOVEA_UNARY_RULE(name, functor, kind, gradient) \
+  using unary_rule_##name =                             \
+      decltype([]([[maybe_unused]] Value x, [[maybe_unused]] Value y, [[maybe_unused]] Value g) { return gradient; });
+#define FOVEA_BINARY_RULE(name, functor, kind, gradient_a, gradient_b)                          \
+  using binary_rule_a_##name =                                                                  \
+      decltype([]([[maybe_unused]] Value a, [[maybe_unused]] Value b, [[maybe_unused]] Value y, \
+                  [[maybe_unused]] Value g) { return gradient_a; });                            \
+  using binary_rule_b_##name =                                                                  \
+      decltype([]([[maybe_unused]] Value a, [[maybe_unused]] Value b, [[maybe_unused]] Value y, \
+                  [[maybe_unused]] Value g) { return gradient_b; });
+FOVEA_UNARY_OPS(FOVEA_UNARY_RULE)
+FOVEA_BINARY_OPS(FOVEA_BINARY_RULE)
+#undef FOVEA_UNARY_RULE
+#undef FOVEA_BINARY_RULE
 
 Value apply_unary(const OpDef& op, Value x, SourceLoc where) {
   const std::array<Value, 1> in{x};
@@ -172,65 +192,26 @@ Value apply_binary(const OpDef& op, Value a, Value b, SourceLoc where) {
 
 }  // namespace
 
+// The OpDefs and the functions that build their nodes, one of each per row of the table.
 namespace ops {
-const OpDef neg = unary("neg", infer_numeric_unary, vjp_neg);
-const OpDef abs = unary("abs", infer_numeric_unary, vjp_abs);
-const OpDef exp = unary("exp", infer_floating_unary, vjp_exp);
-const OpDef log = unary("log", infer_floating_unary, vjp_log);
-const OpDef sqrt = unary("sqrt", infer_floating_unary, vjp_sqrt);
-const OpDef rsqrt = unary("rsqrt", infer_floating_unary, vjp_rsqrt);
-const OpDef tanh = unary("tanh", infer_floating_unary, vjp_tanh);
-const OpDef sigmoid = unary("sigmoid", infer_floating_unary, vjp_sigmoid);
-const OpDef relu = unary("relu", infer_numeric_unary, vjp_relu);
-const OpDef sin = unary("sin", infer_floating_unary, vjp_sin);
-const OpDef cos = unary("cos", infer_floating_unary, vjp_cos);
-const OpDef logical_not = unary("logical_not", infer_logical_unary, nullptr);
-
-const OpDef add = binary("add", infer_arithmetic, vjp_add);
-const OpDef sub = binary("sub", infer_arithmetic, vjp_sub);
-const OpDef mul = binary("mul", infer_arithmetic, vjp_mul);
-const OpDef div = binary("div", infer_arithmetic, vjp_div);
-const OpDef pow = binary("pow", infer_floating_binary, vjp_pow);
-const OpDef maximum = binary("maximum", infer_arithmetic, vjp_maximum);
-const OpDef minimum = binary("minimum", infer_arithmetic, vjp_minimum);
-const OpDef equal = binary("equal", infer_comparison, nullptr);
-const OpDef not_equal = binary("not_equal", infer_comparison, nullptr);
-const OpDef less = binary("less", infer_comparison, nullptr);
-const OpDef less_equal = binary("less_equal", infer_comparison, nullptr);
-const OpDef greater = binary("greater", infer_comparison, nullptr);
-const OpDef greater_equal = binary("greater_equal", infer_comparison, nullptr);
-const OpDef logical_and = binary("logical_and", infer_logical_binary, nullptr);
-const OpDef logical_or = binary("logical_or", infer_logical_binary, nullptr);
+#define FOVEA_UNARY_OPDEF(name, functor, kind, ...) \
+  const OpDef name = unary(#name, ElementwiseKind::kind, unary_vjp_of<unary_rule_##name>());
+#define FOVEA_BINARY_OPDEF(name, functor, kind, ...) \
+  const OpDef name = binary(#name, ElementwiseKind::kind, binary_vjp_of<binary_rule_a_##name, binary_rule_b_##name>());
+FOVEA_UNARY_OPS(FOVEA_UNARY_OPDEF)
+FOVEA_BINARY_OPS(FOVEA_BINARY_OPDEF)
+#undef FOVEA_UNARY_OPDEF
+#undef FOVEA_BINARY_OPDEF
 }  // namespace ops
 
-Value neg(Value x, Loc w) { return apply_unary(ops::neg, x, w); }
-Value abs(Value x, Loc w) { return apply_unary(ops::abs, x, w); }
-Value exp(Value x, Loc w) { return apply_unary(ops::exp, x, w); }
-Value log(Value x, Loc w) { return apply_unary(ops::log, x, w); }
-Value sqrt(Value x, Loc w) { return apply_unary(ops::sqrt, x, w); }
-Value rsqrt(Value x, Loc w) { return apply_unary(ops::rsqrt, x, w); }
-Value tanh(Value x, Loc w) { return apply_unary(ops::tanh, x, w); }
-Value sigmoid(Value x, Loc w) { return apply_unary(ops::sigmoid, x, w); }
-Value relu(Value x, Loc w) { return apply_unary(ops::relu, x, w); }
-Value sin(Value x, Loc w) { return apply_unary(ops::sin, x, w); }
-Value cos(Value x, Loc w) { return apply_unary(ops::cos, x, w); }
-Value logical_not(Value x, Loc w) { return apply_unary(ops::logical_not, x, w); }
-
-Value add(Value a, Value b, Loc w) { return apply_binary(ops::add, a, b, w); }
-Value sub(Value a, Value b, Loc w) { return apply_binary(ops::sub, a, b, w); }
-Value mul(Value a, Value b, Loc w) { return apply_binary(ops::mul, a, b, w); }
-Value div(Value a, Value b, Loc w) { return apply_binary(ops::div, a, b, w); }
-Value pow(Value a, Value b, Loc w) { return apply_binary(ops::pow, a, b, w); }
-Value maximum(Value a, Value b, Loc w) { return apply_binary(ops::maximum, a, b, w); }
-Value minimum(Value a, Value b, Loc w) { return apply_binary(ops::minimum, a, b, w); }
-Value equal(Value a, Value b, Loc w) { return apply_binary(ops::equal, a, b, w); }
-Value not_equal(Value a, Value b, Loc w) { return apply_binary(ops::not_equal, a, b, w); }
-Value less(Value a, Value b, Loc w) { return apply_binary(ops::less, a, b, w); }
-Value less_equal(Value a, Value b, Loc w) { return apply_binary(ops::less_equal, a, b, w); }
-Value greater(Value a, Value b, Loc w) { return apply_binary(ops::greater, a, b, w); }
-Value greater_equal(Value a, Value b, Loc w) { return apply_binary(ops::greater_equal, a, b, w); }
-Value logical_and(Value a, Value b, Loc w) { return apply_binary(ops::logical_and, a, b, w); }
-Value logical_or(Value a, Value b, Loc w) { return apply_binary(ops::logical_or, a, b, w); }
+#define FOVEA_UNARY_FUNCTION(name, ...) \
+  Value name(Value x, Loc w) { return apply_unary(ops::name, x, w); }
+#define FOVEA_BINARY_FUNCTION(name, ...) \
+  Value name(Value a, Value b, Loc w) { return apply_binary(ops::name, a, b, w); }
+FOVEA_UNARY_OPS(FOVEA_UNARY_FUNCTION)
+FOVEA_BINARY_OPS(FOVEA_BINARY_FUNCTION)
+#undef FOVEA_UNARY_FUNCTION
+#undef FOVEA_BINARY_FUNCTION
 
 // A C++ number becomes a scalar of `like`'s dtype, so it must be exact in that dtype: an i32
 // x * 0.5 would silently be x * 0 (core/exact_number.h). `op` is the op being built with it.

@@ -14,6 +14,7 @@
 #include <source_location>
 
 #include "fovea/core/graph.h"
+#include "fovea/ops/elementwise_table.h"
 
 namespace fovea {
 
@@ -31,6 +32,7 @@ Value sigmoid(Value x, Loc where = Loc::current());
 Value relu(Value x, Loc where = Loc::current());
 Value sin(Value x, Loc where = Loc::current());
 Value cos(Value x, Loc where = Loc::current());
+Value softplus(Value x, Loc where = Loc::current());  // ln(1 + eˣ); its gradient is sigmoid(x)
 Value logical_not(Value x, Loc where = Loc::current());
 
 // --- Binary with broadcasting: y[i] = f(a[i], b[i]) ------------------------------------------
@@ -82,11 +84,13 @@ Value operator-(double a, Operand b);
 Value operator*(double a, Operand b);
 Value operator/(double a, Operand b);
 
-// The op definitions, for passes and tests that match on them.
+// The op definitions (ops::neg, ops::add, ...), one per row of ops/elementwise_table.h, for
+// passes and tests that match on them and for the backends' kernel registries.
 namespace ops {
-extern const OpDef neg, abs, exp, log, sqrt, rsqrt, tanh, sigmoid, relu, sin, cos, logical_not;
-extern const OpDef add, sub, mul, div, pow, maximum, minimum;
-extern const OpDef equal, not_equal, less, less_equal, greater, greater_equal, logical_and, logical_or;
+#define FOVEA_DECLARE_OPDEF(name, ...) extern const OpDef name;
+FOVEA_UNARY_OPS(FOVEA_DECLARE_OPDEF)
+FOVEA_BINARY_OPS(FOVEA_DECLARE_OPDEF)
+#undef FOVEA_DECLARE_OPDEF
 }  // namespace ops
 
 }  // namespace fovea

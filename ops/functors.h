@@ -99,6 +99,15 @@ struct Sigmoid {
     return e / (T(1) + e);
   }
 };
+// y = ln(1 + eˣ), a smooth relu. For x > 20, ln(1 + eˣ) = x + ln(1 + e^-x) is x to within
+// e^-20 ≈ 2e-9 (as in PyTorch), and eˣ would overflow f32 from x ≈ 89 on; below, log1p keeps the
+// small values of very negative x exact.
+struct Softplus {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return x > T(20) ? x : std::log1p(std::exp(x));
+  }
+};
 // y = max(x, 0), and NaN for a NaN x (as in PyTorch): `x < 0` is false for NaN, so x passes.
 struct Relu {
   template <typename T>
@@ -120,9 +129,13 @@ struct Cos {
     return std::cos(x);
   }
 };
-// y = !x (bool)
+// y = !x: 1 where x is 0, else 0 (on bool tensors; in a fused program, on registers holding
+// 0 or 1)
 struct LogicalNot {
-  FOVEA_HD std::uint8_t operator()(std::uint8_t x) const { return x ? 0 : 1; }
+  template <typename T>
+  FOVEA_HD std::uint8_t operator()(T x) const {
+    return x == T(0) ? 1 : 0;
+  }
 };
 
 // y = a + b, a - b, a · b, a / b; on integers + - · wrap (see wrapping_add above).
@@ -225,12 +238,18 @@ struct GreaterEqual {
     return a >= b;
   }
 };
-// Logical and/or on bool tensors.
+// Logical and/or: nonzero is true (bool tensors, or fused registers holding 0 or 1).
 struct LogicalAnd {
-  FOVEA_HD std::uint8_t operator()(std::uint8_t a, std::uint8_t b) const { return a && b; }
+  template <typename T>
+  FOVEA_HD std::uint8_t operator()(T a, T b) const {
+    return a != T(0) && b != T(0);
+  }
 };
 struct LogicalOr {
-  FOVEA_HD std::uint8_t operator()(std::uint8_t a, std::uint8_t b) const { return a || b; }
+  template <typename T>
+  FOVEA_HD std::uint8_t operator()(T a, T b) const {
+    return a != T(0) || b != T(0);
+  }
 };
 
 }  // namespace fovea::fn

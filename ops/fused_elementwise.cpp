@@ -11,12 +11,17 @@ namespace fused {
 
 namespace {
 
-// Opcode → the op name it stands for, in Opcode order.
-constexpr std::array<std::string_view, static_cast<std::size_t>(Opcode::uniform) + 1> kNames = {
-    "neg",        "abs",     "relu",          "exp",         "log",        "sqrt",    "rsqrt",     "tanh",
-    "sigmoid",    "sin",     "cos",           "logical_not", "copy",       "to_bool", "add",       "sub",
-    "mul",        "div",     "pow",           "maximum",     "minimum",    "equal",   "not_equal", "less",
-    "less_equal", "greater", "greater_equal", "logical_and", "logical_or", "where",   "uniform"};
+// Opcode → the op name it stands for, in Opcode order: both come from the same rows of
+// ops/elementwise_table.h, so a name cannot go missing or land on another opcode.
+#define FOVEA_ELEMENTWISE_STRING(name, ...) #name,
+constexpr auto kNames =
+    std::to_array<std::string_view>({FOVEA_UNARY_OPS(FOVEA_ELEMENTWISE_STRING) "copy", "to_bool",
+                                     FOVEA_BINARY_OPS(FOVEA_ELEMENTWISE_STRING) "where", "uniform"});
+#undef FOVEA_ELEMENTWISE_STRING
+static_assert(kNames.size() == static_cast<std::size_t>(kOpcodeCount), "one name per opcode");
+static_assert(kNames[static_cast<std::size_t>(Opcode::copy)] == "copy" &&
+                  kNames[static_cast<std::size_t>(Opcode::where)] == "where",
+              "names in Opcode order");
 
 std::string register_name(const Program& p, std::int32_t r) {
   if (r < p.first_immediate()) return fmt::format("in{}", r);

@@ -33,4 +33,18 @@ Value assign(Value target, Value value, Loc where) {
                                "assign_" + target.name().substr(target.name().rfind('/') + 1));
 }
 
+namespace ops {
+const OpDef stop_gradient{.name = "stop_gradient",
+                          .min_inputs = 1,
+                          .max_inputs = 1,
+                          .infer = [](const InferContext& ctx) { return std::vector<TensorType>{ctx.input(0)}; },
+                          .view = true,
+                          .differentiable = false};
+}  // namespace ops
+
+Value stop_gradient(Value x, Loc where) {
+  const std::array<Value, 1> in{x};
+  return x.graph().apply1(ops::stop_gradient, in, {}, where);
+}
+
 }  // namespace fovea

@@ -1,3 +1,5 @@
+// assign and stop_gradient, the two ops whose kernels copy.
+//
 // assign: the one op with a side effect. It writes a new value into a persistent buffer
 // (a parameter or state), which is how optimizers update weights inside the training-step
 // graph (docs/architecture.md, decision 5).
@@ -15,8 +17,12 @@ namespace fovea {
 // target ← value. `target` must be a parameter or state; `value` must have its type.
 Value assign(Value target, Value value, Loc where = Loc::current());
 
+// Identity in the forward pass; no gradient flows back through it (autodiff stops here). Its
+// kernel copies, or does nothing where the planner gave the output the input's buffer (a view).
+Value stop_gradient(Value x, Loc where = Loc::current());
+
 namespace ops {
-extern const OpDef assign;
+extern const OpDef assign, stop_gradient;
 }
 
 }  // namespace fovea

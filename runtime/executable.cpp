@@ -169,7 +169,7 @@ struct ExecutableLowering {
     exe.plan_ = plan_memory(graph, exe.schedule_, output_refs(), /*outputs_in_arena=*/!host);
     for (std::uint32_t id : exe.schedule_) {
       const Node& node = graph.node(id);
-      if (!node.op->source && backend.kernels().verdict_message(node.op->name, kernel_dtype(graph, node)))
+      if (!node.op->source && backend.kernels().verdict_message(*node.op, kernel_dtype(graph, node)))
         ++exe.verdict_count_;
     }
   }
@@ -250,7 +250,7 @@ struct ExecutableLowering {
   // The backend's kernel for the node's op and dtype, or an error naming the node.
   Kernel find_kernel(const Node& node) const {
     const DType dtype = kernel_dtype(graph, node);
-    const Kernel kernel = backend.kernels().find(node.op->name, dtype);
+    const Kernel kernel = backend.kernels().find(*node.op, dtype);
     if (!kernel)
       node.fail(fmt::format("the {} backend has no kernel for op '{}' with dtype {}", backend.name(), node.op->name,
                             dtype_name(dtype)));
@@ -301,7 +301,7 @@ struct ExecutableLowering {
     for (std::size_t i = 0; i < n_in; ++i) bind(i, node.inputs[i], graph.type(node.inputs[i]));
     for (std::size_t k = 0; k < n_out; ++k) bind(n_in + k, {id, static_cast<std::uint32_t>(k)}, node.outputs[k]);
     KernelContext ctx{&node, {args.get(), n_in}, {args.get() + n_in, n_out}, &backend.pool()};
-    const VerdictMessage verdict_message = backend.kernels().verdict_message(node.op->name, kernel_dtype(graph, node));
+    const VerdictMessage verdict_message = backend.kernels().verdict_message(*node.op, kernel_dtype(graph, node));
     if (verdict_message) ctx.verdict = exe.verdicts_ + next_verdict++;
     exe.steps_.push_back({kernel, ctx, verdict_message});
     exe.args_.push_back(std::move(args));

@@ -632,14 +632,14 @@ void half_fused_attention_backward_kernel(const KernelContext& ctx) {
 }  // namespace
 
 void register_attention_kernels(KernelRegistry& r) {
-  r.add("fused_attention", DType::f32, &fused_attention_kernel<float>);
-  r.add("fused_attention", DType::f64, &fused_attention_kernel<double>);
-  r.add("fused_attention", DType::bf16, &half_fused_attention_kernel<bfloat16>);
-  r.add("fused_attention", DType::f16, &half_fused_attention_kernel<float16>);
-  r.add("fused_attention_backward", DType::f32, &fused_attention_backward_kernel<float>);
-  r.add("fused_attention_backward", DType::f64, &fused_attention_backward_kernel<double>);
-  r.add("fused_attention_backward", DType::bf16, &half_fused_attention_backward_kernel<bfloat16>);
-  r.add("fused_attention_backward", DType::f16, &half_fused_attention_backward_kernel<float16>);
+  r.add(ops::fused_attention, DType::f32, &fused_attention_kernel<float>);
+  r.add(ops::fused_attention, DType::f64, &fused_attention_kernel<double>);
+  r.add(ops::fused_attention, DType::bf16, &half_fused_attention_kernel<bfloat16>);
+  r.add(ops::fused_attention, DType::f16, &half_fused_attention_kernel<float16>);
+  r.add(ops::fused_attention_backward, DType::f32, &fused_attention_backward_kernel<float>);
+  r.add(ops::fused_attention_backward, DType::f64, &fused_attention_backward_kernel<double>);
+  r.add(ops::fused_attention_backward, DType::bf16, &half_fused_attention_backward_kernel<bfloat16>);
+  r.add(ops::fused_attention_backward, DType::f16, &half_fused_attention_backward_kernel<float16>);
 }
 
 }  // namespace fovea::cpu_backend

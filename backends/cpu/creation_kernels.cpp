@@ -143,23 +143,23 @@ void random_normal_kernel(const KernelContext& ctx) {
 }  // namespace
 
 void register_creation_kernels(KernelRegistry& r) {
-  auto each_dtype = [&](std::string_view op, auto kernel_of, auto... zeros) {
+  auto each_dtype = [&](const OpDef& op, auto kernel_of, auto... zeros) {
     (r.add(op, dtype_of<decltype(zeros)>, kernel_of(zeros)), ...);
   };
-  const auto all = [&](std::string_view op, auto kernel_of) {
+  const auto all = [&](const OpDef& op, auto kernel_of) {
     each_dtype(op, kernel_of, float{}, double{}, std::int32_t{}, std::int64_t{}, std::uint8_t{});
   };
   each_dtype(
-      "cast", [](auto zero) { return &cast_kernel<decltype(zero)>; }, float{}, double{}, std::int32_t{}, std::int64_t{},
-      std::uint8_t{}, bfloat16{}, float16{});
-  all("fill", [](auto zero) { return &fill_kernel<decltype(zero)>; });
+      ops::cast, [](auto zero) { return &cast_kernel<decltype(zero)>; }, float{}, double{}, std::int32_t{},
+      std::int64_t{}, std::uint8_t{}, bfloat16{}, float16{});
+  all(ops::fill, [](auto zero) { return &fill_kernel<decltype(zero)>; });
   each_dtype(
-      "iota", [](auto zero) { return &iota_kernel<decltype(zero)>; }, float{}, double{}, std::int32_t{},
+      ops::iota, [](auto zero) { return &iota_kernel<decltype(zero)>; }, float{}, double{}, std::int32_t{},
       std::int64_t{});
   each_dtype(
-      "random_uniform", [](auto zero) { return &random_uniform_kernel<decltype(zero)>; }, float{}, double{});
+      ops::random_uniform, [](auto zero) { return &random_uniform_kernel<decltype(zero)>; }, float{}, double{});
   each_dtype(
-      "random_normal", [](auto zero) { return &random_normal_kernel<decltype(zero)>; }, float{}, double{});
+      ops::random_normal, [](auto zero) { return &random_normal_kernel<decltype(zero)>; }, float{}, double{});
 }
 
 }  // namespace fovea::cpu_backend

@@ -2,6 +2,7 @@
 // NumPy broadcasting. The math is the shared functors of ops/functors.h; these loops only
 // walk memory. Same-shape and scalar operands take flat loops the compiler vectorizes.
 #include <array>
+#include <type_traits>
 
 #include "fovea/backends/cpu/broadcast.h"
 #include "fovea/backends/cpu/kernels.h"
@@ -11,7 +12,8 @@ namespace fovea::cpu_backend {
 
 namespace {
 
-template <typename T, typename Out, typename F> void unary_kernel(const KernelContext& ctx) {
+template <typename T, typename Out, typename F>
+void unary_kernel(const KernelContext& ctx) {
   const T* x = ctx.in(0).as<T>();
   Out* y = ctx.out().as<Out>();
   ctx.pool->parallel_for(ctx.out().numel(), kElementwiseGrain, [&](std::int64_t begin, std::int64_t end) {
@@ -37,7 +39,8 @@ inline void binary_row(const T* a, std::int64_t sa, const T* b, std::int64_t sb,
   }
 }
 
-template <typename T, typename Out, typename F> void binary_kernel(const KernelContext& ctx) {
+template <typename T, typename Out, typename F>
+void binary_kernel(const KernelContext& ctx) {
   const TensorArg &A = ctx.in(0), &B = ctx.in(1), &Y = ctx.out();
   const T* a = A.as<T>();
   const T* b = B.as<T>();
@@ -75,60 +78,56 @@ template <typename T, typename Out, typename F> void binary_kernel(const KernelC
 }
 
 // Integer division by zero is undefined behaviour in C++: reject it with the node's name.
-template <typename T> void checked_integer_div_kernel(const KernelContext& ctx) {
+template <typename T>
+void checked_integer_div_kernel(const KernelContext& ctx) {
   const T* b = ctx.in(1).as<T>();
   for (std::int64_t i = 0; i < ctx.in(1).numel(); ++i)
     if (b[i] == 0) ctx.fail("integer division by zero");
   binary_kernel<T, T, fn::Div>(ctx);
 }
 
-template <typename F, typename... Ts> void add_unary(KernelRegistry& r, std::string_view op) {
-  (r.add(op, dtype_of<Ts>, &unary_kernel<Ts, Ts, F>), ...);
-}
-template <typename F, typename... Ts> void add_binary(KernelRegistry& r, std::string_view op) {
-  (r.add(op, dtype_of<Ts>, &binary_kernel<Ts, Ts, F>), ...);
-}
-template <typename F, typename... Ts> void add_comparison(KernelRegistry& r, std::string_view op) {
-  (r.add(op, dtype_of<Ts>, &binary_kernel<Ts, std::uint8_t, F>), ...);
-}
-
 using i32_t = std::int32_t;
 using i64_t = std::int64_t;
 using bool_t = std::uint8_t;
 
+// The element types each kind of op (ops/elementwise_table.h) has kernels for.
+template <typename... Ts>
+struct Types {};
+template <ElementwiseKind>
+struct TypesOf;
+template <>
+struct TypesOf<ElementwiseKind::numeric> : Types<float, double, i32_t, i64_t> {};
+template <>
+struct TypesOf<ElementwiseKind::floating> : Types<float, double> {};
+template <>
+struct TypesOf<ElementwiseKind::logical> : Types<bool_t> {};
+template <>
+struct TypesOf<ElementwiseKind::comparison> : Types<float, double, i32_t, i64_t, bool_t> {};
+
+// Registers f's kernel for each element type of its kind; comparisons and logical ops write bool.
+template <typename F, typename... Ts>
+void add_unary(KernelRegistry& r, const OpDef& op, Types<Ts...>) {
+  (r.add(op, dtype_of<Ts>, &unary_kernel<Ts, Ts, F>), ...);
+}
+template <typename F, ElementwiseKind Kind, typename... Ts>
+void add_binary(KernelRegistry& r, const OpDef& op, Types<Ts...>) {
+  constexpr bool writes_bool = Kind == ElementwiseKind::comparison || Kind == ElementwiseKind::logical;
+  (r.add(op, dtype_of<Ts>, &binary_kernel<Ts, std::conditional_t<writes_bool, bool_t, Ts>, F>), ...);
+}
+
 }  // namespace
 
+// One registration per row of the table; then integer division, which checks its divisors.
 void register_elementwise_kernels(KernelRegistry& r) {
-  add_unary<fn::Neg, float, double, i32_t, i64_t>(r, "neg");
-  add_unary<fn::Abs, float, double, i32_t, i64_t>(r, "abs");
-  add_unary<fn::Relu, float, double, i32_t, i64_t>(r, "relu");
-  add_unary<fn::Exp, float, double>(r, "exp");
-  add_unary<fn::Log, float, double>(r, "log");
-  add_unary<fn::Sqrt, float, double>(r, "sqrt");
-  add_unary<fn::Rsqrt, float, double>(r, "rsqrt");
-  add_unary<fn::Tanh, float, double>(r, "tanh");
-  add_unary<fn::Sigmoid, float, double>(r, "sigmoid");
-  add_unary<fn::Sin, float, double>(r, "sin");
-  add_unary<fn::Cos, float, double>(r, "cos");
-  r.add("logical_not", DType::boolean, &unary_kernel<bool_t, bool_t, fn::LogicalNot>);
-
-  add_binary<fn::Add, float, double, i32_t, i64_t>(r, "add");
-  add_binary<fn::Sub, float, double, i32_t, i64_t>(r, "sub");
-  add_binary<fn::Mul, float, double, i32_t, i64_t>(r, "mul");
-  add_binary<fn::Div, float, double>(r, "div");
-  r.add("div", DType::i32, &checked_integer_div_kernel<i32_t>);
-  r.add("div", DType::i64, &checked_integer_div_kernel<i64_t>);
-  add_binary<fn::Pow, float, double>(r, "pow");
-  add_binary<fn::Maximum, float, double, i32_t, i64_t>(r, "maximum");
-  add_binary<fn::Minimum, float, double, i32_t, i64_t>(r, "minimum");
-  add_comparison<fn::Equal, float, double, i32_t, i64_t, bool_t>(r, "equal");
-  add_comparison<fn::NotEqual, float, double, i32_t, i64_t, bool_t>(r, "not_equal");
-  add_comparison<fn::Less, float, double, i32_t, i64_t, bool_t>(r, "less");
-  add_comparison<fn::LessEqual, float, double, i32_t, i64_t, bool_t>(r, "less_equal");
-  add_comparison<fn::Greater, float, double, i32_t, i64_t, bool_t>(r, "greater");
-  add_comparison<fn::GreaterEqual, float, double, i32_t, i64_t, bool_t>(r, "greater_equal");
-  r.add("logical_and", DType::boolean, &binary_kernel<bool_t, bool_t, fn::LogicalAnd>);
-  r.add("logical_or", DType::boolean, &binary_kernel<bool_t, bool_t, fn::LogicalOr>);
+#define FOVEA_ADD_UNARY(name, functor, kind, ...) add_unary<functor>(r, ops::name, TypesOf<ElementwiseKind::kind>{});
+#define FOVEA_ADD_BINARY(name, functor, kind, ...) \
+  add_binary<functor, ElementwiseKind::kind>(r, ops::name, TypesOf<ElementwiseKind::kind>{});
+  FOVEA_UNARY_OPS(FOVEA_ADD_UNARY)
+  FOVEA_BINARY_OPS(FOVEA_ADD_BINARY)
+#undef FOVEA_ADD_UNARY
+#undef FOVEA_ADD_BINARY
+  r.add(ops::div, DType::i32, &checked_integer_div_kernel<i32_t>);
+  r.add(ops::div, DType::i64, &checked_integer_div_kernel<i64_t>);
 }
 
 }  // namespace fovea::cpu_backend

@@ -118,21 +118,17 @@ void gather(const InputLayout& l, const Src* src, std::int64_t begin, std::int64
   }
 }
 
+// One instruction over a tile. A functor's result converts to T: comparisons and logical ops
+// return 0 or 1 (bool's storage), which in a register is T's 0 or 1.
 template <typename T, typename F>
 void unary(const T* a, T* r, std::int64_t n) {
   const F f{};
-  for (std::int64_t i = 0; i < n; ++i) r[i] = f(a[i]);
+  for (std::int64_t i = 0; i < n; ++i) r[i] = static_cast<T>(f(a[i]));
 }
 template <typename T, typename F>
 void binary(const T* a, const T* b, T* r, std::int64_t n) {
   const F f{};
-  for (std::int64_t i = 0; i < n; ++i) r[i] = f(a[i], b[i]);
-}
-// Comparisons return 0 or 1 (bool's storage); in a register that is T's 0 or 1.
-template <typename T, typename F>
-void compare(const T* a, const T* b, T* r, std::int64_t n) {
-  const F f{};
-  for (std::int64_t i = 0; i < n; ++i) r[i] = f(a[i], b[i]) ? T(1) : T(0);
+  for (std::int64_t i = 0; i < n; ++i) r[i] = static_cast<T>(f(a[i], b[i]));
 }
 
 template <typename T>
@@ -263,68 +259,21 @@ struct Run {
     const T* b = in.b >= 0 ? reg[static_cast<std::size_t>(in.b)] : nullptr;
     const T* c = in.c >= 0 ? reg[static_cast<std::size_t>(in.c)] : nullptr;
     switch (in.op) {
-      case Opcode::neg:
-        return unary<T, fn::Neg>(a, r, n);
-      case Opcode::abs:
-        return unary<T, fn::Abs>(a, r, n);
-      case Opcode::relu:
-        return unary<T, fn::Relu>(a, r, n);
-      case Opcode::exp:
-        return unary<T, fn::Exp>(a, r, n);
-      case Opcode::log:
-        return unary<T, fn::Log>(a, r, n);
-      case Opcode::sqrt:
-        return unary<T, fn::Sqrt>(a, r, n);
-      case Opcode::rsqrt:
-        return unary<T, fn::Rsqrt>(a, r, n);
-      case Opcode::tanh:
-        return unary<T, fn::Tanh>(a, r, n);
-      case Opcode::sigmoid:
-        return unary<T, fn::Sigmoid>(a, r, n);
-      case Opcode::sin:
-        return unary<T, fn::Sin>(a, r, n);
-      case Opcode::cos:
-        return unary<T, fn::Cos>(a, r, n);
-      case Opcode::logical_not:
-        for (std::int64_t i = 0; i < n; ++i) r[i] = a[i] != T(0) ? T(0) : T(1);
-        return;
+#define FOVEA_FUSED_UNARY(name, functor, ...) \
+  case Opcode::name:                          \
+    return unary<T, functor>(a, r, n);
+#define FOVEA_FUSED_BINARY(name, functor, ...) \
+  case Opcode::name:                           \
+    return binary<T, functor>(a, b, r, n);
+      FOVEA_UNARY_OPS(FOVEA_FUSED_UNARY)
+      FOVEA_BINARY_OPS(FOVEA_FUSED_BINARY)
+#undef FOVEA_FUSED_UNARY
+#undef FOVEA_FUSED_BINARY
       case Opcode::copy:
         std::copy(a, a + n, r);
         return;
       case Opcode::to_bool:
         for (std::int64_t i = 0; i < n; ++i) r[i] = a[i] != T(0) ? T(1) : T(0);
-        return;
-      case Opcode::add:
-        return binary<T, fn::Add>(a, b, r, n);
-      case Opcode::sub:
-        return binary<T, fn::Sub>(a, b, r, n);
-      case Opcode::mul:
-        return binary<T, fn::Mul>(a, b, r, n);
-      case Opcode::div:
-        return binary<T, fn::Div>(a, b, r, n);
-      case Opcode::pow:
-        return binary<T, fn::Pow>(a, b, r, n);
-      case Opcode::maximum:
-        return binary<T, fn::Maximum>(a, b, r, n);
-      case Opcode::minimum:
-        return binary<T, fn::Minimum>(a, b, r, n);
-      case Opcode::equal:
-        return compare<T, fn::Equal>(a, b, r, n);
-      case Opcode::not_equal:
-        return compare<T, fn::NotEqual>(a, b, r, n);
-      case Opcode::less:
-        return compare<T, fn::Less>(a, b, r, n);
-      case Opcode::less_equal:
-        return compare<T, fn::LessEqual>(a, b, r, n);
-      case Opcode::greater:
-        return compare<T, fn::Greater>(a, b, r, n);
-      case Opcode::greater_equal:
-        return compare<T, fn::GreaterEqual>(a, b, r, n);
-      case Opcode::logical_and:
-        for (std::int64_t i = 0; i < n; ++i) r[i] = (a[i] != T(0) && b[i] != T(0)) ? T(1) : T(0);
-        return;
-      case Opcode::logical_or:
-        for (std::int64_t i = 0; i < n; ++i) r[i] = (a[i] != T(0) || b[i] != T(0)) ? T(1) : T(0);
         return;
       case Opcode::where:
         for (std::int64_t i = 0; i < n; ++i) r[i] = a[i] != T(0) ? b[i] : c[i];
@@ -374,7 +323,7 @@ void fused_elementwise_kernel(const KernelContext& ctx) {
 }  // namespace
 
 void register_fused_elementwise_kernels(KernelRegistry& r) {
-  for (DType t : {DType::f32, DType::f64, DType::boolean}) r.add("fused_elementwise", t, &fused_elementwise_kernel);
+  for (DType t : {DType::f32, DType::f64, DType::boolean}) r.add(ops::fused_elementwise, t, &fused_elementwise_kernel);
 }
 
 }  // namespace fovea::cpu_backend

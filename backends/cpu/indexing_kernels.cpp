@@ -198,7 +198,7 @@ void check_indices_kernel(const KernelContext& ctx) {
 }
 
 template <typename... Ts>
-void add_all(KernelRegistry& r, std::string_view op, auto kernel_of) {
+void add_all(KernelRegistry& r, const OpDef& op, auto kernel_of) {
   (r.add(op, dtype_of<Ts>, kernel_of(Ts{})), ...);
 }
 
@@ -208,11 +208,11 @@ void register_indexing_kernels(KernelRegistry& r) {
   auto gather = [](auto zero) { return &gather_kernel<decltype(zero)>; };
   auto scatter_add = [](auto zero) { return &scatter_add_kernel<decltype(zero)>; };
   auto where = [](auto zero) { return &where_kernel<decltype(zero)>; };
-  add_all<float, double, std::int32_t, std::int64_t, std::uint8_t>(r, "gather", gather);
-  add_all<float, double, std::int32_t, std::int64_t>(r, "scatter_add", scatter_add);
-  add_all<float, double, std::int32_t, std::int64_t, std::uint8_t>(r, "where", where);
-  r.add("check_indices", DType::i32, &check_indices_kernel<std::int32_t>);
-  r.add("check_indices", DType::i64, &check_indices_kernel<std::int64_t>);
+  add_all<float, double, std::int32_t, std::int64_t, std::uint8_t>(r, ops::gather, gather);
+  add_all<float, double, std::int32_t, std::int64_t>(r, ops::scatter_add, scatter_add);
+  add_all<float, double, std::int32_t, std::int64_t, std::uint8_t>(r, ops::where, where);
+  r.add(ops::check_indices, DType::i32, &check_indices_kernel<std::int32_t>);
+  r.add(ops::check_indices, DType::i64, &check_indices_kernel<std::int64_t>);
 }
 
 }  // namespace fovea::cpu_backend

@@ -2,6 +2,18 @@
 #pragma once
 
 #include "fovea/backends/backend.h"
+// The OpDefs (ops::matmul, ...) that the kernels are registered under.
+#include "fovea/ops/attention.h"
+#include "fovea/ops/creation.h"
+#include "fovea/ops/elementwise.h"
+#include "fovea/ops/fused_elementwise.h"
+#include "fovea/ops/indexing.h"
+#include "fovea/ops/matmul.h"
+#include "fovea/ops/normalization.h"
+#include "fovea/ops/reduce.h"
+#include "fovea/ops/shape_ops.h"
+#include "fovea/ops/state.h"
+#include "fovea/ops/transfer.h"
 
 namespace fovea::cpu_backend {
 

@@ -163,8 +163,8 @@ void matmul_kernel(const KernelContext& ctx) {
 }  // namespace
 
 void register_matmul_kernels(KernelRegistry& registry) {
-  registry.add("matmul", DType::f32, &matmul_kernel<float>);
-  registry.add("matmul", DType::f64, &matmul_kernel<double>);
+  registry.add(ops::matmul, DType::f32, &matmul_kernel<float>);
+  registry.add(ops::matmul, DType::f64, &matmul_kernel<double>);
 }
 
 }  // namespace fovea::cpu_backend

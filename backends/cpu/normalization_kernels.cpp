@@ -473,14 +473,14 @@ void cross_entropy_backward_kernel(const KernelContext& ctx) {
 template <typename T>
 void add_kernels(KernelRegistry& r) {
   const DType t = dtype_of<T>;
-  r.add("fused_softmax", t, &softmax_kernel<T>);
-  r.add("fused_softmax_backward", t, &softmax_backward_kernel<T>);
-  r.add("fused_log_softmax", t, &log_softmax_kernel<T>);
-  r.add("fused_log_softmax_backward", t, &log_softmax_backward_kernel<T>);
-  r.add("fused_layer_norm", t, &layer_norm_kernel<T>);
-  r.add("fused_layer_norm_backward", t, &layer_norm_backward_kernel<T>);
-  r.add("fused_softmax_cross_entropy", t, &cross_entropy_kernel<T>);
-  r.add("fused_softmax_cross_entropy_backward", t, &cross_entropy_backward_kernel<T>);
+  r.add(ops::fused_softmax, t, &softmax_kernel<T>);
+  r.add(ops::fused_softmax_backward, t, &softmax_backward_kernel<T>);
+  r.add(ops::fused_log_softmax, t, &log_softmax_kernel<T>);
+  r.add(ops::fused_log_softmax_backward, t, &log_softmax_backward_kernel<T>);
+  r.add(ops::fused_layer_norm, t, &layer_norm_kernel<T>);
+  r.add(ops::fused_layer_norm_backward, t, &layer_norm_backward_kernel<T>);
+  r.add(ops::fused_softmax_cross_entropy, t, &cross_entropy_kernel<T>);
+  r.add(ops::fused_softmax_cross_entropy_backward, t, &cross_entropy_backward_kernel<T>);
 }
 
 }  // namespace

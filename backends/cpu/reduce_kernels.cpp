@@ -272,8 +272,8 @@ void reduce_kernel(const KernelContext& ctx) {
 
 template <typename... Ts>
 void add_reductions(KernelRegistry& r) {
-  (r.add("reduce_sum", dtype_of<Ts>, &reduce_kernel<Ts, SumOp>), ...);
-  (r.add("reduce_max", dtype_of<Ts>, &reduce_kernel<Ts, MaxOp>), ...);
+  (r.add(ops::reduce_sum, dtype_of<Ts>, &reduce_kernel<Ts, SumOp>), ...);
+  (r.add(ops::reduce_max, dtype_of<Ts>, &reduce_kernel<Ts, MaxOp>), ...);
 }
 
 }  // namespace

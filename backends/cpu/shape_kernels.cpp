@@ -328,7 +328,7 @@ constexpr DType kAllDTypes[] = {DType::f32,     DType::f64,  DType::i32, DType::
                                 DType::boolean, DType::bf16, DType::f16};
 
 // Registers, for every dtype, the kernel written for its element size.
-void add_by_element_size(KernelRegistry& r, std::string_view op, Kernel one_byte, Kernel two_bytes, Kernel four_bytes,
+void add_by_element_size(KernelRegistry& r, const OpDef& op, Kernel one_byte, Kernel two_bytes, Kernel four_bytes,
                          Kernel eight_bytes) {
   for (DType t : kAllDTypes) {
     const std::size_t size = dtype_size(t);
@@ -340,13 +340,13 @@ void add_by_element_size(KernelRegistry& r, std::string_view op, Kernel one_byte
 
 void register_shape_kernels(KernelRegistry& r) {
   for (DType t : kAllDTypes) {
-    r.add("reshape", t, &reshape_kernel);
-    r.add("concat", t, &concat_kernel);
+    r.add(ops::reshape, t, &reshape_kernel);
+    r.add(ops::concat, t, &concat_kernel);
   }
-  add_by_element_size(r, "permute", &permute_kernel<1>, &permute_kernel<2>, &permute_kernel<4>, &permute_kernel<8>);
-  add_by_element_size(r, "broadcast_to", &broadcast_to_kernel<1>, &broadcast_to_kernel<2>, &broadcast_to_kernel<4>,
+  add_by_element_size(r, ops::permute, &permute_kernel<1>, &permute_kernel<2>, &permute_kernel<4>, &permute_kernel<8>);
+  add_by_element_size(r, ops::broadcast_to, &broadcast_to_kernel<1>, &broadcast_to_kernel<2>, &broadcast_to_kernel<4>,
                       &broadcast_to_kernel<8>);
-  add_by_element_size(r, "slice", &slice_kernel<1>, &slice_kernel<2>, &slice_kernel<4>, &slice_kernel<8>);
+  add_by_element_size(r, ops::slice, &slice_kernel<1>, &slice_kernel<2>, &slice_kernel<4>, &slice_kernel<8>);
 }
 
 }  // namespace fovea::cpu_backend

@@ -2,6 +2,7 @@
 // onto the input (stop_gradient).
 #include <cstring>
 
+#include "fovea/ops/state.h"
 #include "fovea/backends/cpu/kernels.h"
 
 namespace fovea::cpu_backend {
@@ -24,8 +25,8 @@ void assign_kernel(const KernelContext& ctx) {
 
 void register_state_kernels(KernelRegistry& registry) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean}) {
-    registry.add("assign", t, &assign_kernel);
-    registry.add("stop_gradient", t, &copy_kernel);
+    registry.add(ops::assign, t, &assign_kernel);
+    registry.add(ops::stop_gradient, t, &copy_kernel);
   }
 }
 

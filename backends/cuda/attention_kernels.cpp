@@ -217,8 +217,8 @@ void fused_attention_backward_kernel(const KernelContext& ctx) {
 
 void register_attention_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
-    r.add("fused_attention", t, &fused_attention_kernel);
-    r.add("fused_attention_backward", t, &fused_attention_backward_kernel);
+    r.add(ops::fused_attention, t, &fused_attention_kernel);
+    r.add(ops::fused_attention_backward, t, &fused_attention_backward_kernel);
   }
 }
 

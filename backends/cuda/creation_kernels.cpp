@@ -79,15 +79,15 @@ void random_normal_kernel(const KernelContext& ctx) {
 
 void register_creation_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean}) {
-    r.add("cast", t, &cast_kernel);
-    r.add("fill", t, &fill_kernel);
+    r.add(ops::cast, t, &cast_kernel);
+    r.add(ops::fill, t, &fill_kernel);
   }
-  r.add("cast", DType::bf16, &cast_kernel);
-  r.add("cast", DType::f16, &cast_kernel);
-  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64}) r.add("iota", t, &iota_kernel);
+  r.add(ops::cast, DType::bf16, &cast_kernel);
+  r.add(ops::cast, DType::f16, &cast_kernel);
+  for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64}) r.add(ops::iota, t, &iota_kernel);
   for (DType t : {DType::f32, DType::f64}) {
-    r.add("random_uniform", t, &random_uniform_kernel);
-    r.add("random_normal", t, &random_normal_kernel);
+    r.add(ops::random_uniform, t, &random_uniform_kernel);
+    r.add(ops::random_normal, t, &random_normal_kernel);
   }
 }
 

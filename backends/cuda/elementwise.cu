@@ -148,36 +148,41 @@ bool logical(Element t, const BinaryArgs& p) {
   return t == Element::boolean && binary_as<std::uint8_t, std::uint8_t, F>(p);
 }
 
+// The element types of each kind of op (ops/elementwise_table.h); only the kind's own are
+// instantiated.
+template <typename F, ElementwiseKind Kind>
+bool unary_of_kind(Element t, const UnaryArgs& p) {
+  if constexpr (Kind == ElementwiseKind::numeric)
+    return unary_numeric<F>(t, p);
+  else if constexpr (Kind == ElementwiseKind::floating)
+    return unary_floating<F>(t, p);
+  else
+    return t == Element::boolean && unary_as<std::uint8_t, F>(p);
+}
+
+template <typename F, ElementwiseKind Kind>
+bool binary_of_kind(Element t, const BinaryArgs& p) {
+  if constexpr (Kind == ElementwiseKind::numeric)
+    return binary_numeric<F>(t, p);
+  else if constexpr (Kind == ElementwiseKind::floating)
+    return binary_floating<F>(t, p);
+  else if constexpr (Kind == ElementwiseKind::comparison)
+    return comparison<F>(t, p);
+  else
+    return logical<F>(t, p);
+}
+
 }  // namespace
 
 bool launch_unary(UnaryOp op, Element type, const void* x, void* y, std::int64_t n, void* stream) {
   if (n == 0) return true;
   const UnaryArgs p{x, y, n, as_stream(stream)};
   switch (op) {
-    case UnaryOp::neg:
-      return unary_numeric<fn::Neg>(type, p);
-    case UnaryOp::abs:
-      return unary_numeric<fn::Abs>(type, p);
-    case UnaryOp::relu:
-      return unary_numeric<fn::Relu>(type, p);
-    case UnaryOp::exp:
-      return unary_floating<fn::Exp>(type, p);
-    case UnaryOp::log:
-      return unary_floating<fn::Log>(type, p);
-    case UnaryOp::sqrt:
-      return unary_floating<fn::Sqrt>(type, p);
-    case UnaryOp::rsqrt:
-      return unary_floating<fn::Rsqrt>(type, p);
-    case UnaryOp::tanh:
-      return unary_floating<fn::Tanh>(type, p);
-    case UnaryOp::sigmoid:
-      return unary_floating<fn::Sigmoid>(type, p);
-    case UnaryOp::sin:
-      return unary_floating<fn::Sin>(type, p);
-    case UnaryOp::cos:
-      return unary_floating<fn::Cos>(type, p);
-    case UnaryOp::logical_not:
-      return type == Element::boolean && unary_as<std::uint8_t, fn::LogicalNot>(p);
+#define FOVEA_LAUNCH_UNARY(name, functor, kind, ...) \
+  case UnaryOp::name:                                \
+    return unary_of_kind<functor, ElementwiseKind::kind>(type, p);
+    FOVEA_UNARY_OPS(FOVEA_LAUNCH_UNARY)
+#undef FOVEA_LAUNCH_UNARY
   }
   return false;
 }
@@ -187,36 +192,11 @@ bool launch_binary(BinaryOp op, Element type, const void* a, const void* b, void
   if (n == 0) return true;
   const BinaryArgs p{a, b, y, n, walk, as_stream(stream)};
   switch (op) {
-    case BinaryOp::add:
-      return binary_numeric<fn::Add>(type, p);
-    case BinaryOp::sub:
-      return binary_numeric<fn::Sub>(type, p);
-    case BinaryOp::mul:
-      return binary_numeric<fn::Mul>(type, p);
-    case BinaryOp::div:
-      return binary_numeric<fn::Div>(type, p);
-    case BinaryOp::pow:
-      return binary_floating<fn::Pow>(type, p);
-    case BinaryOp::maximum:
-      return binary_numeric<fn::Maximum>(type, p);
-    case BinaryOp::minimum:
-      return binary_numeric<fn::Minimum>(type, p);
-    case BinaryOp::equal:
-      return comparison<fn::Equal>(type, p);
-    case BinaryOp::not_equal:
-      return comparison<fn::NotEqual>(type, p);
-    case BinaryOp::less:
-      return comparison<fn::Less>(type, p);
-    case BinaryOp::less_equal:
-      return comparison<fn::LessEqual>(type, p);
-    case BinaryOp::greater:
-      return comparison<fn::Greater>(type, p);
-    case BinaryOp::greater_equal:
-      return comparison<fn::GreaterEqual>(type, p);
-    case BinaryOp::logical_and:
-      return logical<fn::LogicalAnd>(type, p);
-    case BinaryOp::logical_or:
-      return logical<fn::LogicalOr>(type, p);
+#define FOVEA_LAUNCH_BINARY(name, functor, kind, ...) \
+  case BinaryOp::name:                                \
+    return binary_of_kind<functor, ElementwiseKind::kind>(type, p);
+    FOVEA_BINARY_OPS(FOVEA_LAUNCH_BINARY)
+#undef FOVEA_LAUNCH_BINARY
   }
   return false;
 }
@@ -250,64 +230,21 @@ template <typename T>
 __device__ T fused_apply(int op, T a, T b, T c) {
   using fused::Opcode;
   switch (static_cast<Opcode>(op)) {
-    case Opcode::neg:
-      return fn::Neg{}(a);
-    case Opcode::abs:
-      return fn::Abs{}(a);
-    case Opcode::relu:
-      return fn::Relu{}(a);
-    case Opcode::exp:
-      return fn::Exp{}(a);
-    case Opcode::log:
-      return fn::Log{}(a);
-    case Opcode::sqrt:
-      return fn::Sqrt{}(a);
-    case Opcode::rsqrt:
-      return fn::Rsqrt{}(a);
-    case Opcode::tanh:
-      return fn::Tanh{}(a);
-    case Opcode::sigmoid:
-      return fn::Sigmoid{}(a);
-    case Opcode::sin:
-      return fn::Sin{}(a);
-    case Opcode::cos:
-      return fn::Cos{}(a);
-    case Opcode::logical_not:
-      return a != T(0) ? T(0) : T(1);
+    // A functor's result converts to T: comparisons and logical ops give 0 or 1.
+#define FOVEA_FUSED_UNARY(name, functor, ...) \
+  case Opcode::name:                          \
+    return static_cast<T>(functor{}(a));
+#define FOVEA_FUSED_BINARY(name, functor, ...) \
+  case Opcode::name:                           \
+    return static_cast<T>(functor{}(a, b));
+    FOVEA_UNARY_OPS(FOVEA_FUSED_UNARY)
+    FOVEA_BINARY_OPS(FOVEA_FUSED_BINARY)
+#undef FOVEA_FUSED_UNARY
+#undef FOVEA_FUSED_BINARY
     case Opcode::copy:
       return a;
     case Opcode::to_bool:
       return a != T(0) ? T(1) : T(0);
-    case Opcode::add:
-      return fn::Add{}(a, b);
-    case Opcode::sub:
-      return fn::Sub{}(a, b);
-    case Opcode::mul:
-      return fn::Mul{}(a, b);
-    case Opcode::div:
-      return fn::Div{}(a, b);
-    case Opcode::pow:
-      return fn::Pow{}(a, b);
-    case Opcode::maximum:
-      return fn::Maximum{}(a, b);
-    case Opcode::minimum:
-      return fn::Minimum{}(a, b);
-    case Opcode::equal:
-      return fn::Equal{}(a, b) ? T(1) : T(0);
-    case Opcode::not_equal:
-      return fn::NotEqual{}(a, b) ? T(1) : T(0);
-    case Opcode::less:
-      return fn::Less{}(a, b) ? T(1) : T(0);
-    case Opcode::less_equal:
-      return fn::LessEqual{}(a, b) ? T(1) : T(0);
-    case Opcode::greater:
-      return fn::Greater{}(a, b) ? T(1) : T(0);
-    case Opcode::greater_equal:
-      return fn::GreaterEqual{}(a, b) ? T(1) : T(0);
-    case Opcode::logical_and:
-      return (a != T(0) && b != T(0)) ? T(1) : T(0);
-    case Opcode::logical_or:
-      return (a != T(0) || b != T(0)) ? T(1) : T(0);
     case Opcode::where:
       return a != T(0) ? b : c;
     case Opcode::uniform:

@@ -100,54 +100,41 @@ void fused_elementwise_kernel(const KernelContext& ctx) {
                "fused_elementwise");
 }
 
-template <UnaryOp Op>
-void add_unary(KernelRegistry& r, std::string_view op, std::initializer_list<DType> dtypes) {
-  for (DType t : dtypes) r.add(op, t, &unary_kernel<Op>);
+// The dtypes each kind of op (ops/elementwise_table.h) has kernels for, as on the CPU.
+constexpr DType kNumeric[] = {DType::f32, DType::f64, DType::i32, DType::i64};
+constexpr DType kFloating[] = {DType::f32, DType::f64};
+constexpr DType kLogical[] = {DType::boolean};
+constexpr DType kAll[] = {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean};
+std::span<const DType> dtypes_of(ElementwiseKind kind) {
+  switch (kind) {
+    case ElementwiseKind::numeric:
+      return kNumeric;
+    case ElementwiseKind::floating:
+      return kFloating;
+    case ElementwiseKind::logical:
+      return kLogical;
+    case ElementwiseKind::comparison:
+      return kAll;
+  }
+  return {};
 }
-
-template <BinaryOp Op>
-void add_binary(KernelRegistry& r, std::string_view op, std::initializer_list<DType> dtypes) {
-  for (DType t : dtypes) r.add(op, t, &binary_kernel<Op>);
-}
-
-constexpr auto kNumeric = {DType::f32, DType::f64, DType::i32, DType::i64};
-constexpr auto kFloating = {DType::f32, DType::f64};
-constexpr auto kAll = {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean};
 
 }  // namespace
 
+// One registration per row of the table; then integer division, which checks its divisors,
+// and fused_elementwise.
 void register_elementwise_kernels(KernelRegistry& r) {
-  add_unary<UnaryOp::neg>(r, "neg", kNumeric);
-  add_unary<UnaryOp::abs>(r, "abs", kNumeric);
-  add_unary<UnaryOp::relu>(r, "relu", kNumeric);
-  add_unary<UnaryOp::exp>(r, "exp", kFloating);
-  add_unary<UnaryOp::log>(r, "log", kFloating);
-  add_unary<UnaryOp::sqrt>(r, "sqrt", kFloating);
-  add_unary<UnaryOp::rsqrt>(r, "rsqrt", kFloating);
-  add_unary<UnaryOp::tanh>(r, "tanh", kFloating);
-  add_unary<UnaryOp::sigmoid>(r, "sigmoid", kFloating);
-  add_unary<UnaryOp::sin>(r, "sin", kFloating);
-  add_unary<UnaryOp::cos>(r, "cos", kFloating);
-  add_unary<UnaryOp::logical_not>(r, "logical_not", {DType::boolean});
-
-  add_binary<BinaryOp::add>(r, "add", kNumeric);
-  add_binary<BinaryOp::sub>(r, "sub", kNumeric);
-  add_binary<BinaryOp::mul>(r, "mul", kNumeric);
-  add_binary<BinaryOp::div>(r, "div", kFloating);
-  r.add("div", DType::i32, &checked_integer_div_kernel, &division_by_zero);
-  r.add("div", DType::i64, &checked_integer_div_kernel, &division_by_zero);
-  add_binary<BinaryOp::pow>(r, "pow", kFloating);
-  add_binary<BinaryOp::maximum>(r, "maximum", kNumeric);
-  add_binary<BinaryOp::minimum>(r, "minimum", kNumeric);
-  add_binary<BinaryOp::equal>(r, "equal", kAll);
-  add_binary<BinaryOp::not_equal>(r, "not_equal", kAll);
-  add_binary<BinaryOp::less>(r, "less", kAll);
-  add_binary<BinaryOp::less_equal>(r, "less_equal", kAll);
-  add_binary<BinaryOp::greater>(r, "greater", kAll);
-  add_binary<BinaryOp::greater_equal>(r, "greater_equal", kAll);
-  add_binary<BinaryOp::logical_and>(r, "logical_and", {DType::boolean});
-  add_binary<BinaryOp::logical_or>(r, "logical_or", {DType::boolean});
-  for (DType t : {DType::f32, DType::f64, DType::boolean}) r.add("fused_elementwise", t, &fused_elementwise_kernel);
+#define FOVEA_ADD_UNARY(name, functor, kind, ...) \
+  for (DType t : dtypes_of(ElementwiseKind::kind)) r.add(ops::name, t, &unary_kernel<UnaryOp::name>);
+#define FOVEA_ADD_BINARY(name, functor, kind, ...) \
+  for (DType t : dtypes_of(ElementwiseKind::kind)) r.add(ops::name, t, &binary_kernel<BinaryOp::name>);
+  FOVEA_UNARY_OPS(FOVEA_ADD_UNARY)
+  FOVEA_BINARY_OPS(FOVEA_ADD_BINARY)
+#undef FOVEA_ADD_UNARY
+#undef FOVEA_ADD_BINARY
+  r.add(ops::div, DType::i32, &checked_integer_div_kernel, &division_by_zero);
+  r.add(ops::div, DType::i64, &checked_integer_div_kernel, &division_by_zero);
+  for (DType t : {DType::f32, DType::f64, DType::boolean}) r.add(ops::fused_elementwise, t, &fused_elementwise_kernel);
 }
 
 }  // namespace fovea::cuda_backend

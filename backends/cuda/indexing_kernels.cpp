@@ -143,12 +143,12 @@ void where_kernel(const KernelContext& ctx) {
 
 void register_indexing_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean}) {
-    r.add("gather", t, &gather_kernel, &bad_index_in_x);
-    r.add("where", t, &where_kernel);
+    r.add(ops::gather, t, &gather_kernel, &bad_index_in_x);
+    r.add(ops::where, t, &where_kernel);
   }
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64})
-    r.add("scatter_add", t, &scatter_add_kernel, &bad_index_in_target);
-  for (DType t : {DType::i32, DType::i64}) r.add("check_indices", t, &check_indices_kernel, &bad_checked_index);
+    r.add(ops::scatter_add, t, &scatter_add_kernel, &bad_index_in_target);
+  for (DType t : {DType::i32, DType::i64}) r.add(ops::check_indices, t, &check_indices_kernel, &bad_checked_index);
 }
 
 }  // namespace fovea::cuda_backend

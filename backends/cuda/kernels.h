@@ -15,6 +15,18 @@
 #include "fovea/backends/backend.h"
 #include "fovea/backends/cuda/cuda_backend.h"
 #include "fovea/backends/cuda/launch.h"
+// The OpDefs (ops::matmul, ...) that the kernels are registered under.
+#include "fovea/ops/attention.h"
+#include "fovea/ops/creation.h"
+#include "fovea/ops/elementwise.h"
+#include "fovea/ops/fused_elementwise.h"
+#include "fovea/ops/indexing.h"
+#include "fovea/ops/matmul.h"
+#include "fovea/ops/normalization.h"
+#include "fovea/ops/reduce.h"
+#include "fovea/ops/shape_ops.h"
+#include "fovea/ops/state.h"
+#include "fovea/ops/transfer.h"
 
 namespace fovea::cuda_backend {
 

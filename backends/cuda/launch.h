@@ -1,10 +1,10 @@
 // Launchers for the CUDA kernels, callable from host C++ compiled by g++.
 //
 // nvcc compiles only the .cu files, which include nothing heavier than the shared functors
-// (ops/functors.h), Philox (core/philox.h) and this header; everything else in the CUDA
-// backend is ordinary C++ (the *_kernels.cpp files beside this one). So this header speaks
-// plain C++17: raw pointers, sizes in elements, strides, and the stream as a void*
-// (a cudaStream_t).
+// (ops/functors.h), the elementwise table (ops/elementwise_table.h), Philox (core/philox.h) and
+// this header; everything else in the CUDA backend is ordinary C++ (the *_kernels.cpp files
+// beside this one). So this header speaks plain C++17: raw pointers, sizes in elements,
+// strides, and the stream as a void* (a cudaStream_t).
 //
 // Every launcher enqueues its work on `stream` and returns at once. One returning false was
 // asked for an element type it has no kernel for (a bug in the registration, never a user's
@@ -13,6 +13,8 @@
 
 #include <cstddef>
 #include <cstdint>
+
+#include "fovea/ops/elementwise_table.h"
 
 namespace fovea::cuda_backend {
 
@@ -40,25 +42,9 @@ struct Walk {
 
 // --- elementwise.cu ------------------------------------------------------------------------
 
-enum class UnaryOp : int { neg, abs, relu, exp, log, sqrt, rsqrt, tanh, sigmoid, sin, cos, logical_not };
-// Arithmetic, then comparisons (bool out), then logical ops (bool in and out).
-enum class BinaryOp : int {
-  add,
-  sub,
-  mul,
-  div,
-  pow,
-  maximum,
-  minimum,
-  equal,
-  not_equal,
-  less,
-  less_equal,
-  greater,
-  greater_equal,
-  logical_and,
-  logical_or
-};
+// One enumerator per row of ops/elementwise_table.h.
+enum class UnaryOp : int { FOVEA_UNARY_OPS(FOVEA_ELEMENTWISE_NAME) };
+enum class BinaryOp : int { FOVEA_BINARY_OPS(FOVEA_ELEMENTWISE_NAME) };
 
 // y[i] = f(x[i]) for i < n.
 bool launch_unary(UnaryOp op, Element type, const void* x, void* y, std::int64_t n, void* stream);

@@ -136,8 +136,8 @@ void matmul_kernel(const KernelContext& ctx) {
 }  // namespace
 
 void register_matmul_kernels(KernelRegistry& r) {
-  r.add("matmul", DType::f32, &matmul_kernel<float>);
-  r.add("matmul", DType::f64, &matmul_kernel<double>);
+  r.add(ops::matmul, DType::f32, &matmul_kernel<float>);
+  r.add(ops::matmul, DType::f64, &matmul_kernel<double>);
 }
 
 }  // namespace fovea::cuda_backend

@@ -79,14 +79,14 @@ void cross_entropy_backward_kernel(const KernelContext& ctx) {
 
 void register_normalization_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64}) {
-    r.add("fused_softmax", t, &softmax_kernel<false>);
-    r.add("fused_log_softmax", t, &softmax_kernel<true>);
-    r.add("fused_softmax_backward", t, &softmax_backward_kernel<false>);
-    r.add("fused_log_softmax_backward", t, &softmax_backward_kernel<true>);
-    r.add("fused_layer_norm", t, &layer_norm_kernel);
-    r.add("fused_layer_norm_backward", t, &layer_norm_backward_kernel);
-    r.add("fused_softmax_cross_entropy", t, &cross_entropy_kernel);
-    r.add("fused_softmax_cross_entropy_backward", t, &cross_entropy_backward_kernel);
+    r.add(ops::fused_softmax, t, &softmax_kernel<false>);
+    r.add(ops::fused_log_softmax, t, &softmax_kernel<true>);
+    r.add(ops::fused_softmax_backward, t, &softmax_backward_kernel<false>);
+    r.add(ops::fused_log_softmax_backward, t, &softmax_backward_kernel<true>);
+    r.add(ops::fused_layer_norm, t, &layer_norm_kernel);
+    r.add(ops::fused_layer_norm_backward, t, &layer_norm_backward_kernel);
+    r.add(ops::fused_softmax_cross_entropy, t, &cross_entropy_kernel);
+    r.add(ops::fused_softmax_cross_entropy_backward, t, &cross_entropy_backward_kernel);
   }
 }
 

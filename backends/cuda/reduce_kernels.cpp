@@ -101,8 +101,8 @@ void reduce_kernel(const KernelContext& ctx) {
 
 void register_reduce_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64}) {
-    r.add("reduce_sum", t, &reduce_kernel<ReduceOp::sum>);
-    r.add("reduce_max", t, &reduce_kernel<ReduceOp::max>);
+    r.add(ops::reduce_sum, t, &reduce_kernel<ReduceOp::sum>);
+    r.add(ops::reduce_max, t, &reduce_kernel<ReduceOp::max>);
   }
 }
 

@@ -108,11 +108,11 @@ void concat_kernel(const KernelContext& ctx) {
 
 void register_shape_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean, DType::bf16, DType::f16}) {
-    r.add("reshape", t, &reshape_kernel);
-    r.add("permute", t, &permute_kernel);
-    r.add("broadcast_to", t, &broadcast_to_kernel);
-    r.add("slice", t, &slice_kernel);
-    r.add("concat", t, &concat_kernel);
+    r.add(ops::reshape, t, &reshape_kernel);
+    r.add(ops::permute, t, &permute_kernel);
+    r.add(ops::broadcast_to, t, &broadcast_to_kernel);
+    r.add(ops::slice, t, &slice_kernel);
+    r.add(ops::concat, t, &concat_kernel);
   }
 }
 

@@ -1,5 +1,6 @@
 // CUDA kernels for assign and stop_gradient: device-to-device copies, skipped where the
 // planner already made input and output the same bytes.
+#include "fovea/ops/state.h"
 #include "fovea/backends/cuda/kernels.h"
 
 namespace fovea::cuda_backend {
@@ -22,8 +23,8 @@ void assign_kernel(const KernelContext& ctx) {
 
 void register_state_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean}) {
-    r.add("assign", t, &assign_kernel);
-    r.add("stop_gradient", t, &copy_kernel);
+    r.add(ops::assign, t, &assign_kernel);
+    r.add(ops::stop_gradient, t, &copy_kernel);
   }
 }
 

@@ -35,8 +35,8 @@ void to_host_kernel(const KernelContext& ctx) {
 
 void register_transfer_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean, DType::bf16, DType::f16}) {
-    r.add("to_device", t, &to_device_kernel);
-    r.add("to_host", t, &to_host_kernel);
+    r.add(ops::to_device, t, &to_device_kernel);
+    r.add(ops::to_host, t, &to_host_kernel);
   }
 }
 

@@ -7,6 +7,7 @@
 // Where no GPU is visible every test prints why, once, and passes. Run just these with
 //   ./fovea_tests -sf="*cuda_test*"
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -151,16 +152,24 @@ TEST_CASE("the CUDA backend has a kernel for every op and dtype the CPU backend 
   if (!have_gpu()) return;
   const KernelRegistry& gpu = cuda()->kernels();
   const KernelRegistry& host = cpu()->kernels();
-  std::vector<std::pair<std::string, DType>> expected = host.keys();
+  // Compared by name: the registries' keys are OpDef addresses, ordered by name then dtype.
+  auto named = [](const KernelRegistry& r) {
+    std::vector<std::pair<std::string, DType>> out;
+    for (const auto& [op, dtype] : r.keys()) out.emplace_back(std::string(op->name), dtype);
+    return out;
+  };
+  std::vector<std::pair<std::string, DType>> expected = named(host);
   for (const char* op : {"to_device", "to_host"})
     for (DType t : {f32, f64, i32, i64, boolean, bf16, f16}) expected.emplace_back(op, t);
   std::ranges::sort(expected);
-  CHECK(gpu.keys() == expected);
+  std::vector<std::pair<std::string, DType>> actual = named(gpu);
+  std::ranges::sort(actual);
+  CHECK(actual == expected);
   // The checks that stop a run on the CPU report after the run on the GPU (Verdict).
-  CHECK(static_cast<bool>(gpu.verdict_message("gather", f32)));
-  CHECK(static_cast<bool>(gpu.verdict_message("scatter_add", f64)));
-  CHECK(static_cast<bool>(gpu.verdict_message("div", i32)));
-  CHECK_FALSE(static_cast<bool>(gpu.verdict_message("div", f32)));
+  CHECK(static_cast<bool>(gpu.verdict_message(ops::gather, f32)));
+  CHECK(static_cast<bool>(gpu.verdict_message(ops::scatter_add, f64)));
+  CHECK(static_cast<bool>(gpu.verdict_message(ops::div, i32)));
+  CHECK_FALSE(static_cast<bool>(gpu.verdict_message(ops::div, f32)));
 }
 
 #ifdef FOVEA_WITH_CUDA
@@ -185,26 +194,18 @@ TEST_CASE("f32 matmuls on the GPU stay in f32 unless TF32 is allowed" * doctest:
 TEST_CASE("every unary op agrees with the CPU for each dtype it takes, on rank-0, size-1, zero-size and long shapes" *
           doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
-  using Unary = Value (*)(Value);
-  struct Op {
-    const char* name;
-    Unary f;
-    bool floating_only;
-    bool positive_input;
+  // Every unary row of the table (ops/elementwise_table.h), so that a new row is checked here
+  // too; the numeric ones also on integers, and these three on positive inputs only.
+  struct Row {
+    const OpDef* op;
+    ElementwiseKind kind;
   };
-  const std::vector<Op> ops = {
-      {"neg", [](Value x) { return fovea::neg(x); }, false, false},
-      {"abs", [](Value x) { return fovea::abs(x); }, false, false},
-      {"relu", [](Value x) { return fovea::relu(x); }, false, false},
-      {"exp", [](Value x) { return fovea::exp(x); }, true, false},
-      {"log", [](Value x) { return fovea::log(x); }, true, true},
-      {"sqrt", [](Value x) { return fovea::sqrt(x); }, true, true},
-      {"rsqrt", [](Value x) { return fovea::rsqrt(x); }, true, true},
-      {"tanh", [](Value x) { return fovea::tanh(x); }, true, false},
-      {"sigmoid", [](Value x) { return fovea::sigmoid(x); }, true, false},
-      {"sin", [](Value x) { return fovea::sin(x); }, true, false},
-      {"cos", [](Value x) { return fovea::cos(x); }, true, false},
+  const Row rows[] = {
+#define FOVEA_UNARY_ROW(name, functor, kind, ...) {&ops::name, ElementwiseKind::kind},
+      FOVEA_UNARY_OPS(FOVEA_UNARY_ROW)
+#undef FOVEA_UNARY_ROW
   };
+  const OpDef* const positive_only[] = {&ops::log, &ops::sqrt, &ops::rsqrt};
   std::uint64_t seed = 1;
   for (DType dtype : {f32, f64, i32, i64})
     for (const Shape& shape : {Shape{}, Shape{0}, Shape{3, 1, 4}, Shape{1000}}) {
@@ -214,8 +215,13 @@ TEST_CASE("every unary op agrees with the CPU for each dtype it takes, on rank-0
       Value x = g.placeholder("x", dtype, shape);
       Value positive = g.placeholder("positive", dtype, shape);
       std::vector<Value> outputs;
-      for (const Op& op : ops)
-        if (!op.floating_only || is_floating(dtype)) outputs.push_back(op.f(op.positive_input ? positive : x));
+      for (const Row& row : rows) {
+        if (row.kind == ElementwiseKind::logical || (row.kind == ElementwiseKind::floating && !is_floating(dtype)))
+          continue;
+        const bool wants_positive = std::ranges::find(positive_only, row.op) != std::end(positive_only);
+        const std::array<Value, 1> in{wants_positive ? positive : x};
+        outputs.push_back(g.apply1(*row.op, in, {}, std::source_location::current()));
+      }
       check_backends_agree(
           g, outputs,
           {{x, random_of(dtype, shape, seed++, -3, 3)}, {positive, random_of(dtype, shape, seed++, 0.1, 3)}},

@@ -246,7 +246,7 @@ void check_backward(const Case& c, DType dtype, bool causal, const Tensor& mask 
 // Runs the kernel registered for `node` on `pool`, with inputs and outputs in host tensors.
 void run_kernel(const Node& node, const Graph& g, const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs,
                 ThreadPool& pool) {
-  const Kernel kernel = cpu()->kernels().find(node.op->name, kernel_dtype(g, node));
+  const Kernel kernel = cpu()->kernels().find(*node.op, kernel_dtype(g, node));
   REQUIRE(static_cast<bool>(kernel));
   std::vector<TensorArg> in, out;
   for (const Tensor& t : inputs) in.push_back({const_cast<std::byte*>(t.raw()), {t.dtype(), t.shape()}});

@@ -6,6 +6,8 @@
 
 #include <fovea/ops/functors.h>
 
+#include "gradcheck.h"
+#include "passes/optimize_testing.h"
 #include "testing.h"
 
 using namespace fovea;
@@ -57,6 +59,10 @@ Tensor reference_binary(const Tensor& a, const Tensor& b, const std::function<do
   return y;
 }
 
+// ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|): never overflows, and written differently from the
+// kernel's x > 20 ? x : log1p(eˣ).
+double softplus_reference(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))); }
+
 struct UnaryCase {
   const char* name;
   Value (*build)(Value, Loc);
@@ -78,6 +84,8 @@ const UnaryCase kUnary[] = {
      -30, 30},
     {"sin", [](Value x, Loc w) { return fovea::sin(x, w); }, [](double x) { return std::sin(x); }, false, -6, 6},
     {"cos", [](Value x, Loc w) { return fovea::cos(x, w); }, [](double x) { return std::cos(x); }, false, -6, 6},
+    // [-40, 40]: both sides of the x > 20 switch to y = x, and exp(x) far beyond f32's range.
+    {"softplus", [](Value x, Loc w) { return softplus(x, w); }, softplus_reference, false, -40, 40},
 };
 
 const Shape kShapes[] = {Shape{}, Shape{1}, Shape{7}, Shape{3, 0, 2}, Shape{4, 1, 5}, Shape{2, 3, 4, 5}, Shape{70000}};
@@ -300,4 +308,51 @@ TEST_CASE("mixing dtypes is a build-time error that suggests cast") {
   Value a = g.placeholder("a", f32, {3});
   Value b = g.placeholder("b", f64, {3});
   CHECK_THROWS_WITH_AS(mul(a, b), doctest::Contains("use cast()"), Error);
+}
+
+TEST_CASE("softplus is exact where ln(1 + eˣ) would overflow or round to 0, in f32 and f64") {
+  for (DType dtype : {f32, f64}) {
+    CAPTURE(dtype_name(dtype));
+    Graph g;
+    Value x = g.placeholder("x", dtype, {7});
+    const std::vector<double> xs = {-1000, -30, -1, 0, 1, 30, 1000};
+    Tensor input = Tensor::empty(dtype, {7});
+    visit_dtype(dtype, [&](auto zero) {
+      for (std::size_t i = 0; i < xs.size(); ++i) input.data<decltype(zero)>()[i] = static_cast<decltype(zero)>(xs[i]);
+    });
+    const Tensor y = testing::run1(g, softplus(x), {{x, input}});
+    CHECK(y.at(0) == 0.0);      // e^-1000 underflows; the result is 0, not NaN
+    CHECK(y.at(1) > 0.0);       // e^-30 ≈ 9.4e-14 survives log1p
+    CHECK(y.at(3) == doctest::Approx(std::log(2.0)));
+    CHECK(y.at(5) == 30.0);     // x > 20: y = x
+    CHECK(y.at(6) == 1000.0);   // no inf from e^1000
+    for (std::size_t i = 0; i < xs.size(); ++i) CHECK(std::isfinite(y.at(static_cast<std::int64_t>(i))));
+  }
+}
+
+TEST_CASE("softplus inside a fused elementwise chain matches its reference, f32 and f64") {
+  for (DType dtype : {f32, f64}) {
+    CAPTURE(dtype_name(dtype));
+    Graph g;
+    Value x = g.placeholder("x", dtype, {4, 1, 300});
+    Value b = g.placeholder("b", dtype, {300});
+    Value y = softplus(x * 2.0 + b) - x;
+    passes::PassManager pm;
+    pm.add("elementwise_fusion",
+           [](const Graph& graph, std::span<const ValueRef> roots) { return passes::fuse_elementwise(graph, roots); });
+    const passes::OptimizedGraph opt = pm.run(g, {y});
+    REQUIRE(testing::count_op(*opt.graph, ops::fused_elementwise) == 1);
+    const Tensor xv = random_tensor(dtype, x.shape(), 7, -25, 25), bv = random_tensor(dtype, b.shape(), 8, -5, 5);
+    const Tensor got = testing::run1(*opt.graph, opt.value(y), testing::mapped_feeds(opt, {{x, xv}, {b, bv}}));
+    const Tensor expected =
+        reference_binary(xv, bv, [](double a, double c) { return softplus_reference(a * 2.0 + c) - a; }, dtype);
+    check_close(got, expected, testing::rtol_for(dtype), 1e-5);
+  }
+}
+
+TEST_CASE("softplus passes the f64 finite-difference gradient check (its gradient is sigmoid)") {
+  for (const auto& [low, high] : {std::pair{-4.0, 4.0}, std::pair{-30.0, -18.0}, std::pair{18.0, 30.0}})
+    testing::gradcheck("softplus [" + std::to_string(low) + ", " + std::to_string(high) + ")",
+                       [](Graph&, const std::vector<Value>& x) { return softplus(x[0]); },
+                       {{Shape{3, 4}, low, high}});
 }

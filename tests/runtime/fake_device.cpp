@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <fovea/ops/transfer.h>
 
 namespace fovea::testing {
 
@@ -68,13 +69,13 @@ const KernelRegistry& real_kernels() {
   static const KernelRegistry registry = [] {
     KernelRegistry r = cpu()->kernels();
     for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::boolean}) {
-      r.add("to_device", t, &to_device_kernel);
-      r.add("to_host", t, &to_host_kernel);
-      r.add("gather", t, &gather_kernel, &fake_gather_message);
+      r.add(ops::to_device, t, &to_device_kernel);
+      r.add(ops::to_host, t, &to_host_kernel);
+      r.add(ops::gather, t, &gather_kernel, &fake_gather_message);
     }
     for (DType t : {DType::bf16, DType::f16}) {
-      r.add("to_device", t, &to_device_kernel);
-      r.add("to_host", t, &to_host_kernel);
+      r.add(ops::to_device, t, &to_device_kernel);
+      r.add(ops::to_host, t, &to_host_kernel);
     }
     return r;
   }();
@@ -115,7 +116,7 @@ class FakeRecording final : public RecordedRun {
 void dispatch(const KernelContext& ctx) {
   const Node& node = *ctx.node;
   const DType dtype = (node.inputs.empty() || node.op->key_on_output) ? ctx.out().type.dtype : ctx.in(0).type.dtype;
-  const Kernel kernel = real_kernels().find(node.op->name, dtype);
+  const Kernel kernel = real_kernels().find(*node.op, dtype);
   if (!kernel) ctx.fail("fake device: no kernel behind this op and dtype");
   FakeDevice* device = recording_device();
   if (!device) return kernel(ctx);
@@ -125,7 +126,7 @@ void dispatch(const KernelContext& ctx) {
 
 FakeDevice::FakeDevice() {
   const KernelRegistry& real = real_kernels();
-  for (const auto& [op, dtype] : real.keys()) kernels_.add(op, dtype, &dispatch, real.verdict_message(op, dtype));
+  for (const auto& [op, dtype] : real.keys()) kernels_.add(*op, dtype, &dispatch, real.verdict_message(*op, dtype));
 }
 
 FakeDevice::~FakeDevice() {
