@@ -358,6 +358,7 @@ void add_elementwise_cases(std::vector<OpCase>& cases) {
       {"rsqrt", &rsqrt, [](double x) { return 1 / std::sqrt(x); }, kFloats, 0.2, 3, true},
       {"tanh", &tanh, [](double x) { return std::tanh(x); }, kFloats, -2, 2, true},
       {"sigmoid", &sigmoid, [](double x) { return 1 / (1 + std::exp(-x)); }, kFloats, -3, 3, true},
+      {"softplus", &softplus, [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); }, kFloats, -30, 30, true},
       {"relu", &relu, [](double x) { return x > 0 ? x : 0.0; }, kNumeric, -5, 5, true},
       {"sin", &sin, [](double x) { return std::sin(x); }, kFloats, -3, 3, true},
       {"cos", &cos, [](double x) { return std::cos(x); }, kFloats, -3, 3, true},
