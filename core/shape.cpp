@@ -24,8 +24,7 @@ std::optional<std::int64_t> Shape::checked_bytes(std::size_t element_bytes) cons
   return bytes;
 }
 
-std::int64_t Shape::numel() const {
-  if (const std::optional<std::int64_t> n = checked_numel()) return *n;
+void Shape::throw_uncountable() const {
   throw Error(fmt::format("shape {} has more elements than a 64-bit integer can count", to_string()));
 }
 

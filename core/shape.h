@@ -26,7 +26,15 @@ class Shape {
 
   // Number of elements: the product of the dims (1 for a scalar, 0 if any dim is 0). Throws
   // fovea::Error when checked_numel() finds no answer; Graph::apply refuses such shapes first.
-  std::int64_t numel() const;
+  // Inline and branch-free in its loop: kernels ask for it on every run.
+  std::int64_t numel() const {
+    std::int64_t n = 1;
+    bool overflow = false;
+    for (auto d = dims_.rbegin(); d != dims_.rend(); ++d) overflow |= __builtin_mul_overflow(n, *d, &n);
+    if (overflow) [[unlikely]]
+      throw_uncountable();
+    return n;
+  }
   // The number of elements, or nothing when it or a stride (a product of trailing dims) does
   // not fit in an int64: {2^62+1} elements fit, not 4 bytes each; {2^40, 2^40} does not fit.
   std::optional<std::int64_t> checked_numel() const;
@@ -44,6 +52,7 @@ class Shape {
   friend bool operator==(const Shape&, const Shape&) = default;
 
  private:
+  [[noreturn]] void throw_uncountable() const;
   std::vector<std::int64_t> dims_;
 };
 
