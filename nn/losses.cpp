@@ -42,7 +42,8 @@ Value softmax(Value x, std::int64_t axis, std::source_location where) {
   const Value row_max = maximum(reduce_max(x, {axis}, true, where), lowest, where);
   const Value e = exp(sub(x, stop_gradient(row_max, where), where), where);
   const Value s = reduce_sum(e, {axis}, true, where);
-  const Value nonzero_s = fovea::where(equal(s, scalar_like(s, 0.0, where), where), scalar_like(s, 1.0, where), s, where);
+  const Value nonzero_s =
+      fovea::where(equal(s, scalar_like(s, 0.0, where), where), scalar_like(s, 1.0, where), s, where);
   return div(e, nonzero_s, where);
 }
 

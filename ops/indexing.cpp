@@ -184,9 +184,8 @@ Value check_indices(Value indices, std::int64_t count, std::optional<std::int64_
 
 std::string check_indices_message(const Attributes& attrs, const TensorType& indices, std::int64_t position,
                                   std::int64_t value) {
-  std::string message =
-      fmt::format("{} {} at position {} of {} is outside [0, {})", attrs.get_string("what"), value,
-                  position_in(position, indices.shape), indices.to_string(), attrs.get_int("count"));
+  std::string message = fmt::format("{} {} at position {} of {} is outside [0, {})", attrs.get_string("what"), value,
+                                    position_in(position, indices.shape), indices.to_string(), attrs.get_int("count"));
   if (attrs.has("allowed"))
     message += fmt::format(" and is not {} {}", attrs.get_string("allowed_what"), attrs.get_int("allowed"));
   return message;

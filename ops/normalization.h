@@ -44,9 +44,9 @@
 // fused normalization raises fovea::Error (gradient checks cover first derivatives).
 //
 // Edge cases: a zero-size dim gives empty outputs (no error), a row of one element has softmax 1
-// and log-softmax 0, a row of only -∞ has softmax 0 (as nn::softmax and fused_attention define
-// it: a fully masked row attends to nothing) and log-softmax NaN; layer norm of a row with no elements (n = 0) has μ = r = NaN, as the chain
-// gives. Cross-entropy needs at least one class.
+// and log-softmax 0, a row of only -∞ has softmax 0 (as nn::softmax and fused_attention define it:
+// a fully masked row attends to nothing) and log-softmax NaN; layer norm of a row with no elements
+// (n = 0) has μ = r = NaN, as the chain gives. Cross-entropy needs at least one class.
 #pragma once
 
 #include "fovea/ops/elementwise.h"

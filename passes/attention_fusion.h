@@ -45,16 +45,17 @@
 // the where and the mul become interior nodes, so the keep mask must not be read elsewhere
 // either. The statistics count these as "attention with dropout → fused_attention".
 //
-// Not fused (each one is a test): a probability or score used outside; softmax over another
-// axis; a mask that depends on a parameter through differentiable ops (a learned attention bias:
-// the fused op gives the mask no gradient, so fusing would zero the bias's; "blocked: the mask
-// depends on parameter 'bias' ..." in the statistics); a mask that the fused op does not accept (one that would enlarge the scores, or of
-// another dtype); a scale that is not a one-element constant (a vector, or a placeholder: the
-// fused op takes its scale as a number); matmuls that broadcast q, k or v against each other
-// (fused_attention wants equal leading dims); a dropout on the probabilities in another form
-// than nn::dropout's (a random tensor whose shape differs from the scores', or low/high other
-// than 0/1, a rescale that is not a one-element constant, another dtype): the fused op could
-// not draw the same mask. The statistics say "blocked: ... dropout on the probabilities" for it.
+// Not fused (each one is a test): a probability or score used outside; softmax over another axis; a
+// mask that depends on a parameter through differentiable ops (a learned attention bias: the fused
+// op gives the mask no gradient, so fusing would zero the bias's; "blocked: the mask depends on
+// parameter 'bias' ..." in the statistics); a mask that the fused op does not accept (one that
+// would enlarge the scores, or of another dtype); a scale that is not a one-element constant (a
+// vector, or a placeholder: the fused op takes its scale as a number); matmuls that broadcast q, k
+// or v against each other (fused_attention wants equal leading dims); a dropout on the
+// probabilities in another form than nn::dropout's (a random tensor whose shape differs from the
+// scores', or low/high other than 0/1, a rescale that is not a one-element constant, another
+// dtype): the fused op could not draw the same mask. The statistics say "blocked: ... dropout on
+// the probabilities" for it.
 //
 //   before (nn::MultiHeadAttention, 8 heads of 64, N = 1024: examples/attention_fusion's dump)
 //     %26 = matmul(%15, %20) {transpose_a=false, transpose_b=true} : f32[1,8,1024,1024]

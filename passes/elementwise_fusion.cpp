@@ -186,8 +186,7 @@ int group_to_join(const Node& n, const Fusable& f, const std::vector<std::uint32
   }
   if (target < 0) return -1;
   const Group& grp = grouping.group(target);
-  const bool fits = grp.shape == f.shape &&
-                    (!grp.float_type || !f.float_type || *grp.float_type == *f.float_type) &&
+  const bool fits = grp.shape == f.shape && (!grp.float_type || !f.float_type || *grp.float_type == *f.float_type) &&
                     grp.members.size() < options.max_nodes &&
                     grp.inputs.size() + n.inputs.size() <= options.max_inputs + 1;
   if (!fits) return -1;
@@ -313,8 +312,8 @@ std::vector<std::optional<Lowered>> lower_groups(const Graph& graph, const Group
 
 // The graph with each lowered group replaced by one fused_elementwise node, emitted at the
 // group's last node; its outputs replace the group's stored members.
-PassResult rewrite_groups(const Graph& graph, const Grouping& grouping, const std::vector<std::optional<Lowered>>& lowered,
-                          PassStats stats) {
+PassResult rewrite_groups(const Graph& graph, const Grouping& grouping,
+                          const std::vector<std::optional<Lowered>>& lowered, PassStats stats) {
   GraphRewriter rw(graph);
   rw.rebuild([&](std::uint32_t id) {
     const int gi = grouping.group_of[id];

@@ -149,7 +149,8 @@ struct ExecutableLowering {
   // Computed outputs on the CPU → their index in exe.direct_outputs_.
   std::map<ValueRef, int> direct_index;
 
-  ExecutableLowering(Graph& g, const std::vector<Value>& outs, std::shared_ptr<Backend> b, const CompileOptions& options)
+  ExecutableLowering(Graph& g, const std::vector<Value>& outs, std::shared_ptr<Backend> b,
+                     const CompileOptions& options)
       : graph(g), outputs(outs), backend(*b) {
     exe.graph_ = &graph;
     exe.check_finite_feeds_ = options.check_finite_feeds;
@@ -336,14 +337,14 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
                    const CompileOptions& options) {
   check_compile_arguments(graph, outputs, backend.get(), options);
   ExecutableLowering lowering(graph, outputs, std::move(backend), options);
-  lowering.plan(options);              // what runs, in which order, in which buffers
-  lowering.allocate_arena();           // the buffers and the verdicts
-  lowering.allocate_staging();         // on a device: the host staging block
-  lowering.make_direct_outputs();      // on the CPU: the outputs' own Tensors
-  lowering.add_feed_transfers();       // on a device: staging → arena
-  lowering.add_kernel_steps();         // one step per computing node
-  lowering.add_output_transfers();     // on a device: arena → staging, then the verdicts
-  lowering.locate_outputs();           // where run() finds each output
+  lowering.plan(options);                // what runs, in which order, in which buffers
+  lowering.allocate_arena();             // the buffers and the verdicts
+  lowering.allocate_staging();           // on a device: the host staging block
+  lowering.make_direct_outputs();        // on the CPU: the outputs' own Tensors
+  lowering.add_feed_transfers();         // on a device: staging → arena
+  lowering.add_kernel_steps();           // one step per computing node
+  lowering.add_output_transfers();       // on a device: arena → staging, then the verdicts
+  lowering.locate_outputs();             // where run() finds each output
   lowering.exe.decide_capture(options);  // whether runs may be recorded (runtime/capture.cpp)
   return std::move(lowering.exe);
 }

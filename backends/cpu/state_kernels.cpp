@@ -2,8 +2,8 @@
 // onto the input (stop_gradient).
 #include <cstring>
 
-#include "fovea/ops/state.h"
 #include "fovea/backends/cpu/kernels.h"
+#include "fovea/ops/state.h"
 
 namespace fovea::cpu_backend {
 

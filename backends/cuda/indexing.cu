@@ -129,7 +129,7 @@ bool launch_check_indices(Element index_type, const void* ids, std::int64_t m, s
   return with_index(index_type, [&](auto zero) {
     using I = decltype(zero);
     check_indices_kernel<<<blocks_for(m), kThreads, 0, as_stream(stream)>>>(static_cast<const I*>(ids), m, n,
-                                                                             has_allowed, allowed, first);
+                                                                            has_allowed, allowed, first);
   });
 }
 

@@ -115,11 +115,11 @@ void check_indices_kernel(const KernelContext& ctx) {
   const Attributes& attrs = ctx.attrs();
   if (y.data != ids.data) copy_on_device(ctx, gpu, y.data, ids.data, ids.type.nbytes());
   const bool has_allowed = attrs.has("allowed");
-  check_launch(ctx,
-               launch_check_indices(element(ids.type.dtype), ids.data, ids.numel(), attrs.get_int("count"),
-                                    verdict_words(ctx), gpu.stream(), has_allowed,
-                                    has_allowed ? attrs.get_int("allowed") : 0),
-               "index check");
+  check_launch(
+      ctx,
+      launch_check_indices(element(ids.type.dtype), ids.data, ids.numel(), attrs.get_int("count"), verdict_words(ctx),
+                           gpu.stream(), has_allowed, has_allowed ? attrs.get_int("allowed") : 0),
+      "index check");
   check_launch(ctx,
                launch_note_bad_index(element(ids.type.dtype), ids.data, ids.numel(), verdict_words(ctx), gpu.stream()),
                "index check");

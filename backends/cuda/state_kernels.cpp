@@ -1,7 +1,7 @@
 // CUDA kernels for assign and stop_gradient: device-to-device copies, skipped where the
 // planner already made input and output the same bytes.
-#include "fovea/ops/state.h"
 #include "fovea/backends/cuda/kernels.h"
+#include "fovea/ops/state.h"
 
 namespace fovea::cuda_backend {
 

@@ -84,8 +84,9 @@ TEST_CASE("cross_entropy raises on a target that is neither a class nor the igno
     CHECK(message.find("outside [0, 3)") != std::string::npos);
     CHECK(message.find("ignore_index -100") != std::string::npos);
     CHECK(message.find("losses_test.cpp") != std::string::npos);
-    CHECK(testing::error_of([&] { run_with({-1, 0, 0, 0}); }).find("target class -1 at position [0,0]") !=
-          std::string::npos);
+    CHECK(testing::error_of([&] {
+            run_with({-1, 0, 0, 0});
+          }).find("target class -1 at position [0,0]") != std::string::npos);
   }
 }
 

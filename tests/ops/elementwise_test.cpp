@@ -321,11 +321,11 @@ TEST_CASE("softplus is exact where ln(1 + eˣ) would overflow or round to 0, in 
       for (std::size_t i = 0; i < xs.size(); ++i) input.data<decltype(zero)>()[i] = static_cast<decltype(zero)>(xs[i]);
     });
     const Tensor y = testing::run1(g, softplus(x), {{x, input}});
-    CHECK(y.at(0) == 0.0);      // e^-1000 underflows; the result is 0, not NaN
-    CHECK(y.at(1) > 0.0);       // e^-30 ≈ 9.4e-14 survives log1p
+    CHECK(y.at(0) == 0.0);  // e^-1000 underflows; the result is 0, not NaN
+    CHECK(y.at(1) > 0.0);   // e^-30 ≈ 9.4e-14 survives log1p
     CHECK(y.at(3) == doctest::Approx(std::log(2.0)));
-    CHECK(y.at(5) == 30.0);     // x > 20: y = x
-    CHECK(y.at(6) == 1000.0);   // no inf from e^1000
+    CHECK(y.at(5) == 30.0);    // x > 20: y = x
+    CHECK(y.at(6) == 1000.0);  // no inf from e^1000
     for (std::size_t i = 0; i < xs.size(); ++i) CHECK(std::isfinite(y.at(static_cast<std::int64_t>(i))));
   }
 }
@@ -344,8 +344,8 @@ TEST_CASE("softplus inside a fused elementwise chain matches its reference, f32 
     REQUIRE(testing::count_op(*opt.graph, ops::fused_elementwise) == 1);
     const Tensor xv = random_tensor(dtype, x.shape(), 7, -25, 25), bv = random_tensor(dtype, b.shape(), 8, -5, 5);
     const Tensor got = testing::run1(*opt.graph, opt.value(y), testing::mapped_feeds(opt, {{x, xv}, {b, bv}}));
-    const Tensor expected =
-        reference_binary(xv, bv, [](double a, double c) { return softplus_reference(a * 2.0 + c) - a; }, dtype);
+    const Tensor expected = reference_binary(
+        xv, bv, [](double a, double c) { return softplus_reference(a * 2.0 + c) - a; }, dtype);
     check_close(got, expected, testing::rtol_for(dtype), 1e-5);
   }
 }
@@ -353,6 +353,5 @@ TEST_CASE("softplus inside a fused elementwise chain matches its reference, f32 
 TEST_CASE("softplus passes the f64 finite-difference gradient check (its gradient is sigmoid)") {
   for (const auto& [low, high] : {std::pair{-4.0, 4.0}, std::pair{-30.0, -18.0}, std::pair{18.0, 30.0}})
     testing::gradcheck("softplus [" + std::to_string(low) + ", " + std::to_string(high) + ")",
-                       [](Graph&, const std::vector<Value>& x) { return softplus(x[0]); },
-                       {{Shape{3, 4}, low, high}});
+                       [](Graph&, const std::vector<Value>& x) { return softplus(x[0]); }, {{Shape{3, 4}, low, high}});
 }

@@ -90,12 +90,11 @@ TEST_CASE("fused_attention gives a mask that needs a gradient the unfused chain'
       const Value w = g.constant(weights);
       const Value fused_grad = grad(reduce_sum(fused * w), {mask})[0];
       const Value plain_grad = grad(reduce_sum(plain_o * w), {mask})[0];
-      const std::vector<Tensor> got =
-          testing::run(g, {fused_grad, plain_grad},
-                       {{q, random_tensor(f64, sq, 1)},
-                        {k, random_tensor(f64, sk, 2)},
-                        {v, random_tensor(f64, sk, 3)},
-                        {mask, random_tensor(f64, mask_shape, 4)}});
+      const std::vector<Tensor> got = testing::run(g, {fused_grad, plain_grad},
+                                                   {{q, random_tensor(f64, sq, 1)},
+                                                    {k, random_tensor(f64, sk, 2)},
+                                                    {v, random_tensor(f64, sk, 3)},
+                                                    {mask, random_tensor(f64, mask_shape, 4)}});
       double size = 0;
       for (std::int64_t i = 0; i < got[1].numel(); ++i) size += std::abs(got[1].at(i));
       CHECK(size > 1e-3);
@@ -121,7 +120,7 @@ TEST_CASE("softmax of a row of only -inf is 0, fused or not, and so is its gradi
     Value dx = grad(reduce_sum(y * g.constant(weights)), {x})[0];
     Tensor input = random_tensor(dtype, {3, 4}, 1);
     for (std::int64_t c = 0; c < 4; ++c) set(input, 4 + c, -inf);  // row 1: fully masked
-    set(input, 8, -inf);                                            // row 2: one masked entry
+    set(input, 8, -inf);                                           // row 2: one masked entry
     const std::vector<Tensor> plain = testing::run(g, {y, dx}, {{x, input}});
     for (std::int64_t c = 0; c < 4; ++c) {
       CHECK(plain[0].at(4 + c) == 0.0);

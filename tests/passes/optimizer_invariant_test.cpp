@@ -131,7 +131,7 @@ void set(Tensor& t, std::int64_t i, double value) {
 enum class MaskKind { none, causal, padding, additive_padding, additive_rows, learned_bias, learned_head_bias, count };
 
 const char* mask_name(MaskKind kind) {
-  static const char* names[] = {"no mask",  "causal mask",  "padding from lengths", "-inf padding",
+  static const char* names[] = {"no mask",   "causal mask",  "padding from lengths", "-inf padding",
                                 "-inf rows", "learned bias", "learned bias + causal"};
   return names[static_cast<int>(kind)];
 }
@@ -177,8 +177,7 @@ class AttentionCase {
     return g.parameter(name, dtype_, shape, init::normal(0.0, 0.5));
   }
 
-  nn::AttentionMask make_mask(MaskKind kind, std::int64_t batch, std::int64_t heads, std::int64_t tq,
-                              std::int64_t tk) {
+  nn::AttentionMask make_mask(MaskKind kind, std::int64_t batch, std::int64_t heads, std::int64_t tq, std::int64_t tk) {
     switch (kind) {
       case MaskKind::none:
         return {};
@@ -302,14 +301,9 @@ TEST_CASE("the optimized step's loss and every gradient equal the plain graph's 
     {
       Graph g;
       g.set_seed(3);
-      nn::GPT gpt(g, {.vocab = 11,
-                      .d_model = 16,
-                      .heads = 2,
-                      .d_ff = 32,
-                      .layers = 2,
-                      .max_len = 8,
-                      .dropout = 0.1,
-                      .dtype = t});
+      nn::GPT gpt(
+          g,
+          {.vocab = 11, .d_model = 16, .heads = 2, .d_ff = 32, .layers = 2, .max_len = 8, .dropout = 0.1, .dtype = t});
       Value ids = g.placeholder("ids", i64, {2, 8});
       Value targets = g.placeholder("targets", i64, {2, 8});
       Value step = g.placeholder("step", i64, {});
