@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -71,6 +72,10 @@ constexpr std::string_view dtype_name(DType t) {
 // The 16-bit floating storage types.
 constexpr bool is_half(DType t) { return t == DType::bf16 || t == DType::f16; }
 constexpr bool is_floating(DType t) { return t == DType::f32 || t == DType::f64 || is_half(t); }
+// The most negative finite number of f32 (or of f64, for any other dtype), as a double.
+constexpr double lowest_finite(DType t) {
+  return t == DType::f32 ? double(std::numeric_limits<float>::lowest()) : std::numeric_limits<double>::lowest();
+}
 constexpr bool is_integer(DType t) { return t == DType::i32 || t == DType::i64; }
 
 // Maps a C++ element type to its DType: dtype_of<float> == f32. Booleans are stored as

@@ -12,8 +12,7 @@ namespace fovea {
 // product must fit: a 0 in front does not excuse {0, 2^40, 2^40}, whose stride overflows.
 std::optional<std::int64_t> Shape::checked_numel() const {
   std::int64_t n = 1;
-  for (auto d = dims_.rbegin(); d != dims_.rend(); ++d)
-    if (__builtin_mul_overflow(n, *d, &n)) return std::nullopt;
+  if (multiply_dims(n)) return std::nullopt;
   return n;
 }
 

@@ -29,9 +29,7 @@ class Shape {
   // Inline and branch-free in its loop: kernels ask for it on every run.
   std::int64_t numel() const {
     std::int64_t n = 1;
-    bool overflow = false;
-    for (auto d = dims_.rbegin(); d != dims_.rend(); ++d) overflow |= __builtin_mul_overflow(n, *d, &n);
-    if (overflow) [[unlikely]]
+    if (multiply_dims(n)) [[unlikely]]
       throw_uncountable();
     return n;
   }
@@ -52,6 +50,12 @@ class Shape {
   friend bool operator==(const Shape&, const Shape&) = default;
 
  private:
+  // n = Π dims, from the last dim to the first; true when a partial product overflowed.
+  bool multiply_dims(std::int64_t& n) const {
+    bool overflow = false;
+    for (auto d = dims_.rbegin(); d != dims_.rend(); ++d) overflow |= __builtin_mul_overflow(n, *d, &n);
+    return overflow;
+  }
   [[noreturn]] void throw_uncountable() const;
   std::vector<std::int64_t> dims_;
 };

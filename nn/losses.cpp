@@ -1,7 +1,5 @@
 #include "fovea/nn/losses.h"
 
-#include <limits>
-
 #include <fmt/format.h>
 
 #include "fovea/autograd/grad.h"
@@ -12,15 +10,6 @@
 #include "fovea/ops/shape_ops.h"
 
 namespace fovea::nn {
-
-namespace {
-
-// The most negative finite number of a floating dtype.
-double lowest_finite(DType dtype) {
-  return dtype == DType::f32 ? double(std::numeric_limits<float>::lowest()) : std::numeric_limits<double>::lowest();
-}
-
-}  // namespace
 
 Value log_softmax(Value x, std::int64_t axis, std::source_location where) {
   // The max is a constant shift: the result does not depend on it, so no gradient needs to

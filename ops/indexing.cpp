@@ -121,7 +121,7 @@ std::vector<TensorType> infer_check_indices(const InferContext& ctx) {
   return {ctx.input(0)};
 }
 
-// "[1,2]": the multi-index of flat position p in `shape`.
+// "[1,2]": the multi-index of flat position p in `shape` (0 along a zero dim, where no element is).
 std::string position_in(std::int64_t p, const Shape& shape) {
   std::vector<std::int64_t> index(static_cast<std::size_t>(shape.rank()));
   for (int i = shape.rank() - 1; i >= 0; --i) {
@@ -180,6 +180,14 @@ Value check_indices(Value indices, std::int64_t count, std::optional<std::int64_
     attrs.set("allowed_what", allowed_what);
   }
   return indices.graph().apply1(ops::check_indices, in, attrs, loc);
+}
+
+std::string gather_index_message(const TensorType& x, const TensorType& indices, int axis, std::int64_t position,
+                                 std::int64_t index, const char* what) {
+  return fmt::format(
+      "index {} at position {} of indices {} is out of range for axis {} of {} {}: valid indices are "
+      "[0, {})",
+      index, position_in(position, indices.shape), indices.to_string(), axis, what, x.to_string(), x.shape[axis]);
 }
 
 std::string check_indices_message(const Attributes& attrs, const TensorType& indices, std::int64_t position,

@@ -43,6 +43,10 @@ Value where(Value cond, Value a, Value b, Loc where = Loc::current());
 Value check_indices(Value indices, std::int64_t count, std::optional<std::int64_t> allowed = std::nullopt,
                     const std::string& what = "index", const std::string& allowed_what = "the allowed value",
                     Loc where = Loc::current());
+// The message both backends raise when gather or scatter_add finds `index` at flat position
+// `position` of `indices`, outside [0, x.shape[axis]); `what` names x ("x", "target").
+std::string gather_index_message(const TensorType& x, const TensorType& indices, int axis, std::int64_t position,
+                                 std::int64_t index, const char* what);
 // The message both backends raise when check_indices finds `value` at flat position `position`.
 std::string check_indices_message(const Attributes& attrs, const TensorType& indices, std::int64_t position,
                                   std::int64_t value);

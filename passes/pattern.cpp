@@ -1,7 +1,6 @@
 #include "fovea/passes/pattern.h"
 
 #include <algorithm>
-#include <limits>
 #include <set>
 
 #include "fovea/ops/creation.h"
@@ -53,10 +52,8 @@ std::optional<double> scalar_value(const Graph& graph, ValueRef v) {
 ValueRef unguard_softmax_shift(const Graph& graph, ValueRef v, std::vector<std::uint32_t>& nodes) {
   const Node* guard = producer(graph, v, ops::maximum);
   if (!guard || graph.type(guard->inputs[0]) != graph.type(v)) return v;
-  const double lowest = graph.type(v).dtype == DType::f32 ? double(std::numeric_limits<float>::lowest())
-                                                          : std::numeric_limits<double>::lowest();
   const std::optional<double> c = scalar_value(graph, guard->inputs[1]);
-  if (!c || !(*c <= lowest)) return v;
+  if (!c || !(*c <= lowest_finite(graph.type(v).dtype))) return v;
   nodes.push_back(v.node);
   return guard->inputs[0];
 }

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "fovea/backends/cpu/broadcast.h"
 #include "fovea/backends/cpu/kernels.h"
@@ -34,16 +33,6 @@ int axis_of(const KernelContext& ctx, const Shape& shape) {
   return normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), shape.rank());
 }
 
-// "[1,2]": the multi-index of flat position p in `shape` (which has no zero dim: p exists).
-std::string position_of(std::int64_t p, const Shape& shape) {
-  std::vector<std::int64_t> idx(shape.rank());
-  for (int i = shape.rank() - 1; i >= 0; --i) {
-    idx[i] = p % shape[i];
-    p /= shape[i];
-  }
-  return fmt::format("[{}]", fmt::join(idx, ","));
-}
-
 // Reads the indices as i64 and checks each lies in [0, n); fails on the first that does not.
 template <typename I>
 std::vector<std::int64_t> checked_indices(const KernelContext& ctx, const TensorArg& indices, std::int64_t n, int axis,
@@ -53,11 +42,7 @@ std::vector<std::int64_t> checked_indices(const KernelContext& ctx, const Tensor
   std::vector<std::int64_t> out(m);
   for (std::int64_t p = 0; p < m; ++p) {
     const auto id = static_cast<std::int64_t>(ids[p]);
-    if (id < 0 || id >= n)
-      ctx.fail(fmt::format(
-          "index {} at position {} of indices {} is out of range for axis {} of {} {}: "
-          "valid indices are [0, {})",
-          id, position_of(p, indices.shape()), indices.type.to_string(), axis, what, ctx.in(0).type.to_string(), n));
+    if (id < 0 || id >= n) ctx.fail(gather_index_message(ctx.in(0).type, indices.type, axis, p, id, what));
     out[p] = id;
   }
   return out;

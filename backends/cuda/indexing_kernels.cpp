@@ -12,7 +12,6 @@
 // scatter_add adds with atomics, so floating sums over repeated indices come in no fixed
 // order: the GPU's result may differ from the CPU's in the last bits, and between runs.
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "fovea/backends/cuda/kernels.h"
 #include "fovea/ops/indexing.h"
@@ -35,27 +34,12 @@ int axis_of(const KernelContext& ctx, const Shape& shape) {
   return normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), shape.rank());
 }
 
-// "[1,2]": the multi-index of flat position p in `shape`.
-std::string position_of(std::int64_t p, const Shape& shape) {
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(shape.rank()));
-  for (int i = shape.rank() - 1; i >= 0; --i) {
-    idx[static_cast<std::size_t>(i)] = p % shape[i];
-    p /= shape[i];
-  }
-  return fmt::format("[{}]", fmt::join(idx, ","));
-}
-
 // The CPU backend's message for an index outside [0, n), from a failed verdict: `position` is
 // the flat position in the indices, `detail` the index found there (as an i64's bits).
 std::string bad_index_message(const KernelContext& ctx, const Verdict& verdict, const char* what) {
-  const TensorArg& indices = ctx.in(1);
-  const int axis = axis_of(ctx, ctx.in(0).shape());
-  return fmt::format(
-      "index {} at position {} of indices {} is out of range for axis {} of {} {}: "
-      "valid indices are [0, {})",
-      static_cast<std::int64_t>(verdict.detail),
-      position_of(static_cast<std::int64_t>(verdict.position), indices.shape()), indices.type.to_string(), axis, what,
-      ctx.in(0).type.to_string(), ctx.in(0).shape()[axis]);
+  return gather_index_message(ctx.in(0).type, ctx.in(1).type, axis_of(ctx, ctx.in(0).shape()),
+                              static_cast<std::int64_t>(verdict.position), static_cast<std::int64_t>(verdict.detail),
+                              what);
 }
 std::string bad_index_in_x(const KernelContext& ctx, const Verdict& verdict) {
   return bad_index_message(ctx, verdict, "x");

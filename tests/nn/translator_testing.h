@@ -1,10 +1,29 @@
 // A small translator (nn::Transformer) set up for training, shared by the tests that train one on
-// two paths and compare: its placeholders, a padded batch of token ids, and the loss.
+// two paths and compare: its placeholders, a padded batch of token ids, and the loss; and the
+// configurations of the tiny translator and GPT those tests use.
 #pragma once
 
 #include "testing.h"
 
 namespace fovea::testing {
+
+// The tiny models the training-equivalence tests share: small enough for f64 and for CI, with
+// dropout so that its mask is exercised too.
+inline nn::Transformer::Config tiny_translator_config(DType dtype = DType::f32) {
+  return {.source_vocab = 13,
+          .target_vocab = 12,
+          .d_model = 16,
+          .heads = 2,
+          .d_ff = 32,
+          .layers = 1,
+          .max_len = 8,
+          .dropout = 0.1,
+          .dtype = dtype};
+}
+inline nn::GPT::Config tiny_gpt_config(DType dtype = DType::f32) {
+  return {
+      .vocab = 11, .d_model = 16, .heads = 2, .d_ff = 32, .layers = 2, .max_len = 8, .dropout = 0.1, .dtype = dtype};
+}
 
 struct TrainingTranslator {
   Value source, target_in, target_out, step, loss;

@@ -15,12 +15,7 @@ using fovea::testing::random_tensor;
 
 constexpr double inf = std::numeric_limits<double>::infinity();
 
-void set(Tensor& t, std::int64_t i, double value) {
-  visit_dtype(t.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    t.data<T>()[static_cast<std::size_t>(i)] = static_cast<T>(value);
-  });
-}
+using fovea::testing::set_element;
 
 // One SGD step of mean((attention(q, k, v, bias) - 0)²) where bias [Tq,Tk] is a parameter,
 // compiled with or without the optimizer. Returns how far the step moved the bias.
@@ -119,8 +114,8 @@ TEST_CASE("softmax of a row of only -inf is 0, fused or not, and so is its gradi
     const Tensor weights = random_tensor(dtype, {3, 4}, 2);
     Value dx = grad(reduce_sum(y * g.constant(weights)), {x})[0];
     Tensor input = random_tensor(dtype, {3, 4}, 1);
-    for (std::int64_t c = 0; c < 4; ++c) set(input, 4 + c, -inf);  // row 1: fully masked
-    set(input, 8, -inf);                                           // row 2: one masked entry
+    for (std::int64_t c = 0; c < 4; ++c) set_element(input, 4 + c, -inf);  // row 1: fully masked
+    set_element(input, 8, -inf);                                           // row 2: one masked entry
     const std::vector<Tensor> plain = testing::run(g, {y, dx}, {{x, input}});
     for (std::int64_t c = 0; c < 4; ++c) {
       CHECK(plain[0].at(4 + c) == 0.0);
@@ -152,8 +147,8 @@ TEST_CASE("a fully masked attention row gives o = 0 and zero gradients with the 
     Value o = nn::scaled_dot_product_attention(h, h, h, {mask});
     Value loss = reduce_sum(o * o);
     Tensor m = Tensor::zeros(dtype, {2, 1, 5});
-    for (std::int64_t j = 0; j < 5; ++j) set(m, j, -inf);  // the first sequence may attend to nothing
-    set(m, 5 + 3, -inf);
+    for (std::int64_t j = 0; j < 5; ++j) set_element(m, j, -inf);  // the first sequence may attend to nothing
+    set_element(m, 5 + 3, -inf);
     const Feeds feeds{{x, random_tensor(dtype, {2, 5, 4}, 1)}, {mask, m}};
     const std::vector<Value> plain_values{o, grad(loss, {w})[0]};
     const std::vector<Tensor> plain = testing::run(g, plain_values, feeds);

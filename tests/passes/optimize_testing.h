@@ -50,6 +50,14 @@ inline std::size_t live_nodes(const Graph& g, const std::vector<Value>& outputs)
   return n;
 }
 
+// t[i] = value, converted to t's dtype (a test planting -inf or NaN in a feed).
+inline void set_element(Tensor& t, std::int64_t i, double value) {
+  visit_dtype(t.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    t.data<T>()[static_cast<std::size_t>(i)] = static_cast<T>(value);
+  });
+}
+
 // Sets an environment variable for the lifetime of the guard, then restores it.
 class ScopedEnv {
  public:

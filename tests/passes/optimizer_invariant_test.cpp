@@ -121,12 +121,7 @@ void check_invariant(Graph& g, Value loss, const Feeds& feeds, const std::string
   ++worst.graphs[kind];
 }
 
-void set(Tensor& t, std::int64_t i, double value) {
-  visit_dtype(t.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    t.data<T>()[static_cast<std::size_t>(i)] = static_cast<T>(value);
-  });
-}
+using fovea::testing::set_element;
 
 enum class MaskKind { none, causal, padding, additive_padding, additive_rows, learned_bias, learned_head_bias, count };
 
@@ -199,7 +194,7 @@ class AttentionCase {
         Tensor m = Tensor::zeros(dtype_, {batch, 1, 1, tk});
         for (std::int64_t b = 0; b < batch; ++b)
           for (std::int64_t j = 0; j < tk; ++j)
-            if ((b == 0 && batch > 1) || (j == 0 && tk > 1)) set(m, b * tk + j, -inf);
+            if ((b == 0 && batch > 1) || (j == 0 && tk > 1)) set_element(m, b * tk + j, -inf);
         feeds.emplace_back(mask, m);
         return {mask};
       }
@@ -207,7 +202,7 @@ class AttentionCase {
         // [Tq,Tk] with query 0 fully masked and random finite entries elsewhere.
         Value mask = g.placeholder("mask", dtype_, {tq, tk});
         Tensor m = random_tensor(dtype_, {tq, tk}, seed_ + 5);
-        for (std::int64_t j = 0; j < tk; ++j) set(m, j, -inf);
+        for (std::int64_t j = 0; j < tk; ++j) set_element(m, j, -inf);
         feeds.emplace_back(mask, m);
         return {mask};
       }
@@ -301,9 +296,7 @@ TEST_CASE("the optimized step's loss and every gradient equal the plain graph's 
     {
       Graph g;
       g.set_seed(3);
-      nn::GPT gpt(
-          g,
-          {.vocab = 11, .d_model = 16, .heads = 2, .d_ff = 32, .layers = 2, .max_len = 8, .dropout = 0.1, .dtype = t});
+      nn::GPT gpt(g, testing::tiny_gpt_config(t));
       Value ids = g.placeholder("ids", i64, {2, 8});
       Value targets = g.placeholder("targets", i64, {2, 8});
       Value step = g.placeholder("step", i64, {});
@@ -317,17 +310,7 @@ TEST_CASE("the optimized step's loss and every gradient equal the plain graph's 
     {
       Graph g;
       g.set_seed(4);
-      const testing::TrainingTranslator tr(g,
-                                           {.source_vocab = 13,
-                                            .target_vocab = 12,
-                                            .d_model = 16,
-                                            .heads = 2,
-                                            .d_ff = 32,
-                                            .layers = 1,
-                                            .max_len = 8,
-                                            .dropout = 0.1,
-                                            .dtype = t},
-                                           2, 7, 6);
+      const testing::TrainingTranslator tr(g, testing::tiny_translator_config(t), 2, 7, 6);
       check_invariant(g, tr.loss, tr.feeds(2), std::string("translator ") + std::string(dtype_name(t)), worst);
     }
   }

@@ -133,8 +133,7 @@ TEST_CASE("a GPT trained through optimize_training takes the same steps as the p
     CAPTURE(dtype_name(t));
     Graph g;
     g.set_seed(3);
-    nn::GPT gpt(
-        g, {.vocab = 11, .d_model = 16, .heads = 2, .d_ff = 32, .layers = 2, .max_len = 8, .dropout = 0.1, .dtype = t});
+    nn::GPT gpt(g, testing::tiny_gpt_config(t));
     Value ids = g.placeholder("ids", i64, {2, 8});
     Value targets = g.placeholder("targets", i64, {2, 8});
     Value step = g.placeholder("step", i64, {});
@@ -154,17 +153,7 @@ TEST_CASE("the translator trained through optimize_training takes the same steps
     CAPTURE(dtype_name(t));
     Graph g;
     g.set_seed(4);
-    const testing::TrainingTranslator tr(g,
-                                         {.source_vocab = 13,
-                                          .target_vocab = 12,
-                                          .d_model = 16,
-                                          .heads = 2,
-                                          .d_ff = 32,
-                                          .layers = 1,
-                                          .max_len = 8,
-                                          .dropout = 0.1,
-                                          .dtype = t},
-                                         2, 7, 6);
+    const testing::TrainingTranslator tr(g, testing::tiny_translator_config(t), 2, 7, 6);
     check_same_training(
         g, tr.loss, [&](std::int64_t i) { return tr.feeds(i); }, t);
   }

@@ -371,16 +371,7 @@ TEST_CASE("the translator, optimized and recorded, trains on a device to exactly
   auto train = [](std::shared_ptr<Backend> backend, bool capture, std::vector<Tensor>* weights) {
     Graph g;
     g.set_seed(4);
-    const TrainingTranslator tr(g,
-                                {.source_vocab = 13,
-                                 .target_vocab = 12,
-                                 .d_model = 16,
-                                 .heads = 2,
-                                 .d_ff = 32,
-                                 .layers = 1,
-                                 .max_len = 8,
-                                 .dropout = 0.1},
-                                3, 7, 6);
+    const TrainingTranslator tr(g, testing::tiny_translator_config(), 3, 7, 6);
     auto build = [](Graph& graph, const std::vector<Value>& out) {
       nn::TrainStep s = nn::adamw(out[0], graph.parameters(), {.lr = nn::constant_lr(1e-2)});
       return passes::StepParts{{out[0]}, s.updates};
