@@ -11,6 +11,7 @@
 // verdict to the end of the run: see Verdict.
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -57,18 +58,27 @@ struct Verdict {
   bool failed() const { return position != all_clear; }
 };
 
+// What a kernel is given for one step. Its attributes come decoded (OpDef::decode, core/op.h):
+// a kernel reads params<P>(), never the node's attribute list, so nothing is parsed per run.
 struct KernelContext {
-  const Node* node = nullptr;  // attributes, and the name to report errors with
+  const Node* node = nullptr;  // the name to report errors with
   std::span<const TensorArg> inputs;
   std::span<const TensorArg> outputs;
   ThreadPool* pool = nullptr;
   // This step's verdict, in the backend's memory, for kernels registered with a
   // VerdictMessage; nullptr for all others.
   Verdict* verdict = nullptr;
+  // The node's attributes as its op's decode made them; nullptr for ops without a decoder.
+  const DecodedParams* decoded = nullptr;
 
   const TensorArg& in(std::size_t i) const { return inputs[i]; }
   const TensorArg& out(std::size_t i = 0) const { return outputs[i]; }
-  const Attributes& attrs() const { return node->attrs; }
+  // The decoded attributes; P must be the struct the op's OpDef::decode names.
+  template <typename P>
+  const P& params() const {
+    assert(dynamic_cast<const Decoded<P>*>(decoded) != nullptr && "params<P>() of the wrong type");
+    return static_cast<const Decoded<P>*>(decoded)->value;
+  }
   // For data-dependent errors (an index out of range): names the node and the user's line.
   [[noreturn]] void fail(const std::string& message) const { node->fail(message); }
 };

@@ -110,7 +110,8 @@ Result measure(const Case& c, int reps) {
   const TensorArg args[3] = {{const_cast<std::byte*>(a.raw()), py.graph().type(py.node().inputs[0])},
                              {const_cast<std::byte*>(b.raw()), py.graph().type(py.node().inputs[1])},
                              {out.raw(), py.type()}};
-  const KernelContext context{&py.node(), {args, 2}, {args + 2, 1}, &cpu()->pool()};
+  const std::unique_ptr<const DecodedParams> params = decode_params(py.graph(), py.node());
+  const KernelContext context{&py.node(), {args, 2}, {args + 2, 1}, &cpu()->pool(), nullptr, params.get()};
   Tensor reference = Tensor::zeros(f32, py.shape());
 
   const double flops = 2.0 * static_cast<double>(py.shape().numel()) * static_cast<double>(c.a[c.a.rank() - 1]);

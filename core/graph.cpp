@@ -276,4 +276,16 @@ void Graph::verify() const {
   }
 }
 
+std::unique_ptr<const DecodedParams> decode_params(const Graph& graph, const Node& node) {
+  if (!node.op->decode) return nullptr;
+  std::vector<TensorType> inputs;
+  inputs.reserve(node.inputs.size());
+  for (ValueRef v : node.inputs) inputs.push_back(graph.type(v));
+  try {
+    return node.op->decode({node.attrs, inputs, node.outputs});
+  } catch (const Error& e) {
+    node.fail(fmt::format("its attributes {} cannot be decoded: {}", node.attrs.to_string(), e.what()));
+  }
+}
+
 }  // namespace fovea

@@ -209,6 +209,11 @@ class Graph {
   mutable std::shared_mutex state_mutex_;
 };
 
+// The node's attributes decoded by its op (OpDef::decode) for its kernels: the runtime calls this
+// once per step when it compiles a schedule. nullptr for ops without a decoder; a failure names
+// the node and the user's line.
+std::unique_ptr<const DecodedParams> decode_params(const Graph& graph, const Node& node);
+
 // The source ops every graph has.
 extern const OpDef placeholder_op;
 extern const OpDef parameter_op;

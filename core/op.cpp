@@ -41,4 +41,9 @@ int InferContext::axis(std::int64_t axis, int rank) const {
   return a;
 }
 
+AxisParams AxisParams::decode(const DecodeContext& context) {
+  const TensorType& type = context.inputs.empty() ? context.outputs[0] : context.inputs[0];
+  return {normalize_axis(static_cast<int>(context.attrs.get_int("axis")), type.shape.rank())};
+}
+
 }  // namespace fovea

@@ -3,11 +3,12 @@
 // An op family (ops/elementwise.cpp, ops/reduce.cpp, ...) defines one OpDef per op: its name,
 // how many inputs it takes, how its output types follow from its input types and attributes
 // (checked when the user builds the node, so a mistake is reported at the user's line), and
-// the properties the memory planner and the optimizer rely on. Kernels live in the backends,
-// keyed by the op's name and a dtype.
+// the properties the memory planner and the optimizer rely on, and how its attributes are
+// decoded for its kernels. Kernels live in the backends, keyed by the op's definition and a dtype.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -70,6 +71,49 @@ class InferContext {
 
 using InferFn = std::vector<TensorType> (*)(const InferContext&);
 
+// --- Decoded attributes ----------------------------------------------------------------------
+// Attributes are a list of named variants: good for printing, hashing and passes, too slow and
+// too loose for a kernel to read on every run. An op whose kernels need its attributes names a
+// plain struct of typed fields (MatmulParams, SliceParams, ...) with a static `decode` that reads
+// them, checks them and normalises them (a negative axis becomes positive) against the node's
+// types. The runtime calls it once per step when it compiles a schedule; every run's kernel then
+// reads the struct through KernelContext::params<P>() (backends/backend.h).
+
+// What a decoder sees: the node's attributes and the types its kernels will be given.
+struct DecodeContext {
+  const Attributes& attrs;
+  std::span<const TensorType> inputs;
+  std::span<const TensorType> outputs;
+};
+
+// The type-erased holder of one step's decoded struct.
+class DecodedParams {
+ public:
+  virtual ~DecodedParams() = default;
+};
+
+template <typename P>
+class Decoded final : public DecodedParams {
+ public:
+  explicit Decoded(P value) : value(std::move(value)) {}
+  const P value;
+};
+
+using DecodeFn = std::unique_ptr<const DecodedParams> (*)(const DecodeContext&);
+
+// The DecodeFn of a params struct: OpDef{..., .decode = decode_as<MatmulParams>}.
+template <typename P>
+std::unique_ptr<const DecodedParams> decode_as(const DecodeContext& context) {
+  return std::make_unique<const Decoded<P>>(P::decode(context));
+}
+
+// The one attribute several op families share: an axis of input 0 (or, for ops without inputs,
+// of output 0), normalised to [0, rank).
+struct AxisParams {
+  int axis = 0;
+  static AxisParams decode(const DecodeContext& context);
+};
+
 // Work and traffic of one node, for cost reports and benchmarks.
 struct Cost {
   double flops = 0;
@@ -106,6 +150,10 @@ struct OpDef {
   // when someone asks for a gradient through it, not before.
   VjpFn vjp = nullptr;
   bool differentiable = true;
+
+  // Reads the attributes into the struct the kernels use (see DecodeContext); nullptr for ops
+  // whose kernels need none.
+  DecodeFn decode = nullptr;
 };
 
 std::string format_types(std::span<const TensorType> types);

@@ -219,13 +219,15 @@ const OpDef fused_attention{.name = "fused_attention",
                             .max_inputs = 5,
                             .infer = infer_fused_attention,
                             .half_types = true,
-                            .vjp = vjp_fused_attention};
+                            .vjp = vjp_fused_attention,
+                            .decode = decode_as<AttentionParams>};
 // No gradient rule: a second derivative through fused attention raises fovea::Error.
 const OpDef fused_attention_backward{.name = "fused_attention_backward",
                                      .min_inputs = 6,
                                      .max_inputs = 8,
                                      .infer = infer_fused_attention_backward,
-                                     .half_types = true};
+                                     .half_types = true,
+                                     .decode = decode_as<AttentionParams>};
 }  // namespace ops
 
 FusedAttentionInputs fused_attention_inputs(const Attributes& attrs, std::size_t input_count, bool backward) {
@@ -247,6 +249,13 @@ AttentionDropout attention_dropout(const Attributes& attrs) {
   dropout.seed = attrs.get_int("dropout_seed");
   dropout.stream = attrs.get_int("dropout_stream");
   return dropout;
+}
+
+AttentionParams AttentionParams::decode(const DecodeContext& context) {
+  const Attributes& a = context.attrs;
+  const bool backward = context.inputs.size() >= 6;
+  return {a.get_float("scale"), a.get_bool("causal"), attention_dropout(a),
+          fused_attention_inputs(a, context.inputs.size(), backward)};
 }
 
 FusedAttentionOutputs fused_attention(Value q, Value k, Value v, Value mask, double scale, bool causal,

@@ -119,6 +119,16 @@ FusedAttentionInputs fused_attention_inputs(const Attributes& attrs, std::size_t
 // kernels read it from input fused_attention_inputs().step).
 AttentionDropout attention_dropout(const Attributes& attrs);
 
+// What the kernels of both ops read (core/op.h, decoded attributes). A node with 6 or more
+// inputs is a fused_attention_backward (the forward takes 3 to 5).
+struct AttentionParams {
+  double scale = 1;
+  bool causal = false;
+  AttentionDropout dropout;  // p = 0: none
+  FusedAttentionInputs inputs;
+  static AttentionParams decode(const DecodeContext& context);
+};
+
 namespace ops {
 extern const OpDef fused_attention;
 extern const OpDef fused_attention_backward;

@@ -111,23 +111,39 @@ const OpDef cast{.name = "cast",
                  .elementwise = true,
                  .half_types = true,
                  .vjp = vjp_cast};
-const OpDef fill{.name = "fill", .infer = infer_fill, .differentiable = false};
-const OpDef iota{.name = "iota", .infer = infer_iota, .differentiable = false};
+const OpDef fill{.name = "fill", .infer = infer_fill, .differentiable = false, .decode = decode_as<FillParams>};
+const OpDef iota{.name = "iota", .infer = infer_iota, .differentiable = false, .decode = decode_as<AxisParams>};
 const OpDef random_uniform{.name = "random_uniform",
                            .min_inputs = 0,
                            .max_inputs = 1,
                            .infer = infer_random,
                            .impure = true,
                            .key_on_output = true,
-                           .differentiable = false};
+                           .differentiable = false,
+                           .decode = decode_as<UniformParams>};
 const OpDef random_normal{.name = "random_normal",
                           .min_inputs = 0,
                           .max_inputs = 1,
                           .infer = infer_random,
                           .impure = true,
                           .key_on_output = true,
-                          .differentiable = false};
+                          .differentiable = false,
+                          .decode = decode_as<NormalParams>};
 }  // namespace ops
+
+FillParams FillParams::decode(const DecodeContext& context) { return {context.attrs.get_float("value")}; }
+
+UniformParams UniformParams::decode(const DecodeContext& context) {
+  const Attributes& a = context.attrs;
+  return {static_cast<std::uint64_t>(a.get_int("seed")), static_cast<std::uint64_t>(a.get_int("stream")),
+          a.get_float("low"), a.get_float("high")};
+}
+
+NormalParams NormalParams::decode(const DecodeContext& context) {
+  const Attributes& a = context.attrs;
+  return {static_cast<std::uint64_t>(a.get_int("seed")), static_cast<std::uint64_t>(a.get_int("stream")),
+          a.get_float("mean"), a.get_float("stddev")};
+}
 
 Value cast(Value x, DType to, Loc where) {
   if (!x.defined()) throw Error("input 0 is an undefined Value", "cast", "", where);

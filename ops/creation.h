@@ -57,6 +57,22 @@ Value random_uniform(Graph& g, Shape shape, DType dtype = DType::f32, double low
 Value random_normal(Graph& g, Shape shape, DType dtype = DType::f32, double mean = 0.0, double stddev = 1.0,
                     Value step = {}, Loc where = Loc::current());
 
+// What the kernels read (core/op.h, decoded attributes). iota's axis is an AxisParams.
+struct FillParams {
+  double value = 0;
+  static FillParams decode(const DecodeContext& context);
+};
+struct UniformParams {
+  std::uint64_t seed = 0, stream = 0;  // the stream before adding the step (input 0, if any)
+  double low = 0, high = 1;
+  static UniformParams decode(const DecodeContext& context);
+};
+struct NormalParams {
+  std::uint64_t seed = 0, stream = 0;
+  double mean = 0, stddev = 1;
+  static NormalParams decode(const DecodeContext& context);
+};
+
 namespace ops {
 extern const OpDef cast, fill, iota, random_uniform, random_normal;
 }  // namespace ops

@@ -167,8 +167,13 @@ const OpDef fused_elementwise{.name = "fused_elementwise",
                               .max_inputs = -1,
                               .infer = infer_fused_elementwise,
                               .elementwise = true,
-                              .key_on_output = true};
+                              .key_on_output = true,
+                              .decode = decode_as<FusedElementwiseParams>};
 }  // namespace ops
+
+FusedElementwiseParams FusedElementwiseParams::decode(const DecodeContext& context) {
+  return {fused::Program::from_attributes(context.attrs), context.attrs.get_dtype("dtype")};
+}
 
 std::vector<Value> fused_elementwise(Graph& graph, std::span<const Value> inputs, const fused::Program& program,
                                      DType dtype, std::source_location where) {

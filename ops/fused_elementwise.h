@@ -82,6 +82,14 @@ struct Program {
 
 }  // namespace fused
 
+// What the kernels read (core/op.h, decoded attributes): the program, decoded once per step,
+// and its element type.
+struct FusedElementwiseParams {
+  fused::Program program;
+  DType dtype = DType::f32;
+  static FusedElementwiseParams decode(const DecodeContext& context);
+};
+
 namespace ops {
 extern const OpDef fused_elementwise;
 }  // namespace ops

@@ -139,10 +139,20 @@ const OpDef check_indices{.name = "check_indices",
                           .max_inputs = 1,
                           .infer = infer_check_indices,
                           .view = true,
-                          .differentiable = false};
-const OpDef gather{.name = "gather", .min_inputs = 2, .max_inputs = 2, .infer = infer_gather, .vjp = vjp_gather};
-const OpDef scatter_add{
-    .name = "scatter_add", .min_inputs = 3, .max_inputs = 3, .infer = infer_scatter_add, .vjp = vjp_scatter_add};
+                          .differentiable = false,
+                          .decode = decode_as<CheckIndicesParams>};
+const OpDef gather{.name = "gather",
+                   .min_inputs = 2,
+                   .max_inputs = 2,
+                   .infer = infer_gather,
+                   .vjp = vjp_gather,
+                   .decode = decode_as<AxisParams>};
+const OpDef scatter_add{.name = "scatter_add",
+                        .min_inputs = 3,
+                        .max_inputs = 3,
+                        .infer = infer_scatter_add,
+                        .vjp = vjp_scatter_add,
+                        .decode = decode_as<AxisParams>};
 const OpDef where{.name = "where",
                   .min_inputs = 3,
                   .max_inputs = 3,
@@ -190,12 +200,21 @@ std::string gather_index_message(const TensorType& x, const TensorType& indices,
       index, position_in(position, indices.shape), indices.to_string(), axis, what, x.to_string(), x.shape[axis]);
 }
 
-std::string check_indices_message(const Attributes& attrs, const TensorType& indices, std::int64_t position,
+CheckIndicesParams CheckIndicesParams::decode(const DecodeContext& context) {
+  const Attributes& a = context.attrs;
+  CheckIndicesParams p{a.get_int("count"), std::nullopt, a.get_string("what"), ""};
+  if (a.has("allowed")) {
+    p.allowed = a.get_int("allowed");
+    p.allowed_what = a.get_string("allowed_what");
+  }
+  return p;
+}
+
+std::string check_indices_message(const CheckIndicesParams& params, const TensorType& indices, std::int64_t position,
                                   std::int64_t value) {
-  std::string message = fmt::format("{} {} at position {} of {} is outside [0, {})", attrs.get_string("what"), value,
-                                    position_in(position, indices.shape), indices.to_string(), attrs.get_int("count"));
-  if (attrs.has("allowed"))
-    message += fmt::format(" and is not {} {}", attrs.get_string("allowed_what"), attrs.get_int("allowed"));
+  std::string message = fmt::format("{} {} at position {} of {} is outside [0, {})", params.what, value,
+                                    position_in(position, indices.shape), indices.to_string(), params.count);
+  if (params.allowed) message += fmt::format(" and is not {} {}", params.allowed_what, *params.allowed);
   return message;
 }
 

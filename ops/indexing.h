@@ -47,8 +47,17 @@ Value check_indices(Value indices, std::int64_t count, std::optional<std::int64_
 // `position` of `indices`, outside [0, x.shape[axis]); `what` names x ("x", "target").
 std::string gather_index_message(const TensorType& x, const TensorType& indices, int axis, std::int64_t position,
                                  std::int64_t index, const char* what);
+
+// What check_indices's kernels read (core/op.h, decoded attributes); gather and scatter_add's
+// axis is an AxisParams.
+struct CheckIndicesParams {
+  std::int64_t count = 0;
+  std::optional<std::int64_t> allowed;
+  std::string what, allowed_what;
+  static CheckIndicesParams decode(const DecodeContext& context);
+};
 // The message both backends raise when check_indices finds `value` at flat position `position`.
-std::string check_indices_message(const Attributes& attrs, const TensorType& indices, std::int64_t position,
+std::string check_indices_message(const CheckIndicesParams& params, const TensorType& indices, std::int64_t position,
                                   std::int64_t value);
 
 namespace ops {

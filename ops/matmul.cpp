@@ -91,8 +91,17 @@ std::vector<Value> vjp_matmul(const VjpContext& c) {
 }  // namespace
 
 namespace ops {
-const OpDef matmul{.name = "matmul", .min_inputs = 2, .max_inputs = 2, .infer = infer_matmul, .vjp = vjp_matmul};
+const OpDef matmul{.name = "matmul",
+                   .min_inputs = 2,
+                   .max_inputs = 2,
+                   .infer = infer_matmul,
+                   .vjp = vjp_matmul,
+                   .decode = decode_as<MatmulParams>};
 }  // namespace ops
+
+MatmulParams MatmulParams::decode(const DecodeContext& context) {
+  return {context.attrs.get_bool("transpose_a"), context.attrs.get_bool("transpose_b")};
+}
 
 Value matmul(Value a, Value b, bool transpose_a, bool transpose_b, Loc where) {
   if (!a.defined() || !b.defined())

@@ -20,6 +20,10 @@ namespace fovea {
 Value matmul(Value a, Value b, bool transpose_a = false, bool transpose_b = false, Loc where = Loc::current());
 
 // The primitive op. Attributes: transpose_a, transpose_b (bool).
+struct MatmulParams {
+  bool transpose_a = false, transpose_b = false;
+  static MatmulParams decode(const DecodeContext& context);
+};
 namespace ops {
 extern const OpDef matmul;
 }  // namespace ops

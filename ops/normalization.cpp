@@ -169,13 +169,18 @@ const OpDef fused_log_softmax{.name = "fused_log_softmax",
                               .max_inputs = 1,
                               .infer = infer_row_normalization,
                               .vjp = vjp_log_softmax};
-const OpDef fused_layer_norm{
-    .name = "fused_layer_norm", .min_inputs = 3, .max_inputs = 3, .infer = infer_layer_norm, .vjp = vjp_layer_norm};
+const OpDef fused_layer_norm{.name = "fused_layer_norm",
+                             .min_inputs = 3,
+                             .max_inputs = 3,
+                             .infer = infer_layer_norm,
+                             .vjp = vjp_layer_norm,
+                             .decode = decode_as<LayerNormParams>};
 const OpDef fused_softmax_cross_entropy{.name = "fused_softmax_cross_entropy",
                                         .min_inputs = 2,
                                         .max_inputs = 2,
                                         .infer = infer_cross_entropy,
-                                        .vjp = vjp_cross_entropy};
+                                        .vjp = vjp_cross_entropy,
+                                        .decode = decode_as<CrossEntropyParams>};
 // The backward ops have no gradient rule: a second derivative through them raises fovea::Error.
 const OpDef fused_softmax_backward{
     .name = "fused_softmax_backward", .min_inputs = 2, .max_inputs = 2, .infer = infer_row_normalization_backward};
@@ -186,8 +191,15 @@ const OpDef fused_layer_norm_backward{
 const OpDef fused_softmax_cross_entropy_backward{.name = "fused_softmax_cross_entropy_backward",
                                                  .min_inputs = 4,
                                                  .max_inputs = 4,
-                                                 .infer = infer_cross_entropy_backward};
+                                                 .infer = infer_cross_entropy_backward,
+                                                 .decode = decode_as<CrossEntropyParams>};
 }  // namespace ops
+
+LayerNormParams LayerNormParams::decode(const DecodeContext& context) { return {context.attrs.get_float("eps")}; }
+
+CrossEntropyParams CrossEntropyParams::decode(const DecodeContext& context) {
+  return {context.attrs.get_float("label_smoothing")};
+}
 
 Value fused_softmax(Value x, Loc where) {
   const std::array<Value, 1> in{x};

@@ -93,6 +93,14 @@ Value fused_softmax_cross_entropy_backward(Value logits, Value targets, Value ls
 // The op definitions. Attributes: eps (double) on fused_layer_norm, label_smoothing (double)
 // on both cross-entropy ops. The pass adds `replaces` (a string naming the nodes a fused node
 // stands for), which the kernels ignore.
+struct LayerNormParams {
+  double eps = 0;
+  static LayerNormParams decode(const DecodeContext& context);
+};
+struct CrossEntropyParams {
+  double label_smoothing = 0;
+  static CrossEntropyParams decode(const DecodeContext& context);
+};
 namespace ops {
 extern const OpDef fused_softmax, fused_softmax_backward;
 extern const OpDef fused_log_softmax, fused_log_softmax_backward;

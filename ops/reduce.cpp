@@ -117,11 +117,27 @@ std::vector<Value> vjp_reduce_max(const VjpContext& c) {
 }  // namespace
 
 namespace ops {
-const OpDef reduce_sum{
-    .name = "reduce_sum", .min_inputs = 1, .max_inputs = 1, .infer = infer_reduce_sum, .vjp = vjp_reduce_sum};
-const OpDef reduce_max{
-    .name = "reduce_max", .min_inputs = 1, .max_inputs = 1, .infer = infer_reduce_max, .vjp = vjp_reduce_max};
+const OpDef reduce_sum{.name = "reduce_sum",
+                       .min_inputs = 1,
+                       .max_inputs = 1,
+                       .infer = infer_reduce_sum,
+                       .vjp = vjp_reduce_sum,
+                       .decode = decode_as<ReduceParams>};
+const OpDef reduce_max{.name = "reduce_max",
+                       .min_inputs = 1,
+                       .max_inputs = 1,
+                       .infer = infer_reduce_max,
+                       .vjp = vjp_reduce_max,
+                       .decode = decode_as<ReduceParams>};
 }  // namespace ops
+
+ReduceParams ReduceParams::decode(const DecodeContext& context) {
+  const int rank = context.inputs[0].shape.rank();
+  ReduceParams p{context.attrs.get_ints("axes"), context.attrs.get_bool("keepdims")};
+  for (std::int64_t& a : p.axes) a = normalize_axis(static_cast<int>(a), rank);
+  std::sort(p.axes.begin(), p.axes.end());
+  return p;
+}
 
 Value reduce_sum(Value x, std::vector<std::int64_t> axes, bool keepdims, Loc where) {
   return apply_reduce(ops::reduce_sum, x, std::move(axes), keepdims, where);

@@ -26,7 +26,13 @@ Value reduce_max(Value x, std::vector<std::int64_t> axes = {}, bool keepdims = f
 // y = (1/n) Σ over `axes` of x, with n the number of reduced elements. Floating dtypes only.
 Value reduce_mean(Value x, std::vector<std::int64_t> axes = {}, bool keepdims = false, Loc where = Loc::current());
 
-// The primitive ops. Attributes: axes (normalised, sorted int list), keepdims (bool).
+// The primitive ops. Attributes: axes (normalised, sorted int list), keepdims (bool); the
+// kernels read them decoded (core/op.h).
+struct ReduceParams {
+  std::vector<std::int64_t> axes;  // sorted, each in [0, rank)
+  bool keepdims = false;
+  static ReduceParams decode(const DecodeContext& context);
+};
 namespace ops {
 extern const OpDef reduce_sum, reduce_max;
 }  // namespace ops

@@ -244,18 +244,42 @@ const OpDef permute{.name = "permute",
                     .max_inputs = 1,
                     .infer = infer_permute,
                     .half_types = true,
-                    .vjp = vjp_permute};
+                    .vjp = vjp_permute,
+                    .decode = decode_as<PermuteParams>};
 const OpDef broadcast_to{.name = "broadcast_to",
                          .min_inputs = 1,
                          .max_inputs = 1,
                          .infer = infer_broadcast_to,
                          .half_types = true,
                          .vjp = vjp_broadcast_to};
-const OpDef slice{
-    .name = "slice", .min_inputs = 1, .max_inputs = 1, .infer = infer_slice, .half_types = true, .vjp = vjp_slice};
-const OpDef concat{
-    .name = "concat", .min_inputs = 1, .max_inputs = -1, .infer = infer_concat, .half_types = true, .vjp = vjp_concat};
+const OpDef slice{.name = "slice",
+                  .min_inputs = 1,
+                  .max_inputs = 1,
+                  .infer = infer_slice,
+                  .half_types = true,
+                  .vjp = vjp_slice,
+                  .decode = decode_as<SliceParams>};
+const OpDef concat{.name = "concat",
+                   .min_inputs = 1,
+                   .max_inputs = -1,
+                   .infer = infer_concat,
+                   .half_types = true,
+                   .vjp = vjp_concat,
+                   .decode = decode_as<AxisParams>};
 }  // namespace ops
+
+PermuteParams PermuteParams::decode(const DecodeContext& context) {
+  const int rank = context.inputs[0].shape.rank();
+  PermuteParams p{context.attrs.get_ints("axes")};
+  for (std::int64_t& a : p.axes) a = normalize_axis(static_cast<int>(a), rank);
+  return p;
+}
+
+SliceParams SliceParams::decode(const DecodeContext& context) {
+  const Shape& shape = context.inputs[0].shape;
+  const int axis = normalize_axis(static_cast<int>(context.attrs.get_int("axis")), shape.rank());
+  return {axis, slice_bound(context.attrs.get_int("start"), shape[axis]), context.attrs.get_int("step")};
+}
 
 // The builders store normalised attributes (the resolved shape, non-negative axes, clamped
 // bounds) so that the text IR and the passes see plain numbers. When the arguments are

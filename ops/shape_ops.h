@@ -65,6 +65,17 @@ inline std::int64_t slice_bound(std::int64_t index, std::int64_t dim) {
   return std::clamp<std::int64_t>(index, 0, dim);
 }
 
+// What the kernels read (core/op.h, decoded attributes); concat's axis is an AxisParams.
+struct PermuteParams {
+  std::vector<std::int64_t> axes;  // output dim i is input dim axes[i], each in [0, rank)
+  static PermuteParams decode(const DecodeContext& context);
+};
+struct SliceParams {
+  int axis = 0;
+  std::int64_t start = 0, step = 1;  // start resolved by slice_bound
+  static SliceParams decode(const DecodeContext& context);
+};
+
 // The op definitions, for passes and tests that match on them.
 namespace ops {
 extern const OpDef reshape, permute, broadcast_to, slice, concat;

@@ -304,7 +304,9 @@ struct ExecutableLowering {
     KernelContext ctx{&node, {args.get(), n_in}, {args.get() + n_in, n_out}, &backend.pool()};
     const VerdictMessage verdict_message = backend.kernels().verdict_message(*node.op, kernel_dtype(graph, node));
     if (verdict_message) ctx.verdict = exe.verdicts_ + next_verdict++;
-    exe.steps_.push_back({kernel, ctx, verdict_message});
+    std::unique_ptr<const DecodedParams> params = decode_params(graph, node);
+    ctx.decoded = params.get();
+    exe.steps_.push_back({kernel, ctx, verdict_message, std::move(params)});
     exe.args_.push_back(std::move(args));
   }
 

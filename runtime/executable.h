@@ -151,6 +151,8 @@ class Executable {
     KernelContext context;
     // For a kernel that defers its checks: the message for its failed verdict.
     VerdictMessage verdict_message = nullptr;
+    // The node's attributes, decoded once for every run (context.decoded points here).
+    std::unique_ptr<const DecodedParams> params;
   };
   // A computed output lives in a Tensor of its own that its kernel writes into directly; the
   // run hands that Tensor out. If the caller still holds it at the next run, a fresh one is

@@ -217,13 +217,13 @@ struct Attention {
   T keep_from = 0, kept_scale = 1;  // keep when u >= keep_from; Z = kept_scale where kept
   std::uint64_t seed = 0, stream = 0;
 
-  Attention(const KernelContext& ctx, bool backward)
+  Attention(const KernelContext& ctx, const AttentionParams& params)
       : q(ctx.in(0).as<T>()),
         k(ctx.in(1).as<T>()),
         v(ctx.in(2).as<T>()),
-        scale(static_cast<T>(ctx.attrs().get_float("scale"))),
-        causal(ctx.attrs().get_bool("causal")),
-        inputs(fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), backward)) {
+        scale(static_cast<T>(params.scale)),
+        causal(params.causal),
+        inputs(params.inputs) {
     const Shape &sq = ctx.in(0).shape(), &sv = ctx.in(2).shape();
     const int rank = sq.rank();
     tq = sq[rank - 2];
@@ -232,7 +232,7 @@ struct Attention {
     dv = sv[rank - 1];
     batch_dims.assign(sq.begin(), sq.end() - 2);
     for (i64 extent : batch_dims) batch *= extent;
-    const AttentionDropout drop = attention_dropout(ctx.attrs());
+    const AttentionDropout& drop = params.dropout;
     if (drop.enabled()) {
       dropout = true;
       keep_from = static_cast<T>(drop.p);
@@ -405,7 +405,7 @@ void forward_rows(const Attention<T>& a, i64 b, i64 i0, i64 rows, T* o, T* lse, 
 // Inputs (q, k, v, [mask], [step]); outputs (o, lse).
 template <typename T>
 void fused_attention_kernel(const KernelContext& ctx) {
-  const Attention<T> a(ctx, /*backward=*/false);
+  const Attention<T> a(ctx, ctx.params<AttentionParams>());
   T* o = ctx.out(0).as<T>();
   T* lse = ctx.out(1).as<T>();
   const i64 row_blocks = blocks(a.tq, kRowBlock);
@@ -530,7 +530,7 @@ void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0,
 // Inputs (q, k, v, [mask], o, lse, d_o, [step]); outputs (dq, dk, dv).
 template <typename T>
 void fused_attention_backward_kernel(const KernelContext& ctx) {
-  const Attention<T> a(ctx, /*backward=*/true);
+  const Attention<T> a(ctx, ctx.params<AttentionParams>());
   const std::size_t first = a.inputs.saved;
   Backward<T> g{ctx.in(first).as<T>(), ctx.in(first + 1).as<T>(), ctx.in(first + 2).as<T>(),
                 std::vector<T>(static_cast<std::size_t>(a.batch * a.tq))};
@@ -609,7 +609,7 @@ void half_attention_kernel(const KernelContext& ctx, Kernel f32_kernel) {
   std::vector<TensorArg> inputs, outputs;
   for (const TensorArg& arg : ctx.inputs) inputs.push_back(widened(arg, true));
   for (const TensorArg& arg : ctx.outputs) outputs.push_back(widened(arg, false));
-  f32_kernel(KernelContext{ctx.node, inputs, outputs, ctx.pool});
+  f32_kernel(KernelContext{ctx.node, inputs, outputs, ctx.pool, ctx.verdict, ctx.decoded});
   for (std::size_t k = 0; k < outputs.size(); ++k) {
     if (!is_half(ctx.out(k).type.dtype)) continue;
     const float* w = outputs[k].as<float>();

@@ -63,7 +63,7 @@ void cast_kernel(const KernelContext& ctx) {
 // fill: y[i] = convert<T>(value)
 template <typename T>
 void fill_kernel(const KernelContext& ctx) {
-  const T value = convert<T>(ctx.attrs().get_float("value"));
+  const T value = convert<T>(ctx.params<FillParams>().value);
   T* y = ctx.out().as<T>();
   ctx.pool->parallel_for(ctx.out().numel(), kElementwiseGrain, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) y[i] = value;
@@ -75,7 +75,7 @@ void fill_kernel(const KernelContext& ctx) {
 template <typename T>
 void iota_kernel(const KernelContext& ctx) {
   const Shape& shape = ctx.out().shape();
-  const int axis = normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), shape.rank());
+  const int axis = ctx.params<AxisParams>().axis;
   std::int64_t inner = 1;
   for (int i = axis + 1; i < shape.rank(); ++i) inner *= shape[i];
   const std::int64_t n = shape[axis];
@@ -93,9 +93,8 @@ void iota_kernel(const KernelContext& ctx) {
 // The seed and the stream (shifted by the optional step input) a random node draws from.
 struct RandomKey {
   std::uint64_t seed, stream;
-  explicit RandomKey(const KernelContext& ctx)
-      : seed(static_cast<std::uint64_t>(ctx.attrs().get_int("seed"))),
-        stream(static_cast<std::uint64_t>(ctx.attrs().get_int("stream"))) {
+  template <typename Params>
+  RandomKey(const KernelContext& ctx, const Params& params) : seed(params.seed), stream(params.stream) {
     if (!ctx.inputs.empty()) stream += static_cast<std::uint64_t>(*ctx.in(0).as<std::int64_t>());
   }
 };
@@ -104,8 +103,9 @@ struct RandomKey {
 // Philox blocks are drawn eight at a time (philox_lanes.h); threads take element ranges.
 template <typename T>
 void random_uniform_kernel(const KernelContext& ctx) {
-  const RandomKey key(ctx);
-  const double low = ctx.attrs().get_float("low"), high = ctx.attrs().get_float("high");
+  const auto& params = ctx.params<UniformParams>();
+  const RandomKey key(ctx, params);
+  const double low = params.low, high = params.high;
   T* y = ctx.out().as<T>();
   ctx.pool->parallel_for(ctx.out().numel(), kElementwiseGrain, [&](std::int64_t begin, std::int64_t end) {
     philox_uniform_run(key.seed, key.stream, low, high, begin, end - begin, y + begin);
@@ -119,8 +119,9 @@ void random_uniform_kernel(const KernelContext& ctx) {
 // each pair's logarithm once, with the same operations (the tests compare it with philox::normal).
 template <typename T>
 void random_normal_kernel(const KernelContext& ctx) {
-  const RandomKey key(ctx);
-  const double mean = ctx.attrs().get_float("mean"), stddev = ctx.attrs().get_float("stddev");
+  const auto& params = ctx.params<NormalParams>();
+  const RandomKey key(ctx, params);
+  const double mean = params.mean, stddev = params.stddev;
   T* y = ctx.out().as<T>();
   const std::int64_t n = ctx.out().numel();
   const std::int64_t blocks = (n + 3) / 4;

@@ -302,7 +302,7 @@ struct Run {
 
 template <typename T>
 void run_program(const KernelContext& ctx) {
-  const fused::Program program = fused::Program::from_attributes(ctx.attrs());
+  const fused::Program& program = ctx.params<FusedElementwiseParams>().program;
   const Run<T> run(program, ctx);
   const std::int64_t n = Shape(program.shape).numel();
   // Tiles are the unit of work; a thread takes whole tiles.
@@ -314,7 +314,7 @@ void run_program(const KernelContext& ctx) {
 
 // Keyed on output 0's dtype (which may be bool): the element type is the node's "dtype".
 void fused_elementwise_kernel(const KernelContext& ctx) {
-  if (ctx.attrs().get_dtype("dtype") == DType::f64)
+  if (ctx.params<FusedElementwiseParams>().dtype == DType::f64)
     run_program<double>(ctx);
   else
     run_program<float>(ctx);

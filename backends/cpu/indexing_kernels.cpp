@@ -29,9 +29,6 @@ struct AxisSplit {
   }
 };
 
-int axis_of(const KernelContext& ctx, const Shape& shape) {
-  return normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), shape.rank());
-}
 
 // Reads the indices as i64 and checks each lies in [0, n); fails on the first that does not.
 template <typename I>
@@ -72,7 +69,7 @@ T add_wrapping(T a, T b) {
 template <typename T>
 void gather_kernel(const KernelContext& ctx) {
   const TensorArg &X = ctx.in(0), &Y = ctx.out();
-  const int axis = axis_of(ctx, X.shape());
+  const int axis = ctx.params<AxisParams>().axis;
   const AxisSplit x(X.shape(), axis);
   const std::vector<std::int64_t> ids = read_indices(ctx, ctx.in(1), x.n, axis, "x");
   const auto m = static_cast<std::int64_t>(ids.size());
@@ -99,7 +96,7 @@ void gather_kernel(const KernelContext& ctx) {
 template <typename T>
 void scatter_add_kernel(const KernelContext& ctx) {
   const TensorArg &target = ctx.in(0), &updates = ctx.in(2), &Y = ctx.out();
-  const int axis = axis_of(ctx, target.shape());
+  const int axis = ctx.params<AxisParams>().axis;
   const AxisSplit t(target.shape(), axis);
   const std::vector<std::int64_t> ids = read_indices(ctx, ctx.in(1), t.n, axis, "target");
   const auto m = static_cast<std::int64_t>(ids.size());
@@ -169,15 +166,15 @@ void where_kernel(const KernelContext& ctx) {
 template <typename I>
 void check_indices_kernel(const KernelContext& ctx) {
   const TensorArg &ids = ctx.in(0), &y = ctx.out();
-  const Attributes& attrs = ctx.attrs();
-  const std::int64_t count = attrs.get_int("count");
-  const bool has_allowed = attrs.has("allowed");
-  const std::int64_t allowed = has_allowed ? attrs.get_int("allowed") : 0;
+  const auto& params = ctx.params<CheckIndicesParams>();
+  const std::int64_t count = params.count;
+  const bool has_allowed = params.allowed.has_value();
+  const std::int64_t allowed = params.allowed.value_or(0);
   const I* values = ids.as<I>();
   for (std::int64_t p = 0; p < ids.numel(); ++p) {
     const auto value = static_cast<std::int64_t>(values[p]);
     if ((value < 0 || value >= count) && !(has_allowed && value == allowed))
-      ctx.fail(check_indices_message(attrs, ids.type, p, value));
+      ctx.fail(check_indices_message(params, ids.type, p, value));
   }
   if (y.data != ids.data) std::memcpy(y.data, ids.data, ids.type.nbytes());
 }

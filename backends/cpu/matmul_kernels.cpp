@@ -97,8 +97,7 @@ std::vector<std::int64_t> batch_strides(const Shape& operand, int out_batch_rank
 template <typename T>
 void matmul_kernel(const KernelContext& ctx) {
   const TensorArg &A = ctx.in(0), &B = ctx.in(1), &Y = ctx.out();
-  const bool transpose_a = ctx.attrs().get_bool("transpose_a");
-  const bool transpose_b = ctx.attrs().get_bool("transpose_b");
+  const auto [transpose_a, transpose_b] = ctx.params<MatmulParams>();
   const Shape &sa = A.shape(), &sb = B.shape(), &sy = Y.shape();
   const int out_rank = sy.rank(), batch_rank = out_rank - 2;
   const std::int64_t m = sy[out_rank - 2], n = sy[out_rank - 1];

@@ -324,7 +324,7 @@ void layer_norm_kernel(const KernelContext& ctx) {
   const Rows shape(ctx.in(0).shape());
   const T *x = ctx.in(0).as<T>(), *gamma = ctx.in(1).as<T>(), *beta = ctx.in(2).as<T>();
   T *y = ctx.out(0).as<T>(), *mean = ctx.out(1).as<T>(), *rstd = ctx.out(2).as<T>();
-  const double eps = ctx.attrs().get_float("eps");
+  const double eps = ctx.params<LayerNormParams>().eps;
   for_each_row(ctx, shape, [&](i64 r) {
     const T* xr = x + r * shape.n;
     T* yr = y + r * shape.n;
@@ -416,7 +416,7 @@ void cross_entropy_rows(const KernelContext& ctx) {
   const T* x = ctx.in(0).as<T>();
   const Index* targets = ctx.in(1).as<Index>();
   T *loss = ctx.out(0).as<T>(), *lse = ctx.out(1).as<T>();
-  const double smoothing = ctx.attrs().get_float("label_smoothing");
+  const double smoothing = ctx.params<CrossEntropyParams>().label_smoothing;
   for_each_row(ctx, shape, [&](i64 r) {
     const T* xr = x + r * classes;
     const double row_lse = softmax_stats(xr, classes).lse();
@@ -440,7 +440,7 @@ void cross_entropy_backward_rows(const KernelContext& ctx) {
   const Index* targets = ctx.in(1).as<Index>();
   const T *lse = ctx.in(2).as<T>(), *dloss = ctx.in(3).as<T>();
   T* dx = ctx.out().as<T>();
-  const double smoothing = ctx.attrs().get_float("label_smoothing");
+  const double smoothing = ctx.params<CrossEntropyParams>().label_smoothing;
   const T uniform = static_cast<T>(smoothing / static_cast<double>(classes));
   for_each_row(ctx, shape, [&](i64 r) {
     const T* xr = x + r * classes;

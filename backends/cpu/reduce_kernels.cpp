@@ -263,7 +263,7 @@ void reduce_kernel(const KernelContext& ctx) {
     std::fill(y, y + outputs, Op<T>::store(Op<T>::identity()));
     return;
   }
-  const ReduceLayout layout(ctx.in(0).shape(), ctx.attrs().get_ints("axes"));
+  const ReduceLayout layout(ctx.in(0).shape(), ctx.params<ReduceParams>().axes);
   if (layout.contiguous)
     reduce_contiguous<Op<T>>(ctx, layout, x, y);
   else

@@ -173,7 +173,7 @@ template <std::int64_t Size>
 void permute_kernel(const KernelContext& ctx) {
   const TensorArg &x = ctx.in(0), &y = ctx.out();
   if (y.numel() == 0) return;
-  const Permutation p = simplify(x.shape(), ctx.attrs().get_ints("axes"));
+  const Permutation p = simplify(x.shape(), ctx.params<PermuteParams>().axes);
   const auto rank = static_cast<int>(p.dims.size());
   if (rank <= 1) return parallel_copy(ctx, y.data, x.data, y.numel() * Size);
 
@@ -257,13 +257,11 @@ void slice_kernel(const KernelContext& ctx) {
   const TensorArg &x = ctx.in(0), &y = ctx.out();
   if (y.numel() == 0) return;
   const std::vector<std::int64_t>& dims = x.shape().dims();
-  const std::int64_t rank = x.type.shape.rank();
-  std::int64_t axis = ctx.attrs().get_int("axis");
-  if (axis < 0) axis += rank;
-  const auto k = static_cast<std::size_t>(axis);
-  const std::int64_t dim = dims[k], len = y.shape()[static_cast<int>(axis)];
+  const SliceParams& params = ctx.params<SliceParams>();
+  const auto k = static_cast<std::size_t>(params.axis);
+  const std::int64_t dim = dims[k], len = y.shape()[params.axis];
   const std::int64_t outer = product(dims, 0, k), inner = product(dims, k + 1, dims.size());
-  const std::int64_t start = slice_bound(ctx.attrs().get_int("start"), dim), step = ctx.attrs().get_int("step");
+  const std::int64_t start = params.start, step = params.step;
   const std::byte* in = x.data;
   std::byte* out = y.data;
   const std::int64_t grain = std::max<std::int64_t>(1, kElementwiseGrain / inner);
@@ -294,9 +292,7 @@ void concat_kernel(const KernelContext& ctx) {
   const TensorArg& y = ctx.out();
   if (y.numel() == 0) return;
   const std::vector<std::int64_t>& dims = y.shape().dims();
-  std::int64_t axis = ctx.attrs().get_int("axis");
-  if (axis < 0) axis += static_cast<std::int64_t>(dims.size());
-  const auto k = static_cast<std::size_t>(axis);
+  const auto k = static_cast<std::size_t>(ctx.params<AxisParams>().axis);
   const auto size = static_cast<std::int64_t>(dtype_size(y.type.dtype));
   const std::int64_t outer = product(dims, 0, k), inner = product(dims, k + 1, dims.size());
   if (outer == 1) {  // along the first non-trivial axis: each input is one block of y
@@ -314,7 +310,7 @@ void concat_kernel(const KernelContext& ctx) {
     for (std::int64_t o = begin; o < end; ++o) {
       std::byte* dst = y.data + o * out_row;
       for (const TensorArg& x : ctx.inputs) {
-        const std::int64_t row = x.shape()[static_cast<int>(axis)] * inner * size;
+        const std::int64_t row = x.shape()[static_cast<int>(k)] * inner * size;
         copy_bytes(dst, x.data + o * row, row);
         dst += row;
       }

@@ -34,8 +34,9 @@ AttentionShape shape_of(const KernelContext& ctx, const FusedAttentionInputs& in
   a.d = sq[rank - 1];
   a.tk = sv[rank - 2];
   a.dv = sv[rank - 1];
-  a.scale = ctx.attrs().get_float("scale");
-  a.causal = ctx.attrs().get_bool("causal");
+  const AttentionParams& params = ctx.params<AttentionParams>();
+  a.scale = params.scale;
+  a.causal = params.causal;
   a.batch_rank = rank - 2;
   if (a.batch_rank > kMaxDims)
     ctx.fail(fmt::format("the CUDA fused attention takes at most {} batch dims, got {}", kMaxDims, a.batch_rank));
@@ -50,7 +51,7 @@ AttentionShape shape_of(const KernelContext& ctx, const FusedAttentionInputs& in
         fmt::format("head dims D={} and Dv={} need {} bytes of shared memory per warp in the CUDA fused "
                     "attention, more than the 48 KiB a block may have",
                     a.d, a.dv, shared));
-  const AttentionDropout dropout = attention_dropout(ctx.attrs());
+  const AttentionDropout& dropout = params.dropout;
   if (dropout.enabled()) {
     a.dropout.p = dropout.p;
     a.dropout.scale = dropout.scale;
@@ -183,7 +184,7 @@ void half_backward(const KernelContext& ctx, CudaBackend& gpu, const FusedAttent
 void fused_attention_kernel(const KernelContext& ctx) {
   if (ctx.out(0).numel() == 0 && ctx.out(1).numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/false);
+  const FusedAttentionInputs& in = ctx.params<AttentionParams>().inputs;
   const AttentionShape a = shape_of(ctx, in);
   const Path path = chosen_path(ctx);
   if (is_half(ctx.in(0).type.dtype)) return half_forward(ctx, gpu, in, a, path);
@@ -198,7 +199,7 @@ void fused_attention_kernel(const KernelContext& ctx) {
 void fused_attention_backward_kernel(const KernelContext& ctx) {
   if (ctx.out(0).numel() == 0 && ctx.out(1).numel() == 0 && ctx.out(2).numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const FusedAttentionInputs in = fused_attention_inputs(ctx.attrs(), ctx.inputs.size(), /*backward=*/true);
+  const FusedAttentionInputs& in = ctx.params<AttentionParams>().inputs;
   const AttentionShape a = shape_of(ctx, in);
   const Path path = chosen_path(ctx);
   if (is_half(ctx.in(0).type.dtype)) return half_backward(ctx, gpu, in, a, path);

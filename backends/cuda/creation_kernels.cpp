@@ -23,7 +23,7 @@ void fill_kernel(const KernelContext& ctx) {
   if (n == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   check_launch(
-      ctx, launch_fill(element(ctx.out().type.dtype), ctx.attrs().get_float("value"), ctx.out().data, n, gpu.stream()),
+      ctx, launch_fill(element(ctx.out().type.dtype), ctx.params<FillParams>().value, ctx.out().data, n, gpu.stream()),
       "fill");
 }
 
@@ -33,7 +33,7 @@ void iota_kernel(const KernelContext& ctx) {
   if (n == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const Shape& shape = ctx.out().shape();
-  const int axis = normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), shape.rank());
+  const int axis = ctx.params<AxisParams>().axis;
   std::int64_t inner = 1;
   for (int i = axis + 1; i < shape.rank(); ++i) inner *= shape[i];
   check_launch(ctx, launch_iota(element(ctx.out().type.dtype), ctx.out().data, n, shape[axis], inner, gpu.stream()),
@@ -45,9 +45,10 @@ void iota_kernel(const KernelContext& ctx) {
 struct RandomKey {
   std::uint64_t seed, stream;
   const std::int64_t* step;
-  explicit RandomKey(const KernelContext& ctx)
-      : seed(static_cast<std::uint64_t>(ctx.attrs().get_int("seed"))),
-        stream(static_cast<std::uint64_t>(ctx.attrs().get_int("stream"))),
+  template <typename Params>
+  RandomKey(const KernelContext& ctx, const Params& params)
+      : seed(params.seed),
+        stream(params.stream),
         step(ctx.inputs.empty() ? nullptr : ctx.in(0).as<std::int64_t>()) {}
 };
 
@@ -56,10 +57,11 @@ void random_uniform_kernel(const KernelContext& ctx) {
   const std::int64_t n = ctx.out().numel();
   if (n == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const RandomKey key(ctx);
+  const auto& params = ctx.params<UniformParams>();
+  const RandomKey key(ctx, params);
   check_launch(ctx,
                launch_random_uniform(element(ctx.out().type.dtype), ctx.out().data, n, key.seed, key.stream, key.step,
-                                     ctx.attrs().get_float("low"), ctx.attrs().get_float("high"), gpu.stream()),
+                                     params.low, params.high, gpu.stream()),
                "random_uniform");
 }
 
@@ -68,10 +70,11 @@ void random_normal_kernel(const KernelContext& ctx) {
   const std::int64_t n = ctx.out().numel();
   if (n == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const RandomKey key(ctx);
+  const auto& params = ctx.params<NormalParams>();
+  const RandomKey key(ctx, params);
   check_launch(ctx,
                launch_random_normal(element(ctx.out().type.dtype), ctx.out().data, n, key.seed, key.stream, key.step,
-                                    ctx.attrs().get_float("mean"), ctx.attrs().get_float("stddev"), gpu.stream()),
+                                    params.mean, params.stddev, gpu.stream()),
                "random_normal");
 }
 

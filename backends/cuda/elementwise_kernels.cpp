@@ -54,7 +54,7 @@ std::string division_by_zero(const KernelContext&, const Verdict&) { return "int
 // fused_elementwise: the program travels to the device as the kernel's parameter block
 // (launch.h, FusedProgram); each input gets a one-operand walk for its broadcast.
 void fused_elementwise_kernel(const KernelContext& ctx) {
-  const fused::Program program = fused::Program::from_attributes(ctx.attrs());
+  const fused::Program& program = ctx.params<FusedElementwiseParams>().program;
   const Shape out(program.shape);
   if (out.numel() == 0) return;
   if (program.inputs > kFusedMaxInputs || static_cast<int>(program.immediates.size()) > kFusedMaxImmediates ||
@@ -95,7 +95,7 @@ void fused_elementwise_kernel(const KernelContext& ctx) {
     p->random_stream[r] = static_cast<std::uint64_t>(program.randoms[r].stream);
     p->random_step_input[r] = program.randoms[r].step_input;
   }
-  const DType t = ctx.attrs().get_dtype("dtype");
+  const DType t = ctx.params<FusedElementwiseParams>().dtype;
   check_launch(ctx, launch_fused_elementwise(element(t), *p, out.numel(), CudaBackend::of(ctx).stream()),
                "fused_elementwise");
 }

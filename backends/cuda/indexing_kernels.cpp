@@ -30,14 +30,10 @@ struct AxisSplit {
   }
 };
 
-int axis_of(const KernelContext& ctx, const Shape& shape) {
-  return normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), shape.rank());
-}
-
 // The CPU backend's message for an index outside [0, n), from a failed verdict: `position` is
 // the flat position in the indices, `detail` the index found there (as an i64's bits).
 std::string bad_index_message(const KernelContext& ctx, const Verdict& verdict, const char* what) {
-  return gather_index_message(ctx.in(0).type, ctx.in(1).type, axis_of(ctx, ctx.in(0).shape()),
+  return gather_index_message(ctx.in(0).type, ctx.in(1).type, ctx.params<AxisParams>().axis,
                               static_cast<std::int64_t>(verdict.position), static_cast<std::int64_t>(verdict.detail),
                               what);
 }
@@ -61,7 +57,7 @@ void gather_kernel(const KernelContext& ctx) {
   const TensorArg &x = ctx.in(0), &ids = ctx.in(1), &y = ctx.out();
   if (ids.numel() == 0) return;  // (an empty output still has its indices checked)
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const int axis = axis_of(ctx, x.shape());
+  const int axis = ctx.params<AxisParams>().axis;
   const AxisSplit split(x.shape(), axis);
   check_indices(ctx, gpu, ids, split.n);
   check_launch(ctx,
@@ -75,7 +71,7 @@ void scatter_add_kernel(const KernelContext& ctx) {
   const TensorArg &target = ctx.in(0), &ids = ctx.in(1), &updates = ctx.in(2), &y = ctx.out();
   if (y.numel() == 0 && ids.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const int axis = axis_of(ctx, target.shape());
+  const int axis = ctx.params<AxisParams>().axis;
   const AxisSplit split(target.shape(), axis);
   if (ids.numel() > 0) check_indices(ctx, gpu, ids, split.n);
   copy_on_device(ctx, gpu, y.data, target.data, y.type.nbytes());
@@ -88,7 +84,7 @@ void scatter_add_kernel(const KernelContext& ctx) {
 // check_indices: y = ids (usually the same buffer: a view), with every ids[p] outside
 // [0, count) that is not the allowed value reported after the run, with the CPU's message.
 std::string bad_checked_index(const KernelContext& ctx, const Verdict& verdict) {
-  return check_indices_message(ctx.attrs(), ctx.in(0).type, static_cast<std::int64_t>(verdict.position),
+  return check_indices_message(ctx.params<CheckIndicesParams>(), ctx.in(0).type, static_cast<std::int64_t>(verdict.position),
                                static_cast<std::int64_t>(verdict.detail));
 }
 
@@ -96,13 +92,12 @@ void check_indices_kernel(const KernelContext& ctx) {
   const TensorArg &ids = ctx.in(0), &y = ctx.out();
   if (ids.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const Attributes& attrs = ctx.attrs();
+  const auto& params = ctx.params<CheckIndicesParams>();
   if (y.data != ids.data) copy_on_device(ctx, gpu, y.data, ids.data, ids.type.nbytes());
-  const bool has_allowed = attrs.has("allowed");
   check_launch(
       ctx,
-      launch_check_indices(element(ids.type.dtype), ids.data, ids.numel(), attrs.get_int("count"), verdict_words(ctx),
-                           gpu.stream(), has_allowed, has_allowed ? attrs.get_int("allowed") : 0),
+      launch_check_indices(element(ids.type.dtype), ids.data, ids.numel(), params.count, verdict_words(ctx),
+                           gpu.stream(), params.allowed.has_value(), params.allowed.value_or(0)),
       "index check");
   check_launch(ctx,
                launch_note_bad_index(element(ids.type.dtype), ids.data, ids.numel(), verdict_words(ctx), gpu.stream()),

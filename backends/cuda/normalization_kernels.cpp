@@ -40,7 +40,7 @@ void layer_norm_kernel(const KernelContext& ctx) {
   const Rows shape(ctx.in(0).shape());
   check_launch(ctx,
                launch_layer_norm(type_of(ctx, 0), ctx.in(0).data, ctx.in(1).data, ctx.in(2).data, ctx.out(0).data,
-                                 ctx.out(1).data, ctx.out(2).data, shape.rows, shape.n, ctx.attrs().get_float("eps"),
+                                 ctx.out(1).data, ctx.out(2).data, shape.rows, shape.n, ctx.params<LayerNormParams>().eps,
                                  CudaBackend::of(ctx).stream()),
                "fused_layer_norm");
 }
@@ -60,7 +60,7 @@ void cross_entropy_kernel(const KernelContext& ctx) {
   const Rows shape(ctx.in(0).shape());
   check_launch(ctx,
                launch_cross_entropy(type_of(ctx, 0), type_of(ctx, 1), ctx.in(0).data, ctx.in(1).data, ctx.out(0).data,
-                                    ctx.out(1).data, shape.rows, shape.n, ctx.attrs().get_float("label_smoothing"),
+                                    ctx.out(1).data, shape.rows, shape.n, ctx.params<CrossEntropyParams>().label_smoothing,
                                     CudaBackend::of(ctx).stream()),
                "fused_softmax_cross_entropy");
 }
@@ -71,7 +71,7 @@ void cross_entropy_backward_kernel(const KernelContext& ctx) {
   check_launch(ctx,
                launch_cross_entropy_backward(type_of(ctx, 0), type_of(ctx, 1), ctx.in(0).data, ctx.in(1).data,
                                              ctx.in(2).data, ctx.in(3).data, ctx.out().data, shape.rows, shape.n,
-                                             ctx.attrs().get_float("label_smoothing"), CudaBackend::of(ctx).stream()),
+                                             ctx.params<CrossEntropyParams>().label_smoothing, CudaBackend::of(ctx).stream()),
                "fused_softmax_cross_entropy_backward");
 }
 

@@ -72,7 +72,7 @@ void reduce_kernel(const KernelContext& ctx) {
                  ctx.node->op->name);
     return;
   }
-  const ReduceLayout layout(x.shape(), ctx.attrs().get_ints("axes"));
+  const ReduceLayout layout(x.shape(), ctx.params<ReduceParams>().axes);
   std::int64_t outer = 1, count = 1, inner = 1;
   if (layout.contiguous(outer, count, inner)) {
     const std::int64_t bytes = reduce_workspace_bytes(Op, type, outer, count, inner);

@@ -45,11 +45,9 @@ void permute_kernel(const KernelContext& ctx) {
   const TensorArg &x = ctx.in(0), &y = ctx.out();
   if (y.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
-  const std::vector<std::int64_t>& axes = ctx.attrs().get_ints("axes");
   const std::vector<std::int64_t> x_strides = row_major_strides(x.shape().dims());
-  const int rank = x.shape().rank();
   std::vector<std::int64_t> in_strides;
-  for (std::int64_t a : axes) in_strides.push_back(x_strides[static_cast<std::size_t>(a < 0 ? a + rank : a)]);
+  for (std::int64_t a : ctx.params<PermuteParams>().axes) in_strides.push_back(x_strides[static_cast<std::size_t>(a)]);
   const Walk<2> walk = make_walk<2>(ctx, y.shape().dims(), {in_strides, row_major_strides(y.shape().dims())});
   strided_copy(ctx, gpu, x, 0, y.data, 0, y.numel(), walk);
 }
@@ -70,11 +68,11 @@ void slice_kernel(const KernelContext& ctx) {
   if (y.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const std::vector<std::int64_t>& dims = x.shape().dims();
-  const auto axis =
-      static_cast<std::size_t>(normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), x.shape().rank()));
+  const SliceParams& params = ctx.params<SliceParams>();
+  const auto axis = static_cast<std::size_t>(params.axis);
   const std::int64_t dim = dims[axis], len = y.shape().dims()[axis];
   const std::int64_t outer = product(dims, 0, axis), inner = product(dims, axis + 1, dims.size());
-  const std::int64_t start = slice_bound(ctx.attrs().get_int("start"), dim), step = ctx.attrs().get_int("step");
+  const std::int64_t start = params.start, step = params.step;
   const Walk<2> walk = make_walk<2>(
       ctx, {outer, len, inner},
       {std::vector<std::int64_t>{dim * inner, step * inner, 1}, std::vector<std::int64_t>{len * inner, inner, 1}});
@@ -87,8 +85,7 @@ void concat_kernel(const KernelContext& ctx) {
   if (y.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   const std::vector<std::int64_t>& dims = y.shape().dims();
-  const auto axis =
-      static_cast<std::size_t>(normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), y.shape().rank()));
+  const auto axis = static_cast<std::size_t>(ctx.params<AxisParams>().axis);
   const std::int64_t total = dims[axis];
   const std::int64_t outer = product(dims, 0, axis), inner = product(dims, axis + 1, dims.size());
   std::int64_t offset = 0;

@@ -255,7 +255,8 @@ void run_kernel(const Node& node, const Graph& g, const std::vector<Tensor>& inp
     outputs.push_back(Tensor::zeros(t.dtype, t.shape));
     out.push_back({outputs.back().raw(), t});
   }
-  const KernelContext ctx{&node, in, out, &pool};
+  const std::unique_ptr<const DecodedParams> params = decode_params(g, node);
+  const KernelContext ctx{&node, in, out, &pool, nullptr, params.get()};
   kernel(ctx);
 }
 

@@ -42,7 +42,7 @@ std::int64_t index_at(const TensorArg& ids, std::int64_t p) {
 void gather_kernel(const KernelContext& ctx) {
   const TensorArg &x = ctx.in(0), &ids = ctx.in(1), &y = ctx.out();
   if (!ctx.verdict) ctx.fail("fake device: gather was run without a verdict");
-  const int axis = normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), x.shape().rank());
+  const int axis = ctx.params<AxisParams>().axis;
   std::int64_t outer = 1, inner = 1;
   for (int d = 0; d < axis; ++d) outer *= x.shape()[d];
   for (int d = axis + 1; d < x.shape().rank(); ++d) inner *= x.shape()[d];
@@ -196,7 +196,7 @@ std::string fake_gather_message(const KernelContext& ctx, const Verdict& verdict
     position[static_cast<std::size_t>(d)] = p % shape[d];
     p /= shape[d];
   }
-  const int axis = normalize_axis(static_cast<int>(ctx.attrs().get_int("axis")), ctx.in(0).shape().rank());
+  const int axis = ctx.params<AxisParams>().axis;
   return fmt::format(
       "index {} at position [{}] of indices {} is out of range for axis {} of x {}: valid indices are [0, {})",
       static_cast<std::int64_t>(verdict.detail), fmt::join(position, ","), ctx.in(1).type.to_string(), axis,
