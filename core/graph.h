@@ -180,6 +180,10 @@ class Graph {
   SourceLoc location_override() const { return location_override_; }
   // A LocationScope at `where`: `auto at = g.at(where);` opens it until the end of the block.
   LocationScope at(SourceLoc where) { return LocationScope(*this, where); }
+  // The location a node built now with `where` records: the one in force, else `where`. An op
+  // that rejects its arguments before it builds a node (a number its input's dtype cannot hold)
+  // names this one, so that the error points where the node would have.
+  SourceLoc located(SourceLoc where) const { return location_override_.known() ? location_override_ : where; }
   // The role given to nodes built from now on (autodiff marks its nodes backward).
   void set_role(NodeRole role) { role_ = role; }
   NodeRole role() const { return role_; }
@@ -221,8 +225,6 @@ class Graph {
  private:
   friend class NameScope;
   friend class LocationScope;
-  // The location a node built now records: the override when one is in force, else `where`.
-  SourceLoc located(SourceLoc where) const { return location_override_.known() ? location_override_ : where; }
   std::string unique_name(const std::string& base);
   std::vector<TensorType> infer_outputs(const InferContext& ctx, const OpDef& op, const std::string& node_name,
                                         SourceLoc where) const;
