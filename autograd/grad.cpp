@@ -14,10 +14,12 @@ namespace fovea {
 
 namespace {
 
-// Restores the graph's scope, role and location override however the rule exits.
+// Restores the graph's scope, role and location override however the rule exits: exactly as
+// they were, so that grad() called inside a layer's LocationScope leaves that scope in force.
 class BackwardBuildState {
  public:
-  explicit BackwardBuildState(Graph& g) : graph_(g), scope_(g.current_scope()), role_(g.role()) {
+  explicit BackwardBuildState(Graph& g)
+      : graph_(g), scope_(g.current_scope()), role_(g.role()), location_(g.location_override()) {
     graph_.set_role(NodeRole::backward);
   }
   void enter(const Node& forward) {
@@ -27,13 +29,14 @@ class BackwardBuildState {
   ~BackwardBuildState() {
     graph_.exchange_scope(scope_);
     graph_.set_role(role_);
-    graph_.clear_location_override();
+    graph_.set_location_override(location_);
   }
 
  private:
   Graph& graph_;
   std::string scope_;
   NodeRole role_;
+  SourceLoc location_;
 };
 
 // Rejects outputs, cotangents and wrt that vjp() cannot differentiate: none, mismatched counts,

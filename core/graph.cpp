@@ -64,6 +64,14 @@ NameScope::NameScope(Graph& graph, const std::string& name) : graph_(graph), pre
 
 NameScope::~NameScope() { graph_.scope_.resize(previous_length_); }
 
+LocationScope::LocationScope(Graph& graph, SourceLoc where) : graph_(graph), previous_(graph.location_override_) {
+  if (!previous_.known()) graph_.location_override_ = where;
+}
+
+LocationScope::~LocationScope() { graph_.location_override_ = previous_; }
+
+SourceLoc LocationScope::where() const { return graph_.location_override_; }
+
 Graph::Graph(std::string name) : name_(std::move(name)) {}
 
 std::string Graph::unique_name(const std::string& base) {
@@ -77,7 +85,7 @@ std::string Graph::unique_name(const std::string& base) {
 
 std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, Attributes attrs, SourceLoc where,
                                 const std::string& name) {
-  if (location_override_.known()) where = location_override_;
+  where = located(where);
   const std::string node_name = unique_name(name.empty() ? std::string(op.name) : name);
   const auto n = static_cast<int>(inputs.size());
   if (n < op.min_inputs || (op.max_inputs >= 0 && n > op.max_inputs))
@@ -160,12 +168,14 @@ static void check_declared_shape(const std::string& what, const std::string& nam
 }
 
 Value Graph::placeholder(const std::string& name, DType dtype, Shape shape, SourceLoc where) {
+  where = located(where);
   check_declared_shape("placeholder", name, dtype, shape, where);
   return apply1(placeholder_op, {}, {{"dtype", dtype}, {"shape", shape.dims()}}, where, name);
 }
 
 Value Graph::parameter(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
                        SourceLoc where) {
+  where = located(where);
   if (!is_floating(dtype) || is_half(dtype))
     throw Error(fmt::format("parameters must be f32 or f64, got {} (mixed precision keeps the weights in f32 and "
                             "casts them where they are used)",
@@ -180,6 +190,7 @@ Value Graph::state(const std::string& name, DType dtype, Shape shape, const Init
 
 Value Graph::persistent(const std::string& name, DType dtype, Shape shape, const Initializer& initializer,
                         bool trainable, SourceLoc where) {
+  where = located(where);
   const std::string scoped = scope_.empty() ? name : scope_ + "/" + name;
   check_declared_shape("parameter", scoped, dtype, shape, where);
   if (by_name_.contains(scoped))
@@ -202,11 +213,13 @@ Value Graph::persistent(const std::string& name, DType dtype, Shape shape, const
 }
 
 Value Graph::constant(Tensor value, const std::string& name, SourceLoc where) {
+  where = located(where);
   if (!value.defined()) throw Error("constant: the tensor is undefined", "constant", name, where);
   return apply1(constant_op, {}, {{"value", std::move(value)}}, where, name);
 }
 
 Value Graph::scalar(double value, DType dtype, SourceLoc where) {
+  where = located(where);
   // A number an integer or bool dtype cannot hold exactly is an error, not a truncation.
   if (const std::string why = number_mismatch(value, dtype); !why.empty())
     throw Error(fmt::format("cannot make a {} scalar: {}; make an f32 one and cast() it", dtype_name(dtype), why),

@@ -107,6 +107,28 @@ class [[nodiscard]] NameScope {
   std::size_t previous_length_;
 };
 
+// RAII location scope: nodes built while it lives record `where` (the user's line) instead of
+// the lines of the functions that built them, and errors raised while building them name it.
+// A layer opens one with the location its caller passed, so its body can call ops without
+// forwarding it. When a location is already in force (an outer layer's scope, or autodiff
+// building a gradient) that one stays: the outermost caller is the user. The previous location
+// is restored when the scope ends, by an exception too.
+class [[nodiscard]] LocationScope {
+ public:
+  LocationScope(Graph& graph, SourceLoc where);
+  ~LocationScope();
+  LocationScope(const LocationScope&) = delete;
+  LocationScope& operator=(const LocationScope&) = delete;
+
+  // The location nodes built now record: the outermost scope's. Errors a layer raises itself
+  // name this one, so a check inside a nested layer still points at the user's line.
+  SourceLoc where() const;
+
+ private:
+  Graph& graph_;
+  SourceLoc previous_;
+};
+
 class Graph {
  public:
   explicit Graph(std::string name = "main");
@@ -148,10 +170,20 @@ class Graph {
   // Replaces the whole scope path (autodiff puts gradient nodes under "gradients/<scope>");
   // returns the previous one so the caller can restore it.
   std::string exchange_scope(std::string scope) { return std::exchange(scope_, std::move(scope)); }
-  // While set, nodes record this location instead of the one their builder was given: the
-  // nodes a gradient rule builds point at the user's forward line, not at the rule's source.
+  // While set, nodes record this location instead of the one their builder was given, and the
+  // sources (placeholder, parameter, constant, ...) report it in their errors: the nodes a
+  // gradient rule builds point at the user's forward line, not at the rule's source. Setting
+  // replaces any location in force; layers use at() instead, which keeps an outer one.
   void set_location_override(SourceLoc where) { location_override_ = where; }
   void clear_location_override() { location_override_ = SourceLoc{}; }
+  // The location in force; unknown (line 0) when none is.
+  SourceLoc location_override() const { return location_override_; }
+  // A LocationScope at `where`: `auto at = g.at(where);` opens it until the end of the block.
+  LocationScope at(SourceLoc where) { return LocationScope(*this, where); }
+  // The location a node built now with `where` records: the one in force, else `where`. An op
+  // that rejects its arguments before it builds a node (a number its input's dtype cannot hold)
+  // names this one, so that the error points where the node would have.
+  SourceLoc located(SourceLoc where) const { return location_override_.known() ? location_override_ : where; }
   // The role given to nodes built from now on (autodiff marks its nodes backward).
   void set_role(NodeRole role) { role_ = role; }
   NodeRole role() const { return role_; }
@@ -192,6 +224,7 @@ class Graph {
 
  private:
   friend class NameScope;
+  friend class LocationScope;
   std::string unique_name(const std::string& base);
   std::vector<TensorType> infer_outputs(const InferContext& ctx, const OpDef& op, const std::string& node_name,
                                         SourceLoc where) const;

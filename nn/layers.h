@@ -6,8 +6,9 @@
 // A layer is a small struct holding its parameters, like nn::Linear. Its constructor declares
 // them under the layer's name in the current scope; calling it builds the forward ops under the
 // same scope, so a dump reads `encoder/layer0/feed_forward/up/matmul`. Both take the user's
-// source location as a defaulted last argument and hand it to every op they build, so a shape
-// mistake is reported at the user's line, with the layer's scope in the node's name:
+// source location as a defaulted last argument and open a LocationScope (core/graph.h) at it, so
+// the ops they build record the user's line and a shape mistake is reported there, with the
+// layer's scope in the node's name; a layer that another layer calls keeps the outer one's:
 //
 //   nn::LayerNorm norm(g, "norm", 64);
 //   nn::FeedForward ff(g, "ff", 64, 256, nn::Activation::gelu, 0.1);
@@ -32,10 +33,13 @@ struct Mode {
   Value step = {};
 };
 
-// Builds `make()` inside the scope `name`: a layer uses it in its member initializer list, so
-// that its sub-layers declare their parameters under the layer's own scope.
+// Builds `make()` inside the scope `name`, at the user's line `where`: a layer uses it in its
+// member initializer list, which runs before its constructor body could open either scope, so
+// that its sub-layers declare their parameters under the layer's own scope and report a mistake
+// at the line that built the layer.
 template <typename F>
-auto in_scope(Graph& g, const std::string& name, F&& make) {
+auto in_scope(Graph& g, const std::string& name, SourceLoc where, F&& make) {
+  auto at = g.at(where);
   auto scope = g.scope(name);
   return std::forward<F>(make)();
 }

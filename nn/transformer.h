@@ -144,8 +144,9 @@ struct Transformer {
 
  private:
   BlockConfig block() const;
-  Value embed(const Embedding& embedding, const std::optional<LearnedPositions>& positions, Value ids, const Mode& mode,
-              std::source_location where) const;
+  // Built inside encode's or decode's LocationScope.
+  Value embed(const Embedding& embedding, const std::optional<LearnedPositions>& positions, Value ids,
+              const Mode& mode) const;
 };
 
 // The decoder-only language model.

@@ -221,7 +221,7 @@ static void check_number_fits(std::string_view op, Value like, double number, So
   throw Error(fmt::format("the number {} meets '{}' ({}), and takes its dtype, but {}. Cast the tensor "
                           "first (e.g. cast({}, f32)) or use a number its dtype holds",
                           number, like.name(), like.type().to_string(), why, like.name()),
-              std::string(op), "", where);
+              std::string(op), "", like.graph().located(where));
 }
 
 Value scalar_like(Value like, double value, Loc where) {

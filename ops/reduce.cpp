@@ -154,7 +154,7 @@ Value reduce_mean(Value x, std::vector<std::int64_t> axes, bool keepdims, Loc wh
   if (!x.defined()) throw Error("input 0 is an undefined Value", "reduce_mean", "", where);
   if (!is_floating(x.dtype()))
     throw Error(fmt::format("expects an f32 or f64 input, got {}; cast() it first", x.type().to_string()),
-                "reduce_mean", "", where);
+                "reduce_mean", "", x.graph().located(where));
   Value sum = apply_reduce(ops::reduce_sum, x, std::move(axes), keepdims, where, "reduce_mean");
   double count = 1;
   for (std::int64_t axis : sum.node().attrs.get_ints("axes"))

@@ -86,6 +86,26 @@ TEST_CASE("gradients are ordinary backward nodes under gradients/<scope>, locate
   g.verify();
 }
 
+// A layer may differentiate inside its LocationScope: autodiff locates each gradient node at
+// its forward node's line, and leaves the layer's location in force afterwards.
+TEST_CASE("grad inside a LocationScope locates gradients at the forward line and restores the scope's location") {
+  Graph g;
+  Value x = g.placeholder("x", f64, {3});
+  Value w = g.parameter("w", f64, {3}, init::ones());
+  const int line = __LINE__ + 1;
+  const Value loss = reduce_sum(fovea::tanh(x * w));
+  const SourceLoc layer = std::source_location::current();
+  auto at = g.at(layer);
+  const std::size_t before = g.size();
+  (void)grad(loss, {w});
+  bool saw_forward_line = false;
+  for (std::uint32_t id = static_cast<std::uint32_t>(before); id < g.size(); ++id)
+    saw_forward_line = saw_forward_line || g.node(id).where.line == static_cast<unsigned>(line);
+  CHECK(saw_forward_line);
+  CHECK(g.location_override().line == layer.line);
+  CHECK(fovea::exp(x).node().where.line == layer.line);
+}
+
 TEST_CASE("unconnected targets get zeros by default, or an error when asked") {
   Graph g;
   Value x = g.placeholder("x", f64, {2});

@@ -62,3 +62,59 @@ TEST_CASE("compile and run refuse a raw Value that names no node, and one from a
   CHECK_THROWS_WITH_AS(exe.run({{x, t}, {raw, t}}), doctest::Contains("a feed names %5.0"), fovea::Error);
   CHECK_THROWS_AS(fovea::compile(g, {fovea::exp(x)}, fovea::cpu(), {.updates = {raw}}), fovea::Error);
 }
+
+// What a LocationScope must guarantee (core/graph.h): nodes and the sources' errors name its
+// line, an inner scope keeps the outer one's, and the previous location comes back on exit,
+// by an exception too.
+TEST_CASE("a LocationScope locates nodes and source errors at its line, keeps an outer one and restores on exit") {
+  fovea::Graph g;
+  const fovea::SourceLoc user = std::source_location::current();
+  const auto at_user = [&](const fovea::SourceLoc& where) { return where.line == user.line; };
+  const auto error_at_user = [&](auto&& build) {
+    try {
+      build();
+    } catch (const fovea::Error& e) {
+      return at_user(e.where());
+    }
+    return false;
+  };
+  fovea::Value x;
+  {
+    auto at = g.at(user);
+    x = g.placeholder("x", fovea::f32, {2, 3});
+    CHECK(at_user(x.node().where));
+    CHECK(at_user(fovea::relu(x).node().where));
+    CHECK(at_user(g.parameter("w", fovea::f32, {3}, fovea::init::ones()).node().where));
+    // Errors raised before a node exists, and by shape inference, name the scope's line too.
+    CHECK(error_at_user([&] { (void)g.parameter("bad", fovea::i32, {3}, fovea::init::zeros()); }));
+    CHECK(error_at_user([&] { (void)g.state("w", fovea::f32, {3}, fovea::init::zeros()); }));
+    CHECK(error_at_user([&] { (void)g.placeholder("negative", fovea::f32, {-1}); }));
+    CHECK(error_at_user([&] { (void)g.scalar(0.5, fovea::i32); }));
+    CHECK(error_at_user([&] { (void)g.constant(fovea::Tensor()); }));
+    CHECK(error_at_user([&] { (void)fovea::matmul(x, x); }));
+    {
+      auto inner = g.at(std::source_location::current());
+      CHECK(at_user(inner.where()));
+      CHECK(at_user(fovea::exp(x).node().where));
+    }
+    CHECK(at_user(g.location_override()));
+    // An exception leaving an inner scope restores the outer location.
+    CHECK_THROWS_AS(
+        [&] {
+          auto inner = g.at(std::source_location::current());
+          (void)fovea::matmul(x, x);
+        }(),
+        fovea::Error);
+    CHECK(at_user(g.location_override()));
+  }
+  CHECK_FALSE(g.location_override().known());
+  CHECK_FALSE(at_user(fovea::exp(x).node().where));
+  // And so does one leaving the outermost scope: no location stays in force.
+  CHECK_THROWS_AS(
+      [&] {
+        auto at = g.at(user);
+        (void)fovea::matmul(x, x);
+      }(),
+      fovea::Error);
+  CHECK_FALSE(g.location_override().known());
+}

@@ -476,3 +476,24 @@ TEST_CASE("MultiHeadAttention's projection gradients match finite differences on
     }
   }
 }
+
+TEST_CASE("a mistake inside MultiHeadAttention's attention names the user's line, and the override is restored") {
+  Graph g;
+  nn::MultiHeadAttention attention(g, "attn", 8, 2);
+  Value x = g.placeholder("x", f32, {2, 4, 8});
+  Value memory = g.placeholder("memory", f32, {2, 6, 8});
+  // A causal mask for self-attention, given to cross-attention with more keys than queries.
+  int line = __LINE__ + 1;
+  std::string message = error_of([&] { attention(x, memory, nn::causal_mask(g, 4, 4)); });
+  CHECK(message.find("does not fit the attention scores") != std::string::npos);
+  CHECK(message.find("attn/attention") != std::string::npos);
+  CHECK(message.find(here(line)) != std::string::npos);
+  CHECK_FALSE(g.location_override().known());
+  // The nodes of a good call, from the projections to the merge, record the user's line.
+  const std::size_t before = g.size();
+  line = __LINE__ + 1;
+  const Value y = attention(x, memory);
+  for (std::uint32_t id = static_cast<std::uint32_t>(before); id < g.size(); ++id)
+    CHECK(g.node(id).where.line == static_cast<unsigned>(line));
+  CHECK(y.shape() == Shape{2, 4, 8});
+}

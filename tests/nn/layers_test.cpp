@@ -344,3 +344,19 @@ TEST_CASE("the parameter gradients of LayerNorm, Embedding and FeedForward match
   check_parameter_gradients(g, y, {embed.table, norm.gamma, norm.beta, ff.up.weight, ff.up.bias, ff.down.weight},
                             {{ids, tids}});
 }
+
+// A number a layer mixes in (GELU's 0.5, a mean's 1/n) meets the input's dtype before any node
+// is built: that check, too, names the line that called the layer.
+TEST_CASE("a layer given an integer tensor names the user's line, not the layer's") {
+  Graph g;
+  Value ids = g.placeholder("ids", i32, {2, 3});
+  int line = __LINE__ + 1;
+  std::string message = error_of([&] { nn::gelu(ids); });
+  CHECK(message.find("the number") != std::string::npos);
+  CHECK(message.find(here(line)) != std::string::npos);
+  line = __LINE__ + 1;
+  message = error_of([&] { nn::mse_loss(ids, ids); });
+  CHECK(message.find("expects an f32 or f64 input") != std::string::npos);
+  CHECK(message.find(here(line)) != std::string::npos);
+  CHECK_FALSE(g.location_override().known());
+}

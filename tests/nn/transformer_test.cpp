@@ -332,3 +332,78 @@ TEST_CASE("a tiny GPT learns to continue a fixed sequence with AdamW and dropout
   CHECK(first < 2 * std::log(7.0));  // untrained: near chance, ln 7 ≈ 1.95
   CHECK(last < 0.15 * first);
 }
+
+// --- Locations ------------------------------------------------------------------------------
+
+// A layer opens a LocationScope at its caller's line; the layers it calls keep that one, so
+// whatever goes wrong deep inside a block is reported at the line of the user's call.
+TEST_CASE("a mistake inside the layers of a block names the user's line, and the block's nodes record it") {
+  Graph g;
+  const int built = __LINE__ + 1;
+  nn::TransformerEncoderLayer layer(g, "layer", tiny_block(true));
+  nn::TransformerEncoderLayer post(g, "post", tiny_block(false));
+  CHECK(g.find("layer/self_attn/q_proj/weight")->where.line == static_cast<unsigned>(built));
+  CHECK(g.find("layer/feed_forward/down/bias")->where.line == static_cast<unsigned>(built));
+  Value x = g.placeholder("x", f64, {2, 3, 4});
+  const std::size_t before = g.size();
+  const int called = __LINE__ + 1;
+  const Value y = layer(x);
+  for (std::uint32_t id = static_cast<std::uint32_t>(before); id < g.size(); ++id) {
+    const Node& n = g.node(id);
+    CAPTURE(n.name);
+    CHECK(std::string(n.where.file).ends_with("transformer_test.cpp"));
+    CHECK(n.where.line == static_cast<unsigned>(called));
+  }
+  CHECK(y.node().where.line == static_cast<unsigned>(called));
+  CHECK_FALSE(g.location_override().known());
+
+  // The first check to fail is the inner LayerNorm's (pre-norm) or MultiHeadAttention's (post-norm).
+  Value wide = g.placeholder("wide", f64, {2, 3, 5});
+  int line = __LINE__ + 1;
+  std::string message = error_of([&] { layer(wide); });
+  CHECK(message.find("normalises a last axis of 4 features") != std::string::npos);
+  CHECK(message.find(here(line)) != std::string::npos);
+  line = __LINE__ + 1;
+  message = error_of([&] { post(wide); });
+  CHECK(message.find("expects query [B,Tq,4]") != std::string::npos);
+  CHECK(message.find(here(line)) != std::string::npos);
+  // A mask that does not fit is found by the attention two layers down.
+  line = __LINE__ + 1;
+  message = error_of([&] { layer(x, nn::causal_mask(g, 5, 5, f64)); });
+  CHECK(message.find("does not fit the attention scores") != std::string::npos);
+  CHECK(message.find(here(line)) != std::string::npos);
+  CHECK_FALSE(g.location_override().known());
+
+  // A sub-layer built in a constructor's initializer list checks its arguments at the user's line.
+  line = __LINE__ + 1;
+  message = error_of([&] { nn::TransformerEncoderLayer(g, "bad", {.d_model = 10, .heads = 4}); });
+  CHECK(message.find("multiple of heads") != std::string::npos);
+  CHECK(message.find(here(line)) != std::string::npos);
+}
+
+TEST_CASE("a shape error found by an op inside a decoder layer names the user's line") {
+  Graph g;
+  nn::TransformerDecoderLayer layer(g, "decoder", tiny_block(true));
+  Value x = g.placeholder("x", f64, {2, 3, 4});
+  Value memory = g.placeholder("memory", f64, {2, 5, 4});
+  // Padding for 5 target positions where there are 3: the sum with the layer's causal mask fails
+  // in shape inference, in an op the layer builds without being handed a location.
+  Value padding = g.placeholder("padding", boolean, {2, 5});
+  const int line = __LINE__ + 1;
+  const std::string message = error_of([&] { layer(x, memory, nn::padding_mask(padding, f64)); });
+  CHECK(message.find("add") != std::string::npos);
+  CHECK(message.find(here(line)) != std::string::npos);
+  CHECK_FALSE(g.location_override().known());
+}
+
+TEST_CASE("GPT's nodes, down to its blocks' attention, record the line that called it") {
+  Graph g;
+  nn::GPT gpt(g, tiny_gpt());
+  Value ids = g.placeholder("ids", i64, {2, 4});
+  const int line = __LINE__ + 1;
+  (void)gpt(ids);
+  const Node* scores = g.find("gpt/block0/self_attn/attention/matmul");
+  REQUIRE(scores != nullptr);
+  CHECK(scores->where.line == static_cast<unsigned>(line));
+  CHECK(g.find("gpt/block0/self_attn/q_proj/weight")->where.line != static_cast<unsigned>(line));
+}
