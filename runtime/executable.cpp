@@ -265,7 +265,7 @@ struct ExecutableLowering {
     args[0] = {from, type};
     args[1] = {to, type};
     const KernelContext ctx{node.get(), {args.get(), 1}, {args.get() + 1, 1}, &backend.pool()};
-    exe.steps_.push_back({find_kernel(*node), ctx});
+    exe.steps_.push_back({find_kernel(*node), ctx, nullptr, nullptr});
     exe.args_.push_back(std::move(args));
     exe.transfer_nodes_.push_back(std::move(node));
   }
