@@ -530,13 +530,20 @@ Value conv_transpose2d(Value x, Value w, const ConvTranspose2dOptions& o, Loc wh
                               i == 0 ? "rows" : "columns", pair_string(o.padding)),
                   "conv_transpose2d", "", where);
   }
-  // The conv whose input gradient this is: output_padding's extra rows and columns at the bottom
-  // and right are ones no window of that conv reached.
-  const ConvAttributes a{o.stride,
-                         {o.padding[0], o.padding[1], o.padding[0] + o.output_padding[0],
-                          o.padding[1] + o.output_padding[1]},
-                         o.dilation,
-                         o.groups};
+  // The conv whose input gradient this is, from an image of `out` rows padded by `padding` on
+  // top: output_padding's extra rows at the bottom are ones no window of that conv reached. Its
+  // bottom padding b must give x's rows back as its window count, ⌊(out + p + b - span) / s⌋ + 1
+  // = H, that is p - op <= b < p - op + s: b = p when op < s; when op >= s (allowed where op <
+  // dilation) the conv's last windows are dropped, b = p - (op - s + 1). Columns alike.
+  std::array<std::int64_t, 2> bottom{};
+  for (int i = 0; i < 2; ++i) {
+    bottom[i] = o.padding[i] - std::max<std::int64_t>(0, o.output_padding[i] - o.stride[i] + 1);
+    if (bottom[i] < 0)
+      throw Error(fmt::format("output_padding {} reaches past the stride {} by more than the padding {}",
+                              pair_string(o.output_padding), pair_string(o.stride), pair_string(o.padding)),
+                  "conv_transpose2d", "", where);
+  }
+  const ConvAttributes a{o.stride, {o.padding[0], o.padding[1], bottom[0], bottom[1]}, o.dilation, o.groups};
   return conv2d_backward_data(x, w, out, a, where);
 }
 

@@ -22,6 +22,8 @@ class CpuBackend final : public Backend {
     cpu_backend::register_attention_kernels(kernels_);
     cpu_backend::register_normalization_kernels(kernels_);
     cpu_backend::register_fused_elementwise_kernels(kernels_);
+    cpu_backend::register_convolution_kernels(kernels_);
+    cpu_backend::register_pooling_kernels(kernels_);
   }
 
   std::string_view name() const override { return "cpu"; }

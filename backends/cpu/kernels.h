@@ -4,6 +4,7 @@
 #include "fovea/backends/backend.h"
 // The OpDefs (ops::matmul, ...) that the kernels are registered under.
 #include "fovea/ops/attention.h"
+#include "fovea/ops/convolution.h"
 #include "fovea/ops/creation.h"
 #include "fovea/ops/elementwise.h"
 #include "fovea/ops/fused_elementwise.h"
@@ -31,6 +32,8 @@ void register_state_kernels(KernelRegistry& registry);
 void register_attention_kernels(KernelRegistry& registry);
 void register_normalization_kernels(KernelRegistry& registry);
 void register_fused_elementwise_kernels(KernelRegistry& registry);
+void register_convolution_kernels(KernelRegistry& registry);
+void register_pooling_kernels(KernelRegistry& registry);
 
 // Sets OpenBLAS's thread count (the backend gives BLAS the same cores as its own pool).
 void set_blas_threads(int threads);

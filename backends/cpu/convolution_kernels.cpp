@@ -1,0 +1,428 @@
+// CPU kernels for the convolutions (ops/convolution.h): conv2d, conv2d_backward_data and
+// conv2d_backward_filter, NCHW, in f32 and f64.
+//
+// With G groups of Cg = C/G input and Kg = K/G output channels, a kernel of R·S taps and
+// P = OH·OW output positions, one image's group is a matrix product over its im2col matrix
+// col [Cg·R·S, P], whose row (c, r, s) holds the input pixel under tap (r, s) of channel c for
+// every output position (zero where the window hangs over the padding):
+//
+//   forward          y[n,g]  [Kg, P]      = w[g] [Kg, Cg·R·S] · col(x[n,g])
+//   backward data    col     [Cg·R·S, P]  = w[g]ᵀ · dy[n,g],   then col2im: each column entry
+//                                           ADDED back onto the pixel it was copied from
+//   backward filter  dw[g]   [Kg, Cg·R·S] = Σ_n dy[n,g] [Kg, P] · col(x[n,g])ᵀ
+//
+// each product one single-threaded OpenBLAS gemm on one of the pool's threads (see
+// matmul_kernels.cpp for why BLAS never threads itself). The columns are built a block of output
+// rows at a time, sized to stay in L2 between im2col writing them and the gemm reading them
+// (kColumnBudget). Parallelism:
+//   - forward: tasks (image, group, block of output rows), each with its own column scratch;
+//   - backward data: tasks (image, group, block of input channels), whose col2im targets are
+//     disjoint; each walks its output-row blocks in order, accumulating into dx;
+//   - backward filter: the (image, output-row block) pairs split into one fixed part per pool
+//     thread, each part accumulating its own partial dw, the partials summed in part order at
+//     the end (so the result depends on the pool's size, never on which thread ran what).
+// A 1x1 kernel with stride 1 and no padding needs no im2col: x [Cg, H·W] is its own column
+// matrix, and dx comes straight out of the gemm.
+//
+// With one input channel per group (depthwise, Cg = 1, with Kg = 1 or a channel multiplier) the
+// gemms would be a few rows deep and R·S long: those convolutions run direct loops instead, one
+// output plane (forward), input plane (backward data) or filter (backward filter) per task,
+// whose innermost loop runs along a row of the image, contiguous when the stride is 1, so the
+// compiler vectorises it.
+#include <cblas.h>
+
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "fovea/backends/cpu/kernels.h"
+
+namespace fovea::cpu_backend {
+
+namespace {
+
+using Index = std::int64_t;
+
+// Elements of im2col columns per block: 512 KiB of f32, half this machine's L2 per core.
+constexpr Index kColumnBudget = Index{1} << 17;
+// Partial sums per dot product of the direct filter gradient: independent lanes the compiler
+// turns into vector registers (one running sum would be a chain it must keep in order).
+constexpr int kLanes = 16;
+
+// c = op(a)·op(b) + beta·c, row-major, on the calling thread.
+template <typename T>
+void gemm(bool transpose_a, bool transpose_b, Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb,
+          T beta, T* c, Index ldc) {
+  const CBLAS_TRANSPOSE ta = transpose_a ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE tb = transpose_b ? CblasTrans : CblasNoTrans;
+  const auto i = [](Index v) { return static_cast<blasint>(v); };
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), 1.0f, a, i(lda), b, i(ldb), beta, c, i(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), 1.0, a, i(lda), b, i(ldb), beta, c, i(ldc));
+}
+
+// Scratch memory of the calling thread, kept for its life and grown as needed: the column
+// buffers are overwritten whole on every use, so a warm call neither allocates nor clears.
+template <typename T>
+T* scratch(std::size_t count) {
+  thread_local std::unique_ptr<T[]> buffer;
+  thread_local std::size_t capacity = 0;
+  if (count > capacity) {
+    buffer = std::make_unique_for_overwrite<T[]>(count);
+    capacity = count;
+  }
+  return buffer.get();
+}
+
+// The first and one-past-last i in [0, count) with 0 <= i·stride + offset < size.
+std::pair<Index, Index> valid_range(Index count, Index stride, Index offset, Index size) {
+  const Index first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const Index last = size - offset <= 0 ? 0 : (size - offset + stride - 1) / stride;
+  const Index end = std::min(count, last);
+  return {std::min(first, end), end};
+}
+
+bool is_pointwise(const Conv2dParams& p) {
+  return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top == 0 &&
+         p.pad_left == 0 && p.out_height == p.height && p.out_width == p.width;
+}
+
+Index im2col_rows(const Conv2dParams& p) { return p.group_in() * p.kernel_h * p.kernel_w; }
+
+// Output rows per block of columns: as many as fit kColumnBudget, at least one.
+Index block_rows(const Conv2dParams& p) {
+  return std::clamp<Index>(kColumnBudget / std::max<Index>(1, im2col_rows(p) * p.out_width), 1, p.out_height);
+}
+
+// BLAS indexes with blasint; refuse what it cannot index rather than overflow.
+void check_blas_dims(const KernelContext& ctx, const Conv2dParams& p) {
+  constexpr Index most = std::numeric_limits<blasint>::max();
+  const Index plane = std::max(p.height * p.width, p.out_height * p.out_width);
+  if (plane > most || im2col_rows(p) * p.out_width > most || p.group_out() > most)
+    ctx.fail(fmt::format("a convolution of {}x{} images by {} rows of weights exceeds what this BLAS can index ({})",
+                         p.height, p.width, im2col_rows(p), most));
+}
+
+// The im2col columns of output rows [oh0, oh1) of one image's group of Cg channel planes `x`:
+// col[(c·R + r)·S + s, (oh - oh0)·OW + ow] = x[c, oh·sh - pt + r·dh, ow·sw - pl + s·dw], zero
+// outside the image.
+template <typename T>
+void im2col(const Conv2dParams& p, const T* x, Index oh0, Index oh1, T* col) {
+  const Index ow_count = p.out_width, width = (oh1 - oh0) * ow_count, plane = p.height * p.width;
+  T* row = col;
+  for (Index c = 0; c < p.group_in(); ++c)
+    for (Index r = 0; r < p.kernel_h; ++r)
+      for (Index s = 0; s < p.kernel_w; ++s, row += width) {
+        const Index offset = s * p.dilation_w - p.pad_left;
+        const auto [ow0, ow1] = valid_range(ow_count, p.stride_w, offset, p.width);
+        for (Index oh = oh0; oh < oh1; ++oh) {
+          T* out = row + (oh - oh0) * ow_count;
+          const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
+          if (ih < 0 || ih >= p.height) {
+            std::fill(out, out + ow_count, T(0));
+            continue;
+          }
+          const T* in = x + c * plane + ih * p.width + offset;
+          std::fill(out, out + ow0, T(0));
+          if (p.stride_w == 1)
+            std::copy(in + ow0, in + ow1, out + ow0);
+          else
+            for (Index ow = ow0; ow < ow1; ++ow) out[ow] = in[ow * p.stride_w];
+          std::fill(out + ow1, out + ow_count, T(0));
+        }
+      }
+}
+
+// The adjoint of im2col: adds every column entry of output rows [oh0, oh1) onto the pixel of
+// channel planes `dx` it was copied from; entries over the padding are dropped.
+template <typename T>
+void col2im(const Conv2dParams& p, const T* col, Index channels, Index oh0, Index oh1, T* dx) {
+  const Index ow_count = p.out_width, width = (oh1 - oh0) * ow_count, plane = p.height * p.width;
+  const T* row = col;
+  for (Index c = 0; c < channels; ++c)
+    for (Index r = 0; r < p.kernel_h; ++r)
+      for (Index s = 0; s < p.kernel_w; ++s, row += width) {
+        const Index offset = s * p.dilation_w - p.pad_left;
+        const auto [ow0, ow1] = valid_range(ow_count, p.stride_w, offset, p.width);
+        for (Index oh = oh0; oh < oh1; ++oh) {
+          const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
+          if (ih < 0 || ih >= p.height) continue;
+          const T* in = row + (oh - oh0) * ow_count;
+          T* out = dx + c * plane + ih * p.width + offset;
+          if (p.stride_w == 1)
+            for (Index ow = ow0; ow < ow1; ++ow) out[ow] += in[ow];
+          else
+            for (Index ow = ow0; ow < ow1; ++ow) out[ow * p.stride_w] += in[ow];
+        }
+      }
+}
+
+// --- Depthwise (one input channel per group): direct loops -----------------------------------
+
+// y[n,k] = Σ_{r,s} w[k,r,s] · x[n, k / Kg] shifted by the tap, one output plane per task.
+template <typename T>
+void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* w, T* y) {
+  const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * p.kernel_w;
+  pool.parallel_for(p.batch * p.out_channels, 1, [&](Index first, Index last) {
+    for (Index task = first; task < last; ++task) {
+      const Index n = task / p.out_channels, k = task % p.out_channels, c = k / p.group_out();
+      const T* in = x + (n * p.in_channels + c) * plane_in;
+      const T* weights = w + k * taps;
+      T* out = y + task * plane_out;
+      std::fill(out, out + plane_out, T(0));
+      for (Index oh = 0; oh < p.out_height; ++oh) {
+        T* __restrict out_row = out + oh * p.out_width;
+        for (Index r = 0; r < p.kernel_h; ++r) {
+          const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
+          if (ih < 0 || ih >= p.height) continue;
+          for (Index s = 0; s < p.kernel_w; ++s) {
+            const T weight = weights[r * p.kernel_w + s];
+            const Index offset = s * p.dilation_w - p.pad_left;
+            const auto [ow0, ow1] = valid_range(p.out_width, p.stride_w, offset, p.width);
+            const T* __restrict in_row = in + ih * p.width + offset;
+            if (p.stride_w == 1)
+              for (Index ow = ow0; ow < ow1; ++ow) out_row[ow] += weight * in_row[ow];
+            else
+              for (Index ow = ow0; ow < ow1; ++ow) out_row[ow] += weight * in_row[ow * p.stride_w];
+          }
+        }
+      }
+    }
+  });
+}
+
+// dx[n,c] = Σ over c's Kg output channels k and taps of w[k,r,s] · dy[n,k] scattered back
+// through the tap, one input plane per task.
+template <typename T>
+void direct_backward_data(ThreadPool& pool, const Conv2dParams& p, const T* dy, const T* w, T* dx) {
+  const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * p.kernel_w;
+  pool.parallel_for(p.batch * p.in_channels, 1, [&](Index first, Index last) {
+    for (Index task = first; task < last; ++task) {
+      const Index n = task / p.in_channels, c = task % p.in_channels;
+      T* out = dx + task * plane_in;
+      std::fill(out, out + plane_in, T(0));
+      for (Index k = c * p.group_out(); k < (c + 1) * p.group_out(); ++k) {
+        const T* in = dy + (n * p.out_channels + k) * plane_out;
+        const T* weights = w + k * taps;
+        for (Index oh = 0; oh < p.out_height; ++oh) {
+          const T* __restrict in_row = in + oh * p.out_width;
+          for (Index r = 0; r < p.kernel_h; ++r) {
+            const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
+            if (ih < 0 || ih >= p.height) continue;
+            for (Index s = 0; s < p.kernel_w; ++s) {
+              const T weight = weights[r * p.kernel_w + s];
+              const Index offset = s * p.dilation_w - p.pad_left;
+              const auto [ow0, ow1] = valid_range(p.out_width, p.stride_w, offset, p.width);
+              T* __restrict out_row = out + ih * p.width + offset;
+              if (p.stride_w == 1)
+                for (Index ow = ow0; ow < ow1; ++ow) out_row[ow] += weight * in_row[ow];
+              else
+                for (Index ow = ow0; ow < ow1; ++ow) out_row[ow * p.stride_w] += weight * in_row[ow];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Σ_i a[i]·b[i·stride] in kLanes independent partial sums, combined in a fixed order.
+template <typename T>
+T strided_dot(const T* __restrict a, const T* __restrict b, Index count, Index stride) {
+  T lanes[kLanes] = {};
+  Index i = 0;
+  if (stride == 1)
+    for (; i + kLanes <= count; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) lanes[l] += a[i + l] * b[i + l];
+  for (; i < count; ++i) lanes[i % kLanes] += a[i] * b[i * stride];
+  T sum = 0;
+  for (T lane : lanes) sum += lane;
+  return sum;
+}
+
+// dw[k,r,s] = Σ_{n, oh, ow} dy[n,k,oh,ow] · x[n, k / Kg, under tap (r, s)], one filter per task.
+template <typename T>
+void direct_backward_filter(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* dy, T* dw) {
+  const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * p.kernel_w;
+  pool.parallel_for(p.out_channels, 1, [&](Index first, Index last) {
+    for (Index k = first; k < last; ++k) {
+      const Index c = k / p.group_out();
+      T* weights = dw + k * taps;
+      std::fill(weights, weights + taps, T(0));
+      for (Index n = 0; n < p.batch; ++n) {
+        const T* in = x + (n * p.in_channels + c) * plane_in;
+        const T* grad = dy + (n * p.out_channels + k) * plane_out;
+        for (Index r = 0; r < p.kernel_h; ++r)
+          for (Index s = 0; s < p.kernel_w; ++s) {
+            const Index offset = s * p.dilation_w - p.pad_left;
+            const auto [ow0, ow1] = valid_range(p.out_width, p.stride_w, offset, p.width);
+            T sum = 0;
+            for (Index oh = 0; oh < p.out_height; ++oh) {
+              const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
+              if (ih < 0 || ih >= p.height) continue;
+              sum += strided_dot(grad + oh * p.out_width + ow0, in + ih * p.width + offset + ow0 * p.stride_w,
+                                 ow1 - ow0, p.stride_w);
+            }
+            weights[r * p.kernel_w + s] += sum;
+          }
+      }
+    }
+  });
+}
+
+// --- The kernels ---------------------------------------------------------------------------
+
+template <typename T>
+void conv2d_kernel(const KernelContext& ctx) {
+  const Conv2dParams& p = ctx.params<Conv2dParams>();
+  const T* x = ctx.in(0).as<T>();
+  const T* w = ctx.in(1).as<T>();
+  T* y = ctx.out().as<T>();
+  if (ctx.out().numel() == 0) return;
+  if (im2col_rows(p) == 0) {  // no input channels: sums of nothing
+    std::fill(y, y + ctx.out().numel(), T(0));
+    return;
+  }
+  if (p.group_in() == 1) return direct_forward(*ctx.pool, p, x, w, y);
+  check_blas_dims(ctx, p);
+  const bool pointwise = is_pointwise(p);
+  const Index rows = im2col_rows(p), plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
+  // Enough row blocks to give every thread a task, each within the column budget.
+  const Index images = p.batch * p.groups;
+  const Index spread = (ctx.pool->size() + images - 1) / images;
+  const Index per_block =
+      std::max<Index>(1, std::min(pointwise ? p.out_height : block_rows(p), (p.out_height + spread - 1) / spread));
+  const Index blocks = (p.out_height + per_block - 1) / per_block;
+  ctx.pool->parallel_for(images * blocks, 1, [&](Index first, Index last) {
+    for (Index task = first; task < last; ++task) {
+      const Index image = task / blocks, n = image / p.groups, g = image % p.groups;
+      const Index oh0 = task % blocks * per_block, oh1 = std::min(p.out_height, oh0 + per_block);
+      const Index width = (oh1 - oh0) * p.out_width, column = oh0 * p.out_width;
+      const T* x_group = x + (n * p.in_channels + g * p.group_in()) * plane_in;
+      T* y_block = y + (n * p.out_channels + g * p.group_out()) * plane_out + column;
+      const T* w_group = w + g * p.group_out() * rows;
+      if (pointwise) {
+        gemm<T>(false, false, p.group_out(), width, rows, w_group, rows, x_group + column, plane_in, T(0), y_block,
+                plane_out);
+        continue;
+      }
+      T* col = scratch<T>(static_cast<std::size_t>(rows * width));
+      im2col(p, x_group, oh0, oh1, col);
+      gemm<T>(false, false, p.group_out(), width, rows, w_group, rows, col, width, T(0), y_block, plane_out);
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_data_kernel(const KernelContext& ctx) {
+  const Conv2dParams& p = ctx.params<Conv2dParams>();
+  const T* dy = ctx.in(0).as<T>();
+  const T* w = ctx.in(1).as<T>();
+  T* dx = ctx.out().as<T>();
+  if (ctx.out().numel() == 0) return;
+  if (p.group_out() == 0 || p.out_height * p.out_width == 0) {  // no output reads any pixel
+    std::fill(dx, dx + ctx.out().numel(), T(0));
+    return;
+  }
+  if (p.group_in() == 1) return direct_backward_data(*ctx.pool, p, dy, w, dx);
+  check_blas_dims(ctx, p);
+  const bool pointwise = is_pointwise(p);
+  const Index rows = im2col_rows(p), taps = p.kernel_h * p.kernel_w;
+  const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
+  // Enough channel blocks to give every thread a task; a block's col2im writes only its channels.
+  const Index images = p.batch * p.groups;
+  const Index splits = std::min(p.group_in(), (ctx.pool->size() + images - 1) / images);
+  const Index per_block = block_rows(p);
+  ctx.pool->parallel_for(images * splits, 1, [&](Index first, Index last) {
+    for (Index task = first; task < last; ++task) {
+      const Index image = task / splits, n = image / p.groups, g = image % p.groups, split = task % splits;
+      const Index c0 = p.group_in() * split / splits, c1 = p.group_in() * (split + 1) / splits;
+      const T* dy_group = dy + (n * p.out_channels + g * p.group_out()) * plane_out;
+      const T* w_block = w + g * p.group_out() * rows + c0 * taps;  // rows c0·R·S.. of w[g]ᵀ
+      T* dx_block = dx + (n * p.in_channels + g * p.group_in() + c0) * plane_in;
+      const Index block_rows_of_col = (c1 - c0) * taps;
+      if (pointwise) {
+        gemm<T>(true, false, block_rows_of_col, plane_out, p.group_out(), w_block, rows, dy_group, plane_out, T(0),
+                dx_block, plane_in);
+        continue;
+      }
+      std::fill(dx_block, dx_block + (c1 - c0) * plane_in, T(0));
+      for (Index oh0 = 0; oh0 < p.out_height; oh0 += per_block) {
+        const Index oh1 = std::min(p.out_height, oh0 + per_block), width = (oh1 - oh0) * p.out_width;
+        T* col = scratch<T>(static_cast<std::size_t>(block_rows_of_col * width));
+        gemm<T>(true, false, block_rows_of_col, width, p.group_out(), w_block, rows, dy_group + oh0 * p.out_width,
+                plane_out, T(0), col, width);
+        col2im(p, col, c1 - c0, oh0, oh1, dx_block);
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_filter_kernel(const KernelContext& ctx) {
+  const Conv2dParams& p = ctx.params<Conv2dParams>();
+  const T* x = ctx.in(0).as<T>();
+  const T* dy = ctx.in(1).as<T>();
+  T* dw = ctx.out().as<T>();
+  const Index size = ctx.out().numel();
+  if (size == 0) return;
+  if (p.batch == 0 || p.out_height * p.out_width == 0) {  // sums of nothing
+    std::fill(dw, dw + size, T(0));
+    return;
+  }
+  if (p.group_in() == 1) return direct_backward_filter(*ctx.pool, p, x, dy, dw);
+  check_blas_dims(ctx, p);
+  const bool pointwise = is_pointwise(p);
+  const Index rows = im2col_rows(p), plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
+  const Index per_block = pointwise ? p.out_height : block_rows(p);
+  const Index blocks = (p.out_height + per_block - 1) / per_block, units = p.batch * blocks;
+  // Part 0 accumulates into dw itself, the others into partials added to it at the end.
+  const Index parts = std::min<Index>(ctx.pool->size(), units);
+  std::vector<T> partials(static_cast<std::size_t>((parts - 1) * size));
+  std::fill(dw, dw + size, T(0));
+  ctx.pool->parallel_for(parts, 1, [&](Index first, Index last) {
+    for (Index part = first; part < last; ++part) {
+      T* sums = part == 0 ? dw : partials.data() + (part - 1) * size;
+      for (Index unit = units * part / parts; unit < units * (part + 1) / parts; ++unit) {
+        const Index n = unit / blocks, oh0 = unit % blocks * per_block;
+        const Index oh1 = std::min(p.out_height, oh0 + per_block), width = (oh1 - oh0) * p.out_width;
+        for (Index g = 0; g < p.groups; ++g) {
+          const T* x_group = x + (n * p.in_channels + g * p.group_in()) * plane_in;
+          const T* dy_block = dy + (n * p.out_channels + g * p.group_out()) * plane_out + oh0 * p.out_width;
+          T* dw_group = sums + g * p.group_out() * rows;
+          const T* col = x_group + oh0 * p.out_width;
+          Index ld = plane_in;
+          if (!pointwise) {
+            T* buffer = scratch<T>(static_cast<std::size_t>(rows * width));
+            im2col(p, x_group, oh0, oh1, buffer);
+            col = buffer, ld = width;
+          }
+          gemm<T>(false, true, p.group_out(), rows, width, dy_block, plane_out, col, ld, T(1), dw_group, rows);
+        }
+      }
+    }
+  });
+  for (Index part = 1; part < parts; ++part) {
+    const T* partial = partials.data() + (part - 1) * size;
+    for (Index i = 0; i < size; ++i) dw[i] += partial[i];
+  }
+}
+
+}  // namespace
+
+void register_convolution_kernels(KernelRegistry& registry) {
+  registry.add(ops::conv2d, DType::f32, &conv2d_kernel<float>);
+  registry.add(ops::conv2d, DType::f64, &conv2d_kernel<double>);
+  registry.add(ops::conv2d_backward_data, DType::f32, &conv2d_backward_data_kernel<float>);
+  registry.add(ops::conv2d_backward_data, DType::f64, &conv2d_backward_data_kernel<double>);
+  registry.add(ops::conv2d_backward_filter, DType::f32, &conv2d_backward_filter_kernel<float>);
+  registry.add(ops::conv2d_backward_filter, DType::f64, &conv2d_backward_filter_kernel<double>);
+}
+
+}  // namespace fovea::cpu_backend
