@@ -24,11 +24,14 @@
 // A 1x1 kernel with stride 1 and no padding needs no im2col: x [Cg, H·W] is its own column
 // matrix, and dx comes straight out of the gemm.
 //
-// With one input channel per group (depthwise, Cg = 1, with Kg = 1 or a channel multiplier) the
-// gemms would be a few rows deep and R·S long: those convolutions run direct loops instead, one
-// output plane (forward), input plane (backward data) or filter (backward filter) per task,
+// With several groups of one input channel each (depthwise, Cg = 1, with Kg = 1 or a channel
+// multiplier) each gemm would be a few rows by R·S: those convolutions run direct loops instead,
+// one output plane (forward), input plane (backward data) or filter (backward filter) per task,
 // whose innermost loop runs along a row of the image, contiguous when the stride is 1, so the
-// compiler vectorises it.
+// compiler vectorises it. A single group of one channel (a network's first layer on grey images)
+// stays with the gemm, whose one product per image covers all K filters: measured on the
+// Fashion-MNIST shape (128 images 28x28, 1 -> 32 channels, 3x3), 0.8 ms forward against 15 ms
+// for the direct loops over 28-element rows.
 #include <cblas.h>
 
 #include <algorithm>
@@ -92,6 +95,9 @@ bool is_pointwise(const Conv2dParams& p) {
   return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top == 0 &&
          p.pad_left == 0 && p.out_height == p.height && p.out_width == p.width;
 }
+
+// Groups of one input channel each: direct loops rather than gemms (see the top).
+bool depthwise(const Conv2dParams& p) { return p.group_in() == 1 && p.groups > 1; }
 
 Index im2col_rows(const Conv2dParams& p) { return p.group_in() * p.kernel_h * p.kernel_w; }
 
@@ -289,7 +295,7 @@ void conv2d_kernel(const KernelContext& ctx) {
     std::fill(y, y + ctx.out().numel(), T(0));
     return;
   }
-  if (p.group_in() == 1) return direct_forward(*ctx.pool, p, x, w, y);
+  if (depthwise(p)) return direct_forward(*ctx.pool, p, x, w, y);
   check_blas_dims(ctx, p);
   const bool pointwise = is_pointwise(p);
   const Index rows = im2col_rows(p), plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
@@ -330,7 +336,7 @@ void conv2d_backward_data_kernel(const KernelContext& ctx) {
     std::fill(dx, dx + ctx.out().numel(), T(0));
     return;
   }
-  if (p.group_in() == 1) return direct_backward_data(*ctx.pool, p, dy, w, dx);
+  if (depthwise(p)) return direct_backward_data(*ctx.pool, p, dy, w, dx);
   check_blas_dims(ctx, p);
   const bool pointwise = is_pointwise(p);
   const Index rows = im2col_rows(p), taps = p.kernel_h * p.kernel_w;
@@ -376,7 +382,7 @@ void conv2d_backward_filter_kernel(const KernelContext& ctx) {
     std::fill(dw, dw + size, T(0));
     return;
   }
-  if (p.group_in() == 1) return direct_backward_filter(*ctx.pool, p, x, dy, dw);
+  if (depthwise(p)) return direct_backward_filter(*ctx.pool, p, x, dy, dw);
   check_blas_dims(ctx, p);
   const bool pointwise = is_pointwise(p);
   const Index rows = im2col_rows(p), plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;

@@ -148,8 +148,10 @@ const std::vector<ConvCase>& conv_cases() {
       {{1, 16, 9, 10}, {12, 16, 1, 1}, options({1, 1}, 0)},                                   // pointwise, one image
       {{2, 8, 5, 6}, {6, 4, 1, 1}, options({1, 1}, 0, {1, 1}, 2)},                            // pointwise, groups
       {{2, 4, 7, 7}, {3, 4, 1, 1}, options({2, 2}, 0)},                                       // 1x1, strided
-      {{2, 3, 5, 5}, {2, 3, 1, 1}, options({1, 1}, 1)},                                       // 1x1, padded
-      {{2, 3, 1, 1}, {4, 3, 3, 3}, options({1, 1}, 1)},                                       // 1x1 images
+      {{2, 3, 5, 5}, {2, 3, 1, 1}, options({1, 1}, 1)},
+      {{3, 1, 9, 8}, {5, 1, 3, 3}, options({1, 1}, 1)},                        // one input channel, one group: the gemm
+      {{2, 1, 9, 8}, {4, 1, 3, 2}, options({2, 1}, Padding::same(), {2, 1})},  // 1x1, padded
+      {{2, 3, 1, 1}, {4, 3, 3, 3}, options({1, 1}, 1)},                        // 1x1 images
       {{2, 3, 1, 1}, {4, 3, 1, 1}, options({1, 1}, 0)},
       {{1, 3, 13, 11}, {2, 3, 5, 3}, options({1, 1}, Padding(2, 1))},
       {{2, 2, 4, 5}, {3, 2, 4, 5}, options({1, 1}, 0)},  // the window is the image
