@@ -35,8 +35,10 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <memory>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -171,10 +173,43 @@ void col2im(const Conv2dParams& p, const T* col, Index channels, Index oh0, Inde
 
 // --- Depthwise (one input channel per group): direct loops -----------------------------------
 
+// Three taps along a row at once: out[i] += Σ_s weights[s] · in[i + shift[s]], tap s over its
+// own range [first[s], last[s]). Where all three reach, each output is loaded and stored once
+// for the three products (the loop the compiler vectorises); the ends that only some taps
+// reach go tap by tap. Each output still receives its products in tap order.
+template <typename T>
+void add_three_taps(T* __restrict out, const T* in, const T* weights, const std::array<Index, 3>& shift,
+                    const std::array<Index, 3>& first, const std::array<Index, 3>& last) {
+  const Index lo = std::max({first[0], first[1], first[2]});
+  const Index hi = std::max(lo, std::min({last[0], last[1], last[2]}));
+  for (int s = 0; s < 3; ++s) {
+    const T weight = weights[s];
+    const T* tap = in + shift[s];
+    for (Index i = first[s]; i < std::min(lo, last[s]); ++i) out[i] += weight * tap[i];
+    for (Index i = std::max(hi, first[s]); i < last[s]; ++i) out[i] += weight * tap[i];
+  }
+  const T w0 = weights[0], w1 = weights[1], w2 = weights[2];
+  const T* __restrict tap0 = in + shift[0];
+  const T* __restrict tap1 = in + shift[1];
+  const T* __restrict tap2 = in + shift[2];
+  for (Index i = lo; i < hi; ++i) out[i] = out[i] + w0 * tap0[i] + w1 * tap1[i] + w2 * tap2[i];
+}
+
+// Rows three taps wide at stride 1, the common depthwise kernel: add_three_taps applies.
+bool three_taps(const Conv2dParams& p) { return p.kernel_w == 3 && p.stride_w == 1; }
+
 // y[n,k] = Σ_{r,s} w[k,r,s] · x[n, k / Kg] shifted by the tap, one output plane per task.
 template <typename T>
 void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* w, T* y) {
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * p.kernel_w;
+  // Three taps at stride 1: output ow reads input column ow + shift[s], for ow in [reach_begin,
+  // reach_end).
+  const bool fused = three_taps(p);
+  std::array<Index, 3> shift{}, reach_begin{}, reach_end{};
+  for (Index s = 0; fused && s < 3; ++s) {
+    shift[s] = s * p.dilation_w - p.pad_left;
+    std::tie(reach_begin[s], reach_end[s]) = valid_range(p.out_width, 1, shift[s], p.width);
+  }
   pool.parallel_for(p.batch * p.out_channels, 1, [&](Index first, Index last) {
     for (Index task = first; task < last; ++task) {
       const Index n = task / p.out_channels, k = task % p.out_channels, c = k / p.group_out();
@@ -187,6 +222,10 @@ void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T
         for (Index r = 0; r < p.kernel_h; ++r) {
           const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
           if (ih < 0 || ih >= p.height) continue;
+          if (fused) {
+            add_three_taps(out_row, in + ih * p.width, weights + r * 3, shift, reach_begin, reach_end);
+            continue;
+          }
           for (Index s = 0; s < p.kernel_w; ++s) {
             const T weight = weights[r * p.kernel_w + s];
             const Index offset = s * p.dilation_w - p.pad_left;
@@ -208,6 +247,15 @@ void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T
 template <typename T>
 void direct_backward_data(ThreadPool& pool, const Conv2dParams& p, const T* dy, const T* w, T* dx) {
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * p.kernel_w;
+  // Three taps at stride 1, gathered: input column iw takes output column iw - offset, for iw
+  // in [reach_begin, reach_end).
+  const bool fused = three_taps(p);
+  std::array<Index, 3> shift{}, reach_begin{}, reach_end{};
+  for (Index s = 0; fused && s < 3; ++s) {
+    const Index offset = s * p.dilation_w - p.pad_left;
+    const auto [ow0, ow1] = valid_range(p.out_width, 1, offset, p.width);
+    shift[s] = -offset, reach_begin[s] = ow0 + offset, reach_end[s] = ow1 + offset;
+  }
   pool.parallel_for(p.batch * p.in_channels, 1, [&](Index first, Index last) {
     for (Index task = first; task < last; ++task) {
       const Index n = task / p.in_channels, c = task % p.in_channels;
@@ -221,6 +269,10 @@ void direct_backward_data(ThreadPool& pool, const Conv2dParams& p, const T* dy, 
           for (Index r = 0; r < p.kernel_h; ++r) {
             const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
             if (ih < 0 || ih >= p.height) continue;
+            if (fused) {
+              add_three_taps(out + ih * p.width, in_row, weights + r * 3, shift, reach_begin, reach_end);
+              continue;
+            }
             for (Index s = 0; s < p.kernel_w; ++s) {
               const T weight = weights[r * p.kernel_w + s];
               const Index offset = s * p.dilation_w - p.pad_left;
@@ -252,9 +304,77 @@ T strided_dot(const T* __restrict a, const T* __restrict b, Index count, Index s
   return sum;
 }
 
+// Three dot products along a row at once: sums[s·kLanes + l] += Σ a[i] · in[i + shift[s]] over
+// tap s's range [begin[s], end[s]), term i going to lane i mod kLanes. Where all three taps
+// reach, each a[i] is loaded once for the three products and the lanes become vector registers.
+template <typename T>
+void add_three_dots(T* __restrict sums, const T* __restrict a, const T* in, const std::array<Index, 3>& shift,
+                    const std::array<Index, 3>& begin, const std::array<Index, 3>& end) {
+  const Index lo = std::max({begin[0], begin[1], begin[2]});
+  const Index hi = std::max(lo, std::min({end[0], end[1], end[2]}));
+  for (int s = 0; s < 3; ++s) {
+    const T* tap = in + shift[s];
+    T* lanes = sums + s * kLanes;
+    for (Index i = begin[s]; i < std::min(lo, end[s]); ++i) lanes[i % kLanes] += a[i] * tap[i];
+    for (Index i = std::max(hi, begin[s]); i < end[s]; ++i) lanes[i % kLanes] += a[i] * tap[i];
+  }
+  const T* __restrict tap0 = in + shift[0];
+  const T* __restrict tap1 = in + shift[1];
+  const T* __restrict tap2 = in + shift[2];
+  Index i = lo;
+  for (; i + kLanes <= hi; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      sums[l] += a[i + l] * tap0[i + l];
+      sums[kLanes + l] += a[i + l] * tap1[i + l];
+      sums[2 * kLanes + l] += a[i + l] * tap2[i + l];
+    }
+  for (; i < hi; ++i) {
+    sums[i % kLanes] += a[i] * tap0[i];
+    sums[kLanes + i % kLanes] += a[i] * tap1[i];
+    sums[2 * kLanes + i % kLanes] += a[i] * tap2[i];
+  }
+}
+
+// The filter gradient of a depthwise convolution three taps wide at stride 1: for each filter k,
+// every row of every image adds its three taps' products into lanes per tap (add_three_dots),
+// summed in lane order at the end.
+template <typename T>
+void three_tap_backward_filter(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* dy, T* dw) {
+  const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * 3;
+  std::array<Index, 3> shift{}, reach_begin{}, reach_end{};
+  for (Index s = 0; s < 3; ++s) {
+    shift[s] = s * p.dilation_w - p.pad_left;
+    std::tie(reach_begin[s], reach_end[s]) = valid_range(p.out_width, 1, shift[s], p.width);
+  }
+  pool.parallel_for(p.out_channels, 1, [&](Index first, Index last) {
+    std::vector<T> sums(static_cast<std::size_t>(taps * kLanes));
+    for (Index k = first; k < last; ++k) {
+      const Index c = k / p.group_out();
+      std::fill(sums.begin(), sums.end(), T(0));
+      for (Index n = 0; n < p.batch; ++n) {
+        const T* in = x + (n * p.in_channels + c) * plane_in;
+        const T* grad = dy + (n * p.out_channels + k) * plane_out;
+        for (Index oh = 0; oh < p.out_height; ++oh)
+          for (Index r = 0; r < p.kernel_h; ++r) {
+            const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
+            if (ih < 0 || ih >= p.height) continue;
+            add_three_dots(sums.data() + r * 3 * kLanes, grad + oh * p.out_width, in + ih * p.width, shift, reach_begin,
+                           reach_end);
+          }
+      }
+      for (Index tap = 0; tap < taps; ++tap) {
+        T sum = 0;
+        for (int l = 0; l < kLanes; ++l) sum += sums[static_cast<std::size_t>(tap * kLanes + l)];
+        dw[k * taps + tap] = sum;
+      }
+    }
+  });
+}
+
 // dw[k,r,s] = Σ_{n, oh, ow} dy[n,k,oh,ow] · x[n, k / Kg, under tap (r, s)], one filter per task.
 template <typename T>
 void direct_backward_filter(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* dy, T* dw) {
+  if (three_taps(p)) return three_tap_backward_filter(pool, p, x, dy, dw);
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * p.kernel_w;
   pool.parallel_for(p.out_channels, 1, [&](Index first, Index last) {
     for (Index k = first; k < last; ++k) {

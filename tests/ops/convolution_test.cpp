@@ -142,12 +142,14 @@ const std::vector<ConvCase>& conv_cases() {
       {{2, 5, 8, 7}, {5, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 5)},                            // depthwise
       {{2, 4, 9, 9}, {4, 1, 3, 3}, options({2, 2}, 1, {1, 1}, 4)},                            // depthwise, strided
       {{1, 3, 10, 9}, {3, 1, 2, 3}, options({3, 2}, Padding::sides(1, 0, 1, 2), {2, 2}, 3)},  // depthwise, dilated
-      {{2, 3, 6, 6}, {6, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 3)},                            // channel multiplier 2
-      {{1, 2, 7, 5}, {6, 1, 3, 3}, options({2, 1}, Padding::same(), {1, 1}, 2)},              // multiplier 3
-      {{3, 8, 5, 6}, {4, 8, 1, 1}, options({1, 1}, 0)},                                       // pointwise
-      {{1, 16, 9, 10}, {12, 16, 1, 1}, options({1, 1}, 0)},                                   // pointwise, one image
-      {{2, 8, 5, 6}, {6, 4, 1, 1}, options({1, 1}, 0, {1, 1}, 2)},                            // pointwise, groups
-      {{2, 4, 7, 7}, {3, 4, 1, 1}, options({2, 2}, 0)},                                       // 1x1, strided
+      {{2, 4, 6, 9}, {4, 1, 3, 3}, options({2, 1}, Padding::sides(0, 3, 2, 1), {1, 2}, 4)},
+      {{1, 2, 4, 2}, {2, 1, 3, 3}, options({1, 1}, 2, {1, 2}, 2)},                // no column that all three taps reach
+      {{2, 3, 6, 6}, {6, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 3)},                // channel multiplier 2
+      {{1, 2, 7, 5}, {6, 1, 3, 3}, options({2, 1}, Padding::same(), {1, 1}, 2)},  // multiplier 3
+      {{3, 8, 5, 6}, {4, 8, 1, 1}, options({1, 1}, 0)},                           // pointwise
+      {{1, 16, 9, 10}, {12, 16, 1, 1}, options({1, 1}, 0)},                       // pointwise, one image
+      {{2, 8, 5, 6}, {6, 4, 1, 1}, options({1, 1}, 0, {1, 1}, 2)},                // pointwise, groups
+      {{2, 4, 7, 7}, {3, 4, 1, 1}, options({2, 2}, 0)},                           // 1x1, strided
       {{2, 3, 5, 5}, {2, 3, 1, 1}, options({1, 1}, 1)},
       {{3, 1, 9, 8}, {5, 1, 3, 3}, options({1, 1}, 1)},                        // one input channel, one group: the gemm
       {{2, 1, 9, 8}, {4, 1, 3, 2}, options({2, 1}, Padding::same(), {2, 1})},  // 1x1, padded
