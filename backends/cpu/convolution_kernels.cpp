@@ -173,29 +173,66 @@ void col2im(const Conv2dParams& p, const T* col, Index channels, Index oh0, Inde
 
 // --- Depthwise (one input channel per group): direct loops -----------------------------------
 
-// Three taps along a row at once: out[i] += Σ_s weights[s] · in[i + shift[s]], tap s over its
-// own range [first[s], last[s]). Where all three reach, each output is loaded and stored once
-// for the three products (the loop the compiler vectorises); the ends that only some taps
-// reach go tap by tap. Each output still receives its products in tap order.
-template <typename T>
-void add_three_taps(T* __restrict out, const T* in, const T* weights, const std::array<Index, 3>& shift,
-                    const std::array<Index, 3>& first, const std::array<Index, 3>& last) {
+// Rows three taps wide, gathered into one output row: out[i] += Σ_{j < Rows, s < 3}
+// weights[j][s] · in[j][i + shift[s]], tap s over its own range [first[s], last[s]). Where all
+// three taps reach, each output is loaded and stored once for all its 3·Rows products, the loop
+// the compiler vectorises; the ends that only some taps reach go tap by tap.
+template <int Rows, typename T>
+void gather_taps(T* __restrict out, const std::array<const T*, 3>& in, const std::array<const T*, 3>& weights,
+                 const std::array<Index, 3>& shift, const std::array<Index, 3>& first,
+                 const std::array<Index, 3>& last) {
   const Index lo = std::max({first[0], first[1], first[2]});
   const Index hi = std::max(lo, std::min({last[0], last[1], last[2]}));
-  for (int s = 0; s < 3; ++s) {
-    const T weight = weights[s];
-    const T* tap = in + shift[s];
-    for (Index i = first[s]; i < std::min(lo, last[s]); ++i) out[i] += weight * tap[i];
-    for (Index i = std::max(hi, first[s]); i < last[s]; ++i) out[i] += weight * tap[i];
+  for (int j = 0; j < Rows; ++j)
+    for (int s = 0; s < 3; ++s) {
+      const T weight = weights[j][s];
+      const T* tap = in[j] + shift[s];
+      for (Index i = first[s]; i < std::min(lo, last[s]); ++i) out[i] += weight * tap[i];
+      for (Index i = std::max(hi, first[s]); i < last[s]; ++i) out[i] += weight * tap[i];
+    }
+  T w[Rows][3];
+  const T* tap[Rows][3];
+  for (int j = 0; j < Rows; ++j)
+    for (int s = 0; s < 3; ++s) w[j][s] = weights[j][s], tap[j][s] = in[j] + shift[s];
+      // The output row is never one of the input rows: no iteration depends on another.
+#pragma GCC ivdep
+  for (Index i = lo; i < hi; ++i) {
+    T sum = out[i];
+    for (int j = 0; j < Rows; ++j)
+      for (int s = 0; s < 3; ++s) sum += w[j][s] * tap[j][s][i];
+    out[i] = sum;
   }
-  const T w0 = weights[0], w1 = weights[1], w2 = weights[2];
-  const T* __restrict tap0 = in + shift[0];
-  const T* __restrict tap1 = in + shift[1];
-  const T* __restrict tap2 = in + shift[2];
-  for (Index i = lo; i < hi; ++i) out[i] = out[i] + w0 * tap0[i] + w1 * tap1[i] + w2 * tap2[i];
 }
 
-// Rows three taps wide at stride 1, the common depthwise kernel: add_three_taps applies.
+// Adds the `count` rows of three taps gathered in `in` and `weights` onto `out`, three at a time.
+template <typename T>
+void gather_rows(T* out, int count, const std::array<const T*, 3>& in, const std::array<const T*, 3>& weights,
+                 const std::array<Index, 3>& shift, const std::array<Index, 3>& first,
+                 const std::array<Index, 3>& last) {
+  if (count == 3) gather_taps<3>(out, in, weights, shift, first, last);
+  if (count == 2) gather_taps<2>(out, in, weights, shift, first, last);
+  if (count == 1) gather_taps<1>(out, in, weights, shift, first, last);
+}
+
+// Collects rows of three taps for gather_rows, flushing every third into `out`.
+template <typename T>
+struct RowGatherer {
+  T* out;
+  const std::array<Index, 3>&shift, &first, &last;
+  std::array<const T*, 3> in{}, weights{};
+  int count = 0;
+
+  void add(const T* row, const T* row_weights) {
+    in[count] = row, weights[count] = row_weights;
+    if (++count == 3) flush();
+  }
+  void flush() {
+    gather_rows(out, count, in, weights, shift, first, last);
+    count = 0;
+  }
+};
+
+// Rows three taps wide at stride 1, the common depthwise kernel: gather_taps applies.
 bool three_taps(const Conv2dParams& p) { return p.kernel_w == 3 && p.stride_w == 1; }
 
 // y[n,k] = Σ_{r,s} w[k,r,s] · x[n, k / Kg] shifted by the tap, one output plane per task.
@@ -219,13 +256,18 @@ void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T
       std::fill(out, out + plane_out, T(0));
       for (Index oh = 0; oh < p.out_height; ++oh) {
         T* __restrict out_row = out + oh * p.out_width;
+        if (fused) {
+          RowGatherer<T> rows{out_row, shift, reach_begin, reach_end};
+          for (Index r = 0; r < p.kernel_h; ++r) {
+            const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
+            if (ih >= 0 && ih < p.height) rows.add(in + ih * p.width, weights + r * 3);
+          }
+          rows.flush();
+          continue;
+        }
         for (Index r = 0; r < p.kernel_h; ++r) {
           const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
           if (ih < 0 || ih >= p.height) continue;
-          if (fused) {
-            add_three_taps(out_row, in + ih * p.width, weights + r * 3, shift, reach_begin, reach_end);
-            continue;
-          }
           for (Index s = 0; s < p.kernel_w; ++s) {
             const T weight = weights[r * p.kernel_w + s];
             const Index offset = s * p.dilation_w - p.pad_left;
@@ -240,6 +282,26 @@ void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T
       }
     }
   });
+}
+
+// One input plane of a depthwise data gradient three taps wide at stride 1, row by row: dx row
+// ih gathers, from each of the Kg output planes of its channel (dy, weights w, consecutive), the
+// dy rows oh whose window row r lands on it (ih = oh·sh - pt + r·dh).
+template <typename T>
+void gather_backward_data_plane(const Conv2dParams& p, const T* dy, const T* w, T* dx,
+                                const std::array<Index, 3>& shift, const std::array<Index, 3>& first,
+                                const std::array<Index, 3>& last) {
+  const Index plane_out = p.out_height * p.out_width, taps = p.kernel_h * 3;
+  for (Index ih = 0; ih < p.height; ++ih) {
+    RowGatherer<T> rows{dx + ih * p.width, shift, first, last};
+    for (Index k = 0; k < p.group_out(); ++k)
+      for (Index r = 0; r < p.kernel_h; ++r) {
+        const Index reach = ih + p.pad_top - r * p.dilation_h;
+        if (reach < 0 || reach % p.stride_h != 0 || reach / p.stride_h >= p.out_height) continue;
+        rows.add(dy + k * plane_out + reach / p.stride_h * p.out_width, w + k * taps + r * 3);
+      }
+    rows.flush();
+  }
 }
 
 // dx[n,c] = Σ over c's Kg output channels k and taps of w[k,r,s] · dy[n,k] scattered back
@@ -261,6 +323,11 @@ void direct_backward_data(ThreadPool& pool, const Conv2dParams& p, const T* dy, 
       const Index n = task / p.in_channels, c = task % p.in_channels;
       T* out = dx + task * plane_in;
       std::fill(out, out + plane_in, T(0));
+      if (fused) {
+        gather_backward_data_plane(p, dy + (n * p.out_channels + c * p.group_out()) * plane_out,
+                                   w + c * p.group_out() * taps, out, shift, reach_begin, reach_end);
+        continue;
+      }
       for (Index k = c * p.group_out(); k < (c + 1) * p.group_out(); ++k) {
         const T* in = dy + (n * p.out_channels + k) * plane_out;
         const T* weights = w + k * taps;
@@ -269,10 +336,6 @@ void direct_backward_data(ThreadPool& pool, const Conv2dParams& p, const T* dy, 
           for (Index r = 0; r < p.kernel_h; ++r) {
             const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
             if (ih < 0 || ih >= p.height) continue;
-            if (fused) {
-              add_three_taps(out + ih * p.width, in_row, weights + r * 3, shift, reach_begin, reach_end);
-              continue;
-            }
             for (Index s = 0; s < p.kernel_w; ++s) {
               const T weight = weights[r * p.kernel_w + s];
               const Index offset = s * p.dilation_w - p.pad_left;
