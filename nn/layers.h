@@ -19,6 +19,7 @@
 #include <source_location>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "fovea/core/graph.h"
 #include "fovea/nn/linear.h"
@@ -31,6 +32,9 @@ namespace fovea::nn {
 struct Mode {
   bool training = false;
   Value step = {};
+  // Where layers that keep running statistics (nn::BatchNorm2d) put the assigns that update
+  // them while training; compile them with the optimizer's (CompileOptions::updates).
+  std::vector<Value>* updates = nullptr;
 };
 
 // Builds `make()` inside the scope `name`, at the user's line `where`: a layer uses it in its

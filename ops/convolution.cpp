@@ -76,9 +76,9 @@ void check_channels(const InferContext& ctx, std::int64_t c, const Shape& w, con
   if (w[0] % groups != 0)
     ctx.fail(fmt::format("w [K,C/groups,R,S] has K = {} output channels, not divisible by groups {}", w[0], groups));
   if (w[1] * groups != c)
-    ctx.fail(fmt::format("w [K,C/groups,R,S] has {} input channels per group; {} with {} channels in {} groups "
-                         "needs {}",
-                         w[1], x_what, c, groups, c / groups));
+    ctx.fail(fmt::format("w [K,C/groups,R,S] = {} takes {} input channels per group, {} in all with groups {}, but {} "
+                         "has {} channels",
+                         w.to_string(), w[1], w[1] * groups, groups, x_what, c));
 }
 
 std::vector<TensorType> infer_conv2d(const InferContext& ctx) {

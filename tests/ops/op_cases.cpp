@@ -957,6 +957,7 @@ const std::vector<OpCase>& op_cases() {
     add_fused_elementwise_cases(all);
     add_fused_comparison_case(all);
     add_state_cases(all);
+    add_convolution_cases(all);
     return all;
   }();
   return cases;

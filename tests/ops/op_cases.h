@@ -62,6 +62,8 @@ struct OpCase {
 
 // Every case, in table order.
 const std::vector<OpCase>& op_cases();
+// The rows of one op family kept in a file of their own (tests/ops/convolution_cases.cpp).
+void add_convolution_cases(std::vector<OpCase>& cases);
 
 // Ops with a CPU kernel that no case covers, each with why and where it is tested instead.
 struct Exemption {

@@ -1,0 +1,291 @@
+// The op-case table's rows for the convolution family (ops/convolution.h): every geometry a
+// user can ask for (strides, asymmetric and 'same' padding, dilation, groups, depthwise with a
+// channel multiplier, 1x1 kernels and images, batch 1 and 0), each op against its plain
+// reference (ops/convolution_reference.h) and, the backward ops included, through the f64
+// gradient check.
+#include <fmt/format.h>
+
+#include <fovea/ops/convolution.h>
+
+#include "ops/convolution_reference.h"
+#include "ops/op_cases.h"
+
+namespace fovea::testing {
+namespace {
+
+using Inputs = std::vector<Tensor>;
+using Pair = std::array<std::int64_t, 2>;
+const std::vector<DType> kFloats = {DType::f32, DType::f64};
+
+struct Geometry {
+  Shape x, w;
+  ConvAttributes a;
+};
+
+Shape conv_output(const Geometry& g) {
+  std::array<std::int64_t, 2> out{};
+  for (int i = 0; i < 2; ++i) {
+    const std::int64_t span = g.a.dilation[i] * (g.w[2 + i] - 1) + 1;
+    out[i] = (g.x[2 + i] + g.a.padding[i] + g.a.padding[i + 2] - span) / g.a.stride[i] + 1;
+  }
+  return {g.x[0], g.w[0], out[0], out[1]};
+}
+
+std::string describe(const Geometry& g) {
+  return fmt::format("x {} w {} stride [{},{}] padding [{},{},{},{}] dilation [{},{}] groups {}", g.x.to_string(),
+                     g.w.to_string(), g.a.stride[0], g.a.stride[1], g.a.padding[0], g.a.padding[1], g.a.padding[2],
+                     g.a.padding[3], g.a.dilation[0], g.a.dilation[1], g.a.groups);
+}
+
+void add_conv_cases(std::vector<OpCase>& cases) {
+  const std::vector<Geometry> geometries = {
+      {{2, 3, 5, 6}, {4, 3, 3, 3}, {{1, 1}, {1, 1, 1, 1}, {1, 1}, 1}},
+      {{1, 4, 7, 5}, {6, 2, 3, 2}, {{2, 2}, {1, 0, 0, 1}, {1, 2}, 2}},  // groups, asymmetric padding
+      {{2, 3, 6, 6}, {3, 1, 3, 3}, {{1, 1}, {1, 1, 1, 1}, {1, 1}, 3}},  // depthwise
+      {{1, 2, 5, 5}, {4, 1, 3, 3}, {{2, 2}, {1, 1, 1, 1}, {1, 1}, 2}},  // depthwise, channel multiplier 2
+      {{2, 3, 4, 4}, {5, 3, 1, 1}, {{1, 1}, {0, 0, 0, 0}, {1, 1}, 1}},  // 1x1
+      {{2, 3, 1, 1}, {2, 3, 3, 3}, {{1, 1}, {1, 1, 1, 1}, {1, 1}, 1}},  // a 1x1 image
+      {{1, 2, 9, 8}, {3, 2, 2, 3}, {{3, 2}, {0, 1, 2, 0}, {2, 2}, 1}},  // dilation, stride 3
+      {{0, 2, 4, 4}, {3, 2, 3, 3}, {{1, 1}, {1, 1, 1, 1}, {1, 1}, 1}},  // an empty batch
+  };
+  for (const Geometry& g : geometries) {
+    const ConvAttributes a = g.a;
+    const Shape y = conv_output(g);
+    const Pair size{g.x[2], g.x[3]}, kernel{g.w[2], g.w[3]};
+    const bool nonempty = g.x.numel() > 0;
+    cases.push_back({.op = "conv2d",
+                     .name = "conv2d " + describe(g),
+                     .dtypes = kFloats,
+                     .inputs = {{g.x}, {g.w}},
+                     .build = [=](Graph&, const std::vector<Value>& v) { return conv2d_with(v[0], v[1], a); },
+                     .reference = [=](const Inputs& in, const Value&) { return conv2d_reference(in[0], in[1], a); },
+                     .differentiable = nonempty});
+    cases.push_back({.op = "conv2d_backward_data",
+                     .name = "conv2d_backward_data " + describe(g),
+                     .dtypes = kFloats,
+                     .inputs = {{y}, {g.w}},
+                     .build = [=](Graph&, const std::vector<Value>& v) { return conv2d_backward_data(v[0], v[1], size, a); },
+                     .reference =
+                         [=](const Inputs& in, const Value&) {
+                           return conv2d_backward_data_reference(in[0], in[1], size, a);
+                         },
+                     .differentiable = nonempty});
+    cases.push_back({.op = "conv2d_backward_filter",
+                     .name = "conv2d_backward_filter " + describe(g),
+                     .dtypes = kFloats,
+                     .inputs = {{g.x}, {y}},
+                     .build = [=](Graph&,
+                                  const std::vector<Value>& v) { return conv2d_backward_filter(v[0], v[1], kernel, a); },
+                     .reference =
+                         [=](const Inputs& in, const Value&) {
+                           return conv2d_backward_filter_reference(in[0], in[1], kernel, a);
+                         },
+                     .differentiable = nonempty});
+  }
+  // The builders that resolve padding or rename the roles, through the same ops.
+  cases.push_back({.op = "conv2d",
+                   .name = "conv2d with Padding::same() and stride 2 (the extra row at the bottom)",
+                   .dtypes = kFloats,
+                   .inputs = {{{1, 2, 6, 7}}, {{3, 2, 4, 3}}},
+                   .build =
+                       [](Graph&, const std::vector<Value>& v) {
+                         return conv2d(v[0], v[1], {.stride = {2, 2}, .padding = Padding::same()});
+                       },
+                   .reference =
+                       [](const Inputs& in, const Value&) {
+                         // out ⌈6/2⌉ = 3 rows: total (3-1)·2 + 4 - 6 = 2 → 1 and 1; ⌈7/2⌉ = 4
+                         // columns: (4-1)·2 + 3 - 7 = 2 → 1 and 1.
+                         return conv2d_reference(in[0], in[1], {{2, 2}, {1, 1, 1, 1}, {1, 1}, 1});
+                       },
+                   .differentiable = true});
+  cases.push_back({.op = "conv2d",
+                   .name = "conv1d x [2,3,7] w [4,3,3] stride 2 padding same dilation 1",
+                   .dtypes = kFloats,
+                   .inputs = {{{2, 3, 7}}, {{4, 3, 3}}},
+                   .build =
+                       [](Graph&, const std::vector<Value>& v) {
+                         return conv1d(v[0], v[1], {.stride = 2, .padding = Padding::same()});
+                       },
+                   .reference =
+                       [](const Inputs& in, const Value&) {
+                         const Tensor y = conv2d_reference(in[0].reshape({2, 3, 1, 7}), in[1].reshape({4, 3, 1, 3}),
+                                                           {{1, 2}, {0, 1, 0, 1}, {1, 1}, 1});
+                         return y.reshape({2, 4, 4});
+                       },
+                   .differentiable = true});
+  cases.push_back({.op = "conv2d_backward_data",
+                   .name = "conv_transpose2d x [1,4,3,4] w [4,3,3,3] stride 2 padding 1 output_padding 1 groups 1",
+                   .dtypes = kFloats,
+                   .inputs = {{{1, 4, 3, 4}}, {{4, 3, 3, 3}}},
+                   .build =
+                       [](Graph&, const std::vector<Value>& v) {
+                         return conv_transpose2d(v[0], v[1],
+                                                 {.stride = {2, 2}, .padding = {1, 1}, .output_padding = {1, 1}});
+                       },
+                   .reference =
+                       [](const Inputs& in, const Value&) {
+                         // OH = (3-1)·2 - 2 + 2 + 1 + 1 = 6, OW = (4-1)·2 - 2 + 2 + 1 + 1 = 8
+                         return conv2d_backward_data_reference(in[0], in[1], {6, 8}, {{2, 2}, {1, 1, 1, 1}, {1, 1}, 1});
+                       },
+                   .differentiable = true});
+}
+
+struct PoolCase {
+  Shape x;
+  PoolWindow p;
+  bool integral = false;  // small integers: ties inside windows
+};
+
+Pool2dOptions options_of(const PoolWindow& p) {
+  return {.stride = p.stride,
+          .padding = Padding::sides(p.padding[0], p.padding[1], p.padding[2], p.padding[3]),
+          .dilation = p.dilation,
+          .count_include_pad = p.count_include_pad};
+}
+
+std::string describe(const Shape& x, const PoolWindow& p) {
+  return fmt::format("x {} kernel [{},{}] stride [{},{}] padding [{},{},{},{}] dilation [{},{}]", x.to_string(),
+                     p.kernel[0], p.kernel[1], p.stride[0], p.stride[1], p.padding[0], p.padding[1], p.padding[2],
+                     p.padding[3], p.dilation[0], p.dilation[1]);
+}
+
+Shape pool_output(const Shape& x, const PoolWindow& p) {
+  std::array<std::int64_t, 2> out{};
+  for (int i = 0; i < 2; ++i) {
+    const std::int64_t span = p.dilation[i] * (p.kernel[i] - 1) + 1;
+    out[i] = (x[2 + i] + p.padding[i] + p.padding[i + 2] - span) / p.stride[i] + 1;
+  }
+  return {x[0], x[1], out[0], out[1]};
+}
+
+void add_max_pool_cases(std::vector<OpCase>& cases) {
+  const std::vector<PoolCase> pools = {
+      {{2, 3, 6, 7}, {.kernel = {2, 2}, .stride = {2, 2}}},  // the last column is left out
+      {{1, 2, 7, 7}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1, 1, 1}}},
+      {{1, 1, 7, 7}, {.kernel = {2, 3}, .stride = {1, 1}, .dilation = {2, 1}, .padding = {1, 0, 0, 1}}},
+      {{2, 2, 4, 4}, {.kernel = {2, 2}, .stride = {1, 1}}, true},  // ties: the first maximum wins
+      {{1, 3, 1, 1}, {.kernel = {1, 1}, .stride = {1, 1}}},        // a 1x1 image
+  };
+  for (const PoolCase& pc : pools) {
+    const PoolWindow p = pc.p;
+    const InputSpec x{.shape = pc.x, .low = pc.integral ? -2.0 : -1.0, .high = pc.integral ? 2.0 : 1.0,
+                      .integral = pc.integral};
+    cases.push_back({.op = "max_pool2d",
+                     .name = "max_pool2d " + describe(pc.x, p) + (pc.integral ? " with ties" : ""),
+                     .dtypes = kFloats,
+                     .inputs = {x},
+                     .build = [=](Graph&, const std::vector<Value>& v) { return max_pool2d(v[0], p.kernel, options_of(p)); },
+                     .reference = [=](const Inputs& in, const Value&) { return max_pool2d_reference(in[0], p); },
+                     .differentiable = !pc.integral});
+    cases.push_back({.op = "max_pool2d_backward",
+                     .name = "max_pool2d_backward " + describe(pc.x, p) + (pc.integral ? " with ties" : ""),
+                     .dtypes = kFloats,
+                     .inputs = {x, {pool_output(pc.x, p)}},
+                     .build =
+                         [=](Graph& g, const std::vector<Value>& v) {
+                           const Value y = max_pool2d(v[0], p.kernel, options_of(p));
+                           const std::array<Value, 2> in{v[0], v[1]};
+                           return g.apply1(ops::max_pool2d_backward, in, y.node().attrs, Loc::current());
+                         },
+                     .reference =
+                         [=](const Inputs& in, const Value&) { return max_pool2d_backward_reference(in[0], in[1], p); }});
+  }
+}
+
+void add_avg_pool_cases(std::vector<OpCase>& cases) {
+  const std::vector<PoolCase> pools = {
+      {{2, 3, 6, 7}, {.kernel = {2, 2}, .stride = {2, 2}}},
+      {{1, 2, 7, 6}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1, 1, 1}, .count_include_pad = true}},
+      {{1, 2, 7, 6}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1, 1, 1}, .count_include_pad = false}},
+      {{1, 1, 5, 5}, {.kernel = {2, 3}, .stride = {1, 2}, .padding = {1, 0, 0, 1}, .count_include_pad = false}},
+  };
+  for (const PoolCase& pc : pools) {
+    const PoolWindow p = pc.p;
+    const Pair size{pc.x[2], pc.x[3]};
+    const std::string what = describe(pc.x, p) + (p.count_include_pad ? " counting padding" : " not counting padding");
+    cases.push_back({.op = "avg_pool2d",
+                     .name = "avg_pool2d " + what,
+                     .dtypes = kFloats,
+                     .inputs = {{pc.x}},
+                     .build = [=](Graph&, const std::vector<Value>& v) { return avg_pool2d(v[0], p.kernel, options_of(p)); },
+                     .reference = [=](const Inputs& in, const Value&) { return avg_pool2d_reference(in[0], p); },
+                     .differentiable = true});
+    cases.push_back({.op = "avg_pool2d_backward",
+                     .name = "avg_pool2d_backward " + what,
+                     .dtypes = kFloats,
+                     .inputs = {{pool_output(pc.x, p)}},
+                     .build =
+                         [=](Graph& g, const std::vector<Value>& v) {
+                           // The pool's own gradient rule builds the backward node.
+                           const Value x = g.placeholder("pooled_input", v[0].dtype(), Shape{pc.x});
+                           Attributes attrs = avg_pool2d(x, p.kernel, options_of(p)).node().attrs;
+                           attrs.set("input_size", std::vector<std::int64_t>{size[0], size[1]});
+                           const std::array<Value, 1> in{v[0]};
+                           return g.apply1(ops::avg_pool2d_backward, in, std::move(attrs), Loc::current());
+                         },
+                     .reference =
+                         [=](const Inputs& in, const Value&) { return avg_pool2d_backward_reference(in[0], size, p); },
+                     .differentiable = true});
+  }
+}
+
+void add_pad_cases(std::vector<OpCase>& cases) {
+  struct PadCase {
+    Shape x;
+    std::vector<std::int64_t> before, after;
+    PadMode mode;
+    double value;
+    std::vector<DType> dtypes;
+  };
+  const std::vector<DType> numeric = {DType::f32, DType::f64, DType::i32, DType::i64};
+  const std::vector<PadCase> pads = {
+      {{2, 3, 4}, {0, 1, 2}, {1, 0, 3}, PadMode::constant, 0.5, kFloats},
+      {{2, 3}, {1, 0}, {0, 2}, PadMode::constant, 2.0, numeric},
+      {{3, 4, 5}, {1, 0, 2}, {2, 3, 4}, PadMode::reflect, 0.0, numeric},
+      {{1, 1, 4, 4}, {0, 0, 1, 1}, {0, 0, 1, 1}, PadMode::reflect, 0.0, kFloats},  // an image, as convs pad it
+      {{0, 3}, {1, 0}, {0, 1}, PadMode::constant, 0.0, kFloats},                     // an empty dim
+  };
+  for (const PadCase& pc : pads) {
+    const auto before = pc.before, after = pc.after;
+    const PadMode mode = pc.mode;
+    const double value = pc.value;
+    const std::string what = fmt::format("{} x {} before [{}] after [{}]", mode == PadMode::constant ? "constant" : "reflect",
+                                         pc.x.to_string(), fmt::join(before, ","), fmt::join(after, ","));
+    cases.push_back({.op = "pad",
+                     .name = "pad " + what,
+                     .dtypes = pc.dtypes,
+                     .inputs = {{.shape = pc.x, .low = -4, .high = 4}},
+                     .build = [=](Graph&, const std::vector<Value>& v) { return pad(v[0], before, after, mode, value); },
+                     .reference =
+                         [=](const Inputs& in, const Value&) { return pad_reference(in[0], before, after, mode, value); },
+                     .differentiable = pc.x.numel() > 0});
+    std::vector<std::int64_t> dims(pc.x.begin(), pc.x.end());
+    for (std::size_t d = 0; d < dims.size(); ++d) dims[d] += before[d] + after[d];
+    cases.push_back({.op = "pad_backward",
+                     .name = "pad_backward " + what,
+                     .dtypes = kFloats,
+                     .inputs = {{Shape(dims)}},
+                     .build =
+                         [=](Graph& g, const std::vector<Value>& v) {
+                           const Value x = g.placeholder("padded_input", v[0].dtype(), pc.x);
+                           Attributes attrs = pad(x, before, after, mode, value).node().attrs;
+                           attrs.set("value", 0.0);
+                           const std::array<Value, 1> in{v[0]};
+                           return g.apply1(ops::pad_backward, in, std::move(attrs), Loc::current());
+                         },
+                     .reference =
+                         [=](const Inputs& in, const Value&) { return pad_backward_reference(in[0], before, after, mode); },
+                     .differentiable = pc.x.numel() > 0});
+  }
+}
+
+}  // namespace
+
+void add_convolution_cases(std::vector<OpCase>& cases) {
+  add_conv_cases(cases);
+  add_max_pool_cases(cases);
+  add_avg_pool_cases(cases);
+  add_pad_cases(cases);
+}
+
+}  // namespace fovea::testing
