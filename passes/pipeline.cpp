@@ -5,6 +5,7 @@
 #include "fovea/passes/cse.h"
 #include "fovea/passes/dead_code.h"
 #include "fovea/passes/mixed_precision.h"
+#include "fovea/passes/conv_fusion.h"
 #include "fovea/passes/normalization_fusion.h"
 #include "fovea/passes/simplify.h"
 
@@ -37,7 +38,8 @@ PassManager forward_pipeline(const PipelineOptions& options) {
            [attention = options.attention](const Graph& g, std::span<const ValueRef> roots) {
              return fuse_attention(g, roots, attention);
            })
-      .add("normalization_fusion", fuse_normalizations);
+      .add("normalization_fusion", fuse_normalizations)
+      .add("conv_fusion", fuse_convolutions);
   if (options.mixed_precision)
     pm.add("mixed_precision", [mixed = *options.mixed_precision](const Graph& g, std::span<const ValueRef> roots) {
       return mixed_precision(g, roots, mixed);

@@ -1,0 +1,159 @@
+#include "fovea/passes/conv_fusion.h"
+
+#include <optional>
+
+#include "fovea/ops/convolution.h"
+#include "fovea/ops/shape_ops.h"
+#include "fovea/passes/pattern.h"
+
+namespace fovea::passes {
+
+namespace {
+
+const std::string kFolded = "per-channel affine after conv2d → conv2d(x, w·a) + b";
+
+// One link of a chain: the node, and which of its operands is the chain's value (the other is
+// the per-channel operand).
+struct Link {
+  std::uint32_t node = 0;
+  std::size_t chain_operand = 0;
+};
+
+struct Chain {
+  std::uint32_t conv = 0;
+  std::vector<Link> links;  // in order; the last one's value replaces the chain
+};
+
+// Whether a value of `shape` broadcasts to [1,K,1,1] against the conv's [N,K,H,W]: every dim but
+// the channel's is 1 once right-aligned to rank 4, and the channel's is 1 or K.
+bool per_channel(const Shape& shape, std::int64_t k) {
+  if (shape.rank() > 4) return false;
+  for (int i = 0; i < shape.rank(); ++i) {
+    const int axis = 4 - shape.rank() + i;
+    if (axis == 1 ? (shape[i] != 1 && shape[i] != k) : shape[i] != 1) return false;
+  }
+  return true;
+}
+
+bool is_affine_op(const OpDef* op) { return op == &ops::add || op == &ops::sub || op == &ops::mul || op == &ops::div; }
+
+// The chain that starts at conv2d node `conv`, or nothing worth folding.
+std::optional<Chain> chain_from(const Graph& g, const UseCounts& uses, std::uint32_t conv) {
+  Chain chain{conv, {}};
+  const TensorType& y = g.node(conv).outputs[0];
+  const std::int64_t k = y.shape[1];
+  ValueRef v{conv, 0};
+  bool scales = false;
+  // The chain ends at a value read more than once (or kept by the caller): folding past it
+  // would compute it twice.
+  while (uses.uses(v) == 1 && !uses.is_root(v)) {
+    const std::uint32_t user = uses.users(v)[0];
+    const Node& n = g.node(user);
+    if (!is_affine_op(n.op) || n.outputs[0] != y) break;
+    const std::size_t operand = n.inputs[0] == v ? 0 : 1;
+    const ValueRef other = n.inputs[1 - operand];
+    // `other` cannot read the convolution: every value of the chain has one reader, the next link.
+    if (other == v || !per_channel(g.type(other).shape, k)) break;
+    if (n.op == &ops::div && operand == 1) break;  // p / x is not affine in x
+    scales = scales || n.op == &ops::mul || n.op == &ops::div;
+    chain.links.push_back({user, operand});
+    v = {user, 0};
+  }
+  if (!scales) return std::nullopt;
+  return chain;
+}
+
+// Builds the folded chain in the new graph at its last link.
+class Folder {
+ public:
+  Folder(GraphRewriter& rw, const Chain& chain) : rw_(rw), chain_(chain) {
+    k_ = rw.source().node(chain.conv).outputs[0].shape[1];
+  }
+
+  void fold() {
+    const std::uint32_t end = chain_.links.back().node;
+    for (const Link& link : chain_.links) apply(link, end);
+    const Node& conv = rw_.source().node(chain_.conv);
+    const std::vector<Value> in = rw_.inputs(chain_.conv);
+    Value w = in[1];
+    if (scale_.defined()) w = node(end, ops::mul, {w, reshaped(scale_, {k_, 1, 1, 1}, end)});
+    const Value y = rw_.emit(chain_.conv, ops::conv2d, std::vector<Value>{in[0], w}, conv.attrs)[0];
+    const Value out = shift_.defined() ? node(end, ops::add, {y, reshaped(shift_, {1, k_, 1, 1}, end)}) : y;
+    rw_.replace(end, {out});
+  }
+
+ private:
+  // Composes the link's op onto (scale, shift): the chain so far is y·scale + shift.
+  void apply(const Link& link, std::uint32_t end) {
+    const Node& n = rw_.source().node(link.node);
+    const Value p = channel_vector(rw_.mapped(n.inputs[1 - link.chain_operand]), end);
+    if (n.op == &ops::add) {
+      shift_ = shift_.defined() ? node(end, ops::add, {shift_, p}) : p;
+    } else if (n.op == &ops::sub && link.chain_operand == 0) {  // chain - p
+      shift_ = shift_.defined() ? node(end, ops::sub, {shift_, p}) : node(end, ops::neg, {p});
+    } else if (n.op == &ops::sub) {  // p - chain
+      scale_ = scale_.defined() ? node(end, ops::neg, {scale_}) : node(end, ops::neg, {ones(end)});
+      shift_ = shift_.defined() ? node(end, ops::sub, {p, shift_}) : p;
+    } else {  // mul, or div with the chain as the dividend
+      const OpDef& op = n.op == &ops::mul ? ops::mul : ops::div;
+      scale_ = scale_.defined() ? node(end, op, {scale_, p}) : (n.op == &ops::mul ? p : node(end, op, {ones(end), p}));
+      if (shift_.defined()) shift_ = node(end, op, {shift_, p});
+    }
+  }
+
+  // p as a [K] vector: its channel dim (or its only element) broadcast to K.
+  Value channel_vector(const Value& p, std::uint32_t at) {
+    const std::int64_t channel = p.rank() >= 3 ? p.shape()[p.rank() - 3] : 1;
+    Value v = reshaped(p, {channel}, at);
+    if (channel != k_) v = rw_.emit(at, ops::broadcast_to, std::vector<Value>{v}, {{"shape", std::vector<std::int64_t>{k_}}}, false)[0];
+    return v;
+  }
+
+  Value reshaped(const Value& v, std::vector<std::int64_t> dims, std::uint32_t at) {
+    return rw_.emit(at, ops::reshape, std::vector<Value>{v}, {{"shape", std::move(dims)}}, false)[0];
+  }
+
+  Value ones(std::uint32_t at) {
+    const TensorType& y = rw_.source().node(chain_.conv).outputs[0];
+    return rw_.constant_at(at, Tensor::full(y.dtype, {k_}, 1.0), false);
+  }
+
+  Value node(std::uint32_t at, const OpDef& op, std::vector<Value> inputs) {
+    return rw_.emit(at, op, inputs, {}, false)[0];
+  }
+
+  GraphRewriter& rw_;
+  const Chain& chain_;
+  std::int64_t k_ = 0;
+  Value scale_, shift_;  // undefined: 1 and 0
+};
+
+}  // namespace
+
+PassResult fuse_convolutions(const Graph& graph, std::span<const ValueRef> roots) {
+  PassStats stats;
+  const UseCounts uses(graph, roots);
+  std::vector<Chain> chains;
+  std::vector<int> role(graph.size(), -1);  // node → the chain it belongs to
+  for (std::uint32_t id = 0; id < graph.size(); ++id) {
+    if (graph.node(id).op != &ops::conv2d) continue;
+    std::optional<Chain> chain = chain_from(graph, uses, id);
+    if (!chain) continue;
+    const int index = static_cast<int>(chains.size());
+    role[id] = index;
+    for (const Link& link : chain->links) role[link.node] = index;
+    chains.push_back(std::move(*chain));
+  }
+  GraphRewriter rewriter(graph);
+  rewriter.rebuild([&](std::uint32_t id) {
+    if (role[id] < 0) return false;
+    const Chain& chain = chains[static_cast<std::size_t>(role[id])];
+    if (id != chain.links.back().node) return true;  // the conv and the interior: built at the end
+    Folder(rewriter, chain).fold();
+    stats.count(kFolded);
+    return true;
+  });
+  return rewriter.finish(std::move(stats));
+}
+
+}  // namespace fovea::passes

@@ -1,0 +1,37 @@
+// Convolution fusion: a per-channel affine chain after a convolution is folded into the
+// convolution's weights and one bias add. Its main customer is batch norm in inference, which
+// nn::batch_norm writes as ((y - running_mean)·rsqrt(running_var + ε))·γ + β on y = conv2d(x, w):
+//
+//   before                                          after
+//     %y = conv2d(%x, %w)        : f32[N,K,H,W]       %s  = rsqrt(%var + ε) · %γ        : f32[K]   (K values)
+//     %c = sub(%y, %mean[K,1,1]) : f32[N,K,H,W]       %w' = mul(%w, reshape(%s, [K,1,1,1]))
+//     %n = mul(%c, %rstd[K,1,1]) : f32[N,K,H,W]       %t  = β - mean·s                  : f32[K]
+//     %g = mul(%n, %γ[K,1,1])    : f32[N,K,H,W]       %y' = conv2d(%x, %w')
+//     %o = add(%g, %β[K,1,1])    : f32[N,K,H,W]       %o  = add(%y', reshape(%t, [1,K,1,1]))
+//
+// Four passes over the [N,K,H,W] activations become one (the bias add, which elementwise fusion
+// then merges with a following ReLU into one loop), and the per-channel work is done on [K]
+// vectors and on the weights (K·C·R·S values) instead.
+//
+// What it matches: starting at a conv2d, each following add, sub, mul or div whose other operand
+// P is per channel (broadcasts to [1,K,1,1]: a scalar, [K,1,1], [1,K,1,1], ...), as long as
+// every value before the chain's end has no other reader (and is not an output the caller
+// keeps). That rule also keeps out operands computed from the convolution's output (batch norm
+// in training, whose mean reads y, so y has a second reader): training graphs keep their batch
+// norm, and the fold is for inference graphs, whose statistics are running ones. Chains
+// without a mul or div are left alone: folding adds alone would save nothing.
+//
+// Why it is correct: conv2d is linear in w and each output channel k reads only w[k], so
+//   conv2d(x, w)[:,k]·a_k + b_k = conv2d(x, w·a)[:,k] + b_k
+// for per-channel a and b; the chain's ops compose to one such (a, b) (x - p = x·1 + (-p),
+// p - x = x·(-1) + p, x/p = x·(1/p)). The results agree with the unfolded chain to rounding
+// (the products are associated differently).
+#pragma once
+
+#include "fovea/passes/rewriter.h"
+
+namespace fovea::passes {
+
+PassResult fuse_convolutions(const Graph& graph, std::span<const ValueRef> roots);
+
+}  // namespace fovea::passes
