@@ -383,4 +383,67 @@ std::string heatmap_svg(const Tensor& matrix, const std::vector<std::string>& ro
   return svg;
 }
 
+namespace {
+
+// One pixel's colour: grey for t in [0, 1], or for a diverging scale t in [-1, 1] from blue
+// (33,102,172) through white to red (178,24,43).
+std::string pixel_colour(double t, bool diverging) {
+  auto mix = [](double a, double b, double u) { return static_cast<int>(std::lround(a + (b - a) * u)); };
+  if (!diverging) {
+    const int grey = mix(0, 255, std::clamp(t, 0.0, 1.0));
+    return fmt::format("rgb({0},{0},{0})", grey);
+  }
+  const double u = std::clamp(std::abs(t), 0.0, 1.0);
+  if (t < 0) return fmt::format("rgb({},{},{})", mix(255, 33, u), mix(255, 102, u), mix(255, 172, u));
+  return fmt::format("rgb({},{},{})", mix(255, 178, u), mix(255, 24, u), mix(255, 43, u));
+}
+
+}  // namespace
+
+std::string image_grid_svg(const Tensor& images, const ImageGridOptions& o) {
+  if (!images.defined() || images.rank() != 3 || !is_floating(images.dtype()))
+    throw Error(fmt::format("image_grid_svg: needs an f32 or f64 [count, height, width] tensor, got {}{}",
+                            dtype_name(images.dtype()), images.shape().to_string()));
+  const std::int64_t count = images.shape()[0], h = images.shape()[1], w = images.shape()[2];
+  if (!o.labels.empty() && static_cast<std::int64_t>(o.labels.size()) != count)
+    throw Error(fmt::format("image_grid_svg: {} labels for {} images", o.labels.size(), count));
+  const std::int64_t columns = std::max<std::int64_t>(1, std::min<std::int64_t>(o.columns, std::max<std::int64_t>(count, 1)));
+  const std::int64_t rows = (count + columns - 1) / columns;
+  const double pixel = o.tile / static_cast<double>(std::max<std::int64_t>({h, w, 1}));
+  const double label_height = o.labels.empty() ? 0 : 14, gap = 8, top = o.title.empty() ? gap : 30;
+  const double tile_w = pixel * static_cast<double>(w), tile_h = pixel * static_cast<double>(h);
+  const double width = gap + static_cast<double>(columns) * (tile_w + gap);
+  const double height = top + static_cast<double>(rows) * (tile_h + label_height + gap);
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n",
+      number(width), number(height));
+  if (!o.title.empty())
+    svg += fmt::format("<text x=\"{}\" y=\"20\" font-size=\"14\">{}</text>\n", number(gap), escape_xml(o.title));
+  for (std::int64_t k = 0; k < count; ++k) {
+    // Each tile on its own scale: [min, max], or [-m, m] with m its largest magnitude.
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    for (std::int64_t i = 0; i < h * w; ++i) {
+      const double v = images.at(k * h * w + i);
+      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+    }
+    if (!(lo <= hi)) lo = hi = 0;
+    const double magnitude = std::max(std::abs(lo), std::abs(hi));
+    const double x0 = gap + static_cast<double>(k % columns) * (tile_w + gap);
+    const double y0 = top + static_cast<double>(k / columns) * (tile_h + label_height + gap);
+    for (std::int64_t r = 0; r < h; ++r)
+      for (std::int64_t c = 0; c < w; ++c) {
+        const double v = images.at((k * h + r) * w + c);
+        const double t = o.diverging ? (magnitude > 0 ? v / magnitude : 0) : (hi > lo ? (v - lo) / (hi - lo) : 0.5);
+        svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"><title>{:.4g}</title></rect>\n",
+                           number(x0 + pixel * static_cast<double>(c)), number(y0 + pixel * static_cast<double>(r)),
+                           number(pixel + 0.05), number(pixel + 0.05), pixel_colour(t, o.diverging), v);
+      }
+    if (!o.labels.empty())
+      svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", number(x0 + tile_w / 2),
+                         number(y0 + tile_h + 12), escape_xml(o.labels[static_cast<std::size_t>(k)]));
+  }
+  return svg + "</svg>\n";
+}
+
 }  // namespace fovea

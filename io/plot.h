@@ -41,6 +41,20 @@ void write_loss_curve(const std::string& svg_path, const std::vector<Series>& se
 std::string heatmap_svg(const Tensor& matrix, const std::vector<std::string>& row_labels,
                         const std::vector<std::string>& col_labels, const std::string& title);
 
+// A grid of small images, one tile per image of an f32 or f64 [count, height, width] tensor,
+// `columns` tiles a row, each scaled to its own range: grey from black (its minimum) to white
+// (its maximum), or with `diverging` a scale symmetric about zero from blue through white to
+// red (learned filters, whose sign matters). `labels` (empty, or one per image) go under the
+// tiles; each pixel's value is a tooltip.
+struct ImageGridOptions {
+  std::string title{};
+  std::vector<std::string> labels{};
+  int columns = 8;
+  double tile = 72;  // pixels per tile side (the longer side of a non-square image)
+  bool diverging = false;
+};
+std::string image_grid_svg(const Tensor& images, const ImageGridOptions& options);
+
 // Round tick values covering [low, high]: steps of 1, 2 or 5 × 10^k, about `target` of them.
 std::vector<double> nice_ticks(double low, double high, int target = 6);
 

@@ -1,21 +1,25 @@
-// Fashion-MNIST with a multi-layer perceptron (784-256-128-10, ReLU, AdamW), trained end to
-// end by one compiled graph per step: forward, backward (derived by fovea::grad) and the
-// optimizer's in-place updates. The step goes through the graph optimizer's training pipeline
-// (its elementwise chains, AdamW's updates included, become fused loops); --no-optimize
-// compiles the graph as written.
+// Fashion-MNIST with a multi-layer perceptron (784-256-128-10, ReLU, AdamW) or, with --model cnn,
+// a small convolutional network (two conv · batch norm · ReLU · max-pool stages, then a hidden
+// layer with dropout), trained end to end by one compiled graph per step: forward, backward
+// (derived by fovea::grad), the optimizer's in-place updates and the batch norms' running
+// statistics. The step goes through the graph optimizer's training pipeline (its elementwise
+// chains, AdamW's updates included, become fused loops); --no-optimize compiles the graph as
+// written.
 //
-//   build/examples/fashion_mnist [--epochs 3] [--batch 128] [--out fashion_mnist_out] [--json FILE]
+//   build/examples/fashion_mnist [--model mlp|cnn] [--epochs 3] [--batch 128] [--out DIR] [--json FILE]
 //
 // Writes to --out: the forward and training-step graphs (text IR and SVG), metrics.csv, a
-// loss curve (loss.svg) and a checkpoint after every epoch (checkpoint.safetensors). With
-// --stop-after N the run stops after N steps and saves a checkpoint; --resume FILE continues
-// from one exactly as if the run had never stopped.
+// loss curve (loss.svg) and a checkpoint after every epoch (checkpoint.safetensors); the CNN
+// also draws its first layer's learned filters (filters.svg) and one test image's feature maps
+// after each stage (feature_maps.svg). With --stop-after N the run stops after N steps and saves
+// a checkpoint; --resume FILE continues from one exactly as if the run had never stopped.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
@@ -30,15 +34,54 @@ using fovea::Value;
 
 namespace {
 
-struct Model {
+// Pixels are standardised with the training set's mean and deviation (0.2860, 0.3530)
+// inside the graph, so callers feed raw [0, 1] images.
+Value standardised(Value x) { return (x - 0.2860) / 0.3530; }
+
+struct Mlp {
   nn::Linear layer1, layer2, layer3;
-  Model(fovea::Graph& g) : layer1(g, "layer1", 784, 256), layer2(g, "layer2", 256, 128), layer3(g, "layer3", 128, 10) {}
-  // Pixels are standardised with the training set's mean and deviation (0.2860, 0.3530)
-  // inside the graph, so callers feed raw [0, 1] images.
+  explicit Mlp(fovea::Graph& g)
+      : layer1(g, "layer1", 784, 256), layer2(g, "layer2", 256, 128), layer3(g, "layer3", 128, 10) {}
   Value operator()(Value x) const {
-    const Value standard = (x - 0.2860) / 0.3530;
-    return layer3(fovea::relu(layer2(fovea::relu(layer1(standard)))));
+    return layer3(fovea::relu(layer2(fovea::relu(layer1(standardised(x))))));
   }
+};
+
+// [B, 784] → [B,1,28,28] → conv 3x3 (c1) · BN · ReLU · pool 2 → [B,c1,14,14]
+// → conv 3x3 (c2) · BN · ReLU · pool 2 → [B,c2,7,7] → dropout · linear 128 · ReLU · dropout · linear 10.
+// The convolutions have no bias: the batch norm's β takes its place.
+struct Cnn {
+  std::int64_t c1, c2;
+  nn::Conv2d conv1, conv2;
+  nn::BatchNorm2d norm1, norm2;
+  nn::MaxPool2d pool{{2, 2}};
+  nn::Linear hidden, out;
+  nn::Dropout drop;
+  Cnn(fovea::Graph& g, std::int64_t channels1, std::int64_t channels2, double dropout)
+      : c1(channels1),
+        c2(channels2),
+        conv1(g, "conv1", 1, c1, {3, 3}, {.padding = 1}, /*with_bias=*/false),
+        conv2(g, "conv2", c1, c2, {3, 3}, {.padding = 1}, /*with_bias=*/false),
+        norm1(g, "norm1", c1),
+        norm2(g, "norm2", c2),
+        hidden(g, "hidden", c2 * 7 * 7, 128),
+        out(g, "out", 128, 10),
+        drop(dropout) {}
+  // The activations after each stage, for the feature-map picture; the logits last.
+  std::vector<Value> stages(Value x, const nn::Mode& mode) const {
+    const Value image = fovea::reshape(standardised(x), {x.shape()[0], 1, 28, 28});
+    const Value a1 = pool(fovea::relu(norm1(conv1(image), mode)));
+    const Value a2 = pool(fovea::relu(norm2(conv2(a1), mode)));
+    const Value flat = fovea::reshape(a2, {x.shape()[0], c2 * 7 * 7});
+    return {a1, a2, out(drop(fovea::relu(hidden(drop(flat, mode))), mode))};
+  }
+  Value operator()(Value x, const nn::Mode& mode) const { return stages(x, mode).back(); }
+};
+
+struct Model {
+  std::optional<Mlp> mlp;
+  std::optional<Cnn> cnn;
+  Value operator()(Value x, const nn::Mode& mode) const { return cnn ? (*cnn)(x, mode) : (*mlp)(x); }
 };
 
 // The number of rows whose label's logit is the row maximum (the prediction is right).
@@ -48,6 +91,34 @@ Value count_correct(Value logits, Value labels) {
   return fovea::reduce_sum(fovea::cast(fovea::greater_equal(picked, best), fovea::f32));
 }
 
+// What the CNN learned, as pictures: the first layer's 3x3 filters (blue negative, red
+// positive), and one test image with its feature maps after each conv · BN · ReLU · pool stage.
+void draw_cnn(fovea::Graph& g, const Cnn& cnn, const fovea::Dataset& test, const std::shared_ptr<fovea::Backend>& backend,
+              const std::string& out_dir) {
+  const fovea::Tensor filters = g.parameter_value(cnn.conv1.weight).reshape({cnn.c1, 3, 3});
+  fovea::write_text_file(out_dir + "/filters.svg",
+                         fovea::image_grid_svg(filters, {.title = "conv1: the learned 3x3 filters (blue < 0 < red)",
+                                                         .tile = 48,
+                                                         .diverging = true}));
+  const Value one = g.placeholder("picture/x", fovea::f32, {1, 784});
+  std::vector<Value> stages;
+  {
+    auto scope = g.scope("picture");
+    stages = cnn.stages(one, {});
+  }
+  fovea::Executable look = fovea::compile(g, {stages[0], stages[1]}, backend);
+  fovea::Tensor image = fovea::Tensor::empty(fovea::f32, {1, 784});
+  std::copy_n(test.images.data<float>().begin(), 784, image.data<float>().begin());
+  const std::vector<fovea::Tensor> maps = look.run({{one, image}});
+  std::string svg = fovea::image_grid_svg(image.reshape({1, 28, 28}), {.title = "a test image", .tile = 112});
+  svg += fovea::image_grid_svg(maps[0].reshape({cnn.c1, 14, 14}),
+                               {.title = "after conv1 · norm1 · ReLU · pool: 14x14 feature maps", .tile = 56});
+  svg += fovea::image_grid_svg(maps[1].reshape({cnn.c2, 7, 7}),
+                               {.title = "after conv2 · norm2 · ReLU · pool: 7x7 feature maps", .columns = 16, .tile = 40});
+  // Three drawings stacked in one page: an HTML file a browser shows as is.
+  fovea::write_text_file(out_dir + "/feature_maps.html", "<!doctype html><meta charset=\"utf-8\"><body>\n" + svg + "</body>\n");
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -55,7 +126,10 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  CLI::App app{"Train an MLP on Fashion-MNIST with Fovea"};
+  CLI::App app{"Train an MLP or a CNN on Fashion-MNIST with Fovea"};
+  std::string model_kind = "mlp";
+  std::vector<std::int64_t> channels{32, 64};
+  double dropout = 0.25;
   int epochs = 3;
   std::int64_t batch = 128, stop_after = 0;
   double lr = 2e-3, weight_decay = 1e-4, label_smoothing = 0.1;
@@ -63,6 +137,10 @@ int main(int argc, char** argv) try {
   double min_accuracy = 0.0;
   bool no_optimize = false;
   std::string data_dir = fovea::fashion_mnist_default_dir, out_dir = "fashion_mnist_out", json, resume;
+  app.add_option("--model", model_kind, "mlp or cnn")->check(CLI::IsMember({"mlp", "cnn"}));
+  app.add_option("--channels", channels, "the CNN's channels after its first and second convolution")
+      ->expected(2);
+  app.add_option("--dropout", dropout, "the CNN's dropout before and after its hidden layer");
   app.add_option("--epochs", epochs, "passes over the 60,000 training images");
   app.add_option("--batch", batch, "examples per step");
   app.add_option("--lr", lr, "peak learning rate (AdamW, warmup then cosine decay)");
@@ -89,13 +167,22 @@ int main(int argc, char** argv) try {
   // --- The graph: one model, a training step and an evaluation head sharing its parameters.
   fovea::Graph g("fashion_mnist");
   g.set_seed(seed);
-  Model model(g);
+  const bool cnn = model_kind == "cnn";
+  Model model;
+  if (cnn)
+    model.cnn.emplace(g, channels[0], channels[1], dropout);
+  else
+    model.mlp.emplace(g);
   const Value x = g.placeholder("x", fovea::f32, {batch, 784});
   const Value y = g.placeholder("y", fovea::i32, {batch});
+  // The CNN's dropout draws fresh masks each step from the step number; its batch norms put
+  // their running statistics' updates in `running`, applied with the optimizer's.
+  const Value step_number = cnn ? g.placeholder("step", fovea::i64, {}) : Value{};
+  std::vector<Value> running;
   Value logits, loss;
   {
     auto scope = g.scope("train");
-    logits = model(x);
+    logits = model(x, {.training = true, .step = step_number, .updates = &running});
     loss = nn::cross_entropy(logits, y, {.label_smoothing = label_smoothing});
   }
   const std::int64_t steps_per_epoch = train.size() / batch, total_steps = steps_per_epoch * epochs;
@@ -107,7 +194,7 @@ int main(int argc, char** argv) try {
   Value eval_correct;
   {
     auto scope = g.scope("eval");
-    eval_correct = count_correct(model(eval_x), eval_y);
+    eval_correct = count_correct(model(eval_x, {}), eval_y);
   }
 
   // --- The training step: autodiff and AdamW, built by the graph optimizer's training pipeline
@@ -116,10 +203,14 @@ int main(int argc, char** argv) try {
     const nn::TrainStep step = nn::adamw(
         forward[0], graph.parameters(),
         {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02), .weight_decay = weight_decay});
-    return fovea::passes::StepParts{{forward[0], forward[1], step.learning_rate}, step.updates};
+    std::vector<Value> updates = step.updates;
+    updates.insert(updates.end(), forward.begin() + 2, forward.end());  // the running statistics
+    return fovea::passes::StepParts{{forward[0], forward[1], step.learning_rate}, updates};
   };
+  std::vector<Value> forward_values{loss, train_correct};
+  forward_values.insert(forward_values.end(), running.begin(), running.end());
   fovea::passes::CompiledTrainingStep train_step =
-      fovea::passes::compile_training_step(g, {loss, train_correct}, build_step, backend, {.optimize = !no_optimize});
+      fovea::passes::compile_training_step(g, forward_values, build_step, backend, {.optimize = !no_optimize});
   fovea::Executable evaluate = fovea::compile(g, {eval_correct}, backend);
   std::printf("training step (%s): %zu nodes, planned peak %.2f MB; evaluation: %zu nodes\n",
               train_step.optimized() ? "optimized" : "not optimized", train_step.executable().schedule().size(),
@@ -168,7 +259,9 @@ int main(int argc, char** argv) try {
     const std::int64_t epoch = s / steps_per_epoch, index = s % steps_per_epoch;
     batches.batch(epoch, index, bx, by);
     const auto t0 = std::chrono::steady_clock::now();
-    auto out = train_step.run({{x, bx}, {y, by}});
+    fovea::Feeds feeds{{x, bx}, {y, by}};
+    if (cnn) feeds.emplace_back(step_number, fovea::Tensor::scalar<std::int64_t>(s));
+    auto out = train_step.run(feeds);
     train_seconds += seconds_since(t0);
     done = s + 1;
     const double l = out[0].item();
@@ -205,9 +298,14 @@ int main(int argc, char** argv) try {
   if (done == total_steps && acc_y.empty()) final_accuracy = test_accuracy();
 
   fovea::write_loss_curve(out_dir + "/loss.svg", {{"training loss (per step)", curve_x, curve_y}},
-                          {.title = "Fashion-MNIST MLP: training loss", .x_label = "step", .y_label = "cross-entropy"});
+                          {.title = cnn ? "Fashion-MNIST CNN: training loss" : "Fashion-MNIST MLP: training loss", .x_label = "step", .y_label = "cross-entropy"});
   std::printf("wrote %s/{forward,train_step}.{txt,svg}, metrics.csv, loss.svg, checkpoint.safetensors\n",
               out_dir.c_str());
+  if (cnn) {
+    train_step.executable().pull_state();
+    draw_cnn(g, *model.cnn, test, backend, out_dir);
+    std::printf("wrote %s/filters.svg and %s/feature_maps.html\n", out_dir.c_str(), out_dir.c_str());
+  }
 
   const double steps_run = static_cast<double>(done - start_step);
   fovea::tools::Report report;
@@ -220,6 +318,7 @@ int main(int argc, char** argv) try {
   report.set("planned_peak_bytes", train_step.executable().planned_peak_bytes());
   report.set("optimized", train_step.optimized());
   report.set("device", device.device);
+  report.set("model", model_kind);
   report.finish(json);
   if (final_accuracy < min_accuracy) {
     std::fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", final_accuracy, min_accuracy);
