@@ -8,7 +8,7 @@
 //   depthwise  a MobileNet depthwise-separable block: depthwise 3x3 · BN · ReLU · pointwise 1x1
 //              · BN · ReLU; 32 → 64 channels, 56x56, batch 8
 //
-//   build/bench/conv [--rounds 5] [--steps 5] [--torch] [--python python3] [--json FILE]
+//   build/bench/conv [--rounds 5] [--steps 5] [--torch] [--python python3] [--profile] [--json FILE]
 //
 // Each round times --steps steps of every model (the figure is the median of the rounds' medians),
 // and with --torch asks bench/reference/conv_torch.py, running beside it as a coprocess with
@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -200,14 +199,16 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) try {
   CLI::App app{"Convolutional training steps, Fovea and (with --torch) PyTorch side by side"};
   int rounds = 5, steps = 5;
-  bool torch = false;
+  bool torch = false, profile = false;
   std::string python = "python3", json;
-  std::string script = (std::filesystem::path(__FILE__).parent_path() / "reference" / "conv_torch.py").string();
+  std::string script = std::string(FOVEA_SOURCE_DIR) + "/bench/reference/conv_torch.py";
   app.add_option("--rounds", rounds, "alternating rounds of timed steps");
   app.add_option("--steps", steps, "timed steps per model per round");
   app.add_flag("--torch", torch, "time PyTorch's steps too, interleaved (needs a Python with torch)");
   app.add_option("--python", python, "the Python that runs bench/reference/conv_torch.py");
+  app.add_option("--script", script, "where conv_torch.py is");
   app.add_option("--json", json, "write the final figures to this JSON file");
+  app.add_flag("--profile", profile, "after the timed rounds, print where each model's step time goes, by op and node");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Bench> benches;
@@ -239,6 +240,13 @@ int main(int argc, char** argv) try {
                   reference ? fmt::format("   torch {:8.2f} ms ({})", torch_ms[i].back(), torch_format[i]).c_str() : "");
     }
   }
+
+  if (profile)
+    for (Bench& b : benches) {
+      b.step->executable().set_profiling(true);
+      for (int s = 0; s < steps; ++s) b.step->run(b.feeds);
+      std::printf("\n--- %s ---\n%s", b.name.c_str(), b.step->executable().profile_report(15).c_str());
+    }
 
   fovea::tools::Report report;
   for (std::size_t i = 0; i < benches.size(); ++i) {

@@ -4,8 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "fovea/ops/batch_norm.h"
 #include "fovea/ops/elementwise.h"
-#include "fovea/ops/reduce.h"
 #include "fovea/ops/shape_ops.h"
 #include "fovea/ops/state.h"
 
@@ -62,33 +62,25 @@ Value batch_norm(Value x, const BatchNormState& s, const Mode& mode, std::source
     throw Error(fmt::format("x must be [N, C, ...] with C = {} channels, got {}", s.gamma.shape()[0],
                             x.type().to_string()),
                 "batch_norm", g.current_scope(), at.where());
-  const Value gamma = per_channel(s.gamma, rank), beta = per_channel(s.beta, rank);
   if (!mode.training) {
     const Value inverse_std = rsqrt(per_channel(s.running_var, rank) + s.eps);
-    return (x - per_channel(s.running_mean, rank)) * inverse_std * gamma + beta;
+    return (x - per_channel(s.running_mean, rank)) * inverse_std * per_channel(s.gamma, rank) +
+           per_channel(s.beta, rank);
   }
   if (!mode.updates)
     throw Error("a training Mode needs `updates` to hold the running statistics' assigns; without them the "
                 "running mean and variance would never move",
                 "batch_norm", g.current_scope(), at.where());
-  std::vector<std::int64_t> axes{0};
   double n = static_cast<double>(x.shape()[0]);
-  for (int i = 2; i < rank; ++i) {
-    axes.push_back(i);
-    n *= static_cast<double>(x.shape()[i]);
-  }
-  const Value mean = reduce_mean(x, axes, true);
-  const Value centred = x - mean;
-  const Value variance = reduce_mean(centred * centred, axes, true);
-  const Value y = centred * rsqrt(variance + s.eps) * gamma + beta;
-  // The running statistics follow the batch's, unbiased as PyTorch keeps them; no gradient
-  // flows into an update.
-  const Shape channels{x.shape()[1]};
-  const Value batch_mean = stop_gradient(reshape(mean, channels));
-  const Value batch_var = stop_gradient(reshape(variance, channels)) * (n > 1 ? n / (n - 1) : 1.0);
+  for (int i = 2; i < rank; ++i) n *= static_cast<double>(x.shape()[i]);
+  const BatchNormOutputs batch = batch_norm_training(x, s.gamma, s.beta, s.eps);
+  // The running statistics follow the batch's, the variance unbiased as PyTorch keeps it; no
+  // gradient flows into an update.
+  const Value batch_mean = stop_gradient(batch.mean);
+  const Value batch_var = stop_gradient(batch.variance) * (n > 1 ? n / (n - 1) : 1.0);
   mode.updates->push_back(assign(s.running_mean, s.running_mean * (1 - s.momentum) + batch_mean * s.momentum));
   mode.updates->push_back(assign(s.running_var, s.running_var * (1 - s.momentum) + batch_var * s.momentum));
-  return y;
+  return batch.y;
 }
 
 BatchNorm2d::BatchNorm2d(Graph& g, const std::string& layer_name, std::int64_t channels, double momentum, double eps,

@@ -48,7 +48,9 @@ struct Conv2d {
 // Graph::state, so checkpoints keep them; in training the two assigns that update them are
 // appended to *mode.updates, to be compiled with the optimizer's updates (a training Mode
 // without `updates` is an error: the statistics would silently never move). The gradient
-// flows through μ and σ², as it must for training to see the normalisation.
+// flows through μ and σ², as it must for training to see the normalisation. Training builds
+// the batch_norm op (ops/batch_norm.h: two passes over x forward, two backward); inference is
+// the composition above, which the optimizer folds into a convolution before it.
 struct BatchNormState {
   Value gamma, beta;                 // [C] parameters: ones, zeros
   Value running_mean, running_var;   // [C] state: zeros, ones

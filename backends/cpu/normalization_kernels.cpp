@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "fovea/backends/cpu/kernels.h"
+#include "fovea/ops/batch_norm.h"
 
 namespace fovea::cpu_backend {
 
@@ -470,6 +471,95 @@ void cross_entropy_backward_kernel(const KernelContext& ctx) {
     cross_entropy_backward_rows<T, std::int64_t>(ctx);
 }
 
+// --- Batch norm (ops/batch_norm.h) ------------------------------------------------------------
+// x as [N, C, inner]: channel c is N runs of `inner` contiguous values. One task per channel;
+// sums in double, the variance from the centred values (two passes, as the composition does).
+
+// Σ_{i < count} term(i): eight partial sums in T (lanes the compiler keeps in one vector
+// register), added up in double at the end of the run. A run is one image's plane of a channel,
+// short enough (at most a few thousand values) for T's partial sums.
+template <typename T, typename F>
+double run_sum(i64 count, F&& term) {
+  constexpr int kLanes = 8;
+  T lanes[kLanes] = {};
+  i64 i = 0;
+  for (; i + kLanes <= count; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += term(i + l);
+  double sum = 0;
+  for (int l = 0; l < kLanes; ++l) sum += lanes[l];
+  for (; i < count; ++i) sum += term(i);
+  return sum;
+}
+
+// Calls f(run) with a pointer to each of channel c's N runs of `inner` values in `base`.
+template <typename T, typename F>
+void for_each_run(T* base, const BatchNormParams& p, i64 c, F&& f) {
+  for (i64 n = 0; n < p.batch; ++n) f(base + (n * p.channels + c) * p.inner);
+}
+
+template <typename T>
+void batch_norm_kernel(const KernelContext& ctx) {
+  const BatchNormParams& p = ctx.params<BatchNormParams>();
+  const T *x = ctx.in(0).as<T>(), *gamma = ctx.in(1).as<T>(), *beta = ctx.in(2).as<T>();
+  T *y = ctx.out(0).as<T>(), *mean = ctx.out(1).as<T>(), *variance = ctx.out(2).as<T>();
+  const double count = static_cast<double>(p.batch * p.inner);
+  ctx.pool->parallel_for(p.channels, 1, [&](i64 c0, i64 c1) {
+    for (i64 c = c0; c < c1; ++c) {
+      double sum = 0;
+      for_each_run(x, p, c, [&](const T* run) { sum += run_sum<T>(p.inner, [&](i64 i) { return run[i]; }); });
+      const double mu = sum / count;
+      const T t_mu = static_cast<T>(mu);
+      double squares = 0;
+      for_each_run(x, p, c, [&](const T* run) {
+        squares += run_sum<T>(p.inner, [&](i64 i) { return (run[i] - t_mu) * (run[i] - t_mu); });
+      });
+      const double var = squares / count;
+      mean[c] = static_cast<T>(mu);
+      variance[c] = static_cast<T>(var);
+      const T scale = static_cast<T>(static_cast<double>(gamma[c]) / std::sqrt(var + p.eps));
+      const T shift = static_cast<T>(static_cast<double>(beta[c]) - mu * static_cast<double>(scale));
+      for (i64 n = 0; n < p.batch; ++n) {
+        const T* xr = x + (n * p.channels + c) * p.inner;
+        T* yr = y + (n * p.channels + c) * p.inner;
+        for (i64 i = 0; i < p.inner; ++i) yr[i] = xr[i] * scale + shift;
+      }
+    }
+  });
+}
+
+template <typename T>
+void batch_norm_backward_kernel(const KernelContext& ctx) {
+  const BatchNormParams& p = ctx.params<BatchNormParams>();
+  const T *dy = ctx.in(0).as<T>(), *x = ctx.in(1).as<T>(), *gamma = ctx.in(2).as<T>();
+  const T *mean = ctx.in(3).as<T>(), *variance = ctx.in(4).as<T>();
+  T *dx = ctx.out(0).as<T>(), *dgamma = ctx.out(1).as<T>(), *dbeta = ctx.out(2).as<T>();
+  const double count = static_cast<double>(p.batch * p.inner);
+  ctx.pool->parallel_for(p.channels, 1, [&](i64 c0, i64 c1) {
+    for (i64 c = c0; c < c1; ++c) {
+      const double mu = mean[c], r = 1.0 / std::sqrt(static_cast<double>(variance[c]) + p.eps);
+      const T t_mu = static_cast<T>(mu);
+      double sum_dy = 0, sum_dy_centred = 0;
+      for (i64 n = 0; n < p.batch; ++n) {
+        const T *g = dy + (n * p.channels + c) * p.inner, *xr = x + (n * p.channels + c) * p.inner;
+        sum_dy += run_sum<T>(p.inner, [&](i64 i) { return g[i]; });
+        sum_dy_centred += run_sum<T>(p.inner, [&](i64 i) { return g[i] * (xr[i] - t_mu); });
+      }
+      const double sum_dy_xhat = sum_dy_centred * r;
+      dbeta[c] = static_cast<T>(sum_dy);
+      dgamma[c] = static_cast<T>(sum_dy_xhat);
+      // dx = γ·r·(ḡ - Σḡ/n - x̂·Σḡx̂/n) = a·ḡ + b·x + k, per channel
+      const double a = static_cast<double>(gamma[c]) * r;
+      const double b = -a * r * sum_dy_xhat / count;
+      const double k = -a * sum_dy / count - b * mu;
+      const T ta = static_cast<T>(a), tb = static_cast<T>(b), tk = static_cast<T>(k);
+      for (i64 n = 0; n < p.batch; ++n) {
+        const i64 at = (n * p.channels + c) * p.inner;
+        for (i64 i = 0; i < p.inner; ++i) dx[at + i] = ta * dy[at + i] + tb * x[at + i] + tk;
+      }
+    }
+  });
+}
+
 template <typename T>
 void add_kernels(KernelRegistry& r) {
   const DType t = dtype_of<T>;
@@ -481,6 +571,8 @@ void add_kernels(KernelRegistry& r) {
   r.add(ops::fused_layer_norm_backward, t, &layer_norm_backward_kernel<T>);
   r.add(ops::fused_softmax_cross_entropy, t, &cross_entropy_kernel<T>);
   r.add(ops::fused_softmax_cross_entropy_backward, t, &cross_entropy_backward_kernel<T>);
+  r.add(ops::batch_norm, t, &batch_norm_kernel<T>);
+  r.add(ops::batch_norm_backward, t, &batch_norm_backward_kernel<T>);
 }
 
 }  // namespace

@@ -224,6 +224,13 @@ bool launch_layer_norm(Element type, const void* x, const void* gamma, const voi
 bool launch_layer_norm_backward(Element type, const void* dy, const void* x, const void* gamma, const void* mean,
                                 const void* rstd, void* dx, void* dgamma, void* dbeta, std::int64_t rows,
                                 std::int64_t n, void* stream);
+// Batch norm in training (ops/batch_norm.h) over x as [batch, channels, inner].
+bool launch_batch_norm(Element type, const void* x, const void* gamma, const void* beta, void* y, void* mean,
+                       void* variance, std::int64_t batch, std::int64_t channels, std::int64_t inner, double eps,
+                       void* stream);
+bool launch_batch_norm_backward(Element type, const void* dy, const void* x, const void* gamma, const void* mean,
+                                const void* variance, void* dx, void* dgamma, void* dbeta, std::int64_t batch,
+                                std::int64_t channels, std::int64_t inner, double eps, void* stream);
 bool launch_cross_entropy(Element type, Element index_type, const void* logits, const void* targets, void* loss,
                           void* lse, std::int64_t rows, std::int64_t classes, double label_smoothing, void* stream);
 bool launch_cross_entropy_backward(Element type, Element index_type, const void* logits, const void* targets,

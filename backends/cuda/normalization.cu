@@ -285,6 +285,73 @@ __global__ void cross_entropy_backward_kernel(const T* x, const Index* targets, 
 
 // Threads per block for rows of n elements: whole warps, enough for one element each, at most
 // kMaxWarps warps.
+// --- Batch norm (ops/batch_norm.h) ------------------------------------------------------------
+// x as [N, C, inner]; one block per channel (grid stride over channels), its threads striding
+// over the channel's N·inner values: element e is x[(e / inner · C + c)·inner + e % inner].
+
+template <typename T>
+__device__ inline T channel_value(const T* x, std::int64_t c, std::int64_t e, std::int64_t channels,
+                                  std::int64_t inner) {
+  return x[((e / inner) * channels + c) * inner + e % inner];
+}
+
+// μ and σ² in two passes (the sum, then the centred squares), then y = x·scale + shift.
+template <typename T>
+__global__ void batch_norm_kernel(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* variance,
+                                  std::int64_t batch, std::int64_t channels, std::int64_t inner, T eps) {
+  __shared__ T scratch[kMaxWarps];
+  const std::int64_t count = batch * inner;
+  for (std::int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
+    T own = 0;
+    for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) own += channel_value(x, c, e, channels, inner);
+    const T mu = block_sum(own, scratch) / static_cast<T>(count);
+    T own_squares = 0;
+    for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+      const T d = channel_value(x, c, e, channels, inner) - mu;
+      own_squares += d * d;
+    }
+    const T var = block_sum(own_squares, scratch) / static_cast<T>(count);
+    if (threadIdx.x == 0) {
+      mean[c] = mu;
+      variance[c] = var;
+    }
+    const T scale = gamma[c] * rsqrt_of(var + eps), shift = beta[c] - mu * scale;
+    for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+      const std::int64_t at = ((e / inner) * channels + c) * inner + e % inner;
+      y[at] = x[at] * scale + shift;
+    }
+  }
+}
+
+// dβ = Σ ḡ, dγ = Σ ḡ·x̂, dx = γ·r·(ḡ - dβ/n - x̂·dγ/n)
+template <typename T>
+__global__ void batch_norm_backward_kernel(const T* dy, const T* x, const T* gamma, const T* mean, const T* variance,
+                                           T* dx, T* dgamma, T* dbeta, std::int64_t batch, std::int64_t channels,
+                                           std::int64_t inner, T eps) {
+  __shared__ T scratch[kMaxWarps];
+  const std::int64_t count = batch * inner;
+  for (std::int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
+    const T mu = mean[c], r = rsqrt_of(variance[c] + eps);
+    T own_dy = 0, own_dy_centred = 0;
+    for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+      const std::int64_t at = ((e / inner) * channels + c) * inner + e % inner;
+      own_dy += dy[at];
+      own_dy_centred += dy[at] * (x[at] - mu);
+    }
+    const T sum_dy = block_sum(own_dy, scratch);
+    const T sum_dy_xhat = block_sum(own_dy_centred, scratch) * r;
+    if (threadIdx.x == 0) {
+      dbeta[c] = sum_dy;
+      dgamma[c] = sum_dy_xhat;
+    }
+    const T n = static_cast<T>(count), a = gamma[c] * r;
+    for (std::int64_t e = threadIdx.x; e < count; e += blockDim.x) {
+      const std::int64_t at = ((e / inner) * channels + c) * inner + e % inner;
+      dx[at] = a * (dy[at] - sum_dy / n - (x[at] - mu) * r * sum_dy_xhat / n);
+    }
+  }
+}
+
 int threads_for(std::int64_t n) {
   const std::int64_t warps = (n + kWarp - 1) / kWarp;
   return kWarp * static_cast<int>(warps < 1 ? 1 : (warps > kMaxWarps ? kMaxWarps : warps));
@@ -387,6 +454,31 @@ bool launch_cross_entropy_backward(Element type, Element index_type, const void*
     cross_entropy_backward_kernel<T, Index><<<grid_for(rows), threads_for(classes), 0, as_stream(stream)>>>(
         static_cast<const T*>(logits), static_cast<const Index*>(targets), static_cast<const T*>(lse),
         static_cast<const T*>(dloss), static_cast<T*>(dlogits), rows, classes, static_cast<T>(label_smoothing));
+  });
+}
+
+bool launch_batch_norm(Element type, const void* x, const void* gamma, const void* beta, void* y, void* mean,
+                       void* variance, std::int64_t batch, std::int64_t channels, std::int64_t inner, double eps,
+                       void* stream) {
+  if (channels == 0) return type == Element::f32 || type == Element::f64;
+  return with_float_type(type, [&](auto zero) {
+    using T = decltype(zero);
+    batch_norm_kernel<T><<<grid_for(channels), threads_for(batch * inner), 0, as_stream(stream)>>>(
+        static_cast<const T*>(x), static_cast<const T*>(gamma), static_cast<const T*>(beta), static_cast<T*>(y),
+        static_cast<T*>(mean), static_cast<T*>(variance), batch, channels, inner, static_cast<T>(eps));
+  });
+}
+
+bool launch_batch_norm_backward(Element type, const void* dy, const void* x, const void* gamma, const void* mean,
+                                const void* variance, void* dx, void* dgamma, void* dbeta, std::int64_t batch,
+                                std::int64_t channels, std::int64_t inner, double eps, void* stream) {
+  if (channels == 0) return type == Element::f32 || type == Element::f64;
+  return with_float_type(type, [&](auto zero) {
+    using T = decltype(zero);
+    batch_norm_backward_kernel<T><<<grid_for(channels), threads_for(batch * inner), 0, as_stream(stream)>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(gamma), static_cast<const T*>(mean),
+        static_cast<const T*>(variance), static_cast<T*>(dx), static_cast<T*>(dgamma), static_cast<T*>(dbeta), batch,
+        channels, inner, static_cast<T>(eps));
   });
 }
 

@@ -1,6 +1,7 @@
 // CUDA kernels for the fused normalizations (ops/normalization.h), host side: the rows and row
 // length of each node, its attributes, and the launches (the math is in normalization.cu).
 #include "fovea/backends/cuda/kernels.h"
+#include "fovea/ops/batch_norm.h"
 
 namespace fovea::cuda_backend {
 
@@ -75,6 +76,27 @@ void cross_entropy_backward_kernel(const KernelContext& ctx) {
                "fused_softmax_cross_entropy_backward");
 }
 
+// Inputs (x, gamma, beta); outputs (y, mean, variance).
+void batch_norm_kernel(const KernelContext& ctx) {
+  const BatchNormParams& p = ctx.params<BatchNormParams>();
+  check_launch(ctx,
+               launch_batch_norm(type_of(ctx, 0), ctx.in(0).data, ctx.in(1).data, ctx.in(2).data, ctx.out(0).data,
+                                 ctx.out(1).data, ctx.out(2).data, p.batch, p.channels, p.inner, p.eps,
+                                 CudaBackend::of(ctx).stream()),
+               "batch_norm");
+}
+
+// Inputs (dy, x, gamma, mean, variance); outputs (dx, dgamma, dbeta).
+void batch_norm_backward_kernel(const KernelContext& ctx) {
+  const BatchNormParams& p = ctx.params<BatchNormParams>();
+  check_launch(ctx,
+               launch_batch_norm_backward(type_of(ctx, 0), ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
+                                          ctx.in(3).data, ctx.in(4).data, ctx.out(0).data, ctx.out(1).data,
+                                          ctx.out(2).data, p.batch, p.channels, p.inner, p.eps,
+                                          CudaBackend::of(ctx).stream()),
+               "batch_norm_backward");
+}
+
 }  // namespace
 
 void register_normalization_kernels(KernelRegistry& r) {
@@ -87,6 +109,8 @@ void register_normalization_kernels(KernelRegistry& r) {
     r.add(ops::fused_layer_norm_backward, t, &layer_norm_backward_kernel);
     r.add(ops::fused_softmax_cross_entropy, t, &cross_entropy_kernel);
     r.add(ops::fused_softmax_cross_entropy_backward, t, &cross_entropy_backward_kernel);
+    r.add(ops::batch_norm, t, &batch_norm_kernel);
+    r.add(ops::batch_norm_backward, t, &batch_norm_backward_kernel);
   }
 }
 

@@ -3,8 +3,11 @@
 // channel multiplier, 1x1 kernels and images, batch 1 and 0), each op against its plain
 // reference (ops/convolution_reference.h) and, the backward ops included, through the f64
 // gradient check.
+#include <cmath>
+
 #include <fmt/format.h>
 
+#include <fovea/ops/batch_norm.h>
 #include <fovea/ops/convolution.h>
 
 #include "ops/convolution_reference.h"
@@ -279,9 +282,85 @@ void add_pad_cases(std::vector<OpCase>& cases) {
   }
 }
 
+// Batch norm over x [N, C, inner...]: which output of the op (0: y, 1: mean, 2: variance), or
+// with `backward` batch_norm_backward's dx from (dy, x, gamma, mean, variance).
+Tensor batch_norm_reference(const Inputs& in, int which, bool backward, double eps) {
+  const Tensor& x = backward ? in[1] : in[0];
+  const Shape& s = x.shape();
+  const std::int64_t channels = s[1], inner = s.numel() / std::max<std::int64_t>(1, s[0] * channels);
+  const double n = static_cast<double>(s[0] * inner);
+  auto at = [&](std::int64_t b, std::int64_t c, std::int64_t i) { return (b * channels + c) * inner + i; };
+  Tensor out = Tensor::zeros(DType::f64, which == 0 ? s : Shape{channels});
+  double* o = out.data<double>().data();
+  for (std::int64_t c = 0; c < channels; ++c) {
+    double mean = 0, var = 0;
+    if (backward) {
+      mean = in[3].at(c), var = in[4].at(c);
+    } else {
+      for (std::int64_t b = 0; b < s[0]; ++b)
+        for (std::int64_t i = 0; i < inner; ++i) mean += x.at(at(b, c, i)) / n;
+      for (std::int64_t b = 0; b < s[0]; ++b)
+        for (std::int64_t i = 0; i < inner; ++i) var += std::pow(x.at(at(b, c, i)) - mean, 2) / n;
+    }
+    const double r = 1 / std::sqrt(var + eps), gamma = backward ? in[2].at(c) : in[1].at(c);
+    if (which == 1) o[c] = mean;
+    if (which == 2) o[c] = var;
+    if (which != 0) continue;
+    double sum_dy = 0, sum_dy_xhat = 0;
+    for (std::int64_t b = 0; backward && b < s[0]; ++b)
+      for (std::int64_t i = 0; i < inner; ++i) {
+        sum_dy += in[0].at(at(b, c, i));
+        sum_dy_xhat += in[0].at(at(b, c, i)) * (x.at(at(b, c, i)) - mean) * r;
+      }
+    for (std::int64_t b = 0; b < s[0]; ++b)
+      for (std::int64_t i = 0; i < inner; ++i) {
+        const std::int64_t k = at(b, c, i);
+        const double xhat = (x.at(k) - mean) * r;
+        o[k] = backward ? gamma * r * (in[0].at(k) - sum_dy / n - xhat * sum_dy_xhat / n) : xhat * gamma + in[2].at(c);
+      }
+  }
+  return out;
+}
+
+void add_batch_norm_cases(std::vector<OpCase>& cases) {
+  const double eps = 1e-3;
+  for (const Shape& x : {Shape{4, 3, 2, 5}, Shape{6, 2}, Shape{1, 2, 3}, Shape{2, 1, 1, 1}}) {
+    const Shape c{x[1]};
+    for (int which : {0, 1, 2}) {
+      const char* what = which == 0 ? "y" : which == 1 ? "the batch mean" : "the batch variance";
+      cases.push_back({.op = "batch_norm",
+                       .name = "batch_norm x " + x.to_string() + ": " + what,
+                       .dtypes = kFloats,
+                       .inputs = {{x}, {.shape = c, .low = 0.5, .high = 2.0}, {c}},
+                       .build =
+                           [=](Graph&, const std::vector<Value>& v) {
+                             const BatchNormOutputs o = batch_norm_training(v[0], v[1], v[2], eps);
+                             return which == 0 ? o.y : which == 1 ? o.mean : o.variance;
+                           },
+                       .reference =
+                           [=](const Inputs& in, const Value&) { return batch_norm_reference(in, which, false, eps); },
+                       // Two values per channel (N = 2, 1x1) normalise to ±1 whatever they are:
+                       // the gradient is 0 up to rounding, and finite differences of it are noise.
+                       .differentiable = x.numel() / x[1] > 2,
+                       .f32 = {1e-4, 1e-5}});
+    }
+    cases.push_back({.op = "batch_norm_backward",
+                     .name = "batch_norm_backward x " + x.to_string(),
+                     .dtypes = kFloats,
+                     .inputs = {{x}, {x}, {.shape = c, .low = 0.5, .high = 2.0}, {c}, {.shape = c, .low = 0.2, .high = 2.0}},
+                     .build =
+                         [=](Graph&, const std::vector<Value>& v) {
+                           return batch_norm_backward(v[0], v[1], v[2], v[3], v[4], eps).dx;
+                         },
+                     .reference = [=](const Inputs& in, const Value&) { return batch_norm_reference(in, 0, true, eps); },
+                     .f32 = {1e-4, 1e-5}});
+  }
+}
+
 }  // namespace
 
 void add_convolution_cases(std::vector<OpCase>& cases) {
+  add_batch_norm_cases(cases);
   add_conv_cases(cases);
   add_max_pool_cases(cases);
   add_avg_pool_cases(cases);
