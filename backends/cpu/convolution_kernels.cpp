@@ -232,8 +232,62 @@ struct RowGatherer {
   }
 };
 
+// A 3x3 stencil between two planes of the same width: out[o, i] = Σ_{r,s} weights[r·3 + s] ·
+// in[o + row_shift[r], i + shift[s]], terms outside `in` dropped (tap s reaches the output
+// columns [first[s], last[s])). On the rows where all three taps' rows lie inside `in`, every
+// term's index in the flat plane is the output's plus a constant, row_shift[r]·width + shift[s]:
+// those rows are one long vectorised loop over the flat plane, which wraps round at their ends
+// (a tap off the row's left end reads the previous row's last element), and the few columns
+// where some tap falls off the row are then computed again tap by tap. The other rows go
+// through RowGatherer.
+template <typename T>
+void stencil_3x3(const T* in, Index in_rows, T* out, Index out_rows, Index width, const T* weights,
+                 const std::array<Index, 3>& row_shift, const std::array<Index, 3>& shift,
+                 const std::array<Index, 3>& first, const std::array<Index, 3>& last) {
+  const Index lo = std::max({first[0], first[1], first[2]});
+  const Index hi = std::min({last[0], last[1], last[2]});
+  Index o0 = 0, o1 = out_rows;
+  for (int r = 0; r < 3; ++r) o0 = std::max(o0, -row_shift[r]), o1 = std::min(o1, in_rows - row_shift[r]);
+  if (hi <= lo || o1 <= o0) o0 = o1 = 0;  // no interior: every row tap by tap
+  for (Index o = 0; o < out_rows; ++o) {
+    if (o >= o0 && o < o1) continue;
+    T* row = out + o * width;
+    std::fill(row, row + width, T(0));
+    RowGatherer<T> rows{row, shift, first, last};
+    for (int r = 0; r < 3; ++r)
+      if (o + row_shift[r] >= 0 && o + row_shift[r] < in_rows)
+        rows.add(in + (o + row_shift[r]) * width, weights + r * 3);
+    rows.flush();
+  }
+  if (o0 == o1) return;
+  std::array<Index, 9> offset{};
+  std::array<T, 9> w{};
+  for (int t = 0; t < 9; ++t) offset[t] = row_shift[t / 3] * width + shift[t % 3], w[t] = weights[t];
+#pragma GCC ivdep
+  for (Index q = o0 * width + lo; q < (o1 - 1) * width + hi; ++q) {
+    T sum = 0;
+    for (int t = 0; t < 9; ++t) sum += w[t] * in[q + offset[t]];
+    out[q] = sum;
+  }
+  auto edge = [&](Index o, Index i) {
+    T sum = 0;
+    for (int t = 0; t < 9; ++t)
+      if (i >= first[t % 3] && i < last[t % 3]) sum += w[t] * in[o * width + i + offset[t]];
+    out[o * width + i] = sum;
+  };
+  for (Index o = o0; o < o1; ++o) {
+    for (Index i = 0; i < lo; ++i) edge(o, i);
+    for (Index i = hi; i < width; ++i) edge(o, i);
+  }
+}
+
 // Rows three taps wide at stride 1, the common depthwise kernel: gather_taps applies.
 bool three_taps(const Conv2dParams& p) { return p.kernel_w == 3 && p.stride_w == 1; }
+
+// 3x3 at stride 1 with the output as wide as the input ('same' padding): stencil_3x3 applies.
+bool flat_stencil(const Conv2dParams& p) {
+  return three_taps(p) && p.kernel_h == 3 && p.stride_h == 1 && p.out_width == p.width;
+}
 
 // y[n,k] = Σ_{r,s} w[k,r,s] · x[n, k / Kg] shifted by the tap, one output plane per task.
 template <typename T>
@@ -247,12 +301,19 @@ void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T
     shift[s] = s * p.dilation_w - p.pad_left;
     std::tie(reach_begin[s], reach_end[s]) = valid_range(p.out_width, 1, shift[s], p.width);
   }
+  // Output row oh reads input row oh + row_shift[r].
+  const bool flat = flat_stencil(p);
+  const std::array<Index, 3> row_shift{-p.pad_top, p.dilation_h - p.pad_top, 2 * p.dilation_h - p.pad_top};
   pool.parallel_for(p.batch * p.out_channels, 1, [&](Index first, Index last) {
     for (Index task = first; task < last; ++task) {
       const Index n = task / p.out_channels, k = task % p.out_channels, c = k / p.group_out();
       const T* in = x + (n * p.in_channels + c) * plane_in;
       const T* weights = w + k * taps;
       T* out = y + task * plane_out;
+      if (flat) {
+        stencil_3x3(in, p.height, out, p.out_height, p.width, weights, row_shift, shift, reach_begin, reach_end);
+        continue;
+      }
       std::fill(out, out + plane_out, T(0));
       for (Index oh = 0; oh < p.out_height; ++oh) {
         T* __restrict out_row = out + oh * p.out_width;
@@ -318,11 +379,19 @@ void direct_backward_data(ThreadPool& pool, const Conv2dParams& p, const T* dy, 
     const auto [ow0, ow1] = valid_range(p.out_width, 1, offset, p.width);
     shift[s] = -offset, reach_begin[s] = ow0 + offset, reach_end[s] = ow1 + offset;
   }
+  // With one output channel per input channel, input row ih takes output row ih + row_shift[r].
+  const bool flat = flat_stencil(p);
+  const std::array<Index, 3> row_shift{p.pad_top, p.pad_top - p.dilation_h, p.pad_top - 2 * p.dilation_h};
   pool.parallel_for(p.batch * p.in_channels, 1, [&](Index first, Index last) {
     for (Index task = first; task < last; ++task) {
       const Index n = task / p.in_channels, c = task % p.in_channels;
       T* out = dx + task * plane_in;
       std::fill(out, out + plane_in, T(0));
+      if (flat && p.group_out() == 1) {
+        stencil_3x3(dy + (n * p.out_channels + c) * plane_out, p.out_height, out, p.height, p.width, w + c * taps,
+                    row_shift, shift, reach_begin, reach_end);
+        continue;
+      }
       if (fused) {
         gather_backward_data_plane(p, dy + (n * p.out_channels + c * p.group_out()) * plane_out,
                                    w + c * p.group_out() * taps, out, shift, reach_begin, reach_end);
