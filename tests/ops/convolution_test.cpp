@@ -143,7 +143,13 @@ const std::vector<ConvCase>& conv_cases() {
       {{2, 4, 9, 9}, {4, 1, 3, 3}, options({2, 2}, 1, {1, 1}, 4)},                            // depthwise, strided
       {{1, 3, 10, 9}, {3, 1, 2, 3}, options({3, 2}, Padding::sides(1, 0, 1, 2), {2, 2}, 3)},  // depthwise, dilated
       {{2, 4, 6, 9}, {4, 1, 3, 3}, options({2, 1}, Padding::sides(0, 3, 2, 1), {1, 2}, 4)},
-      {{1, 2, 4, 2}, {2, 1, 3, 3}, options({1, 1}, 2, {1, 2}, 2)},                // no column that all three taps reach
+      {{1, 2, 4, 2}, {2, 1, 3, 3}, options({1, 1}, 2, {1, 2}, 2)},   // no column that all three taps reach
+      {{2, 3, 9, 10}, {3, 1, 3, 3}, options({1, 1}, 2, {2, 2}, 3)},  // depthwise, dilated 'same'
+      {{1, 4, 7, 8}, {4, 1, 3, 3}, options({1, 1}, Padding::sides(0, 1, 2, 1), {1, 1}, 4)},
+      {{1, 4, 7, 20}, {4, 1, 3, 3}, options({1, 1}, Padding::sides(2, 1, 0, 1), {1, 1}, 4)},
+      {{1, 2, 5, 2}, {2, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 2)},  // rows too short for an interior
+      {{2, 2, 4, 1}, {2, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 2)},
+      {{2, 2, 1, 5}, {2, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 2)},
       {{2, 3, 6, 6}, {6, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 3)},                // channel multiplier 2
       {{1, 2, 7, 5}, {6, 1, 3, 3}, options({2, 1}, Padding::same(), {1, 1}, 2)},  // multiplier 3
       {{3, 8, 5, 6}, {4, 8, 1, 1}, options({1, 1}, 0)},                           // pointwise
