@@ -39,7 +39,7 @@
 // fixed buffers (best of 15), against PyTorch 2 (oneDNN, two threads) on the same machine:
 //   3x3, 64 -> 64 channels, 8 images 56x56:   forward 10.9 ms (PyTorch 8.5), data gradient 10.8
 //                                             (9.3), filter gradient 11.2 (10.0)
-//   depthwise 3x3, 32 channels, 8 x 56x56:    0.25 (0.24), 0.25 (0.34), 0.72 (0.27)
+//   depthwise 3x3, 32 channels, 8 x 56x56:    0.25 (0.24), 0.27 (0.33), 0.49 (0.27)
 //   1x1, 32 -> 64 channels, 8 x 56x56:        0.62 (0.71), 0.64 (0.76), 0.66 (0.77)
 // The gemm-based kernels run within 15% of OpenBLAS's own time for the same products.
 #include <cblas.h>
