@@ -143,7 +143,13 @@ const std::vector<ConvCase>& conv_cases() {
       {{2, 4, 9, 9}, {4, 1, 3, 3}, options({2, 2}, 1, {1, 1}, 4)},                            // depthwise, strided
       {{1, 3, 10, 9}, {3, 1, 2, 3}, options({3, 2}, Padding::sides(1, 0, 1, 2), {2, 2}, 3)},  // depthwise, dilated
       {{2, 4, 6, 9}, {4, 1, 3, 3}, options({2, 1}, Padding::sides(0, 3, 2, 1), {1, 2}, 4)},
-      {{1, 2, 4, 2}, {2, 1, 3, 3}, options({1, 1}, 2, {1, 2}, 2)},                // no column that all three taps reach
+      {{1, 2, 4, 2}, {2, 1, 3, 3}, options({1, 1}, 2, {1, 2}, 2)},   // no column that all three taps reach
+      {{2, 3, 9, 10}, {3, 1, 3, 3}, options({1, 1}, 2, {2, 2}, 3)},  // depthwise, dilated 'same'
+      {{1, 4, 7, 8}, {4, 1, 3, 3}, options({1, 1}, Padding::sides(0, 1, 2, 1), {1, 1}, 4)},
+      {{1, 4, 7, 20}, {4, 1, 3, 3}, options({1, 1}, Padding::sides(2, 1, 0, 1), {1, 1}, 4)},
+      {{1, 2, 5, 2}, {2, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 2)},  // rows too short for an interior
+      {{2, 2, 4, 1}, {2, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 2)},
+      {{2, 2, 1, 5}, {2, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 2)},
       {{2, 3, 6, 6}, {6, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 3)},                // channel multiplier 2
       {{1, 2, 7, 5}, {6, 1, 3, 3}, options({2, 1}, Padding::same(), {1, 1}, 2)},  // multiplier 3
       {{3, 8, 5, 6}, {4, 8, 1, 1}, options({1, 1}, 0)},                           // pointwise
@@ -187,6 +193,36 @@ TEST_CASE("conv2d and its data and filter gradients match the reference loops, f
       check_matches(out[1], t, c.x, ref.dx);
       check_matches(out[2], t, c.w, ref.dw);
     }
+}
+
+TEST_CASE("a depthwise filter gradient reads no pixel outside a tap's reach, with an infinity in x") {
+  // x's first column holds +inf on one row: taps s = 0 and 1 read it (their sums are +inf, dy
+  // being positive) and tap s = 2 never does, so its sums stay finite.
+  for (DType t : {f32, f64}) {
+    CAPTURE(dtype_name(t));
+    const ConvCase c{{2, 2, 6, 7}, {2, 1, 3, 3}, options({1, 1}, 1, {1, 1}, 2)};
+    const ConvAttributes a = attributes_of(c);
+    const Geometry geo = geometry_of(c.x, c.w, a);
+    const Shape y_shape{geo.n, geo.k, geo.oh, geo.ow};
+    std::vector<double> xs = values_of(random_tensor(f64, c.x, 30));
+    xs[2 * 7] = std::numeric_limits<double>::infinity();
+    const std::vector<double> dys = values_of(random_tensor(f64, y_shape, 31, 0.1, 1.0));
+    Graph g;
+    Value x = g.placeholder("x", t, c.x), dy = g.placeholder("dy", t, y_shape);
+    const Tensor out = testing::run1(g, conv2d_backward_filter(x, dy, {3, 3}, a),
+                                     {{x, tensor_of(t, c.x, xs)}, {dy, tensor_of(t, y_shape, dys)}});
+    const std::vector<double> expected = reference_conv(geo, xs, std::vector<double>(18), dys).dw;
+    for (Index i = 0; i < 18; ++i) {
+      CAPTURE(i);
+      const double e = expected[static_cast<std::size_t>(i)];
+      if (std::isinf(e))
+        CHECK(out.at(i) == e);
+      else
+        CHECK(std::abs(out.at(i) - e) <= 1e-4 * (1 + std::abs(e)));
+    }
+    CHECK(std::isfinite(out.at(2)));  // filter 0, tap (0, 2)
+    CHECK(std::isinf(out.at(3)));     // filter 0, tap (1, 0)
+  }
 }
 
 TEST_CASE("gradients of conv2d through autodiff are the reference adjoints") {
