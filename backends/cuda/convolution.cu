@@ -1,0 +1,770 @@
+// CUDA kernels for convolutions, pooling and padding (ops/convolution.h), f32 and f64 (pad also
+// i32 and i64); the host side is convolution_kernels.cpp. Every tensor is contiguous NCHW.
+//
+// --- Convolutions as implicit GEMMs -------------------------------------------------------------
+//
+// Per group g, each of the three conv ops is a matrix product whose operands are read straight
+// from the tensors (an implicit im2col: no unfolded copy is ever made). With C/g = Cg, K/g = Kg,
+//
+//   conv2d                  y[k, (n,i,j)]   = Σ_(c',r,s) w[k, (c',r,s)] · X[(c',r,s), (n,i,j)]
+//   conv2d_backward_data    dx[c', (n,h,w)] = Σ_(k,r,s)  w[k, c', r, s] · D[(k,r,s), (n,h,w)]
+//   conv2d_backward_filter  dw[k, (c',r,s)] = Σ_(n,i,j)  dy[n, k, i, j] · X[(n,i,j), (c',r,s)]
+//
+// (channels counted within the group), where X is x at row i·sh - pt + r·dh, column
+// j·sw - pl + s·dw (0 in the padding), and D[(k,r,s), (n,h,w)] is dy[n, k, i, j] for the whole
+// i in [0, OH) with h = i·sh - pt + r·dh and j likewise, or 0 where there is none. D is the gather
+// form of the transposed convolution: each dx element is summed by one thread, with no atomics.
+//
+// One kernel, implicit_gemm, computes all three, the Problem structs below supplying the index
+// arithmetic. A block of 256 threads owns a 64 x 64 tile of one group's product and walks the
+// reduction in steps of 16: it loads a 64 x 16 tile of the left operand and a 16 x 64 tile of the
+// right into shared memory, and each thread accumulates a 4 x 4 sub-tile (rows ty + 16·u,
+// columns tx + 16·v: the 16 threads of a half-warp read 16 consecutive elements of the right
+// tile and one of the left). A thread loads the same left row and right column at every step,
+// so what depends only on those (the image pixel of a column, the weight row of a row) is
+// worked out once per tile; what depends on the reduction index costs two integer divisions
+// per loaded element. Indices within a product are 32-bit (the host checks they fit, see
+// conv_fits_kernels); offsets into the tensors are 64-bit.
+//
+// conv2d_backward_filter reduces over N·OH·OW, which is often far longer than its output is
+// wide. The reduction is then split into chunks, one block per (chunk, tile) writing its partial
+// sums to the workspace, and a second kernel adds the chunks in order: no atomics, so the result
+// depends on the shape only.
+//
+// Depthwise convolutions (groups = C = K) would use one row of each 64-row tile; they take
+// direct kernels: one thread per y (or dx) element over its window, and for dw one block per
+// weight element reducing over N·OH·OW in a fixed tree.
+//
+// --- Pools and padding ----------------------------------------------------------------------------
+//
+// One thread per output element (forward) or per input element (backward, the gather form: a
+// dx element sums the windows that reach it, in the windows' row-major order, as a scatter over
+// the windows would). max_pool2d_backward finds each window's first maximum again from x.
+// pad_backward sums, for each dx element, the positions of y that copy it: itself and, in
+// reflect mode, up to two mirror images per dim.
+//
+// Sums accumulate in the element type (f32 in f32: the GPU's f64 rate is low on most parts),
+// so f32 results agree with the CPU's to rounding, not bit for bit.
+#include <limits>
+
+#include "fovea/backends/cuda/device.cuh"
+#include "fovea/backends/cuda/kernel_launch.cuh"
+
+namespace fovea::cuda_backend {
+
+namespace {
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kGemmThreads = 256;
+// The left tile is kept transposed, [kTileK][kTileM], one element wider than the tile so that
+// the threads storing a column of it hit different banks.
+constexpr int kLeftStride = kTileM + 1;
+
+template <typename T>
+constexpr std::size_t gemm_shared_bytes() {
+  return sizeof(T) * (kTileK * kLeftStride + kTileK * kTileN);
+}
+
+template <typename T>
+__device__ inline T negative_infinity() {
+  return -std::numeric_limits<T>::infinity();
+}
+
+// The sizes of one group's product [m x n] = [m x k]·[k x n], the number of groups, and the
+// reduction's split into `splits` chunks of `chunk` (a multiple of kTileK when splits > 1).
+struct GemmSize {
+  int groups = 1, m = 0, n = 0, k = 0, splits = 1, chunk = 0;
+};
+
+// A product reduced whole, in one chunk.
+GemmSize unsplit(int groups, int m, int n, int k) { return {groups, m, n, k, 1, k}; }
+
+// A convolution's sizes as ints (each fits: conv_fits_kernels).
+struct Conv {
+  int batch, c, h, w, k, oh, ow, r, s, sh, sw, pt, pl, dh, dw, groups, cg, kg;
+  explicit Conv(const ConvShape& a)
+      : batch(static_cast<int>(a.batch)),
+        c(static_cast<int>(a.in_channels)),
+        h(static_cast<int>(a.height)),
+        w(static_cast<int>(a.width)),
+        k(static_cast<int>(a.out_channels)),
+        oh(static_cast<int>(a.out_height)),
+        ow(static_cast<int>(a.out_width)),
+        r(static_cast<int>(a.kernel_h)),
+        s(static_cast<int>(a.kernel_w)),
+        sh(static_cast<int>(a.stride_h)),
+        sw(static_cast<int>(a.stride_w)),
+        pt(static_cast<int>(a.pad_top)),
+        pl(static_cast<int>(a.pad_left)),
+        dh(static_cast<int>(a.dilation_h)),
+        dw(static_cast<int>(a.dilation_w)),
+        groups(static_cast<int>(a.groups)),
+        cg(static_cast<int>(a.in_channels / a.groups)),
+        kg(static_cast<int>(a.out_channels / a.groups)) {}
+  __host__ __device__ int window() const { return r * s; }
+  __host__ __device__ int in_plane() const { return h * w; }
+  __host__ __device__ int out_plane() const { return oh * ow; }
+};
+
+// --- The implicit GEMM ----------------------------------------------------------------------------
+
+// Problem::Row row(g, m) and Problem::Column column(g, p) precompute what a(row, q) and
+// b(column, q) need for the left operand's row m and the right operand's column p of group g;
+// store(g, split, m, p, v) writes element (m, p) of the product (of chunk `split`).
+template <typename T, typename Problem>
+__global__ void __launch_bounds__(kGemmThreads) implicit_gemm(const Problem problem, const GemmSize size) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  T* left = reinterpret_cast<T*>(shared);  // [kTileK][kLeftStride]
+  T* right = left + kTileK * kLeftStride;  // [kTileK][kTileN]
+  const int t = static_cast<int>(threadIdx.x), tx = t % 16, ty = t / 16;
+  // This thread loads left[a_col + u][a_row] and right[b_row + 4u][b_col], u < 4, at every step.
+  const int a_row = t / 4, a_col = (t % 4) * 4, b_col = t % kTileN, b_row = t / kTileN;
+  const std::int64_t tiles_m = (size.m + kTileM - 1) / kTileM, tiles_n = (size.n + kTileN - 1) / kTileN;
+  const std::int64_t tiles = static_cast<std::int64_t>(size.groups) * size.splits * tiles_m * tiles_n;
+  for (std::int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    std::int64_t rest = tile;
+    const int m0 = static_cast<int>(rest % tiles_m) * kTileM;
+    rest /= tiles_m;
+    const int n0 = static_cast<int>(rest % tiles_n) * kTileN;
+    rest /= tiles_n;
+    const int split = static_cast<int>(rest % size.splits), g = static_cast<int>(rest / size.splits);
+    const int k_begin = split * size.chunk;
+    const int k_end = size.k - k_begin < size.chunk ? size.k : k_begin + size.chunk;
+    const bool row_ok = m0 + a_row < size.m, column_ok = n0 + b_col < size.n;
+    const typename Problem::Row row = row_ok ? problem.row(g, m0 + a_row) : typename Problem::Row{};
+    const typename Problem::Column column = column_ok ? problem.column(g, n0 + b_col) : typename Problem::Column{};
+    T acc[4][4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
+    for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int qa = k0 + a_col + u, qb = k0 + b_row + 4 * u;
+        left[(a_col + u) * kLeftStride + a_row] = row_ok && qa < k_end ? problem.a(row, qa) : T(0);
+        right[(b_row + 4 * u) * kTileN + b_col] = column_ok && qb < k_end ? problem.b(column, qb) : T(0);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < kTileK; ++kk) {
+        T a[4], b[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          a[u] = left[kk * kLeftStride + ty + 16 * u];
+          b[u] = right[kk * kTileN + tx + 16 * u];
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+#pragma unroll
+          for (int v = 0; v < 4; ++v) acc[u][v] += a[u] * b[v];
+      }
+      __syncthreads();  // everyone is done with the tiles before the next step overwrites them
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) {
+        const int m = m0 + ty + 16 * u, p = n0 + tx + 16 * v;
+        if (m < size.m && p < size.n) problem.store(g, split, m, p, acc[u][v]);
+      }
+  }
+}
+
+// conv2d: left w [Kg, Cg·R·S] (contiguous rows), right X [Cg·R·S, N·OH·OW].
+template <typename T>
+struct ForwardProblem {
+  Conv c;
+  const T *x, *w;
+  T* y;
+  struct Row {
+    const T* weights;
+  };
+  struct Column {
+    const T* image;  // x[n, g·Cg]
+    int h0, w0;      // the window's top left corner
+  };
+  __device__ Row row(int g, int m) const { return {w + (static_cast<std::int64_t>(g) * c.kg + m) * c.cg * c.window()}; }
+  __device__ T a(const Row& row, int q) const { return row.weights[q]; }
+  __device__ Column column(int g, int p) const {
+    const int n = p / c.out_plane(), ij = p - n * c.out_plane(), i = ij / c.ow, j = ij - i * c.ow;
+    return {x + (static_cast<std::int64_t>(n) * c.c + static_cast<std::int64_t>(g) * c.cg) * c.in_plane(),
+            i * c.sh - c.pt, j * c.sw - c.pl};
+  }
+  __device__ T b(const Column& column, int q) const {
+    const int channel = q / c.window(), rs = q - channel * c.window(), r = rs / c.s, s = rs - r * c.s;
+    const int h = column.h0 + r * c.dh, w_ = column.w0 + s * c.dw;
+    if (h < 0 || h >= c.h || w_ < 0 || w_ >= c.w) return T(0);
+    return column.image[(static_cast<std::int64_t>(channel) * c.h + h) * c.w + w_];
+  }
+  __device__ void store(int g, int, int m, int p, T value) const {
+    const int n = p / c.out_plane(), ij = p - n * c.out_plane();
+    y[(static_cast<std::int64_t>(n) * c.k + static_cast<std::int64_t>(g) * c.kg + m) * c.out_plane() + ij] = value;
+  }
+};
+
+// conv2d_backward_data: left wᵀ [Cg, Kg·R·S], right D [Kg·R·S, N·H·W].
+template <typename T>
+struct BackwardDataProblem {
+  Conv c;
+  const T *dy, *w;
+  T* dx;
+  struct Row {
+    const T* weights;  // w[g·Kg, c', 0, 0]; the next k is Cg·R·S further on
+  };
+  struct Column {
+    const T* gradient;  // dy[n, g·Kg]
+    int hp, wp;         // the pixel's position in the padded image
+  };
+  __device__ Row row(int g, int m) const { return {w + (static_cast<std::int64_t>(g) * c.kg * c.cg + m) * c.window()}; }
+  __device__ T a(const Row& row, int q) const {
+    const int k = q / c.window(), rs = q - k * c.window();
+    return row.weights[static_cast<std::int64_t>(k) * c.cg * c.window() + rs];
+  }
+  __device__ Column column(int g, int p) const {
+    const int n = p / c.in_plane(), hw = p - n * c.in_plane(), h = hw / c.w, w_ = hw - h * c.w;
+    return {dy + (static_cast<std::int64_t>(n) * c.k + static_cast<std::int64_t>(g) * c.kg) * c.out_plane(), h + c.pt,
+            w_ + c.pl};
+  }
+  __device__ T b(const Column& column, int q) const {
+    const int k = q / c.window(), rs = q - k * c.window(), r = rs / c.s, s = rs - r * c.s;
+    const int th = column.hp - r * c.dh, tw = column.wp - s * c.dw;
+    if (th < 0 || tw < 0) return T(0);
+    const int i = th / c.sh, j = tw / c.sw;
+    if (i * c.sh != th || j * c.sw != tw || i >= c.oh || j >= c.ow) return T(0);
+    return column.gradient[(static_cast<std::int64_t>(k) * c.oh + i) * c.ow + j];
+  }
+  __device__ void store(int g, int, int m, int p, T value) const {
+    const int n = p / c.in_plane(), hw = p - n * c.in_plane();
+    dx[(static_cast<std::int64_t>(n) * c.c + static_cast<std::int64_t>(g) * c.cg + m) * c.in_plane() + hw] = value;
+  }
+};
+
+// conv2d_backward_filter: left dy [Kg, N·OH·OW], right X [N·OH·OW, Cg·R·S]. Chunk `split` of
+// the reduction writes to target + split·K·Cg·R·S (target is dw when there is one chunk).
+template <typename T>
+struct BackwardFilterProblem {
+  Conv c;
+  const T *x, *dy;
+  T* target;
+  struct Row {
+    const T* gradient;  // dy[0, g·Kg + k]
+  };
+  struct Column {
+    const T* image;  // x[0, g·Cg + c']
+    int h0, w0;      // the offset of the tap (r, s) from a window's corner, less the padding
+  };
+  __device__ Row row(int g, int m) const { return {dy + (static_cast<std::int64_t>(g) * c.kg + m) * c.out_plane()}; }
+  __device__ T a(const Row& row, int q) const {
+    const int n = q / c.out_plane(), ij = q - n * c.out_plane();
+    return row.gradient[static_cast<std::int64_t>(n) * c.k * c.out_plane() + ij];
+  }
+  __device__ Column column(int g, int p) const {
+    const int channel = p / c.window(), rs = p - channel * c.window(), r = rs / c.s, s = rs - r * c.s;
+    return {x + (static_cast<std::int64_t>(g) * c.cg + channel) * c.in_plane(), r * c.dh - c.pt, s * c.dw - c.pl};
+  }
+  __device__ T b(const Column& column, int q) const {
+    const int n = q / c.out_plane(), ij = q - n * c.out_plane(), i = ij / c.ow, j = ij - i * c.ow;
+    const int h = i * c.sh + column.h0, w_ = j * c.sw + column.w0;
+    if (h < 0 || h >= c.h || w_ < 0 || w_ >= c.w) return T(0);
+    return column.image[static_cast<std::int64_t>(n) * c.c * c.in_plane() + static_cast<std::int64_t>(h) * c.w + w_];
+  }
+  __device__ void store(int g, int split, int m, int p, T value) const {
+    const std::int64_t filter = static_cast<std::int64_t>(c.k) * c.cg * c.window();
+    target[split * filter + (static_cast<std::int64_t>(g) * c.kg + m) * c.cg * c.window() + p] = value;
+  }
+};
+
+// dw[e] = Σ_split partial[split·count + e], the chunks in order.
+template <typename T>
+__global__ void add_chunks(const T* partial, T* dw, std::int64_t count, int splits) {
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    T sum = T(0);
+    for (int split = 0; split < splits; ++split) sum += partial[split * count + e];
+    dw[e] = sum;
+  }
+}
+
+template <typename T, typename Problem>
+void run_gemm(const Problem& problem, const GemmSize& size, cudaStream_t stream) {
+  const std::int64_t tiles = static_cast<std::int64_t>(size.groups) * size.splits * ((size.m + kTileM - 1) / kTileM) *
+                             ((size.n + kTileN - 1) / kTileN);
+  if (tiles == 0) return;
+  FOVEA_LAUNCH((implicit_gemm<T, Problem>), grid_for(tiles), kGemmThreads, gemm_shared_bytes<T>(), stream)
+  (problem, size);
+}
+
+// The backward filter's product and its split: enough blocks to fill a large GPU (a few per
+// SM), but chunks of at least 32 steps, so that the partial sums stay a small part of the work.
+GemmSize filter_size(const Conv& c) {
+  GemmSize size = unsplit(c.groups, c.kg, c.cg * c.window(), c.batch * c.out_plane());
+  constexpr std::int64_t kTargetBlocks = 512, kMinChunk = 32 * kTileK;
+  const std::int64_t tiles =
+      static_cast<std::int64_t>(c.groups) * ((size.m + kTileM - 1) / kTileM) * ((size.n + kTileN - 1) / kTileN);
+  if (size.k == 0 || tiles == 0) return size;
+  std::int64_t splits = (kTargetBlocks + tiles - 1) / tiles;
+  const std::int64_t most = (size.k + kMinChunk - 1) / kMinChunk;
+  if (splits > most) splits = most;
+  if (splits < 1) splits = 1;
+  const std::int64_t chunk = ((size.k + splits - 1) / splits + kTileK - 1) / kTileK * kTileK;
+  size.chunk = static_cast<int>(chunk);
+  size.splits = static_cast<int>((size.k + chunk - 1) / chunk);
+  return size;
+}
+
+// --- Depthwise convolutions -----------------------------------------------------------------------
+
+// y[n,c,i,j] = Σ_(r,s) x[n, c, i·sh - pt + r·dh, j·sw - pl + s·dw]·w[c, 0, r, s]
+template <typename T>
+__global__ void depthwise_forward(Conv c, const T* x, const T* w, T* y) {
+  const std::int64_t count = static_cast<std::int64_t>(c.batch) * c.k * c.out_plane();
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    const std::int64_t image = e / c.out_plane();  // n·C + channel
+    const int ij = static_cast<int>(e - image * c.out_plane()), i = ij / c.ow, j = ij - i * c.ow;
+    const int channel = static_cast<int>(image % c.c);
+    const T* in = x + image * c.in_plane();
+    const T* weights = w + static_cast<std::int64_t>(channel) * c.window();
+    T sum = T(0);
+    for (int r = 0; r < c.r; ++r) {
+      const int h = i * c.sh - c.pt + r * c.dh;
+      if (h < 0 || h >= c.h) continue;
+      for (int s = 0; s < c.s; ++s) {
+        const int w_ = j * c.sw - c.pl + s * c.dw;
+        if (w_ >= 0 && w_ < c.w) sum += in[h * c.w + w_] * weights[r * c.s + s];
+      }
+    }
+    y[e] = sum;
+  }
+}
+
+// dx[n,c,h,w] = Σ dy[n,c,i,j]·w[c,0,r,s] over the taps (r, s) and windows (i, j) that read it.
+template <typename T>
+__global__ void depthwise_backward_data(Conv c, const T* dy, const T* w, T* dx) {
+  const std::int64_t count = static_cast<std::int64_t>(c.batch) * c.c * c.in_plane();
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    const std::int64_t image = e / c.in_plane();
+    const int hw = static_cast<int>(e - image * c.in_plane()), h = hw / c.w, w_ = hw - h * c.w;
+    const int channel = static_cast<int>(image % c.c);
+    const T* gradient = dy + image * c.out_plane();
+    const T* weights = w + static_cast<std::int64_t>(channel) * c.window();
+    T sum = T(0);
+    for (int r = 0; r < c.r; ++r) {
+      const int th = h + c.pt - r * c.dh, i = th / c.sh;
+      if (th < 0 || i * c.sh != th || i >= c.oh) continue;
+      for (int s = 0; s < c.s; ++s) {
+        const int tw = w_ + c.pl - s * c.dw, j = tw / c.sw;
+        if (tw >= 0 && j * c.sw == tw && j < c.ow) sum += gradient[i * c.ow + j] * weights[r * c.s + s];
+      }
+    }
+    dx[e] = sum;
+  }
+}
+
+// dw[c,0,r,s] = Σ_(n,i,j) dy[n,c,i,j]·x[n, c, i·sh - pt + r·dh, j·sw - pl + s·dw]: one block per
+// weight, each thread summing every blockDim-th (n,i,j), then a tree over the threads.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) depthwise_backward_filter(Conv c, const T* x, const T* dy, T* dw) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  T* partial = reinterpret_cast<T*>(shared);
+  const int t = static_cast<int>(threadIdx.x);
+  const std::int64_t weights = static_cast<std::int64_t>(c.c) * c.window();
+  const int reduced = c.batch * c.out_plane();
+  for (std::int64_t e = blockIdx.x; e < weights; e += gridDim.x) {
+    const int channel = static_cast<int>(e / c.window()), rs = static_cast<int>(e % c.window());
+    const int r = rs / c.s, s = rs - r * c.s;
+    T sum = T(0);
+    for (int q = t; q < reduced; q += kThreads) {
+      const int n = q / c.out_plane(), ij = q - n * c.out_plane(), i = ij / c.ow, j = ij - i * c.ow;
+      const int h = i * c.sh - c.pt + r * c.dh, w_ = j * c.sw - c.pl + s * c.dw;
+      if (h < 0 || h >= c.h || w_ < 0 || w_ >= c.w) continue;
+      const std::int64_t image = static_cast<std::int64_t>(n) * c.c + channel;
+      sum += dy[image * c.out_plane() + ij] * x[image * c.in_plane() + h * c.w + w_];
+    }
+    partial[t] = sum;
+    __syncthreads();
+    for (int half = kThreads / 2; half > 0; half /= 2) {
+      if (t < half) partial[t] += partial[t + half];
+      __syncthreads();
+    }
+    if (t == 0) dw[e] = partial[0];
+  }
+}
+
+// --- Pools -------------------------------------------------------------------------------------------
+
+// A pool's sizes as ints (the host checks each fits).
+struct Pool {
+  int h, w, oh, ow, r, s, sh, sw, pt, pl, dh, dw;
+  std::int64_t planes;  // N·C
+  bool count_include_pad;
+  explicit Pool(const PoolShape& a)
+      : h(static_cast<int>(a.height)),
+        w(static_cast<int>(a.width)),
+        oh(static_cast<int>(a.out_height)),
+        ow(static_cast<int>(a.out_width)),
+        r(static_cast<int>(a.kernel_h)),
+        s(static_cast<int>(a.kernel_w)),
+        sh(static_cast<int>(a.stride_h)),
+        sw(static_cast<int>(a.stride_w)),
+        pt(static_cast<int>(a.pad_top)),
+        pl(static_cast<int>(a.pad_left)),
+        dh(static_cast<int>(a.dilation_h)),
+        dw(static_cast<int>(a.dilation_w)),
+        planes(a.batch * a.channels),
+        count_include_pad(a.count_include_pad) {}
+};
+
+// The first maximal in-image element of window (i, j) of one image, in row-major order of the
+// taps (a NaN is larger than everything, the first NaN the maximum): its tap r·S + s and value,
+// or -1 and -inf when the window holds padding only.
+template <typename T>
+struct Maximum {
+  int tap;
+  T value;
+};
+
+template <typename T>
+__device__ inline Maximum<T> window_maximum(const Pool& p, const T* image, int i, int j) {
+  Maximum<T> best{-1, negative_infinity<T>()};
+  for (int r = 0; r < p.r; ++r) {
+    const int h = i * p.sh - p.pt + r * p.dh;
+    if (h < 0 || h >= p.h) continue;
+    for (int s = 0; s < p.s; ++s) {
+      const int w = j * p.sw - p.pl + s * p.dw;
+      if (w < 0 || w >= p.w) continue;
+      const T v = image[h * p.w + w];
+      if (best.tap < 0 || v > best.value || (v != v && best.value == best.value)) best = {r * p.s + s, v};
+    }
+  }
+  return best;
+}
+
+// The taps along one axis that reach position `at` from a window: window index `index` uses tap
+// `tap` when index·stride - pad + tap·dilation = at. Visited from the last tap down, so the
+// windows come in increasing order.
+struct Reach {
+  int position, pad, stride, dilation, windows;
+  // The window that tap `tap` of reaches `position` from, or -1.
+  __device__ int window_of(int tap) const {
+    const int t = position + pad - tap * dilation, index = t / stride;
+    return t >= 0 && index * stride == t && index < windows ? index : -1;
+  }
+};
+
+template <typename T>
+__global__ void max_pool_forward(Pool p, const T* x, T* y) {
+  const std::int64_t count = p.planes * p.oh * p.ow;
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    const std::int64_t plane = e / (p.oh * p.ow);
+    const int ij = static_cast<int>(e - plane * p.oh * p.ow), i = ij / p.ow, j = ij - i * p.ow;
+    y[e] = window_maximum(p, x + plane * p.h * p.w, i, j).value;
+  }
+}
+
+// dx[n,c,h,w] = Σ dy[n,c,i,j] over the windows (i, j) whose first maximum is (h, w).
+template <typename T>
+__global__ void max_pool_backward(Pool p, const T* x, const T* dy, T* dx) {
+  const std::int64_t count = p.planes * p.h * p.w;
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    const std::int64_t plane = e / (p.h * p.w);
+    const int hw = static_cast<int>(e - plane * p.h * p.w), h = hw / p.w, w = hw - h * p.w;
+    const T* image = x + plane * p.h * p.w;
+    const T* gradient = dy + plane * p.oh * p.ow;
+    const Reach rows{h, p.pt, p.sh, p.dh, p.oh}, columns{w, p.pl, p.sw, p.dw, p.ow};
+    T sum = T(0);
+    for (int r = p.r - 1; r >= 0; --r) {
+      const int i = rows.window_of(r);
+      if (i < 0) continue;
+      for (int s = p.s - 1; s >= 0; --s) {
+        const int j = columns.window_of(s);
+        if (j >= 0 && window_maximum(p, image, i, j).tap == r * p.s + s) sum += gradient[i * p.ow + j];
+      }
+    }
+    dx[e] = sum;
+  }
+}
+
+// How many taps of window `index` along one axis fall inside [0, size).
+__device__ inline int taps_inside(int index, int stride, int pad, int dilation, int taps, int size) {
+  int inside = 0;
+  for (int tap = 0; tap < taps; ++tap) {
+    const int at = index * stride - pad + tap * dilation;
+    inside += at >= 0 && at < size;
+  }
+  return inside;
+}
+
+// What window (i, j)'s sum is divided by.
+__device__ inline int divisor(const Pool& p, int i, int j) {
+  if (p.count_include_pad) return p.r * p.s;
+  return taps_inside(i, p.sh, p.pt, p.dh, p.r, p.h) * taps_inside(j, p.sw, p.pl, p.dw, p.s, p.w);
+}
+
+template <typename T>
+__global__ void avg_pool_forward(Pool p, const T* x, T* y) {
+  const std::int64_t count = p.planes * p.oh * p.ow;
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    const std::int64_t plane = e / (p.oh * p.ow);
+    const int ij = static_cast<int>(e - plane * p.oh * p.ow), i = ij / p.ow, j = ij - i * p.ow;
+    const T* image = x + plane * p.h * p.w;
+    T sum = T(0);
+    for (int r = 0; r < p.r; ++r) {
+      const int h = i * p.sh - p.pt + r * p.dh;
+      if (h < 0 || h >= p.h) continue;
+      for (int s = 0; s < p.s; ++s) {
+        const int w = j * p.sw - p.pl + s * p.dw;
+        if (w >= 0 && w < p.w) sum += image[h * p.w + w];
+      }
+    }
+    y[e] = sum / static_cast<T>(divisor(p, i, j));
+  }
+}
+
+// dx[n,c,h,w] = Σ dy[n,c,i,j] / divisor(i, j) over the windows (i, j) that hold (h, w).
+template <typename T>
+__global__ void avg_pool_backward(Pool p, const T* dy, T* dx) {
+  const std::int64_t count = p.planes * p.h * p.w;
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    const std::int64_t plane = e / (p.h * p.w);
+    const int hw = static_cast<int>(e - plane * p.h * p.w), h = hw / p.w, w = hw - h * p.w;
+    const T* gradient = dy + plane * p.oh * p.ow;
+    const Reach rows{h, p.pt, p.sh, p.dh, p.oh}, columns{w, p.pl, p.sw, p.dw, p.ow};
+    T sum = T(0);
+    for (int r = p.r - 1; r >= 0; --r) {
+      const int i = rows.window_of(r);
+      if (i < 0) continue;
+      for (int s = p.s - 1; s >= 0; --s) {
+        const int j = columns.window_of(s);
+        if (j >= 0) sum += gradient[i * p.ow + j] / static_cast<T>(divisor(p, i, j));
+      }
+    }
+    dx[e] = sum;
+  }
+}
+
+// --- Padding -----------------------------------------------------------------------------------------
+
+// Where position `at` of a padded dim reads the unpadded one: `at - before`, mirrored about the
+// edges in reflect mode (one reflection suffices: the pads are shorter than the dim); -1 in the
+// constant mode's padding.
+__device__ inline std::int64_t source_of(std::int64_t at, std::int64_t before, std::int64_t size, bool reflect) {
+  std::int64_t t = at - before;
+  if (t >= 0 && t < size) return t;
+  if (!reflect) return -1;
+  return t < 0 ? -t : 2 * (size - 1) - t;
+}
+
+template <typename T>
+__global__ void pad_forward(PadShape a, T value, const T* x, T* y, std::int64_t count) {
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    std::int64_t rest = e, offset = 0, stride = 1;
+    bool inside = true;
+    for (int d = a.rank - 1; d >= 0; --d) {
+      const std::int64_t at = rest % a.out_dims[d], t = source_of(at, a.before[d], a.in_dims[d], a.reflect);
+      rest /= a.out_dims[d];
+      inside = inside && t >= 0;
+      offset += t * stride;
+      stride *= a.in_dims[d];
+    }
+    y[e] = inside ? x[offset] : value;
+  }
+}
+
+// dx[e] = Σ dy over the positions of y that copy x[e]: per dim, the position itself and (reflect)
+// its mirror images before and after it, combined over the dims in increasing order of y's
+// offset.
+template <typename T>
+__global__ void pad_backward(PadShape a, const T* dy, T* dx, std::int64_t count) {
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    std::int64_t sources[kMaxDims][3];
+    int counts[kMaxDims], digit[kMaxDims];
+    std::int64_t rest = e;
+    for (int d = a.rank - 1; d >= 0; --d) {
+      const std::int64_t t = rest % a.in_dims[d], size = a.in_dims[d], before = a.before[d];
+      const std::int64_t after = a.out_dims[d] - size - before;
+      rest /= a.in_dims[d];
+      int n = 0;
+      if (a.reflect && t >= 1 && t <= before) sources[d][n++] = before - t;
+      sources[d][n++] = before + t;
+      if (a.reflect && t <= size - 2 && t >= size - 1 - after) sources[d][n++] = before + 2 * (size - 1) - t;
+      counts[d] = n;
+      digit[d] = 0;
+    }
+    T sum = T(0);
+    for (;;) {
+      std::int64_t offset = 0;
+      for (int d = 0; d < a.rank; ++d) offset = offset * a.out_dims[d] + sources[d][digit[d]];
+      sum += dy[offset];
+      int d = a.rank - 1;
+      while (d >= 0 && ++digit[d] == counts[d]) digit[d--] = 0;
+      if (d < 0) break;
+    }
+    dx[e] = sum;
+  }
+}
+
+// Calls f(T{}) for f32 and f64.
+template <typename F>
+bool floating(Element t, F&& f) {
+  switch (t) {
+    case Element::f32:
+      f(float{});
+      return true;
+    case Element::f64:
+      f(double{});
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool depthwise(const ConvShape& a) { return a.groups == a.in_channels && a.groups == a.out_channels; }
+
+}  // namespace
+
+bool conv_fits_kernels(const ConvShape& a) {
+  constexpr std::int64_t kLimit = std::int64_t{1} << 31;
+  const std::int64_t window = a.kernel_h * a.kernel_w;
+  return a.batch * a.out_height * a.out_width < kLimit && a.batch * a.height * a.width < kLimit &&
+         a.in_channels * window < kLimit && a.out_channels * window < kLimit && a.stride_h < kLimit &&
+         a.stride_w < kLimit && a.pad_top < kLimit && a.pad_left < kLimit && a.dilation_h * a.kernel_h < kLimit &&
+         a.dilation_w * a.kernel_w < kLimit && a.height + a.pad_top < kLimit && a.width + a.pad_left < kLimit;
+}
+
+bool launch_conv2d(Element type, const ConvShape& shape, const void* x, const void* w, void* y, void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    const Conv c(shape);
+    if (depthwise(shape)) {
+      const std::int64_t count = static_cast<std::int64_t>(c.batch) * c.k * c.out_plane();
+      if (count == 0) return;
+      FOVEA_LAUNCH(depthwise_forward<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+      (c, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y));
+      return;
+    }
+    const ForwardProblem<T> problem{c, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y)};
+    run_gemm<T>(problem, unsplit(c.groups, c.kg, c.batch * c.out_plane(), c.cg * c.window()), as_stream(stream));
+  });
+}
+
+bool launch_conv2d_backward_data(Element type, const ConvShape& shape, const void* dy, const void* w, void* dx,
+                                 void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    const Conv c(shape);
+    if (depthwise(shape)) {
+      const std::int64_t count = static_cast<std::int64_t>(c.batch) * c.c * c.in_plane();
+      if (count == 0) return;
+      FOVEA_LAUNCH(depthwise_backward_data<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+      (c, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx));
+      return;
+    }
+    const BackwardDataProblem<T> problem{c, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx)};
+    run_gemm<T>(problem, unsplit(c.groups, c.cg, c.batch * c.in_plane(), c.kg * c.window()), as_stream(stream));
+  });
+}
+
+std::int64_t conv2d_backward_filter_workspace_bytes(Element type, const ConvShape& shape) {
+  if (depthwise(shape)) return 0;
+  const GemmSize size = filter_size(Conv(shape));
+  if (size.splits == 1) return 0;
+  const std::int64_t element_bytes = type == Element::f64 ? 8 : 4;
+  return size.splits * shape.out_channels * (shape.in_channels / shape.groups) * shape.kernel_h * shape.kernel_w *
+         element_bytes;
+}
+
+bool launch_conv2d_backward_filter(Element type, const ConvShape& shape, const void* x, const void* dy, void* dw,
+                                   void* workspace, void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    const Conv c(shape);
+    const std::int64_t weights = static_cast<std::int64_t>(c.k) * c.cg * c.window();
+    if (weights == 0) return;
+    if (depthwise(shape)) {
+      FOVEA_LAUNCH(depthwise_backward_filter<T>, grid_for(weights), kThreads, kThreads * sizeof(T), as_stream(stream))
+      (c, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dw));
+      return;
+    }
+    const GemmSize size = filter_size(c);
+    T* target = size.splits == 1 ? static_cast<T*>(dw) : static_cast<T*>(workspace);
+    const BackwardFilterProblem<T> problem{c, static_cast<const T*>(x), static_cast<const T*>(dy), target};
+    run_gemm<T>(problem, size, as_stream(stream));
+    if (size.splits == 1) return;
+    FOVEA_LAUNCH(add_chunks<T>, blocks_for(weights), kThreads, 0, as_stream(stream))
+    (target, static_cast<T*>(dw), weights, size.splits);
+  });
+}
+
+bool launch_max_pool2d(Element type, const PoolShape& shape, const void* x, void* y, void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    const std::int64_t count = shape.batch * shape.channels * shape.out_height * shape.out_width;
+    if (count == 0) return;
+    FOVEA_LAUNCH(max_pool_forward<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+    (Pool(shape), static_cast<const T*>(x), static_cast<T*>(y));
+  });
+}
+
+bool launch_max_pool2d_backward(Element type, const PoolShape& shape, const void* x, const void* dy, void* dx,
+                                void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    const std::int64_t count = shape.batch * shape.channels * shape.height * shape.width;
+    if (count == 0) return;
+    FOVEA_LAUNCH(max_pool_backward<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+    (Pool(shape), static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dx));
+  });
+}
+
+bool launch_avg_pool2d(Element type, const PoolShape& shape, const void* x, void* y, void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    const std::int64_t count = shape.batch * shape.channels * shape.out_height * shape.out_width;
+    if (count == 0) return;
+    FOVEA_LAUNCH(avg_pool_forward<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+    (Pool(shape), static_cast<const T*>(x), static_cast<T*>(y));
+  });
+}
+
+bool launch_avg_pool2d_backward(Element type, const PoolShape& shape, const void* dy, void* dx, void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    const std::int64_t count = shape.batch * shape.channels * shape.height * shape.width;
+    if (count == 0) return;
+    FOVEA_LAUNCH(avg_pool_backward<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+    (Pool(shape), static_cast<const T*>(dy), static_cast<T*>(dx));
+  });
+}
+
+bool launch_pad(Element type, const PadShape& shape, double value, const void* x, void* y, void* stream) {
+  std::int64_t count = 1;
+  for (int d = 0; d < shape.rank; ++d) count *= shape.out_dims[d];
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    if (count == 0) return;
+    FOVEA_LAUNCH(pad_forward<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+    (shape, static_cast<T>(value), static_cast<const T*>(x), static_cast<T*>(y), count);
+  };
+  switch (type) {
+    case Element::i32:
+      run(std::int32_t{});
+      return true;
+    case Element::i64:
+      run(std::int64_t{});
+      return true;
+    default:
+      return floating(type, run);
+  }
+}
+
+bool launch_pad_backward(Element type, const PadShape& shape, const void* dy, void* dx, void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    std::int64_t count = 1;
+    for (int d = 0; d < shape.rank; ++d) count *= shape.in_dims[d];
+    if (count == 0) return;
+    FOVEA_LAUNCH(pad_backward<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+    (shape, static_cast<const T*>(dy), static_cast<T*>(dx), count);
+  });
+}
+
+}  // namespace fovea::cuda_backend
