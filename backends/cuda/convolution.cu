@@ -18,13 +18,16 @@
 // One kernel, implicit_gemm, computes all three, the Problem structs below supplying the index
 // arithmetic. A block of 256 threads owns a 64 x 64 tile of one group's product and walks the
 // reduction in steps of 16: it loads a 64 x 16 tile of the left operand and a 16 x 64 tile of the
-// right into shared memory, and each thread accumulates a 4 x 4 sub-tile (rows ty + 16·u,
-// columns tx + 16·v: the 16 threads of a half-warp read 16 consecutive elements of the right
-// tile and one of the left). A thread loads the same left row and right column at every step,
-// so what depends only on those (the image pixel of a column, the weight row of a row) is
-// worked out once per tile; what depends on the reduction index costs two integer divisions
-// per loaded element. Indices within a product are 32-bit (the host checks they fit, see
-// conv_fits_kernels); offsets into the tensors are 64-bit.
+// right into shared memory, and each thread accumulates a 4 x 4 sub-tile: rows 4·ty to 4·ty + 3,
+// columns 4·tx to 4·tx + 3, so that per step of the reduction it reads its four left and four
+// right elements with two 16-byte shared loads (four for f64) rather than eight scalar ones,
+// which would make shared memory, not the FMAs, the limit. (Storing the transposed left tile,
+// four threads share a bank; that is four stores per step against 128 loads made 32.) A thread
+// loads the same left row and right column at every step, so what depends only on those (the
+// image pixel of a column, the weight row of a row) is worked out once per tile; what depends
+// on the reduction index costs two integer divisions per loaded element. Indices within a
+// product are 32-bit (the host checks they fit, see conv_fits_kernels); offsets into the
+// tensors are 64-bit.
 //
 // conv2d_backward_filter reduces over N·OH·OW, which is often far longer than its output is
 // wide. The reduction is then split into chunks, one block per (chunk, tile) writing its partial
@@ -55,13 +58,22 @@ namespace fovea::cuda_backend {
 namespace {
 
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kGemmThreads = 256;
-// The left tile is kept transposed, [kTileK][kTileM], one element wider than the tile so that
-// the threads storing a column of it hit different banks.
-constexpr int kLeftStride = kTileM + 1;
 
+// Shared memory of implicit_gemm: the left tile transposed, [kTileK][kTileM], then the right
+// tile, [kTileK][kTileN].
 template <typename T>
 constexpr std::size_t gemm_shared_bytes() {
-  return sizeof(T) * (kTileK * kLeftStride + kTileK * kTileN);
+  return sizeof(T) * kTileK * (kTileM + kTileN);
+}
+
+// out[0..3] = p[0..3], p on a 16-byte boundary, in 16-byte loads.
+__device__ inline void load4(const float* p, float (&out)[4]) {
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+}
+__device__ inline void load4(const double* p, double (&out)[4]) {
+  const double2 low = *reinterpret_cast<const double2*>(p), high = *reinterpret_cast<const double2*>(p + 2);
+  out[0] = low.x, out[1] = low.y, out[2] = high.x, out[3] = high.y;
 }
 
 template <typename T>
@@ -113,8 +125,8 @@ struct Conv {
 template <typename T, typename Problem>
 __global__ void __launch_bounds__(kGemmThreads) implicit_gemm(const Problem problem, const GemmSize size) {
   extern __shared__ __align__(16) unsigned char shared[];
-  T* left = reinterpret_cast<T*>(shared);  // [kTileK][kLeftStride]
-  T* right = left + kTileK * kLeftStride;  // [kTileK][kTileN]
+  T* left = reinterpret_cast<T*>(shared);  // [kTileK][kTileM]
+  T* right = left + kTileK * kTileM;       // [kTileK][kTileN]
   const int t = static_cast<int>(threadIdx.x), tx = t % 16, ty = t / 16;
   // This thread loads left[a_col + u][a_row] and right[b_row + 4u][b_col], u < 4, at every step.
   const int a_row = t / 4, a_col = (t % 4) * 4, b_col = t % kTileN, b_row = t / kTileN;
@@ -141,18 +153,15 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm(const Problem prob
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
         const int qa = k0 + a_col + u, qb = k0 + b_row + 4 * u;
-        left[(a_col + u) * kLeftStride + a_row] = row_ok && qa < k_end ? problem.a(row, qa) : T(0);
+        left[(a_col + u) * kTileM + a_row] = row_ok && qa < k_end ? problem.a(row, qa) : T(0);
         right[(b_row + 4 * u) * kTileN + b_col] = column_ok && qb < k_end ? problem.b(column, qb) : T(0);
       }
       __syncthreads();
 #pragma unroll
       for (int kk = 0; kk < kTileK; ++kk) {
         T a[4], b[4];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-          a[u] = left[kk * kLeftStride + ty + 16 * u];
-          b[u] = right[kk * kTileN + tx + 16 * u];
-        }
+        load4(left + kk * kTileM + 4 * ty, a);
+        load4(right + kk * kTileN + 4 * tx, b);
 #pragma unroll
         for (int u = 0; u < 4; ++u)
 #pragma unroll
@@ -164,7 +173,7 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm(const Problem prob
     for (int u = 0; u < 4; ++u)
 #pragma unroll
       for (int v = 0; v < 4; ++v) {
-        const int m = m0 + ty + 16 * u, p = n0 + tx + 16 * v;
+        const int m = m0 + 4 * ty + u, p = n0 + 4 * tx + v;
         if (m < size.m && p < size.n) problem.store(g, split, m, p, acc[u][v]);
       }
   }
