@@ -14,6 +14,10 @@
 // j·sw - pl + s·dw (0 in the padding), and D[(k,r,s), (n,h,w)] is dy[n, k, i, j] for the whole
 // i in [0, OH) with h = i·sh - pt + r·dh and j likewise, or 0 where there is none. D is the gather
 // form of the transposed convolution: each dx element is summed by one thread, with no atomics.
+// With a stride, most (k,r,s) give no whole i: of the taps r, only those with
+// r·dh ≡ h + pt (mod sh) reach row h. So a strided backward_data is split into sh·sw products,
+// one per phase ((h + pt) mod sh, (w + pl) mod sw), each over the dx pixels of its phase and
+// reducing over only the taps that reach them: no multiplications by structural zeros.
 //
 // One kernel, implicit_gemm, computes all three, the Problem structs below supplying the index
 // arithmetic. A block of 256 threads owns a 64 x 64 tile of one group's product and walks the
@@ -248,6 +252,76 @@ struct BackwardDataProblem {
   }
 };
 
+// The most taps along an axis that a strided backward_data splits by phase; a kernel with more
+// takes the unsplit product.
+constexpr int kMaxPhaseTaps = 16;
+
+// One phase of a strided backward_data: the dx rows h0, h0 + sh, ... (`rows` of them) and
+// columns w0, w0 + sw, ..., reached by the taps tap_h[0..taps_h) and tap_w[0..taps_w).
+struct Phase {
+  int h0 = 0, w0 = 0, rows = 0, columns = 0, taps_h = 0, taps_w = 0;
+  int tap_h[kMaxPhaseTaps] = {}, tap_w[kMaxPhaseTaps] = {};
+};
+
+// conv2d_backward_data over one phase: left wᵀ [Cg, Kg·taps_h·taps_w], right D over those taps
+// [Kg·taps_h·taps_w, N·rows·columns], where every (k, tap, pixel) is a whole (i, j), in range
+// or not.
+template <typename T>
+struct PhaseBackwardDataProblem {
+  Conv c;
+  Phase phase;
+  const T *dy, *w;
+  T* dx;
+  struct Row {
+    const T* weights;  // w[g·Kg, c', 0, 0]
+  };
+  struct Column {
+    const T* gradient;  // dy[n, g·Kg]
+    int hp, wp;         // the pixel's position in the padded image
+  };
+  // (k, r, s) of reduction index q.
+  __device__ void taps(int q, int& k, int& r, int& s) const {
+    const int per_k = phase.taps_h * phase.taps_w;
+    k = q / per_k;
+    const int t = q - k * per_k, th = t / phase.taps_w;
+    r = phase.tap_h[th];
+    s = phase.tap_w[t - th * phase.taps_w];
+  }
+  // dx's offset within one image plane of pixel p of the phase, and p's batch item.
+  __device__ int pixel(int p, int& n) const {
+    const int per_n = phase.rows * phase.columns;
+    n = p / per_n;
+    const int t = p - n * per_n, hi = t / phase.columns, wi = t - hi * phase.columns;
+    return (phase.h0 + hi * c.sh) * c.w + phase.w0 + wi * c.sw;
+  }
+  __device__ Row row(int g, int m) const { return {w + (static_cast<std::int64_t>(g) * c.kg * c.cg + m) * c.window()}; }
+  __device__ T a(const Row& row, int q) const {
+    int k, r, s;
+    taps(q, k, r, s);
+    return row.weights[static_cast<std::int64_t>(k) * c.cg * c.window() + r * c.s + s];
+  }
+  __device__ Column column(int g, int p) const {
+    int n;
+    const int hw = pixel(p, n), h = hw / c.w;
+    return {dy + (static_cast<std::int64_t>(n) * c.k + static_cast<std::int64_t>(g) * c.kg) * c.out_plane(), h + c.pt,
+            hw - h * c.w + c.pl};
+  }
+  __device__ T b(const Column& column, int q) const {
+    int k, r, s;
+    taps(q, k, r, s);
+    const int th = column.hp - r * c.dh, tw = column.wp - s * c.dw;
+    if (th < 0 || tw < 0) return T(0);
+    const int i = th / c.sh, j = tw / c.sw;  // whole: the taps are this phase's
+    if (i >= c.oh || j >= c.ow) return T(0);
+    return column.gradient[(static_cast<std::int64_t>(k) * c.oh + i) * c.ow + j];
+  }
+  __device__ void store(int g, int, int m, int p, T value) const {
+    int n;
+    const int hw = pixel(p, n);
+    dx[(static_cast<std::int64_t>(n) * c.c + static_cast<std::int64_t>(g) * c.cg + m) * c.in_plane() + hw] = value;
+  }
+};
+
 // conv2d_backward_filter: left dy [Kg, N·OH·OW], right X [N·OH·OW, Cg·R·S]. Chunk `split` of
 // the reduction writes to target + split·K·Cg·R·S (target is dw when there is one chunk).
 template <typename T>
@@ -300,6 +374,34 @@ void run_gemm(const Problem& problem, const GemmSize& size, cudaStream_t stream)
   if (tiles == 0) return;
   FOVEA_LAUNCH((implicit_gemm<T, Problem>), grid_for(tiles), kGemmThreads, gemm_shared_bytes<T>(), stream)
   (problem, size);
+}
+
+// The taps t < taps of one axis with t·dilation ≡ phase (mod stride), into `out`; how many.
+int phase_taps(int phase, int taps, int stride, int dilation, int (&out)[kMaxPhaseTaps]) {
+  int count = 0;
+  for (int t = 0; t < taps; ++t)
+    if (t * dilation % stride == phase) out[count++] = t;
+  return count;
+}
+
+// A strided backward_data as one product per phase; a phase no tap reaches gets zeros (a
+// product with an empty reduction).
+template <typename T>
+void strided_backward_data(const Conv& c, const T* dy, const T* w, T* dx, cudaStream_t stream) {
+  for (int ph = 0; ph < c.sh; ++ph)
+    for (int pw = 0; pw < c.sw; ++pw) {
+      Phase phase;
+      phase.h0 = ((ph - c.pt) % c.sh + c.sh) % c.sh;
+      phase.w0 = ((pw - c.pl) % c.sw + c.sw) % c.sw;
+      phase.rows = phase.h0 < c.h ? (c.h - phase.h0 + c.sh - 1) / c.sh : 0;
+      phase.columns = phase.w0 < c.w ? (c.w - phase.w0 + c.sw - 1) / c.sw : 0;
+      phase.taps_h = phase_taps(ph, c.r, c.sh, c.dh, phase.tap_h);
+      phase.taps_w = phase_taps(pw, c.s, c.sw, c.dw, phase.tap_w);
+      const PhaseBackwardDataProblem<T> problem{c, phase, dy, w, dx};
+      run_gemm<T>(problem,
+                  unsplit(c.groups, c.cg, c.batch * phase.rows * phase.columns, c.kg * phase.taps_h * phase.taps_w),
+                  stream);
+    }
 }
 
 // The backward filter's product and its split: enough blocks to fill a large GPU (a few per
@@ -667,6 +769,9 @@ bool launch_conv2d_backward_data(Element type, const ConvShape& shape, const voi
       (c, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx));
       return;
     }
+    if ((c.sh > 1 || c.sw > 1) && c.r <= kMaxPhaseTaps && c.s <= kMaxPhaseTaps)
+      return strided_backward_data(c, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx),
+                                   as_stream(stream));
     const BackwardDataProblem<T> problem{c, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx)};
     run_gemm<T>(problem, unsplit(c.groups, c.cg, c.batch * c.in_plane(), c.kg * c.window()), as_stream(stream));
   });

@@ -266,6 +266,11 @@ TEST_CASE("convolution kernels: the implicit GEMM over partial and multiple tile
   check_conv<float>(conv(1, 3, 9, 8, 70, 3, 3, 1, 2, 2, 2, 1, 1), 20);
   check_conv<double>(conv(1, 5, 1, 11, 3, 1, 3, 1, 1, 0, 1, 1, 1), 30);  // conv1d-like, batch 1
   check_conv<double>(conv(3, 2, 5, 5, 4, 1, 1, 1, 1, 0, 1, 1, 1), 40);   // 1x1
+  // Stride 3 with dilation 2: the taps of a phase are not consecutive.
+  check_conv<double>(conv(2, 3, 11, 10, 4, 3, 5, 3, 2, 2, 2, 1, 1), 41);
+  check_conv<float>(conv(1, 4, 9, 9, 6, 3, 3, 2, 2, 1, 1, 1, 2), 42);  // stride 2, groups
+  // Strides longer than the image and the kernel: phases that no tap reaches.
+  check_conv<double>(conv(1, 2, 2, 7, 3, 1, 2, 3, 4, 0, 1, 1, 1), 43);
 }
 
 TEST_CASE("convolution kernels: groups, depthwise, and the backward filter's split reduction") {
