@@ -1,7 +1,8 @@
 // The CUDA convolution, pooling and padding kernels (backends/cuda/convolution.cu) against the
 // CPU backend: each op, compiled for both on the same random inputs, forward and backward, in
 // f32 and f64, over strides, padding, dilation, groups (depthwise included), batch 1 and odd
-// sizes; pad also on integers; and the gradients of a small convolutional network.
+// sizes; pad also on integers; the gradients of a small convolutional network; and that the
+// kernels, which use no atomics, give the same bits at every run, recorded in a CUDA Graph or not.
 //
 // Where no GPU is visible every test is skipped, saying why. Run just these with
 //   ./fovea_tests -sf="*cuda_conv_test*"
@@ -100,6 +101,49 @@ const std::vector<ConvCase> kConvCases = {
     {{1, 3, 1, 17}, {70, 3, 1, 4}, {{1, 3}, {0, 2, 0, 1}, {1, 1}, 1}},
     {{3, 16, 5, 5}, {130, 16, 1, 1}, {{1, 1}, {0, 0, 0, 0}, {1, 1}, 1}},
     {{8, 3, 32, 30}, {4, 3, 3, 3}, {{1, 1}, {1, 1, 1, 1}, {1, 1}, 1}},
+};
+
+// Bitwise equality (NaNs equal).
+void expect_identical(const Tensor& actual, const Tensor& expected) {
+  REQUIRE(actual.shape().to_string() == expected.shape().to_string());
+  for (std::int64_t i = 0; i < actual.numel(); ++i) {
+    const double a = actual.at(i), e = expected.at(i);
+    if (!(a == e || (std::isnan(a) && std::isnan(e)))) {
+      FAIL_CHECK("element " << i << ": " << a << ", expected " << e);
+      return;
+    }
+  }
+}
+
+// A small convolutional network over `batch` images of 3 x 32 x 30: reflect padding, a conv,
+// max pooling, a depthwise conv, a 1x1 conv and average pooling; its outputs are the gradients
+// of a sum of squares with respect to the input and the three filters, and the loss.
+struct SmallCnn {
+  Shape x_shape;
+  Value x, w1, w2, w3;
+  std::vector<Value> outputs;
+
+  SmallCnn(Graph& g, DType dtype, std::int64_t batch) : x_shape{batch, 3, 32, 30} {
+    x = g.placeholder("x", dtype, x_shape);
+    w1 = g.placeholder("w1", dtype, {8, 3, 3, 3});
+    w2 = g.placeholder("w2", dtype, {8, 1, 3, 3});
+    w3 = g.placeholder("w3", dtype, {4, 8, 1, 1});
+    Value h = relu(conv2d(pad(x, {0, 0, 1, 1}, {0, 0, 1, 1}, PadMode::reflect), w1));
+    h = max_pool2d(h, {2, 2});
+    h = relu(conv2d(h, w2, {.stride = {1, 1}, .padding = 1, .groups = 8}));
+    h = avg_pool2d(conv2d(h, w3), {2, 2}, {.padding = 1, .count_include_pad = false});
+    Value loss = reduce_sum(mul(h, h));
+    outputs = grad(loss, {x, w1, w2, w3});
+    outputs.push_back(loss);
+  }
+
+  Feeds feeds(std::uint64_t seed) const {
+    const DType dtype = x.dtype();
+    return {{x, random_tensor(dtype, x_shape, seed)},
+            {w1, random_tensor(dtype, w1.shape(), seed + 1)},
+            {w2, random_tensor(dtype, w2.shape(), seed + 2)},
+            {w3, random_tensor(dtype, w3.shape(), seed + 3)}};
+  }
 };
 
 }  // namespace
@@ -207,20 +251,30 @@ TEST_CASE("the gradients of a small convolutional network agree between the CPU 
   for (DType dtype : {f32, f64}) {
     CAPTURE(dtype_name(dtype));
     Graph g;
-    Value x = g.placeholder("x", dtype, {2, 3, 12, 11});
-    Value w1 = g.placeholder("w1", dtype, {8, 3, 3, 3}), w2 = g.placeholder("w2", dtype, {8, 1, 3, 3});
-    Value w3 = g.placeholder("w3", dtype, {4, 8, 1, 1});
-    Value h = relu(conv2d(pad(x, {0, 0, 1, 1}, {0, 0, 1, 1}, PadMode::reflect), w1));
-    h = max_pool2d(h, {2, 2});
-    h = relu(conv2d(h, w2, {.stride = {1, 1}, .padding = 1, .groups = 8}));
-    h = avg_pool2d(conv2d(h, w3), {2, 2}, {.padding = 1, .count_include_pad = false});
-    Value loss = reduce_sum(mul(h, h));
-    std::vector<Value> outputs = grad(loss, {x, w1, w2, w3});
-    outputs.push_back(loss);
-    check_backends_agree(g, outputs,
-                         {{x, random_tensor(dtype, {2, 3, 12, 11}, 1)},
-                          {w1, random_tensor(dtype, {8, 3, 3, 3}, 2)},
-                          {w2, random_tensor(dtype, {8, 1, 3, 3}, 3)},
-                          {w3, random_tensor(dtype, {4, 8, 1, 1}, 4)}});
+    const SmallCnn net(g, dtype, 2);
+    check_backends_agree(g, net.outputs, net.feeds(1));
   }
+}
+
+TEST_CASE("the convolution kernels give the same bits at every run, eager or replayed from a CUDA Graph" *
+          doctest::test_suite("gpu")) {
+  if (!have_gpu()) return;
+  // A batch of 8 makes the first conv's filter gradient long enough to be split into chunks,
+  // whose partial sums go through the backend's workspace.
+  Graph g;
+  const SmallCnn net(g, f32, 8);
+  Executable eager = compile(g, net.outputs, cuda());
+  Executable recorded = compile(g, net.outputs, cuda(), {.capture_graph = true});
+  for (std::uint64_t step = 0; step < 3; ++step) {
+    CAPTURE(step);
+    const std::vector<Tensor> first = eager.run(net.feeds(10 + step)), again = eager.run(net.feeds(10 + step));
+    const std::vector<Tensor> replayed = recorded.run(net.feeds(10 + step));
+    REQUIRE(first.size() == again.size());
+    for (std::size_t i = 0; i < first.size(); ++i) {
+      INFO("output " << i);
+      expect_identical(again[i], first[i]);
+      expect_identical(replayed[i], first[i]);
+    }
+  }
+  CHECK(recorded.captured());
 }
