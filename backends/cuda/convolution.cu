@@ -26,12 +26,12 @@
 // columns 4·tx to 4·tx + 3, so that per step of the reduction it reads its four left and four
 // right elements with two 16-byte shared loads (four for f64) rather than eight scalar ones,
 // which would make shared memory, not the FMAs, the limit. (Storing the transposed left tile,
-// four threads share a bank; that is four stores per step against 128 loads made 32.) A thread
-// loads the same left row and right column at every step, so what depends only on those (the
-// image pixel of a column, the weight row of a row) is worked out once per tile; what depends
-// on the reduction index costs two integer divisions per loaded element. Indices within a
-// product are 32-bit (the host checks they fit, see conv_fits_kernels); offsets into the
-// tensors are 64-bit.
+// four threads share a bank; that is four stores per step against 128 loads made 32.) No element
+// load divides: a thread loads the same left row and right column at every step, so what depends
+// only on those (the image pixel of a column, the weight row of a row) is worked out once per
+// tile, and what depends on the reduction index (a tap, or a pixel of dy) once per block and
+// step, by 16 threads into shared memory. Indices within a product are 32-bit (the host checks
+// they fit, see conv_fits_kernels); offsets into the tensors are 64-bit.
 //
 // conv2d_backward_filter reduces over N·OH·OW, which is often far longer than its output is
 // wide. The reduction is then split into chunks, one block per (chunk, tile) writing its partial
@@ -63,11 +63,11 @@ namespace {
 
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kGemmThreads = 256;
 
-// Shared memory of implicit_gemm: the left tile transposed, [kTileK][kTileM], then the right
-// tile, [kTileK][kTileN].
-template <typename T>
+// Shared memory of implicit_gemm: the left tile transposed, [kTileK][kTileM], the right tile,
+// [kTileK][kTileN], and two steps' worth of Problem::Step, [2][kTileK].
+template <typename T, typename Problem>
 constexpr std::size_t gemm_shared_bytes() {
-  return sizeof(T) * kTileK * (kTileM + kTileN);
+  return sizeof(T) * kTileK * (kTileM + kTileN) + 2 * kTileK * sizeof(typename Problem::Step);
 }
 
 // out[0..3] = p[0..3], p on a 16-byte boundary, in 16-byte loads.
@@ -123,14 +123,20 @@ struct Conv {
 
 // --- The implicit GEMM ----------------------------------------------------------------------------
 
-// Problem::Row row(g, m) and Problem::Column column(g, p) precompute what a(row, q) and
-// b(column, q) need for the left operand's row m and the right operand's column p of group g;
-// store(g, split, m, p, v) writes element (m, p) of the product (of chunk `split`).
+// Problem::Row row(g, m), Problem::Column column(g, p) and Problem::Step step(q) work out what
+// a(row, step) and b(column, step) need of the left operand's row m, the right operand's column p
+// (of group g) and the reduction index q: a thread computes its row and column once per tile,
+// and the first kTileK threads each step of the next step of the reduction, into shared memory
+// (double-buffered: written while the current step's are read), so that no element load
+// decomposes q itself. store(g, split, m, p, v) writes element (m, p) of the product (of chunk
+// `split`).
 template <typename T, typename Problem>
 __global__ void __launch_bounds__(kGemmThreads) implicit_gemm(const Problem problem, const GemmSize size) {
+  using Step = typename Problem::Step;
   extern __shared__ __align__(16) unsigned char shared[];
-  T* left = reinterpret_cast<T*>(shared);  // [kTileK][kTileM]
-  T* right = left + kTileK * kTileM;       // [kTileK][kTileN]
+  T* left = reinterpret_cast<T*>(shared);                          // [kTileK][kTileM]
+  T* right = left + kTileK * kTileM;                               // [kTileK][kTileN]
+  Step* steps = reinterpret_cast<Step*>(right + kTileK * kTileN);  // [2][kTileK]
   const int t = static_cast<int>(threadIdx.x), tx = t % 16, ty = t / 16;
   // This thread loads left[a_col + u][a_row] and right[b_row + 4u][b_col], u < 4, at every step.
   const int a_row = t / 4, a_col = (t % 4) * 4, b_col = t % kTileN, b_row = t / kTileN;
@@ -153,13 +159,19 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm(const Problem prob
     for (int u = 0; u < 4; ++u)
 #pragma unroll
       for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
-    for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
+    if (t < kTileK && k_begin + t < k_end) steps[t] = problem.step(k_begin + t);
+    __syncthreads();
+    for (int k0 = k_begin, buffer = 0; k0 < k_end; k0 += kTileK, buffer ^= 1) {
+      const Step* now = steps + buffer * kTileK;
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
-        const int qa = k0 + a_col + u, qb = k0 + b_row + 4 * u;
-        left[(a_col + u) * kTileM + a_row] = row_ok && qa < k_end ? problem.a(row, qa) : T(0);
-        right[(b_row + 4 * u) * kTileN + b_col] = column_ok && qb < k_end ? problem.b(column, qb) : T(0);
+        const int qa = a_col + u, qb = b_row + 4 * u;
+        left[qa * kTileM + a_row] = row_ok && k0 + qa < k_end ? problem.a(row, now[qa]) : T(0);
+        right[qb * kTileN + b_col] = column_ok && k0 + qb < k_end ? problem.b(column, now[qb]) : T(0);
       }
+      // The other buffer was last read before the previous step's first barrier.
+      const int next = k0 + kTileK + t;
+      if (t < kTileK && next < k_end) steps[(buffer ^ 1) * kTileK + t] = problem.step(next);
       __syncthreads();
 #pragma unroll
       for (int kk = 0; kk < kTileK; ++kk) {
@@ -196,24 +208,43 @@ struct ForwardProblem {
     const T* image;  // x[n, g·Cg]
     int h0, w0;      // the window's top left corner
   };
+  struct Step {
+    std::int64_t channel;  // c'·H·W
+    int q, rh, rw;         // q, and the tap's offset r·dh, s·dw from the window's corner
+  };
+  __device__ Step step(int q) const {
+    const int channel = q / c.window(), rs = q - channel * c.window(), r = rs / c.s;
+    return {static_cast<std::int64_t>(channel) * c.in_plane(), q, r * c.dh, (rs - r * c.s) * c.dw};
+  }
   __device__ Row row(int g, int m) const { return {w + (static_cast<std::int64_t>(g) * c.kg + m) * c.cg * c.window()}; }
-  __device__ T a(const Row& row, int q) const { return row.weights[q]; }
+  __device__ T a(const Row& row, const Step& step) const { return row.weights[step.q]; }
   __device__ Column column(int g, int p) const {
     const int n = p / c.out_plane(), ij = p - n * c.out_plane(), i = ij / c.ow, j = ij - i * c.ow;
     return {x + (static_cast<std::int64_t>(n) * c.c + static_cast<std::int64_t>(g) * c.cg) * c.in_plane(),
             i * c.sh - c.pt, j * c.sw - c.pl};
   }
-  __device__ T b(const Column& column, int q) const {
-    const int channel = q / c.window(), rs = q - channel * c.window(), r = rs / c.s, s = rs - r * c.s;
-    const int h = column.h0 + r * c.dh, w_ = column.w0 + s * c.dw;
+  __device__ T b(const Column& column, const Step& step) const {
+    const int h = column.h0 + step.rh, w_ = column.w0 + step.rw;
     if (h < 0 || h >= c.h || w_ < 0 || w_ >= c.w) return T(0);
-    return column.image[(static_cast<std::int64_t>(channel) * c.h + h) * c.w + w_];
+    return column.image[step.channel + h * c.w + w_];
   }
   __device__ void store(int g, int, int m, int p, T value) const {
     const int n = p / c.out_plane(), ij = p - n * c.out_plane();
     y[(static_cast<std::int64_t>(n) * c.k + static_cast<std::int64_t>(g) * c.kg + m) * c.out_plane() + ij] = value;
   }
 };
+
+// A reduction index (k, r, s) of backward_data: its offsets in w (from w[g·Kg, c', 0, 0]) and
+// in dy (from dy[n, g·Kg]), and the tap's offset r·dh, s·dw within a window.
+struct TapStep {
+  std::int64_t weight, gradient;
+  int rh, rw;
+};
+
+__device__ inline TapStep tap_step(const Conv& c, int k, int r, int s) {
+  return {static_cast<std::int64_t>(k) * c.cg * c.window() + r * c.s + s, static_cast<std::int64_t>(k) * c.out_plane(),
+          r * c.dh, s * c.dw};
+}
 
 // conv2d_backward_data: left wᵀ [Cg, Kg·R·S], right D [Kg·R·S, N·H·W].
 template <typename T>
@@ -228,23 +259,24 @@ struct BackwardDataProblem {
     const T* gradient;  // dy[n, g·Kg]
     int hp, wp;         // the pixel's position in the padded image
   };
-  __device__ Row row(int g, int m) const { return {w + (static_cast<std::int64_t>(g) * c.kg * c.cg + m) * c.window()}; }
-  __device__ T a(const Row& row, int q) const {
-    const int k = q / c.window(), rs = q - k * c.window();
-    return row.weights[static_cast<std::int64_t>(k) * c.cg * c.window() + rs];
+  using Step = TapStep;
+  __device__ Step step(int q) const {
+    const int k = q / c.window(), rs = q - k * c.window(), r = rs / c.s;
+    return tap_step(c, k, r, rs - r * c.s);
   }
+  __device__ Row row(int g, int m) const { return {w + (static_cast<std::int64_t>(g) * c.kg * c.cg + m) * c.window()}; }
+  __device__ T a(const Row& row, const Step& step) const { return row.weights[step.weight]; }
   __device__ Column column(int g, int p) const {
     const int n = p / c.in_plane(), hw = p - n * c.in_plane(), h = hw / c.w, w_ = hw - h * c.w;
     return {dy + (static_cast<std::int64_t>(n) * c.k + static_cast<std::int64_t>(g) * c.kg) * c.out_plane(), h + c.pt,
             w_ + c.pl};
   }
-  __device__ T b(const Column& column, int q) const {
-    const int k = q / c.window(), rs = q - k * c.window(), r = rs / c.s, s = rs - r * c.s;
-    const int th = column.hp - r * c.dh, tw = column.wp - s * c.dw;
+  __device__ T b(const Column& column, const Step& step) const {
+    const int th = column.hp - step.rh, tw = column.wp - step.rw;
     if (th < 0 || tw < 0) return T(0);
     const int i = th / c.sh, j = tw / c.sw;
     if (i * c.sh != th || j * c.sw != tw || i >= c.oh || j >= c.ow) return T(0);
-    return column.gradient[(static_cast<std::int64_t>(k) * c.oh + i) * c.ow + j];
+    return column.gradient[step.gradient + i * c.ow + j];
   }
   __device__ void store(int g, int, int m, int p, T value) const {
     const int n = p / c.in_plane(), hw = p - n * c.in_plane();
@@ -279,13 +311,11 @@ struct PhaseBackwardDataProblem {
     const T* gradient;  // dy[n, g·Kg]
     int hp, wp;         // the pixel's position in the padded image
   };
-  // (k, r, s) of reduction index q.
-  __device__ void taps(int q, int& k, int& r, int& s) const {
-    const int per_k = phase.taps_h * phase.taps_w;
-    k = q / per_k;
-    const int t = q - k * per_k, th = t / phase.taps_w;
-    r = phase.tap_h[th];
-    s = phase.tap_w[t - th * phase.taps_w];
+  using Step = TapStep;
+  // Reduction index q is (k, the th-th tap r of the phase's rows, the tw-th tap s of its columns).
+  __device__ Step step(int q) const {
+    const int per_k = phase.taps_h * phase.taps_w, k = q / per_k, t = q - k * per_k, th = t / phase.taps_w;
+    return tap_step(c, k, phase.tap_h[th], phase.tap_w[t - th * phase.taps_w]);
   }
   // dx's offset within one image plane of pixel p of the phase, and p's batch item.
   __device__ int pixel(int p, int& n) const {
@@ -295,25 +325,19 @@ struct PhaseBackwardDataProblem {
     return (phase.h0 + hi * c.sh) * c.w + phase.w0 + wi * c.sw;
   }
   __device__ Row row(int g, int m) const { return {w + (static_cast<std::int64_t>(g) * c.kg * c.cg + m) * c.window()}; }
-  __device__ T a(const Row& row, int q) const {
-    int k, r, s;
-    taps(q, k, r, s);
-    return row.weights[static_cast<std::int64_t>(k) * c.cg * c.window() + r * c.s + s];
-  }
+  __device__ T a(const Row& row, const Step& step) const { return row.weights[step.weight]; }
   __device__ Column column(int g, int p) const {
     int n;
     const int hw = pixel(p, n), h = hw / c.w;
     return {dy + (static_cast<std::int64_t>(n) * c.k + static_cast<std::int64_t>(g) * c.kg) * c.out_plane(), h + c.pt,
             hw - h * c.w + c.pl};
   }
-  __device__ T b(const Column& column, int q) const {
-    int k, r, s;
-    taps(q, k, r, s);
-    const int th = column.hp - r * c.dh, tw = column.wp - s * c.dw;
+  __device__ T b(const Column& column, const Step& step) const {
+    const int th = column.hp - step.rh, tw = column.wp - step.rw;
     if (th < 0 || tw < 0) return T(0);
     const int i = th / c.sh, j = tw / c.sw;  // whole: the taps are this phase's
     if (i >= c.oh || j >= c.ow) return T(0);
-    return column.gradient[(static_cast<std::int64_t>(k) * c.oh + i) * c.ow + j];
+    return column.gradient[step.gradient + i * c.ow + j];
   }
   __device__ void store(int g, int, int m, int p, T value) const {
     int n;
@@ -336,20 +360,25 @@ struct BackwardFilterProblem {
     const T* image;  // x[0, g·Cg + c']
     int h0, w0;      // the offset of the tap (r, s) from a window's corner, less the padding
   };
-  __device__ Row row(int g, int m) const { return {dy + (static_cast<std::int64_t>(g) * c.kg + m) * c.out_plane()}; }
-  __device__ T a(const Row& row, int q) const {
-    const int n = q / c.out_plane(), ij = q - n * c.out_plane();
-    return row.gradient[static_cast<std::int64_t>(n) * c.k * c.out_plane() + ij];
+  struct Step {
+    std::int64_t gradient, image;  // offsets of (n, i, j) in dy from dy[0, k], and of x[n] from x[0]
+    int ih, jw;                    // i·sh, j·sw
+  };
+  __device__ Step step(int q) const {
+    const int n = q / c.out_plane(), ij = q - n * c.out_plane(), i = ij / c.ow;
+    return {static_cast<std::int64_t>(n) * c.k * c.out_plane() + ij, static_cast<std::int64_t>(n) * c.c * c.in_plane(),
+            i * c.sh, (ij - i * c.ow) * c.sw};
   }
+  __device__ Row row(int g, int m) const { return {dy + (static_cast<std::int64_t>(g) * c.kg + m) * c.out_plane()}; }
+  __device__ T a(const Row& row, const Step& step) const { return row.gradient[step.gradient]; }
   __device__ Column column(int g, int p) const {
     const int channel = p / c.window(), rs = p - channel * c.window(), r = rs / c.s, s = rs - r * c.s;
     return {x + (static_cast<std::int64_t>(g) * c.cg + channel) * c.in_plane(), r * c.dh - c.pt, s * c.dw - c.pl};
   }
-  __device__ T b(const Column& column, int q) const {
-    const int n = q / c.out_plane(), ij = q - n * c.out_plane(), i = ij / c.ow, j = ij - i * c.ow;
-    const int h = i * c.sh + column.h0, w_ = j * c.sw + column.w0;
+  __device__ T b(const Column& column, const Step& step) const {
+    const int h = step.ih + column.h0, w_ = step.jw + column.w0;
     if (h < 0 || h >= c.h || w_ < 0 || w_ >= c.w) return T(0);
-    return column.image[static_cast<std::int64_t>(n) * c.c * c.in_plane() + static_cast<std::int64_t>(h) * c.w + w_];
+    return column.image[step.image + h * c.w + w_];
   }
   __device__ void store(int g, int split, int m, int p, T value) const {
     const std::int64_t filter = static_cast<std::int64_t>(c.k) * c.cg * c.window();
@@ -372,7 +401,8 @@ void run_gemm(const Problem& problem, const GemmSize& size, cudaStream_t stream)
   const std::int64_t tiles = static_cast<std::int64_t>(size.groups) * size.splits * ((size.m + kTileM - 1) / kTileM) *
                              ((size.n + kTileN - 1) / kTileN);
   if (tiles == 0) return;
-  FOVEA_LAUNCH((implicit_gemm<T, Problem>), grid_for(tiles), kGemmThreads, gemm_shared_bytes<T>(), stream)
+  constexpr std::size_t bytes = gemm_shared_bytes<T, Problem>();
+  FOVEA_LAUNCH((implicit_gemm<T, Problem>), grid_for(tiles), kGemmThreads, bytes, stream)
   (problem, size);
 }
 
