@@ -52,6 +52,12 @@
 //
 // Sums accumulate in the element type (f32 in f32: the GPU's f64 rate is low on most parts),
 // so f32 results agree with the CPU's to rounding, not bit for bit.
+//
+// Not done: tensor cores (TF32 or 16-bit mma.sync, as attention_mma.cu does); overlapping the
+// next step's global loads with the current step's FMAs (cp.async or register prefetch); tile
+// shapes other than 64 x 64 (a conv with 16 output channels fills a quarter of each tile's
+// rows); direct kernels for depthwise convolutions with a channel multiplier (groups = C < K),
+// which take the GEMM; and an epilogue fusing a bias or an activation.
 #include <limits>
 
 #include "fovea/backends/cuda/device.cuh"
@@ -126,10 +132,10 @@ struct Conv {
 // Problem::Row row(g, m), Problem::Column column(g, p) and Problem::Step step(q) work out what
 // a(row, step) and b(column, step) need of the left operand's row m, the right operand's column p
 // (of group g) and the reduction index q: a thread computes its row and column once per tile,
-// and the first kTileK threads each step of the next step of the reduction, into shared memory
-// (double-buffered: written while the current step's are read), so that no element load
-// decomposes q itself. store(g, split, m, p, v) writes element (m, p) of the product (of chunk
-// `split`).
+// and at every step the first kTileK threads compute the next step's kTileK reduction indices
+// into shared memory (two buffers: the next step's are written while this step's are read), so
+// that no element load decomposes q itself. store(g, split, m, p, v) writes element (m, p) of
+// the product (of chunk `split`).
 template <typename T, typename Problem>
 __global__ void __launch_bounds__(kGemmThreads) implicit_gemm(const Problem problem, const GemmSize size) {
   using Step = typename Problem::Step;
