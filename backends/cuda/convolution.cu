@@ -26,7 +26,8 @@
 // columns 4·tx to 4·tx + 3, so that per step of the reduction it reads its four left and four
 // right elements with two 16-byte shared loads (four for f64) rather than eight scalar ones,
 // which would make shared memory, not the FMAs, the limit. (Storing the transposed left tile,
-// four threads share a bank; that is four stores per step against 128 loads made 32.) No element
+// four threads share a bank; that is four stores per step against 128 loads made 32.) Each
+// step's global loads are issued into registers during the previous step's FMAs. No element
 // load divides: a thread loads the same left row and right column at every step, so what depends
 // only on those (the image pixel of a column, the weight row of a row) is worked out once per
 // tile, and what depends on the reduction index (a tap, or a pixel of dy) once per block and
@@ -53,11 +54,10 @@
 // Sums accumulate in the element type (f32 in f32: the GPU's f64 rate is low on most parts),
 // so f32 results agree with the CPU's to rounding, not bit for bit.
 //
-// Not done: tensor cores (TF32 or 16-bit mma.sync, as attention_mma.cu does); overlapping the
-// next step's global loads with the current step's FMAs (cp.async or register prefetch); tile
-// shapes other than 64 x 64 (a conv with 16 output channels fills a quarter of each tile's
-// rows); direct kernels for depthwise convolutions with a channel multiplier (groups = C < K),
-// which take the GEMM; and an epilogue fusing a bias or an activation.
+// Not done: tensor cores (TF32 or 16-bit mma.sync, as attention_mma.cu does); cp.async copies
+// straight to shared memory (two tile buffers, one barrier a step); tile shapes other than 64 x 64 (a conv with 16
+// output channels fills a quarter of each tile's rows); direct kernels for depthwise convolutions with a channel
+// multiplier (groups = C < K), which take the GEMM; and an epilogue fusing a bias or an activation.
 #include <limits>
 
 #include "fovea/backends/cuda/device.cuh"
@@ -167,18 +167,29 @@ __global__ void __launch_bounds__(kGemmThreads) implicit_gemm(const Problem prob
       for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
     if (t < kTileK && k_begin + t < k_end) steps[t] = problem.step(k_begin + t);
     __syncthreads();
-    for (int k0 = k_begin, buffer = 0; k0 < k_end; k0 += kTileK, buffer ^= 1) {
-      const Step* now = steps + buffer * kTileK;
+    // This thread's elements of the tiles of the step starting at k, read from global memory
+    // into registers a step ahead, so that the loads are in flight during the FMAs.
+    T next_left[4], next_right[4];
+    auto fetch = [&](int k, const Step* table) {
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
         const int qa = a_col + u, qb = b_row + 4 * u;
-        left[qa * kTileM + a_row] = row_ok && k0 + qa < k_end ? problem.a(row, now[qa]) : T(0);
-        right[qb * kTileN + b_col] = column_ok && k0 + qb < k_end ? problem.b(column, now[qb]) : T(0);
+        next_left[u] = row_ok && k + qa < k_end ? problem.a(row, table[qa]) : T(0);
+        next_right[u] = column_ok && k + qb < k_end ? problem.b(column, table[qb]) : T(0);
       }
-      // The other buffer was last read before the previous step's first barrier.
-      const int next = k0 + kTileK + t;
-      if (t < kTileK && next < k_end) steps[(buffer ^ 1) * kTileK + t] = problem.step(next);
+    };
+    fetch(k_begin, steps);
+    for (int k0 = k_begin, buffer = 0; k0 < k_end; k0 += kTileK, buffer ^= 1) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        left[(a_col + u) * kTileM + a_row] = next_left[u];
+        right[(b_row + 4 * u) * kTileN + b_col] = next_right[u];
+      }
+      // The other buffer was last read by the fetch two steps ago (or at the tile's start).
+      Step* following = steps + (buffer ^ 1) * kTileK;
+      if (t < kTileK && k0 + kTileK + t < k_end) following[t] = problem.step(k0 + kTileK + t);
       __syncthreads();
+      if (k0 + kTileK < k_end) fetch(k0 + kTileK, following);
 #pragma unroll
       for (int kk = 0; kk < kTileK; ++kk) {
         T a[4], b[4];
