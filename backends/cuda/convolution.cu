@@ -39,9 +39,10 @@
 // sums to the workspace, and a second kernel adds the chunks in order: no atomics, so the result
 // depends on the shape only.
 //
-// Depthwise convolutions (groups = C = K) would use one row of each 64-row tile; they take
-// direct kernels: one thread per y (or dx) element over its window, and for dw one block per
-// weight element reducing over N·OH·OW in a fixed tree.
+// Depthwise convolutions (groups = C = K) would use one row of each 64-row tile; they, and
+// those with a small channel multiplier (groups = C, K ≤ 16·C), take direct kernels: one thread
+// per y (or dx) element over its window, and for dw one block per weight element reducing over
+// N·OH·OW in a fixed tree.
 //
 // --- Pools and padding ----------------------------------------------------------------------------
 //
@@ -55,9 +56,9 @@
 // so f32 results agree with the CPU's to rounding, not bit for bit.
 //
 // Not done: tensor cores (TF32 or 16-bit mma.sync, as attention_mma.cu does); cp.async copies
-// straight to shared memory (two tile buffers, one barrier a step); tile shapes other than 64 x 64 (a conv with 16
-// output channels fills a quarter of each tile's rows); direct kernels for depthwise convolutions with a channel
-// multiplier (groups = C < K), which take the GEMM; and an epilogue fusing a bias or an activation.
+// straight to shared memory (two tile buffers, one barrier a step); tile shapes other than
+// 64 x 64 (a conv with 16 output channels fills a quarter of each tile's rows); and an epilogue
+// fusing a bias or an activation.
 #include <limits>
 
 #include "fovea/backends/cuda/device.cuh"
@@ -471,16 +472,19 @@ GemmSize filter_size(const Conv& c) {
 
 // --- Depthwise convolutions -----------------------------------------------------------------------
 
-// y[n,c,i,j] = Σ_(r,s) x[n, c, i·sh - pt + r·dh, j·sw - pl + s·dw]·w[c, 0, r, s]
+// Here groups = C: output channel k reads input channel k / Kg alone (Kg = 1: depthwise; more:
+// a channel multiplier).
+
+// y[n,k,i,j] = Σ_(r,s) x[n, k / Kg, i·sh - pt + r·dh, j·sw - pl + s·dw]·w[k, 0, r, s]
 template <typename T>
 __global__ void depthwise_forward(Conv c, const T* x, const T* w, T* y) {
   const std::int64_t count = static_cast<std::int64_t>(c.batch) * c.k * c.out_plane();
   for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
-    const std::int64_t image = e / c.out_plane();  // n·C + channel
+    const std::int64_t image = e / c.out_plane();  // n·K + k
     const int ij = static_cast<int>(e - image * c.out_plane()), i = ij / c.ow, j = ij - i * c.ow;
-    const int channel = static_cast<int>(image % c.c);
-    const T* in = x + image * c.in_plane();
-    const T* weights = w + static_cast<std::int64_t>(channel) * c.window();
+    const int k = static_cast<int>(image % c.k);
+    const T* in = x + (image / c.k * c.c + k / c.kg) * c.in_plane();
+    const T* weights = w + static_cast<std::int64_t>(k) * c.window();
     T sum = T(0);
     for (int r = 0; r < c.r; ++r) {
       const int h = i * c.sh - c.pt + r * c.dh;
@@ -494,48 +498,51 @@ __global__ void depthwise_forward(Conv c, const T* x, const T* w, T* y) {
   }
 }
 
-// dx[n,c,h,w] = Σ dy[n,c,i,j]·w[c,0,r,s] over the taps (r, s) and windows (i, j) that read it.
+// dx[n,c,h,w] = Σ dy[n,k,i,j]·w[k,0,r,s] over c's output channels k, and the taps (r, s) and
+// windows (i, j) that read (h, w).
 template <typename T>
 __global__ void depthwise_backward_data(Conv c, const T* dy, const T* w, T* dx) {
   const std::int64_t count = static_cast<std::int64_t>(c.batch) * c.c * c.in_plane();
   for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
-    const std::int64_t image = e / c.in_plane();
+    const std::int64_t image = e / c.in_plane();  // n·C + channel
     const int hw = static_cast<int>(e - image * c.in_plane()), h = hw / c.w, w_ = hw - h * c.w;
     const int channel = static_cast<int>(image % c.c);
-    const T* gradient = dy + image * c.out_plane();
-    const T* weights = w + static_cast<std::int64_t>(channel) * c.window();
     T sum = T(0);
-    for (int r = 0; r < c.r; ++r) {
-      const int th = h + c.pt - r * c.dh, i = th / c.sh;
-      if (th < 0 || i * c.sh != th || i >= c.oh) continue;
-      for (int s = 0; s < c.s; ++s) {
-        const int tw = w_ + c.pl - s * c.dw, j = tw / c.sw;
-        if (tw >= 0 && j * c.sw == tw && j < c.ow) sum += gradient[i * c.ow + j] * weights[r * c.s + s];
+    for (int k = channel * c.kg; k < (channel + 1) * c.kg; ++k) {
+      const T* gradient = dy + (image / c.c * c.k + k) * c.out_plane();
+      const T* weights = w + static_cast<std::int64_t>(k) * c.window();
+      for (int r = 0; r < c.r; ++r) {
+        const int th = h + c.pt - r * c.dh, i = th / c.sh;
+        if (th < 0 || i * c.sh != th || i >= c.oh) continue;
+        for (int s = 0; s < c.s; ++s) {
+          const int tw = w_ + c.pl - s * c.dw, j = tw / c.sw;
+          if (tw >= 0 && j * c.sw == tw && j < c.ow) sum += gradient[i * c.ow + j] * weights[r * c.s + s];
+        }
       }
     }
     dx[e] = sum;
   }
 }
 
-// dw[c,0,r,s] = Σ_(n,i,j) dy[n,c,i,j]·x[n, c, i·sh - pt + r·dh, j·sw - pl + s·dw]: one block per
-// weight, each thread summing every blockDim-th (n,i,j), then a tree over the threads.
+// dw[k,0,r,s] = Σ_(n,i,j) dy[n,k,i,j]·x[n, k / Kg, i·sh - pt + r·dh, j·sw - pl + s·dw]: one
+// block per weight, each thread summing every blockDim-th (n,i,j), then a tree over the threads.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) depthwise_backward_filter(Conv c, const T* x, const T* dy, T* dw) {
   extern __shared__ __align__(16) unsigned char shared[];
   T* partial = reinterpret_cast<T*>(shared);
   const int t = static_cast<int>(threadIdx.x);
-  const std::int64_t weights = static_cast<std::int64_t>(c.c) * c.window();
+  const std::int64_t weights = static_cast<std::int64_t>(c.k) * c.window();
   const int reduced = c.batch * c.out_plane();
   for (std::int64_t e = blockIdx.x; e < weights; e += gridDim.x) {
-    const int channel = static_cast<int>(e / c.window()), rs = static_cast<int>(e % c.window());
+    const int k = static_cast<int>(e / c.window()), rs = static_cast<int>(e % c.window()), channel = k / c.kg;
     const int r = rs / c.s, s = rs - r * c.s;
     T sum = T(0);
     for (int q = t; q < reduced; q += kThreads) {
       const int n = q / c.out_plane(), ij = q - n * c.out_plane(), i = ij / c.ow, j = ij - i * c.ow;
       const int h = i * c.sh - c.pt + r * c.dh, w_ = j * c.sw - c.pl + s * c.dw;
       if (h < 0 || h >= c.h || w_ < 0 || w_ >= c.w) continue;
-      const std::int64_t image = static_cast<std::int64_t>(n) * c.c + channel;
-      sum += dy[image * c.out_plane() + ij] * x[image * c.in_plane() + h * c.w + w_];
+      sum += dy[(static_cast<std::int64_t>(n) * c.k + k) * c.out_plane() + ij] *
+             x[(static_cast<std::int64_t>(n) * c.c + channel) * c.in_plane() + h * c.w + w_];
     }
     partial[t] = sum;
     __syncthreads();
@@ -775,7 +782,11 @@ bool floating(Element t, F&& f) {
   }
 }
 
-bool depthwise(const ConvShape& a) { return a.groups == a.in_channels && a.groups == a.out_channels; }
+// Whether a convolution takes the direct kernels: one input channel per group (depthwise, or
+// with a channel multiplier Kg of at most kMaxMultiplier; a larger one fills enough of the
+// GEMM's tile rows).
+constexpr std::int64_t kMaxMultiplier = 16;
+bool depthwise(const ConvShape& a) { return a.groups == a.in_channels && a.out_channels <= kMaxMultiplier * a.groups; }
 
 }  // namespace
 

@@ -277,6 +277,8 @@ TEST_CASE("convolution kernels: groups, depthwise, and the backward filter's spl
   schedule(2);
   check_conv<double>(conv(2, 6, 6, 5, 4, 3, 3, 1, 2, 1, 1, 1, 2), 50);    // groups 2
   check_conv<double>(conv(2, 4, 5, 5, 8, 2, 2, 1, 1, 0, 1, 1, 4), 60);    // channel multiplier 2
+  check_conv<double>(conv(1, 3, 6, 5, 48, 3, 3, 2, 1, 1, 1, 2, 3), 61);   // channel multiplier 16
+  check_conv<double>(conv(1, 2, 5, 6, 36, 2, 3, 1, 1, 1, 1, 1, 2), 62);   // channel multiplier 18: the GEMM
   check_conv<double>(conv(2, 3, 7, 6, 3, 3, 3, 2, 2, 1, 1, 1, 3), 70);    // depthwise
   check_conv<float>(conv(1, 5, 6, 7, 5, 3, 2, 1, 1, 2, 2, 1, 5), 80);     // depthwise, dilated
   check_conv<double>(conv(2, 2, 20, 20, 3, 3, 3, 1, 1, 0, 1, 1, 1), 90);  // N·OH·OW = 648: two chunks
