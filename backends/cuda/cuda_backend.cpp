@@ -123,6 +123,7 @@ CudaBackend::CudaBackend(int device) : ordinal_(device) {
   cuda_backend::register_attention_kernels(kernels_);
   cuda_backend::register_normalization_kernels(kernels_);
   cuda_backend::register_transfer_kernels(kernels_);
+  cuda_backend::register_convolution_kernels(kernels_);
 }
 
 CudaBackend::~CudaBackend() {

@@ -17,6 +17,7 @@
 #include "fovea/backends/cuda/launch.h"
 // The OpDefs (ops::matmul, ...) that the kernels are registered under.
 #include "fovea/ops/attention.h"
+#include "fovea/ops/convolution.h"
 #include "fovea/ops/creation.h"
 #include "fovea/ops/elementwise.h"
 #include "fovea/ops/fused_elementwise.h"
@@ -40,6 +41,7 @@ void register_state_kernels(KernelRegistry& registry);
 void register_attention_kernels(KernelRegistry& registry);
 void register_normalization_kernels(KernelRegistry& registry);
 void register_transfer_kernels(KernelRegistry& registry);
+void register_convolution_kernels(KernelRegistry& registry);
 
 // The launchers' name for a dtype (the enums share their order).
 inline Element element(DType t) {

@@ -237,6 +237,67 @@ bool launch_cross_entropy_backward(Element type, Element index_type, const void*
                                    const void* lse, const void* dloss, void* dlogits, std::int64_t rows,
                                    std::int64_t classes, double label_smoothing, void* stream);
 
+// --- convolution.cu ------------------------------------------------------------------------
+
+// One convolution's sizes (ops/convolution.h's Conv2dParams, in plain C++ for nvcc): x
+// [N,C,H,W], w [K,C/groups,R,S], y [N,K,OH,OW], all contiguous. The GEMM coordinates of the
+// kernels (N·OH·OW, N·H·W, C·R·S, K·R·S) must be below 2^31: conv_fits_kernels says whether
+// they are, and the host refuses larger problems before launching.
+struct ConvShape {
+  std::int64_t batch = 0, in_channels = 0, height = 0, width = 0;
+  std::int64_t out_channels = 0, out_height = 0, out_width = 0;
+  std::int64_t kernel_h = 0, kernel_w = 0;
+  std::int64_t stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0, dilation_h = 1, dilation_w = 1;
+  std::int64_t groups = 1;
+};
+bool conv_fits_kernels(const ConvShape& shape);
+
+// conv2d, f32 or f64: y[n,k,i,j] = Σ x[n, c, i·sh - pt + r·dh, j·sw - pl + s·dw]·w[k, c', r, s]
+// over the c of k's group, r and s (zero padding).
+bool launch_conv2d(Element type, const ConvShape& shape, const void* x, const void* w, void* y, void* stream);
+// dx = the adjoint of conv2d with respect to x, applied to dy: every y element's dy times the
+// weight that read each x element, summed (no atomics: each dx element sums what reaches it).
+bool launch_conv2d_backward_data(Element type, const ConvShape& shape, const void* dy, const void* w, void* dx,
+                                 void* stream);
+// dw = the adjoint with respect to w. Large batches are split into chunks whose partial sums
+// go to `workspace` (conv2d_backward_filter_workspace_bytes() of it; nullptr when that is 0),
+// then added in chunk order: the result depends on the shape only.
+std::int64_t conv2d_backward_filter_workspace_bytes(Element type, const ConvShape& shape);
+bool launch_conv2d_backward_filter(Element type, const ConvShape& shape, const void* x, const void* dy, void* dw,
+                                   void* workspace, void* stream);
+
+// One pooling's sizes (Pool2dParams): x [N,C,H,W], y [N,C,OH,OW], contiguous.
+struct PoolShape {
+  std::int64_t batch = 0, channels = 0, height = 0, width = 0, out_height = 0, out_width = 0;
+  std::int64_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
+  std::int64_t dilation_h = 1, dilation_w = 1;
+  bool count_include_pad = true;
+};
+
+// max_pool2d: the largest in-image element of each window (a NaN wins; -inf for a window of
+// padding only). Its backward gives each dy element to the first maximal element of its window
+// in row-major order, found again from x; each dx element sums the windows it won.
+bool launch_max_pool2d(Element type, const PoolShape& shape, const void* x, void* y, void* stream);
+bool launch_max_pool2d_backward(Element type, const PoolShape& shape, const void* x, const void* dy, void* dx,
+                                void* stream);
+// avg_pool2d: each window's sum over R·S (count_include_pad) or over its in-image count; the
+// backward is its adjoint.
+bool launch_avg_pool2d(Element type, const PoolShape& shape, const void* x, void* y, void* stream);
+bool launch_avg_pool2d_backward(Element type, const PoolShape& shape, const void* dy, void* dx, void* stream);
+
+// pad over `rank` dims: x [in_dims] inside y [in_dims + before + after] at offset `before`.
+struct PadShape {
+  int rank = 0;
+  std::int64_t in_dims[kMaxDims] = {}, out_dims[kMaxDims] = {}, before[kMaxDims] = {};
+  bool reflect = false;
+};
+
+// pad (f32, f64, i32, i64): y = x inside, `value` (constant) or the mirror image about each edge,
+// the edge not repeated (reflect), outside. Its backward (f32, f64) is the adjoint: dx[e] sums
+// dy at every position of y that copies x[e].
+bool launch_pad(Element type, const PadShape& shape, double value, const void* x, void* y, void* stream);
+bool launch_pad_backward(Element type, const PadShape& shape, const void* dy, void* dx, void* stream);
+
 // --- fused_elementwise (elementwise.cu) ------------------------------------------------------
 
 // A fused_elementwise program (ops/fused_elementwise.h) in a fixed-size block that travels as
