@@ -181,3 +181,29 @@ TEST_CASE("heatmap_svg rejects a matrix that is not a float matrix and labels of
   CHECK_THROWS_AS(fovea::heatmap_svg(fovea::Tensor::zeros(fovea::f32, {2, 2}), {"a"}, {}, ""), fovea::Error);
   CHECK_THROWS_AS(fovea::heatmap_svg(fovea::Tensor::zeros(fovea::f32, {2, 2}), {}, {"a", "b", "c"}, ""), fovea::Error);
 }
+
+TEST_CASE("image_grid_svg draws one rect per pixel, each tile on its own scale, with labels and tooltips") {
+  // Two 2x3 images: the first 0..5, the second all 7 (a flat tile is drawn mid-grey).
+  fovea::Tensor images = fovea::Tensor::zeros(fovea::f32, {2, 2, 3});
+  for (int i = 0; i < 6; ++i) {
+    images.data<float>()[static_cast<std::size_t>(i)] = static_cast<float>(i);
+    images.data<float>()[static_cast<std::size_t>(6 + i)] = 7.0f;
+  }
+  const std::string svg = fovea::image_grid_svg(images, {.title = "maps <&>", .labels = {"a", "b"}, .columns = 1});
+  CHECK(well_formed_svg(svg));
+  CHECK(count(svg, "<rect x=") == 12);
+  CHECK(svg.find("rgb(0,0,0)") != std::string::npos);        // the first tile's minimum
+  CHECK(svg.find("rgb(255,255,255)") != std::string::npos);  // and its maximum
+  CHECK(svg.find("rgb(128,128,128)") != std::string::npos);  // the flat tile
+  CHECK(svg.find("maps &lt;&amp;&gt;") != std::string::npos);
+  CHECK(svg.find("<title>5</title>") != std::string::npos);
+  CHECK(svg.find(">b</text>") != std::string::npos);
+  // Diverging: symmetric about zero, negative blue, positive red.
+  const fovea::Tensor signed_values = fovea::Tensor::from<double>({-2, 0, 1, 2}, {1, 2, 2});
+  const std::string diverging = fovea::image_grid_svg(signed_values, {.diverging = true});
+  CHECK(diverging.find("rgb(33,102,172)") != std::string::npos);
+  CHECK(diverging.find("rgb(178,24,43)") != std::string::npos);
+  CHECK(diverging.find("rgb(255,255,255)") != std::string::npos);
+  CHECK_THROWS_AS(fovea::image_grid_svg(fovea::Tensor::zeros(fovea::f32, {4, 4}), {}), fovea::Error);
+  CHECK_THROWS_AS(fovea::image_grid_svg(images, {.labels = {"only one"}}), fovea::Error);
+}
