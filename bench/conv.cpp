@@ -68,10 +68,12 @@ Value cnn(fovea::Graph& g, fovea::Feeds& feeds, std::vector<Value>& running) {
   const Value y = g.placeholder("y", fovea::i32, {128});
   const Value step = g.placeholder("step", fovea::i64, {});
   Tensor labels = Tensor::empty(fovea::i32, {128});
-  for (std::int64_t i = 0; i < 128; ++i) labels.data<std::int32_t>()[static_cast<std::size_t>(i)] = static_cast<int>(i % 10);
+  for (std::int64_t i = 0; i < 128; ++i)
+    labels.data<std::int32_t>()[static_cast<std::size_t>(i)] = static_cast<int>(i % 10);
   feeds = {{x, random({128, 1, 28, 28}, 1)}, {y, labels}, {step, Tensor::scalar<std::int64_t>(0)}};
   const nn::Mode mode{.training = true, .step = step, .updates = &running};
-  nn::Conv2d conv1(g, "conv1", 1, 32, {3, 3}, {.padding = 1}, false), conv2(g, "conv2", 32, 64, {3, 3}, {.padding = 1}, false);
+  nn::Conv2d conv1(g, "conv1", 1, 32, {3, 3}, {.padding = 1}, false),
+      conv2(g, "conv2", 32, 64, {3, 3}, {.padding = 1}, false);
   nn::BatchNorm2d norm1(g, "norm1", 32), norm2(g, "norm2", 64);
   nn::Linear hidden(g, "hidden", 64 * 49, 128), out(g, "out", 128, 10);
   const nn::MaxPool2d pool({2, 2});
@@ -86,7 +88,8 @@ Value resnet(fovea::Graph& g, fovea::Feeds& feeds, std::vector<Value>& running) 
   const Value x = g.placeholder("x", fovea::f32, {8, 64, 56, 56});
   feeds = {{x, random({8, 64, 56, 56}, 2)}};
   const nn::Mode mode{.training = true, .updates = &running};
-  nn::Conv2d conv1(g, "conv1", 64, 64, {3, 3}, {.padding = 1}, false), conv2(g, "conv2", 64, 64, {3, 3}, {.padding = 1}, false);
+  nn::Conv2d conv1(g, "conv1", 64, 64, {3, 3}, {.padding = 1}, false),
+      conv2(g, "conv2", 64, 64, {3, 3}, {.padding = 1}, false);
   nn::BatchNorm2d norm1(g, "norm1", 64), norm2(g, "norm2", 64);
   const Value h = fovea::relu(norm1(conv1(x), mode));
   const Value o = fovea::relu(norm2(conv2(h), mode) + x);
@@ -236,8 +239,9 @@ int main(int argc, char** argv) try {
       }
       b.ms.push_back(median(round_ms));  // per round, as the coprocess reports PyTorch's
       if (reference) torch_ms[i].push_back(reference->time(b.name, steps, torch_format[i]));
-      std::printf("round %d  %-10s fovea %8.2f ms%s\n", round + 1, b.name.c_str(), median(b.ms),
-                  reference ? fmt::format("   torch {:8.2f} ms ({})", torch_ms[i].back(), torch_format[i]).c_str() : "");
+      std::printf(
+          "round %d  %-10s fovea %8.2f ms%s\n", round + 1, b.name.c_str(), median(b.ms),
+          reference ? fmt::format("   torch {:8.2f} ms ({})", torch_ms[i].back(), torch_format[i]).c_str() : "");
     }
   }
 

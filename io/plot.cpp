@@ -407,7 +407,8 @@ std::string image_grid_svg(const Tensor& images, const ImageGridOptions& o) {
   const std::int64_t count = images.shape()[0], h = images.shape()[1], w = images.shape()[2];
   if (!o.labels.empty() && static_cast<std::int64_t>(o.labels.size()) != count)
     throw Error(fmt::format("image_grid_svg: {} labels for {} images", o.labels.size(), count));
-  const std::int64_t columns = std::max<std::int64_t>(1, std::min<std::int64_t>(o.columns, std::max<std::int64_t>(count, 1)));
+  const std::int64_t columns =
+      std::max<std::int64_t>(1, std::min<std::int64_t>(o.columns, std::max<std::int64_t>(count, 1)));
   const std::int64_t rows = (count + columns - 1) / columns;
   const double pixel = o.tile / static_cast<double>(std::max<std::int64_t>({h, w, 1}));
   const double label_height = o.labels.empty() ? 0 : 14, gap = 8, top = o.title.empty() ? gap : 30;
@@ -435,9 +436,10 @@ std::string image_grid_svg(const Tensor& images, const ImageGridOptions& o) {
       for (std::int64_t c = 0; c < w; ++c) {
         const double v = images.at((k * h + r) * w + c);
         const double t = o.diverging ? (magnitude > 0 ? v / magnitude : 0) : (hi > lo ? (v - lo) / (hi - lo) : 0.5);
-        svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"><title>{:.4g}</title></rect>\n",
-                           number(x0 + pixel * static_cast<double>(c)), number(y0 + pixel * static_cast<double>(r)),
-                           number(pixel + 0.05), number(pixel + 0.05), pixel_colour(t, o.diverging), v);
+        svg +=
+            fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"><title>{:.4g}</title></rect>\n",
+                        number(x0 + pixel * static_cast<double>(c)), number(y0 + pixel * static_cast<double>(r)),
+                        number(pixel + 0.05), number(pixel + 0.05), pixel_colour(t, o.diverging), v);
       }
     if (!o.labels.empty())
       svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", number(x0 + tile_w / 2),

@@ -59,18 +59,19 @@ Value batch_norm(Value x, const BatchNormState& s, const Mode& mode, std::source
   auto scope = g.scope("batch_norm");
   const int rank = x.rank();
   if (rank < 2 || x.shape()[1] != s.gamma.shape()[0])
-    throw Error(fmt::format("x must be [N, C, ...] with C = {} channels, got {}", s.gamma.shape()[0],
-                            x.type().to_string()),
-                "batch_norm", g.current_scope(), at.where());
+    throw Error(
+        fmt::format("x must be [N, C, ...] with C = {} channels, got {}", s.gamma.shape()[0], x.type().to_string()),
+        "batch_norm", g.current_scope(), at.where());
   if (!mode.training) {
     const Value inverse_std = rsqrt(per_channel(s.running_var, rank) + s.eps);
     return (x - per_channel(s.running_mean, rank)) * inverse_std * per_channel(s.gamma, rank) +
            per_channel(s.beta, rank);
   }
   if (!mode.updates)
-    throw Error("a training Mode needs `updates` to hold the running statistics' assigns; without them the "
-                "running mean and variance would never move",
-                "batch_norm", g.current_scope(), at.where());
+    throw Error(
+        "a training Mode needs `updates` to hold the running statistics' assigns; without them the "
+        "running mean and variance would never move",
+        "batch_norm", g.current_scope(), at.where());
   double n = static_cast<double>(x.shape()[0]);
   for (int i = 2; i < rank; ++i) n *= static_cast<double>(x.shape()[i]);
   const BatchNormOutputs batch = batch_norm_training(x, s.gamma, s.beta, s.eps);
@@ -89,8 +90,8 @@ BatchNorm2d::BatchNorm2d(Graph& g, const std::string& layer_name, std::int64_t c
   auto at = g.at(where);
   auto scope = g.scope(layer_name);
   if (!(momentum >= 0 && momentum <= 1) || !(eps > 0))
-    throw Error(fmt::format("momentum {} must lie in [0, 1] and eps {} must be positive", momentum, eps),
-                "batch_norm", g.current_scope(), at.where());
+    throw Error(fmt::format("momentum {} must lie in [0, 1] and eps {} must be positive", momentum, eps), "batch_norm",
+                g.current_scope(), at.where());
   state.gamma = g.parameter("gamma", dtype, {channels}, init::ones());
   state.beta = g.parameter("beta", dtype, {channels}, init::zeros());
   state.running_mean = g.state("running_mean", dtype, {channels}, init::zeros());

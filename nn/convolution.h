@@ -52,8 +52,8 @@ struct Conv2d {
 // the batch_norm op (ops/batch_norm.h: two passes over x forward, two backward); inference is
 // the composition above, which the optimizer folds into a convolution before it.
 struct BatchNormState {
-  Value gamma, beta;                 // [C] parameters: ones, zeros
-  Value running_mean, running_var;   // [C] state: zeros, ones
+  Value gamma, beta;                // [C] parameters: ones, zeros
+  Value running_mean, running_var;  // [C] state: zeros, ones
   double momentum = 0.1, eps = 1e-5;
 };
 Value batch_norm(Value x, const BatchNormState& state, const Mode& mode,

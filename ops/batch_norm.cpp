@@ -23,8 +23,8 @@ double eps_of(const InferContext& ctx) {
 void require_channels(const InferContext& ctx, std::size_t i, const char* what, const TensorType& x) {
   const TensorType want{x.dtype, Shape{x.shape[1]}};
   if (ctx.input(i) != want)
-    ctx.fail(fmt::format("{} must be {} (one value per channel of x {}), got {}", what, want.to_string(),
-                         x.to_string(), ctx.input(i).to_string()));
+    ctx.fail(fmt::format("{} must be {} (one value per channel of x {}), got {}", what, want.to_string(), x.to_string(),
+                         ctx.input(i).to_string()));
 }
 
 void require_batch(const InferContext& ctx, std::size_t i, const char* what) {
@@ -49,7 +49,8 @@ std::vector<TensorType> infer_batch_norm_backward(const InferContext& ctx) {
   eps_of(ctx);
   require_batch(ctx, 0, "dy");
   const TensorType& dy = ctx.input(0);
-  if (ctx.input(1) != dy) ctx.fail(fmt::format("x must have dy's type {}, got {}", dy.to_string(), ctx.input(1).to_string()));
+  if (ctx.input(1) != dy)
+    ctx.fail(fmt::format("x must have dy's type {}, got {}", dy.to_string(), ctx.input(1).to_string()));
   require_channels(ctx, 2, "gamma", dy);
   require_channels(ctx, 3, "mean", dy);
   require_channels(ctx, 4, "variance", dy);

@@ -45,9 +45,7 @@ struct Mlp {
   nn::Linear layer1, layer2, layer3;
   explicit Mlp(fovea::Graph& g)
       : layer1(g, "layer1", 784, 256), layer2(g, "layer2", 256, 128), layer3(g, "layer3", 128, 10) {}
-  Value operator()(Value x) const {
-    return layer3(fovea::relu(layer2(fovea::relu(layer1(standardised(x))))));
-  }
+  Value operator()(Value x) const { return layer3(fovea::relu(layer2(fovea::relu(layer1(standardised(x)))))); }
 };
 
 // [B, 784] → [B,1,28,28] → conv 3x3 (c1) · BN · ReLU · pool 2 → [B,c1,14,14]
@@ -96,13 +94,13 @@ Value count_correct(Value logits, Value labels) {
 
 // What the CNN learned, as pictures: the first layer's 3x3 filters (blue negative, red
 // positive), and one test image with its feature maps after each conv · BN · ReLU · pool stage.
-void draw_cnn(fovea::Graph& g, const Cnn& cnn, const fovea::Dataset& test, const std::shared_ptr<fovea::Backend>& backend,
-              const std::string& out_dir) {
+void draw_cnn(fovea::Graph& g, const Cnn& cnn, const fovea::Dataset& test,
+              const std::shared_ptr<fovea::Backend>& backend, const std::string& out_dir) {
   const fovea::Tensor filters = g.parameter_value(cnn.conv1.weight).reshape({cnn.c1, 3, 3});
-  fovea::write_text_file(out_dir + "/filters.svg",
-                         fovea::image_grid_svg(filters, {.title = "conv1: the learned 3x3 filters (blue < 0 < red)",
-                                                         .tile = 48,
-                                                         .diverging = true}));
+  fovea::write_text_file(
+      out_dir + "/filters.svg",
+      fovea::image_grid_svg(
+          filters, {.title = "conv1: the learned 3x3 filters (blue < 0 < red)", .tile = 48, .diverging = true}));
   const Value one = g.placeholder("picture/x", fovea::f32, {1, 784});
   std::vector<Value> stages;
   {
@@ -116,10 +114,12 @@ void draw_cnn(fovea::Graph& g, const Cnn& cnn, const fovea::Dataset& test, const
   std::string svg = fovea::image_grid_svg(image.reshape({1, 28, 28}), {.title = "a test image", .tile = 112});
   svg += fovea::image_grid_svg(maps[0].reshape({cnn.c1, 14, 14}),
                                {.title = "after conv1 · norm1 · ReLU · pool: 14x14 feature maps", .tile = 56});
-  svg += fovea::image_grid_svg(maps[1].reshape({cnn.c2, 7, 7}),
-                               {.title = "after conv2 · norm2 · ReLU · pool: 7x7 feature maps", .columns = 16, .tile = 40});
+  svg += fovea::image_grid_svg(
+      maps[1].reshape({cnn.c2, 7, 7}),
+      {.title = "after conv2 · norm2 · ReLU · pool: 7x7 feature maps", .columns = 16, .tile = 40});
   // Three drawings stacked in one page: an HTML file a browser shows as is.
-  fovea::write_text_file(out_dir + "/feature_maps.html", "<!doctype html><meta charset=\"utf-8\"><body>\n" + svg + "</body>\n");
+  fovea::write_text_file(out_dir + "/feature_maps.html",
+                         "<!doctype html><meta charset=\"utf-8\"><body>\n" + svg + "</body>\n");
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -141,8 +141,7 @@ int main(int argc, char** argv) try {
   bool no_optimize = false;
   std::string data_dir = fovea::fashion_mnist_default_dir, out_dir = "fashion_mnist_out", json, resume;
   app.add_option("--model", model_kind, "mlp or cnn")->check(CLI::IsMember({"mlp", "cnn"}));
-  app.add_option("--channels", channels, "the CNN's channels after its first and second convolution")
-      ->expected(2);
+  app.add_option("--channels", channels, "the CNN's channels after its first and second convolution")->expected(2);
   app.add_option("--dropout", dropout, "the CNN's dropout before and after its hidden layer");
   app.add_option("--epochs", epochs, "passes over the 60,000 training images (default: 3 for the MLP, 8 for the CNN)");
   app.add_option("--batch", batch, "examples per step");
@@ -313,7 +312,9 @@ int main(int argc, char** argv) try {
   if (done == total_steps && acc_y.empty()) final_accuracy = test_accuracy();
 
   fovea::write_loss_curve(out_dir + "/loss.svg", {{"training loss (per step)", curve_x, curve_y}},
-                          {.title = cnn ? "Fashion-MNIST CNN: training loss" : "Fashion-MNIST MLP: training loss", .x_label = "step", .y_label = "cross-entropy"});
+                          {.title = cnn ? "Fashion-MNIST CNN: training loss" : "Fashion-MNIST MLP: training loss",
+                           .x_label = "step",
+                           .y_label = "cross-entropy"});
   std::printf("wrote %s/{forward,train_step}.{txt,svg}, metrics.csv, loss.svg, checkpoint.safetensors\n",
               out_dir.c_str());
   if (cnn) {

@@ -81,15 +81,14 @@ TEST_CASE("BatchNorm2d in inference uses the running statistics, and leaves them
 
 TEST_CASE("batch_norm's training gradient, through the batch statistics, passes the f64 gradient check") {
   for (const Shape& shape : {Shape{3, 2, 2, 3}, Shape{5, 4}, Shape{2, 3, 4}}) {
-    testing::gradcheck(
-        "batch_norm " + shape.to_string(),
-        [&](Graph& g, const std::vector<Value>& v) {
-          nn::BatchNormState s{v[1], v[2], g.state("mean", f64, {shape[1]}, init::zeros()),
-                               g.state("var", f64, {shape[1]}, init::ones())};
-          std::vector<Value> running;
-          return nn::batch_norm(v[0], s, {.training = true, .updates = &running});
-        },
-        {{shape}, {{shape[1]}, 0.5, 1.5}, {{shape[1]}}});
+    testing::gradcheck("batch_norm " + shape.to_string(),
+                       [&](Graph& g, const std::vector<Value>& v) {
+                         nn::BatchNormState s{v[1], v[2], g.state("mean", f64, {shape[1]}, init::zeros()),
+                                              g.state("var", f64, {shape[1]}, init::ones())};
+                         std::vector<Value> running;
+                         return nn::batch_norm(v[0], s, {.training = true, .updates = &running});
+                       },
+                       {{shape}, {{shape[1]}, 0.5, 1.5}, {{shape[1]}}});
   }
 }
 
@@ -182,7 +181,8 @@ struct CnnRun {
     for (std::int64_t s = from; s < to; ++s) {
       const Tensor images = testing::random_tensor(f32, {8, 1, 8, 8}, 100 + static_cast<std::uint64_t>(s));
       Tensor labels = Tensor::empty(i32, {8});
-      for (std::int64_t i = 0; i < 8; ++i) labels.data<std::int32_t>()[static_cast<std::size_t>(i)] = static_cast<int>((s + i) % 3);
+      for (std::int64_t i = 0; i < 8; ++i)
+        labels.data<std::int32_t>()[static_cast<std::size_t>(i)] = static_cast<int>((s + i) % 3);
       exe->run({{x, images}, {y, labels}, {step_number, Tensor::scalar<std::int64_t>(s)}});
     }
   }

@@ -39,7 +39,13 @@ double& at(Tensor& t, std::int64_t i) { return t.data<double>()[static_cast<std:
 Tensor conv2d_reference(const Tensor& x, const Tensor& w, const ConvAttributes& a) {
   const Shape &xs = x.shape(), &ws = w.shape();
   const std::int64_t ew = a.dilation[1] * (ws[3] - 1) + 1, eh = a.dilation[0] * (ws[2] - 1) + 1;
-  const ConvSizes z{xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3],
+  const ConvSizes z{xs[0],
+                    xs[1],
+                    xs[2],
+                    xs[3],
+                    ws[0],
+                    ws[2],
+                    ws[3],
                     (xs[2] + a.padding[0] + a.padding[2] - eh) / a.stride[0] + 1,
                     (xs[3] + a.padding[1] + a.padding[3] - ew) / a.stride[1] + 1};
   Tensor y = Tensor::zeros(DType::f64, {z.n, z.k, z.oh, z.ow});
@@ -52,7 +58,8 @@ Tensor conv2d_backward_data_reference(const Tensor& dy, const Tensor& w, std::ar
   const Shape &ys = dy.shape(), &ws = w.shape();
   const ConvSizes z{ys[0], ws[1] * a.groups, input_size[0], input_size[1], ws[0], ws[2], ws[3], ys[2], ys[3]};
   Tensor dx = Tensor::zeros(DType::f64, {z.n, z.c, z.h, z.w});
-  for_each_product(z, a, [&](std::int64_t xi, std::int64_t wi, std::int64_t yi) { at(dx, xi) += dy.at(yi) * w.at(wi); });
+  for_each_product(z, a,
+                   [&](std::int64_t xi, std::int64_t wi, std::int64_t yi) { at(dx, xi) += dy.at(yi) * w.at(wi); });
   return dx;
 }
 
@@ -61,7 +68,8 @@ Tensor conv2d_backward_filter_reference(const Tensor& x, const Tensor& dy, std::
   const Shape &xs = x.shape(), &ys = dy.shape();
   const ConvSizes z{xs[0], xs[1], xs[2], xs[3], ys[1], kernel_size[0], kernel_size[1], ys[2], ys[3]};
   Tensor dw = Tensor::zeros(DType::f64, {z.k, z.c / a.groups, z.r, z.s});
-  for_each_product(z, a, [&](std::int64_t xi, std::int64_t wi, std::int64_t yi) { at(dw, wi) += x.at(xi) * dy.at(yi); });
+  for_each_product(z, a,
+                   [&](std::int64_t xi, std::int64_t wi, std::int64_t yi) { at(dw, wi) += x.at(xi) * dy.at(yi); });
   return dw;
 }
 
@@ -81,9 +89,9 @@ PoolSizes pool_sizes(const Shape& x, const PoolWindow& p) {
 
 // Calls visit(plane, i, j, h, w, inside) for every position (h, w) of every window, in
 // row-major window order; `inside` says whether it lies in the image.
-void for_each_window_position(const PoolSizes& z, const PoolWindow& p,
-                              const std::function<void(std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                                                       std::int64_t, bool)>& visit) {
+void for_each_window_position(
+    const PoolSizes& z, const PoolWindow& p,
+    const std::function<void(std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool)>& visit) {
   for (std::int64_t plane = 0; plane < z.planes; ++plane)
     for (std::int64_t i = 0; i < z.oh; ++i)
       for (std::int64_t j = 0; j < z.ow; ++j)
@@ -134,10 +142,10 @@ namespace {
 // The divisor of each output: the whole window, or its in-image part.
 std::vector<double> divisors(const PoolSizes& z, const PoolWindow& p) {
   std::vector<double> count(static_cast<std::size_t>(z.planes * z.oh * z.ow), 0.0);
-  for_each_window_position(z, p, [&](std::int64_t plane, std::int64_t i, std::int64_t j, std::int64_t, std::int64_t,
-                                     bool inside) {
-    if (inside || p.count_include_pad) count[static_cast<std::size_t>((plane * z.oh + i) * z.ow + j)] += 1;
-  });
+  for_each_window_position(
+      z, p, [&](std::int64_t plane, std::int64_t i, std::int64_t j, std::int64_t, std::int64_t, bool inside) {
+        if (inside || p.count_include_pad) count[static_cast<std::size_t>((plane * z.oh + i) * z.ow + j)] += 1;
+      });
   return count;
 }
 

@@ -18,7 +18,8 @@ struct AffineParams {
   float factor = 1, offset = 0;
   static AffineParams decode(const DecodeContext& context) {
     ++decodes;
-    return {static_cast<float>(context.attrs.get_float("factor")), static_cast<float>(context.attrs.get_float("offset"))};
+    return {static_cast<float>(context.attrs.get_float("factor")),
+            static_cast<float>(context.attrs.get_float("offset"))};
   }
 };
 
