@@ -227,11 +227,12 @@ void max_pool2d_kernel(const KernelContext& ctx) {
 // the image (windows_tile): each element takes value(ow, s) from the window (ow) and the column
 // of the window (s) it lies in, or 0 when it lies in no window (the columns past the last one).
 template <Index Kernel, typename T, typename F>
-void write_tiled_row(const Pool2dParams& p, Columns cols, T* dx_row, F&& value) {
+void write_tiled_row(const Pool2dParams& p, Columns cols, T* dx_row, F&& value, bool interior_written = false) {
   const Index k = Kernel ? Kernel : p.kernel_w;
   T* interior = dx_row + cols.first * k - p.pad_left;
-  for (Index ow = cols.first; ow < cols.last; ++ow)
-    for (Index s = 0; s < k; ++s) interior[(ow - cols.first) * k + s] = value(ow, s);
+  if (!interior_written)
+    for (Index ow = cols.first; ow < cols.last; ++ow)
+      for (Index s = 0; s < k; ++s) interior[(ow - cols.first) * k + s] = value(ow, s);
   const Index left_end = std::min(cols.first * k - p.pad_left, p.width);
   auto edge = [&](Index iw) {
     const Index ow = (iw + p.pad_left) / k;
@@ -239,6 +240,17 @@ void write_tiled_row(const Pool2dParams& p, Columns cols, T* dx_row, F&& value) 
   };
   for (Index iw = 0; iw < left_end; ++iw) edge(iw);
   for (Index iw = std::max(cols.last * k - p.pad_left, left_end); iw < p.width; ++iw) edge(iw);
+}
+
+// The gradients of Count neighbouring square windows of a fixed size that tile the image, the
+// first starting at `top` of dx: each window's gradient onto its winner, 0 onto its other taps,
+// all of its rows at once (the fixed sizes unroll into vector stores).
+template <Index Kernel, Index Count, typename T>
+void scatter_windows_fixed(T* top, Index width, const TapNumber<T>* winner, const T* grad) {
+  for (Index r = 0; r < Kernel; ++r)
+    for (Index i = 0; i < Count; ++i)
+      for (Index s = 0; s < Kernel; ++s)
+        top[r * width + i * Kernel + s] = winner[i] == TapNumber<T>(r * Kernel + s) ? grad[i] : T(0);
 }
 
 // Calls row(ih, r, oh) for every in-image row ih of a plane whose windows tile it, r being the
@@ -274,17 +286,28 @@ void max_pool2d_backward_tiled(const KernelContext& ctx) {
         Index found = -1;  // the output row whose winners `winner` holds
         for_each_tiled_row(p, out, [&](Index ih, Index r, Index oh) {
           const T* grad = dy + plane * plane_out + oh * p.out_width;
+          // Square 2x2 or 3x3 windows wholly inside the image's rows: their interiors written at once.
+          const Index top = oh * p.stride_h - p.pad_top;
+          const bool fixed =
+              (kStride == 2 || kStride == 3) && p.kernel_h == p.kernel_w && top >= 0 && top + p.kernel_h <= p.height;
+          const TapNumber<T>* won = winner.data();
           if (found != oh) {
             max_row_interior<kStride, true>(p, in, oh, cols, best.data(), winner.data());
             for_each_edge_column(p, cols, [&](Index ow) {
               winner[static_cast<std::size_t>(ow)] = TapNumber<T>(tap_of(p, oh, ow, window_argmax(p, in, oh, ow)));
             });
+            if constexpr (kStride == 2 || kStride == 3)
+              if (fixed)
+                in_blocks(cols.last - cols.first, [&]<Index Count>(std::integral_constant<Index, Count>, Index i) {
+                  const Index ow = cols.first + i;
+                  scatter_windows_fixed<kStride, Count>(out + top * p.width + ow * kStride - p.pad_left, p.width,
+                                                        won + ow, grad + ow);
+                });
             found = oh;
           }
-          const TapNumber<T>* won = winner.data();
-          write_tiled_row<kStride>(p, cols, out + ih * p.width, [&](Index ow, Index s) {
-            return won[ow] == TapNumber<T>(r * p.kernel_w + s) ? grad[ow] : T(0);
-          });
+          write_tiled_row<kStride>(
+              p, cols, out + ih * p.width,
+              [&](Index ow, Index s) { return won[ow] == TapNumber<T>(r * p.kernel_w + s) ? grad[ow] : T(0); }, fixed);
         });
       }
     });
