@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "fovea/backends/cpu/kernels.h"
@@ -29,6 +30,49 @@ using Index = std::int64_t;
 // Planes per parallel chunk: enough work in each (about kElementwiseGrain outputs) to pay for
 // waking a thread.
 Index plane_grain(Index plane) { return std::max<Index>(1, kElementwiseGrain / std::max<Index>(1, plane)); }
+
+// A pool's column stride as a compile-time constant where it is a common one (1, 2 or 3), so
+// that the loops over output columns read and write with a fixed stride and vectorise; 0 for
+// any other stride, read at run time.
+template <typename F>
+void with_column_stride(Index stride, F&& f) {
+  if (stride == 1) return f(std::integral_constant<Index, 1>{});
+  if (stride == 2) return f(std::integral_constant<Index, 2>{});
+  if (stride == 3) return f(std::integral_constant<Index, 3>{});
+  f(std::integral_constant<Index, 0>{});
+}
+
+// Calls f(std::integral_constant<Index, Count>, i) over [0, n) in blocks of 8, then of 4, then
+// one by one: a loop over a block of fixed length unrolls into whole vectors, where a loop of n
+// iterations, n being as small as a row of a small image, would run mostly in its scalar tail.
+template <typename F>
+void in_blocks(Index n, F&& f) {
+  Index i = 0;
+  for (; i + 8 <= n; i += 8) f(std::integral_constant<Index, 8>{}, i);
+  for (; i + 4 <= n; i += 4) f(std::integral_constant<Index, 4>{}, i);
+  for (; i < n; ++i) f(std::integral_constant<Index, 1>{}, i);
+}
+
+// The output columns [first, last) whose windows lie wholly inside the image's width: the
+// vectorised loops handle them, and the few columns either side (windows over the padding) go
+// window by window.
+struct Columns {
+  Index first, last;
+};
+
+Columns interior_columns(const Pool2dParams& p) {
+  const Index span = p.dilation_w * (p.kernel_w - 1) + 1, room = p.width + p.pad_left - span;
+  const Index first = std::min(p.out_width, (p.pad_left + p.stride_w - 1) / p.stride_w);
+  const Index last = room < 0 ? 0 : std::min(p.out_width, room / p.stride_w + 1);
+  return {first, std::max(first, last)};
+}
+
+// Whether every in-image element lies in at most one window and the windows sit side by side
+// with no gaps (stride equal to kernel, no dilation): the backward ops then write each element of
+// dx once, from its own window, instead of clearing dx and accumulating into it.
+bool windows_tile(const Pool2dParams& p) {
+  return p.stride_h == p.kernel_h && p.stride_w == p.kernel_w && p.dilation_h == 1 && p.dilation_w == 1;
+}
 
 // The first maximal in-image element of window (oh, ow) of plane `x`, in row-major order of its
 // taps (r, then s): its index in the plane, or -1 when the window holds no pixel of the image.
@@ -52,22 +96,221 @@ Index window_argmax(const Pool2dParams& p, const T* x, Index oh, Index ow) {
   return best;
 }
 
+// The number r * kernel_w + s of the tap of window (oh, ow) at plane index `at` (-1 stays -1).
+Index tap_of(const Pool2dParams& p, Index oh, Index ow, Index at) {
+  if (at < 0) return -1;
+  const Index r = (at / p.width - (oh * p.stride_h - p.pad_top)) / p.dilation_h;
+  const Index s = (at % p.width - (ow * p.stride_w - p.pad_left)) / p.dilation_w;
+  return r * p.kernel_w + s;
+}
+
+// A tap number as an integer as wide as T, so that it rides in the same vector lanes as the
+// values it is chosen with.
+template <typename T>
+using TapNumber = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+
+// One tap of n neighbouring windows folded into their running maxima `best` (and, with Track,
+// the running winners' tap numbers): the tap replaces the maximum only when strictly larger, or
+// when it is the first NaN, so the first maximal tap in the fold's (row-major) order wins.
+// `row` is the tap's element in the first window; the next window's is `stride` further on.
+template <Index Stride, bool Track, typename T>
+void fold_max_tap(const T* row, Index stride, Index n, T* best, TapNumber<T>* winner, TapNumber<T> tap, bool first) {
+  const Index step = Stride ? Stride : stride;
+  if (first) {
+    for (Index i = 0; i < n; ++i) best[i] = row[i * step];
+    if constexpr (Track) std::fill(winner, winner + n, tap);
+    return;
+  }
+  for (Index i = 0; i < n; ++i) {
+    const T v = row[i * step], b = best[i];
+    const bool take = v > b || (v != v && b == b);
+    best[i] = take ? v : b;
+    if constexpr (Track) winner[i] = take ? tap : winner[i];
+  }
+}
+
+// The maxima (and with Track the winners' tap numbers) of Count neighbouring square windows of
+// a fixed size, whose rows all lie in the image, the first starting at `top`: all taps of a
+// window in one pass, in row-major order. Count is fixed too, so that the compiler unrolls the
+// windows into whole vectors even for the short rows of small images.
+template <Index Stride, Index Kernel, bool Track, Index Count, typename T>
+void max_windows_fixed(const T* top, Index width, T* best, TapNumber<T>* winner) {
+  for (Index i = 0; i < Count; ++i) {
+    const T* window = top + i * Stride;
+    T b = window[0];
+    TapNumber<T> w = 0;
+    for (Index r = 0; r < Kernel; ++r)
+      for (Index s = 0; s < Kernel; ++s) {
+        if (r == 0 && s == 0) continue;
+        const T v = window[r * width + s];
+        const bool take = v > b || (v != v && b == b);
+        b = take ? v : b;
+        w = take ? TapNumber<T>(r * Kernel + s) : w;
+      }
+    best[i] = b;
+    if constexpr (Track) winner[i] = w;
+  }
+}
+
+// n neighbouring windows as above.
+template <Index Stride, Index Kernel, bool Track, typename T>
+void max_row_fixed(const T* top, Index width, Index n, T* best, TapNumber<T>* winner) {
+  in_blocks(n, [&]<Index Count>(std::integral_constant<Index, Count>, Index i) {
+    max_windows_fixed<Stride, Kernel, Track, Count>(top + i * Stride, width, best + i, Track ? winner + i : nullptr);
+  });
+}
+
+// The maxima of output row oh's interior windows (Columns), written to best[first, last), and
+// with Track their winners' tap numbers to winner[first, last).
+template <Index Stride, bool Track, typename T>
+void max_row_interior(const Pool2dParams& p, const T* in, Index oh, Columns cols, T* best, TapNumber<T>* winner) {
+  const Index n = cols.last - cols.first, top = oh * p.stride_h - p.pad_top;
+  if (n <= 0) return;
+  const bool square = p.kernel_h == p.kernel_w && p.dilation_h == 1 && p.dilation_w == 1;
+  if constexpr (Stride != 0) {
+    if (square && top >= 0 && top + p.kernel_h <= p.height) {
+      const T* window = in + top * p.width + cols.first * Stride - p.pad_left;
+      TapNumber<T>* winners = Track ? winner + cols.first : nullptr;
+      if (p.kernel_w == 2) return max_row_fixed<Stride, 2, Track>(window, p.width, n, best + cols.first, winners);
+      if (p.kernel_w == 3) return max_row_fixed<Stride, 3, Track>(window, p.width, n, best + cols.first, winners);
+    }
+  }
+  // Any other window: one pass over the row per tap.
+  bool first = true;
+  for (Index r = 0; r < p.kernel_h; ++r) {
+    const Index ih = oh * p.stride_h - p.pad_top + r * p.dilation_h;
+    if (ih < 0 || ih >= p.height) continue;
+    const T* row = in + ih * p.width + cols.first * p.stride_w - p.pad_left;
+    for (Index s = 0; s < p.kernel_w; ++s, first = false)
+      fold_max_tap<Stride, Track>(row + s * p.dilation_w, p.stride_w, n, best + cols.first,
+                                  Track ? winner + cols.first : nullptr, TapNumber<T>(r * p.kernel_w + s), first);
+  }
+  if (first) {  // no row of the window in the image
+    std::fill(best + cols.first, best + cols.last, -std::numeric_limits<T>::infinity());
+    if constexpr (Track) std::fill(winner + cols.first, winner + cols.last, TapNumber<T>(-1));
+  }
+}
+
+// Calls f(ow) for the output columns outside Columns: the windows that reach into the padding.
+template <typename F>
+void for_each_edge_column(const Pool2dParams& p, Columns cols, F&& f) {
+  for (Index ow = 0; ow < cols.first; ++ow) f(ow);
+  for (Index ow = cols.last; ow < p.out_width; ++ow) f(ow);
+}
+
 template <typename T>
 void max_pool2d_kernel(const KernelContext& ctx) {
   const Pool2dParams& p = ctx.params<Pool2dParams>();
   const T* x = ctx.in(0).as<T>();
   T* y = ctx.out().as<T>();
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
-  ctx.pool->parallel_for(p.batch * p.channels, plane_grain(plane_out), [&](Index first, Index last) {
-    for (Index plane = first; plane < last; ++plane) {
-      const T* in = x + plane * plane_in;
-      T* out = y + plane * plane_out;
-      for (Index oh = 0; oh < p.out_height; ++oh)
-        for (Index ow = 0; ow < p.out_width; ++ow) {
-          const Index at = window_argmax(p, in, oh, ow);
-          out[oh * p.out_width + ow] = at < 0 ? -std::numeric_limits<T>::infinity() : in[at];
+  const Columns cols = interior_columns(p);
+  with_column_stride(p.stride_w, [&](auto stride) {
+    constexpr Index kStride = decltype(stride)::value;
+    ctx.pool->parallel_for(p.batch * p.channels, plane_grain(plane_out), [&](Index first, Index last) {
+      for (Index plane = first; plane < last; ++plane) {
+        const T* in = x + plane * plane_in;
+        for (Index oh = 0; oh < p.out_height; ++oh) {
+          T* out = y + plane * plane_out + oh * p.out_width;
+          max_row_interior<kStride, false>(p, in, oh, cols, out, nullptr);
+          for_each_edge_column(p, cols, [&](Index ow) {
+            const Index at = window_argmax(p, in, oh, ow);
+            out[ow] = at < 0 ? -std::numeric_limits<T>::infinity() : in[at];
+          });
         }
-    }
+      }
+    });
+  });
+}
+
+// Input row ih of dx, which row r of the windows of output row oh covers, for windows that tile
+// the image (windows_tile): each element takes value(ow, s) from the window (ow) and the column
+// of the window (s) it lies in, or 0 when it lies in no window (the columns past the last one).
+template <Index Kernel, typename T, typename F>
+void write_tiled_row(const Pool2dParams& p, Columns cols, T* dx_row, F&& value, bool interior_written = false) {
+  const Index k = Kernel ? Kernel : p.kernel_w;
+  T* interior = dx_row + cols.first * k - p.pad_left;
+  if (!interior_written)
+    for (Index ow = cols.first; ow < cols.last; ++ow)
+      for (Index s = 0; s < k; ++s) interior[(ow - cols.first) * k + s] = value(ow, s);
+  const Index left_end = std::min(cols.first * k - p.pad_left, p.width);
+  auto edge = [&](Index iw) {
+    const Index ow = (iw + p.pad_left) / k;
+    dx_row[iw] = ow < p.out_width ? value(ow, (iw + p.pad_left) % k) : T(0);
+  };
+  for (Index iw = 0; iw < left_end; ++iw) edge(iw);
+  for (Index iw = std::max(cols.last * k - p.pad_left, left_end); iw < p.width; ++iw) edge(iw);
+}
+
+// The gradients of Count neighbouring square windows of a fixed size that tile the image, the
+// first starting at `top` of dx: each window's gradient onto its winner, 0 onto its other taps,
+// all of its rows at once (the fixed sizes unroll into vector stores).
+template <Index Kernel, Index Count, typename T>
+void scatter_windows_fixed(T* top, Index width, const TapNumber<T>* winner, const T* grad) {
+  for (Index r = 0; r < Kernel; ++r)
+    for (Index i = 0; i < Count; ++i)
+      for (Index s = 0; s < Kernel; ++s)
+        top[r * width + i * Kernel + s] = winner[i] == TapNumber<T>(r * Kernel + s) ? grad[i] : T(0);
+}
+
+// Calls row(ih, r, oh) for every in-image row ih of a plane whose windows tile it, r being the
+// row's place in its windows (output row oh), and clears the rows below the last window.
+template <typename T, typename F>
+void for_each_tiled_row(const Pool2dParams& p, T* dx, F&& row) {
+  for (Index oh = 0; oh < p.out_height; ++oh) {
+    const Index top = oh * p.stride_h - p.pad_top;
+    for (Index ih = std::max<Index>(top, 0); ih < std::min(top + p.kernel_h, p.height); ++ih) row(ih, ih - top, oh);
+  }
+  const Index covered = std::clamp<Index>(p.out_height * p.stride_h - p.pad_top, 0, p.height);
+  std::fill(dx + covered * p.width, dx + p.height * p.width, T(0));
+}
+
+// max_pool2d_backward for windows that tile the image: per output row, each window's winner
+// found once, then every dx element under the row's windows written from it.
+template <typename T>
+void max_pool2d_backward_tiled(const KernelContext& ctx) {
+  const Pool2dParams& p = ctx.params<Pool2dParams>();
+  const T* x = ctx.in(0).as<T>();
+  const T* dy = ctx.in(1).as<T>();
+  T* dx = ctx.out().as<T>();
+  const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
+  const Columns cols = interior_columns(p);
+  with_column_stride(p.stride_w, [&](auto stride) {
+    constexpr Index kStride = decltype(stride)::value;
+    ctx.pool->parallel_for(p.batch * p.channels, plane_grain(plane_in + plane_out), [&](Index first, Index last) {
+      std::vector<T> best(static_cast<std::size_t>(p.out_width));
+      std::vector<TapNumber<T>> winner(static_cast<std::size_t>(p.out_width));
+      for (Index plane = first; plane < last; ++plane) {
+        const T* in = x + plane * plane_in;
+        T* out = dx + plane * plane_in;
+        Index found = -1;  // the output row whose winners `winner` holds
+        for_each_tiled_row(p, out, [&](Index ih, Index r, Index oh) {
+          const T* grad = dy + plane * plane_out + oh * p.out_width;
+          // Square 2x2 or 3x3 windows wholly inside the image's rows: their interiors written at once.
+          const Index top = oh * p.stride_h - p.pad_top;
+          const bool fixed =
+              (kStride == 2 || kStride == 3) && p.kernel_h == p.kernel_w && top >= 0 && top + p.kernel_h <= p.height;
+          const TapNumber<T>* won = winner.data();
+          if (found != oh) {
+            max_row_interior<kStride, true>(p, in, oh, cols, best.data(), winner.data());
+            for_each_edge_column(p, cols, [&](Index ow) {
+              winner[static_cast<std::size_t>(ow)] = TapNumber<T>(tap_of(p, oh, ow, window_argmax(p, in, oh, ow)));
+            });
+            if constexpr (kStride == 2 || kStride == 3)
+              if (fixed)
+                in_blocks(cols.last - cols.first, [&]<Index Count>(std::integral_constant<Index, Count>, Index i) {
+                  const Index ow = cols.first + i;
+                  scatter_windows_fixed<kStride, Count>(out + top * p.width + ow * kStride - p.pad_left, p.width,
+                                                        won + ow, grad + ow);
+                });
+            found = oh;
+          }
+          write_tiled_row<kStride>(
+              p, cols, out + ih * p.width,
+              [&](Index ow, Index s) { return won[ow] == TapNumber<T>(r * p.kernel_w + s) ? grad[ow] : T(0); }, fixed);
+        });
+      }
+    });
   });
 }
 
@@ -75,6 +318,8 @@ void max_pool2d_kernel(const KernelContext& ctx) {
 template <typename T>
 void max_pool2d_backward_kernel(const KernelContext& ctx) {
   const Pool2dParams& p = ctx.params<Pool2dParams>();
+  if (windows_tile(p)) return max_pool2d_backward_tiled<T>(ctx);
+  // Overlapping (or gapped, or dilated) windows: clear dx, then add each gradient onto its winner.
   const T* x = ctx.in(0).as<T>();
   const T* dy = ctx.in(1).as<T>();
   T* dx = ctx.out().as<T>();
@@ -111,25 +356,88 @@ Window average_window(const Pool2dParams& p, Index oh, Index ow) {
   return w;
 }
 
+// The divisor of the interior windows (Columns) of output row oh: all of them cover the same
+// in-image rows and every column of their width.
+double interior_divisor(const Pool2dParams& p, Index oh) {
+  return average_window(p, oh, interior_columns(p).first).divisor;
+}
+
+// The averages of output row oh's interior windows, written to out[first, last): the taps summed
+// in row-major order, as the window-by-window sum adds them.
+template <Index Stride, typename T>
+void average_row_interior(const Pool2dParams& p, const T* in, Index oh, Columns cols, T* out) {
+  const Index n = cols.last - cols.first, step = Stride ? Stride : p.stride_w;
+  if (n <= 0) return;
+  T* sums = out + cols.first;
+  std::fill(sums, sums + n, T(0));
+  const Window w = average_window(p, oh, cols.first);
+  for (Index ih = w.ih0; ih < w.ih1; ++ih) {
+    const T* row = in + ih * p.width + cols.first * p.stride_w - p.pad_left;
+    for (Index s = 0; s < p.kernel_w; ++s)
+      for (Index i = 0; i < n; ++i) sums[i] += row[i * step + s];
+  }
+  const T divisor = static_cast<T>(w.divisor);
+  for (Index i = 0; i < n; ++i) sums[i] /= divisor;
+}
+
 template <typename T>
 void avg_pool2d_kernel(const KernelContext& ctx) {
   const Pool2dParams& p = ctx.params<Pool2dParams>();
   const T* x = ctx.in(0).as<T>();
   T* y = ctx.out().as<T>();
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
-  ctx.pool->parallel_for(p.batch * p.channels, plane_grain(plane_out), [&](Index first, Index last) {
-    for (Index plane = first; plane < last; ++plane) {
-      const T* in = x + plane * plane_in;
-      T* out = y + plane * plane_out;
-      for (Index oh = 0; oh < p.out_height; ++oh)
-        for (Index ow = 0; ow < p.out_width; ++ow) {
-          const Window w = average_window(p, oh, ow);
-          T sum = 0;
-          for (Index ih = w.ih0; ih < w.ih1; ++ih)
-            for (Index iw = w.iw0; iw < w.iw1; ++iw) sum += in[ih * p.width + iw];
-          out[oh * p.out_width + ow] = sum / static_cast<T>(w.divisor);
+  const Columns cols = interior_columns(p);
+  with_column_stride(p.stride_w, [&](auto stride) {
+    constexpr Index kStride = decltype(stride)::value;
+    ctx.pool->parallel_for(p.batch * p.channels, plane_grain(plane_out), [&](Index first, Index last) {
+      for (Index plane = first; plane < last; ++plane) {
+        const T* in = x + plane * plane_in;
+        for (Index oh = 0; oh < p.out_height; ++oh) {
+          T* out = y + plane * plane_out + oh * p.out_width;
+          average_row_interior<kStride>(p, in, oh, cols, out);
+          for_each_edge_column(p, cols, [&](Index ow) {
+            const Window w = average_window(p, oh, ow);
+            T sum = 0;
+            for (Index ih = w.ih0; ih < w.ih1; ++ih)
+              for (Index iw = w.iw0; iw < w.iw1; ++iw) sum += in[ih * p.width + iw];
+            out[ow] = sum / static_cast<T>(w.divisor);
+          });
         }
-    }
+      }
+    });
+  });
+}
+
+// avg_pool2d_backward for windows that tile the image: each dx element is its window's share.
+template <typename T>
+void avg_pool2d_backward_tiled(const KernelContext& ctx) {
+  const Pool2dParams& p = ctx.params<Pool2dParams>();
+  const T* dy = ctx.in(0).as<T>();
+  T* dx = ctx.out().as<T>();
+  const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
+  const Columns cols = interior_columns(p);
+  with_column_stride(p.stride_w, [&](auto stride) {
+    constexpr Index kStride = decltype(stride)::value;
+    ctx.pool->parallel_for(p.batch * p.channels, plane_grain(plane_in + plane_out), [&](Index first, Index last) {
+      std::vector<T> shares(static_cast<std::size_t>(p.out_width));
+      for (Index plane = first; plane < last; ++plane) {
+        T* out = dx + plane * plane_in;
+        Index found = -1;  // the output row whose shares `shares` holds
+        for_each_tiled_row(p, out, [&](Index ih, Index, Index oh) {
+          if (found != oh) {
+            const T* grad = dy + plane * plane_out + oh * p.out_width;
+            const T divisor = static_cast<T>(interior_divisor(p, oh));
+            for (Index ow = cols.first; ow < cols.last; ++ow) shares[static_cast<std::size_t>(ow)] = grad[ow] / divisor;
+            for_each_edge_column(p, cols, [&](Index ow) {
+              shares[static_cast<std::size_t>(ow)] = grad[ow] / static_cast<T>(average_window(p, oh, ow).divisor);
+            });
+            found = oh;
+          }
+          const T* share = shares.data();
+          write_tiled_row<kStride>(p, cols, out + ih * p.width, [&](Index ow, Index) { return share[ow]; });
+        });
+      }
+    });
   });
 }
 
@@ -137,6 +445,8 @@ void avg_pool2d_kernel(const KernelContext& ctx) {
 template <typename T>
 void avg_pool2d_backward_kernel(const KernelContext& ctx) {
   const Pool2dParams& p = ctx.params<Pool2dParams>();
+  if (windows_tile(p)) return avg_pool2d_backward_tiled<T>(ctx);
+  // Overlapping or gapped windows: clear dx, then add each window's share onto its elements.
   const T* dy = ctx.in(0).as<T>();
   T* dx = ctx.out().as<T>();
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;

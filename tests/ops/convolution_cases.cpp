@@ -168,6 +168,8 @@ void add_max_pool_cases(std::vector<OpCase>& cases) {
       {{1, 1, 7, 7}, {.kernel = {2, 3}, .stride = {1, 1}, .dilation = {2, 1}, .padding = {1, 0, 0, 1}}},
       {{2, 2, 4, 4}, {.kernel = {2, 2}, .stride = {1, 1}}, true},  // ties: the first maximum wins
       {{1, 3, 1, 1}, {.kernel = {1, 1}, .stride = {1, 1}}},        // a 1x1 image
+      // Windows that tile the image over its padding, the last row and column outside them.
+      {{1, 2, 9, 12}, {.kernel = {3, 3}, .stride = {3, 3}, .padding = {1, 1, 1, 0}}},
   };
   for (const PoolCase& pc : pools) {
     const PoolWindow p = pc.p;
@@ -201,6 +203,7 @@ void add_avg_pool_cases(std::vector<OpCase>& cases) {
       {{1, 2, 7, 6}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1, 1, 1}, .count_include_pad = true}},
       {{1, 2, 7, 6}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1, 1, 1}, .count_include_pad = false}},
       {{1, 1, 5, 5}, {.kernel = {2, 3}, .stride = {1, 2}, .padding = {1, 0, 0, 1}, .count_include_pad = false}},
+      {{1, 2, 9, 12}, {.kernel = {3, 3}, .stride = {3, 3}, .padding = {1, 1, 1, 0}, .count_include_pad = false}},
   };
   for (const PoolCase& pc : pools) {
     const PoolWindow p = pc.p;

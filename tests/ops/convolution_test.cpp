@@ -424,6 +424,12 @@ const std::vector<PoolCase>& pool_cases() {
       {{2, 2, 7, 8}, {3, 3}, pool_options({2, 2}, Padding::same())},
       {{1, 2, 10, 9}, {3, 3}, pool_options({3, 2}, Padding::sides(0, 1, 1, 1))},
       {{2, 1, 1, 1}, {1, 1}, pool_options({1, 1}, 0)},
+      // Rows wide enough for the kernels' vector loops to run whole vectors, not just their tails.
+      {{1, 2, 9, 70}, {2, 2}, pool_options({0, 0}, 0)},
+      {{1, 2, 9, 71}, {3, 3}, pool_options({2, 2}, 1)},
+      // Windows that tile the image over its padding: the backward ops write dx directly.
+      {{2, 2, 8, 11}, {3, 3}, pool_options({3, 3}, 1)},
+      {{1, 2, 11, 37}, {3, 3}, pool_options({3, 3}, Padding::sides(1, 0, 0, 1))},
       {{0, 3, 6, 6}, {2, 2}, pool_options({0, 0}, 0)},
   };
   return cases;
@@ -489,6 +495,45 @@ TEST_CASE("a NaN in a max_pool2d window is its maximum and takes its gradient, t
     const std::vector<double> expected{0, 0, 0, 0, 3, 0, 0, 3, 3, 0, 0, 3, 0, 0, 0, 0};
     for (Index i = 0; i < 16; ++i) CHECK(out[1].at(i) == expected[static_cast<std::size_t>(i)]);
   }
+}
+
+TEST_CASE("max_pool2d keeps the first NaN and the first of equal maxima on wide and odd-sized images") {
+  // Small integers (many ties), with NaNs and -infs sprinkled in: windows of NaNs, windows of
+  // -infs only, and windows holding both, in the vectorised columns and at the edges.
+  const std::vector<PoolCase> cases{
+      {{1, 2, 5, 37}, {2, 2}, pool_options({0, 0}, 0)},
+      {{1, 2, 7, 37}, {3, 3}, pool_options({2, 2}, 1)},
+      {{1, 2, 8, 35}, {3, 3}, pool_options({3, 3}, 1)},
+  };
+  for (DType t : {f32, f64})
+    for (const PoolCase& c : cases) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(c.x.to_string());
+      const PoolGeometry geo = pool_geometry(c, false);
+      const Shape y_shape{c.x[0], c.x[1], geo.oh, geo.ow};
+      std::vector<double> xs = values_of(random_tensor(f64, c.x, 22, -2, 2));
+      for (double& v : xs) v = std::floor(v);
+      for (std::size_t i = 0; i < xs.size(); ++i) {
+        if (i % 7 == 3 || i % 11 == 5) xs[i] = std::numeric_limits<double>::quiet_NaN();
+        if (i % 5 == 1 || (i / 37) % 4 == 2) xs[i] = -std::numeric_limits<double>::infinity();
+      }
+      Graph g;
+      Value x = g.placeholder("x", t, c.x), r = g.placeholder("r", t, y_shape);
+      Value y = max_pool2d(x, c.kernel, c.options);
+      const Value dx = grad(reduce_sum(y * r), {x})[0];
+      const Tensor rv = random_tensor(t, y_shape, 23);
+      const std::vector<Tensor> out = testing::run(g, {y, dx}, {{x, tensor_of(t, c.x, xs)}, {r, rv}});
+      const PoolReference ref = reference_max_pool(geo, xs, values_of(rv));
+      for (Index i = 0; i < out[0].numel(); ++i) {
+        CAPTURE(i);
+        const double expected = ref.y[static_cast<std::size_t>(i)];
+        if (std::isnan(expected))
+          CHECK(std::isnan(out[0].at(i)));
+        else
+          CHECK(out[0].at(i) == expected);
+      }
+      check_matches(out[1], t, c.x, ref.dx);
+    }
 }
 
 TEST_CASE("avg_pool2d and its gradient match the reference, with and without the padding counted") {
