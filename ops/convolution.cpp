@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include "fovea/core/exact_number.h"
+#include "fovea/ops/creation.h"
+#include "fovea/ops/indexing.h"
 #include "fovea/ops/reduce.h"
 #include "fovea/ops/shape_ops.h"
 #include "fovea/ops/vjp.h"
@@ -93,6 +95,28 @@ std::vector<TensorType> infer_conv2d(const InferContext& ctx) {
   return {TensorType{ctx.input(0).dtype, Shape{x[0], w[0], out[0], out[1]}}};
 }
 
+ConvActivation conv_activation(const InferContext* ctx, const std::string& name) {
+  if (name == "none") return ConvActivation::none;
+  if (name == "relu") return ConvActivation::relu;
+  if (ctx) ctx->fail(fmt::format("activation must be 'none' or 'relu', got '{}'", name));
+  throw Error(fmt::format("unknown convolution activation '{}'", name));
+}
+
+const char* activation_name(ConvActivation activation) {
+  return activation == ConvActivation::relu ? "relu" : "none";
+}
+
+// (x, w, bias) -> y: conv2d's output, bias one value per output channel.
+std::vector<TensorType> infer_fused_conv2d(const InferContext& ctx) {
+  std::vector<TensorType> y = infer_conv2d(ctx);
+  const Shape& bias = ctx.input(2).shape;
+  if (bias.rank() != 1 || bias[0] != y[0].shape[1])
+    ctx.fail(fmt::format("bias must be [K] with K = {} output channels, got {}", y[0].shape[1],
+                         ctx.input(2).to_string()));
+  conv_activation(&ctx, ctx.attrs().get_string("activation"));
+  return y;
+}
+
 // (dy, w) -> dx [N, C, H, W] with H, W from input_size.
 std::vector<TensorType> infer_conv2d_backward_data(const InferContext& ctx) {
   require_images(ctx, 0, "dy");
@@ -156,6 +180,21 @@ std::vector<Value> vjp_conv2d(const VjpContext& c) {
   return {dx, dw};
 }
 
+// y = act(z), z = conv2d(x, w) + bias: the gradient at z is g where the ReLU passed its input
+// (y > 0, read from y: z itself is not kept), then conv2d's two gradients and the bias's sum.
+std::vector<Value> vjp_fused_conv2d(const VjpContext& c) {
+  const ConvAttributes a = conv_attributes(c.attrs());
+  const Value &x = c.x(0), &w = c.x(1), &y = c.y();
+  Value dz = c.g();
+  if (conv_activation(nullptr, c.attrs().get_string("activation")) == ConvActivation::relu)
+    dz = where(greater(y, scalar_like(y, 0.0)), dz, zeros_like(dz));
+  Value dx, dw, dbias;
+  if (c.wants(0)) dx = conv2d_backward_data(dz, w, spatial(x), a);
+  if (c.wants(1)) dw = conv2d_backward_filter(x, dz, spatial(w), a);
+  if (c.wants(2)) dbias = reduce_sum(dz, {0, 2, 3});
+  return {dx, dw, dbias};
+}
+
 std::vector<Value> vjp_conv2d_backward_data(const VjpContext& c) {
   const ConvAttributes a = conv_attributes(c.attrs());
   const Value &dy = c.x(0), &w = c.x(1), &g = c.g();
@@ -190,6 +229,11 @@ Conv2dParams conv_params(const Attributes& attrs, const Shape& x, const Shape& w
 std::unique_ptr<const DecodedParams> decode_conv2d(const DecodeContext& c) {
   return std::make_unique<const Decoded<Conv2dParams>>(
       conv_params(c.attrs, c.inputs[0].shape, c.inputs[1].shape, c.outputs[0].shape));
+}
+std::unique_ptr<const DecodedParams> decode_fused_conv2d(const DecodeContext& c) {
+  return std::make_unique<const Decoded<FusedConv2dParams>>(
+      FusedConv2dParams{conv_params(c.attrs, c.inputs[0].shape, c.inputs[1].shape, c.outputs[0].shape),
+                        conv_activation(nullptr, c.attrs.get_string("activation"))});
 }
 std::unique_ptr<const DecodedParams> decode_conv2d_backward_data(const DecodeContext& c) {
   return std::make_unique<const Decoded<Conv2dParams>>(
@@ -385,6 +429,12 @@ const OpDef conv2d_backward_filter{.name = "conv2d_backward_filter",
                                    .infer = infer_conv2d_backward_filter,
                                    .vjp = vjp_conv2d_backward_filter,
                                    .decode = decode_conv2d_backward_filter};
+const OpDef fused_conv2d{.name = "fused_conv2d",
+                         .min_inputs = 3,
+                         .max_inputs = 3,
+                         .infer = infer_fused_conv2d,
+                         .vjp = vjp_fused_conv2d,
+                         .decode = decode_fused_conv2d};
 const OpDef max_pool2d{.name = "max_pool2d",
                        .min_inputs = 1,
                        .max_inputs = 1,
@@ -473,6 +523,14 @@ Value conv2d_with(Value x, Value w, const ConvAttributes& a, Loc where) {
   Graph& g = graph_of(ops::conv2d.name, {x, w}, where);
   const std::array<Value, 2> in{x, w};
   return g.apply1(ops::conv2d, in, to_attributes(a), where);
+}
+
+Value fused_conv2d(Value x, Value w, Value bias, const ConvAttributes& a, ConvActivation activation, Loc where) {
+  Graph& g = graph_of(ops::fused_conv2d.name, {x, w, bias}, where);
+  Attributes attrs = to_attributes(a);
+  attrs.set("activation", std::string(activation_name(activation)));
+  const std::array<Value, 3> in{x, w, bias};
+  return g.apply1(ops::fused_conv2d, in, std::move(attrs), where);
 }
 
 Value conv2d_backward_data(Value dy, Value w, Pair input_size, const ConvAttributes& a, Loc where) {

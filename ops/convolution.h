@@ -7,8 +7,10 @@
 //
 // Padding reads zeros. groups splits C and K into that many independent convolutions; groups =
 // C = K is a depthwise convolution. There is no bias input: add one with `add(y, reshape(b,
-// {K, 1, 1}))`, and the optimizer fuses that add and a following activation into the
-// convolution's epilogue (passes/conv_fusion.h).
+// {K, 1, 1}))`, and the optimizer fuses that add and a following ReLU into the convolution's
+// epilogue, one fused_conv2d node (passes/conv_fusion.h):
+//
+//   fused_conv2d(x, w, b)  =  activation(conv2d(x, w) + b[k])    b f32[K], activation none or relu
 //
 // The gradients are two more ops, and the three close under differentiation (each is linear in
 // each of its two inputs), so every order of derivative is available:
@@ -130,6 +132,15 @@ struct Conv2dParams {
   bool depthwise() const { return groups == in_channels && groups == out_channels; }
 };
 
+// What fused_conv2d applies after adding the bias.
+enum class ConvActivation { none, relu };
+
+// fused_conv2d's sizes and epilogue.
+struct FusedConv2dParams {
+  Conv2dParams conv;
+  ConvActivation activation = ConvActivation::none;
+};
+
 // One pooling's sizes; the same struct for the pools and their backward ops.
 struct Pool2dParams {
   std::int64_t batch = 0, channels = 0, height = 0, width = 0, out_height = 0, out_width = 0;
@@ -151,6 +162,7 @@ struct PadParams {
 //   conv2d                  (x, w)   -> y
 //   conv2d_backward_data    (dy, w)  -> dx
 //   conv2d_backward_filter  (x, dy)  -> dw
+//   fused_conv2d            (x, w, bias) -> y, with activation ("none" or "relu") too
 // Pools: kernel [R,S], stride, padding, dilation, count_include_pad (avg only); input_size [H,W]
 // on avg_pool2d_backward.
 //   max_pool2d (x) -> y;   max_pool2d_backward (x, dy) -> dx
@@ -159,7 +171,7 @@ struct PadParams {
 //   pad (x) -> y;   pad_backward (dy) -> dx (constant: the crop; reflect: the crop plus the
 //   reflected parts added back onto the elements they copy)
 namespace ops {
-extern const OpDef conv2d, conv2d_backward_data, conv2d_backward_filter;
+extern const OpDef conv2d, conv2d_backward_data, conv2d_backward_filter, fused_conv2d;
 extern const OpDef max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward;
 extern const OpDef pad, pad_backward;
 }  // namespace ops
@@ -173,6 +185,10 @@ struct ConvAttributes {
   std::int64_t groups = 1;
 };
 Value conv2d_with(Value x, Value w, const ConvAttributes& a, Loc where = Loc::current());
+// activation(conv2d(x, w) + bias[k]) as one node, bias [K]: what the optimizer makes of a
+// convolution, its bias add and a ReLU.
+Value fused_conv2d(Value x, Value w, Value bias, const ConvAttributes& a, ConvActivation activation,
+                   Loc where = Loc::current());
 Value conv2d_backward_data(Value dy, Value w, std::array<std::int64_t, 2> input_size, const ConvAttributes& a,
                            Loc where = Loc::current());
 Value conv2d_backward_filter(Value x, Value dy, std::array<std::int64_t, 2> kernel_size, const ConvAttributes& a,

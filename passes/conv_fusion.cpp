@@ -128,7 +128,83 @@ class Folder {
   Value scale_, shift_;  // undefined: 1 and 0
 };
 
+const std::string kBiased = "conv2d + bias → fused_conv2d";
+const std::string kBiasedRelu = "conv2d + bias + relu → fused_conv2d";
+
+// conv2d, its bias add and an optional ReLU; the last node's value is the fused op's.
+struct Epilogue {
+  std::uint32_t conv = 0, add = 0;
+  std::size_t bias_operand = 0;  // which of add's operands is the bias
+  std::optional<std::uint32_t> relu;
+  std::uint32_t last() const { return relu ? *relu : add; }
+};
+
+// The only reader of `v` when it has exactly one and the caller does not keep it.
+std::optional<std::uint32_t> sole_reader(const UseCounts& uses, ValueRef v) {
+  if (uses.uses(v) != 1 || uses.is_root(v)) return std::nullopt;
+  return uses.users(v)[0];
+}
+
+// The bias add (and ReLU) after conv2d node `conv`, when the values between have no other reader.
+std::optional<Epilogue> epilogue_from(const Graph& g, const UseCounts& uses, std::uint32_t conv) {
+  const ValueRef y{conv, 0};
+  const TensorType& type = g.node(conv).outputs[0];
+  const std::optional<std::uint32_t> add = sole_reader(uses, y);
+  if (!add) return std::nullopt;
+  const Node& n = g.node(*add);
+  if (n.op != &ops::add || n.outputs[0] != type) return std::nullopt;
+  const std::size_t bias_operand = n.inputs[0] == y ? 1 : 0;
+  const Shape& bias = g.type(n.inputs[bias_operand]).shape;
+  // One value per channel: [K], [K,1,1], [1,K,1,1], not a scalar broadcast to every channel.
+  if (n.inputs[bias_operand] == y || !per_channel(bias, type.shape[1]) || bias.numel() != type.shape[1])
+    return std::nullopt;
+  Epilogue e{conv, *add, bias_operand, std::nullopt};
+  const std::optional<std::uint32_t> relu = sole_reader(uses, {*add, 0});
+  if (relu && g.node(*relu).op == &ops::relu) e.relu = relu;
+  return e;
+}
+
+// Builds the fused node at the epilogue's last node.
+void emit_fused(GraphRewriter& rw, const Epilogue& e) {
+  const Node& conv = rw.source().node(e.conv);
+  const std::vector<Value> in = rw.inputs(e.conv);
+  const std::int64_t k = conv.outputs[0].shape[1];
+  Value bias = rw.mapped(rw.source().node(e.add).inputs[e.bias_operand]);
+  if (bias.rank() != 1)
+    bias = rw.emit(e.add, ops::reshape, std::vector<Value>{bias}, {{"shape", std::vector<std::int64_t>{k}}}, false)[0];
+  Attributes attrs = conv.attrs;
+  attrs.set("activation", std::string(e.relu ? "relu" : "none"));
+  const Value y = rw.emit(e.last(), ops::fused_conv2d, std::vector<Value>{in[0], in[1], bias}, std::move(attrs))[0];
+  rw.replace(e.last(), {y});
+}
+
 }  // namespace
+
+PassResult fuse_conv_epilogues(const Graph& graph, std::span<const ValueRef> roots) {
+  PassStats stats;
+  const UseCounts uses(graph, roots);
+  std::vector<Epilogue> matches;
+  std::vector<int> role(graph.size(), -1);  // node → the match it belongs to
+  for (std::uint32_t id = 0; id < graph.size(); ++id) {
+    if (graph.node(id).op != &ops::conv2d) continue;
+    const std::optional<Epilogue> e = epilogue_from(graph, uses, id);
+    if (!e) continue;
+    const int index = static_cast<int>(matches.size());
+    role[e->conv] = role[e->add] = index;
+    if (e->relu) role[*e->relu] = index;
+    matches.push_back(*e);
+  }
+  GraphRewriter rewriter(graph);
+  rewriter.rebuild([&](std::uint32_t id) {
+    if (role[id] < 0) return false;
+    const Epilogue& e = matches[static_cast<std::size_t>(role[id])];
+    if (id != e.last()) return true;  // the conv and the add: built at the end
+    emit_fused(rewriter, e);
+    stats.count(e.relu ? kBiasedRelu : kBiased);
+    return true;
+  });
+  return rewriter.finish(std::move(stats));
+}
 
 PassResult fuse_convolutions(const Graph& graph, std::span<const ValueRef> roots) {
   PassStats stats;

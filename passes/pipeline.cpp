@@ -39,7 +39,8 @@ PassManager forward_pipeline(const PipelineOptions& options) {
              return fuse_attention(g, roots, attention);
            })
       .add("normalization_fusion", fuse_normalizations)
-      .add("conv_fusion", fuse_convolutions);
+      .add("conv_fusion", fuse_convolutions)
+      .add("conv_epilogue_fusion", fuse_conv_epilogues);
   if (options.mixed_precision)
     pm.add("mixed_precision", [mixed = *options.mixed_precision](const Graph& g, std::span<const ValueRef> roots) {
       return mixed_precision(g, roots, mixed);

@@ -44,7 +44,8 @@ struct PipelineOptions {
   std::optional<MixedPrecisionOptions> mixed_precision = std::nullopt;
 };
 
-// dce · simplify · cse · fold · attention_fusion · normalization_fusion · conv_fusion · [mixed_precision] · dce.
+// dce · simplify · cse · fold · attention_fusion · normalization_fusion · conv_fusion · conv_epilogue_fusion ·
+//   [mixed_precision] · dce.
 // Attention fusion comes first: it consumes the softmax inside attention, which normalization
 // fusion would take. The first dce drops nodes nobody needs before fusion counts uses (a
 // forgotten debug value could otherwise block a fusion). mixed_precision runs only when asked.

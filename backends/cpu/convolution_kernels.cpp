@@ -24,6 +24,10 @@
 // A 1x1 kernel with stride 1 and no padding needs no im2col: x [Cg, H·W] is its own column
 // matrix, and dx comes straight out of the gemm.
 //
+// fused_conv2d runs the forward kernel with an epilogue: each task, right after its gemm (or its
+// direct loops) wrote a block of output rows, adds the bias and applies the ReLU to that block
+// while it is still in cache, instead of two more passes over the whole output.
+//
 // With several groups of one input channel each (depthwise, Cg = 1, with Kg = 1 or a channel
 // multiplier) each gemm would be a few rows by R·S: those convolutions run direct loops instead,
 // one output plane (forward), input plane (backward data) or filter (backward filter) per task,
@@ -99,6 +103,24 @@ T* scratch(std::size_t count) {
   }
   return buffer.get();
 }
+
+// What the forward kernel does to each block of output it has just computed: y += bias[k], then
+// the activation. Without a bias and an activation (plain conv2d) it does nothing.
+template <typename T>
+struct Epilogue {
+  const T* bias = nullptr;
+  bool relu = false;
+
+  bool empty() const { return bias == nullptr && !relu; }
+  // The `count` outputs of channel k at `y`.
+  void apply(Index k, T* __restrict y, Index count) const {
+    const T b = bias ? bias[k] : T(0);
+    if (relu)
+      for (Index i = 0; i < count; ++i) y[i] = std::max(y[i] + b, T(0));
+    else
+      for (Index i = 0; i < count; ++i) y[i] += b;
+  }
+};
 
 // The first and one-past-last i in [0, count) with 0 <= i·stride + offset < size.
 std::pair<Index, Index> valid_range(Index count, Index stride, Index offset, Index size) {
@@ -306,7 +328,7 @@ bool flat_stencil(const Conv2dParams& p) {
 
 // y[n,k] = Σ_{r,s} w[k,r,s] · x[n, k / Kg] shifted by the tap, one output plane per task.
 template <typename T>
-void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* w, T* y) {
+void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* w, T* y, const Epilogue<T>& epilogue) {
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * p.kernel_w;
   // Three taps at stride 1: output ow reads input column ow + shift[s], for ow in [reach_begin,
   // reach_end).
@@ -327,6 +349,7 @@ void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T
       T* out = y + task * plane_out;
       if (flat) {
         stencil_3x3(in, p.height, out, p.out_height, p.width, weights, row_shift, shift, reach_begin, reach_end);
+        if (!epilogue.empty()) epilogue.apply(k, out, plane_out);
         continue;
       }
       std::fill(out, out + plane_out, T(0));
@@ -356,6 +379,7 @@ void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T
           }
         }
       }
+      if (!epilogue.empty()) epilogue.apply(k, out, plane_out);
     }
   });
 }
@@ -600,18 +624,22 @@ void direct_backward_filter(ThreadPool& pool, const Conv2dParams& p, const T* x,
 
 // --- The kernels ---------------------------------------------------------------------------
 
+// y = conv2d(x, w), each block of it then put through `epilogue`.
 template <typename T>
-void conv2d_kernel(const KernelContext& ctx) {
-  const Conv2dParams& p = ctx.params<Conv2dParams>();
+void conv2d_forward(const KernelContext& ctx, const Conv2dParams& p, const Epilogue<T>& epilogue) {
   const T* x = ctx.in(0).as<T>();
   const T* w = ctx.in(1).as<T>();
   T* y = ctx.out().as<T>();
   if (ctx.out().numel() == 0) return;
   if (im2col_rows(p) == 0) {  // no input channels: sums of nothing
     std::fill(y, y + ctx.out().numel(), T(0));
+    const Index plane_out = p.out_height * p.out_width;
+    if (!epilogue.empty())
+      for (Index image = 0; image < p.batch * p.out_channels; ++image)
+        epilogue.apply(image % p.out_channels, y + image * plane_out, plane_out);
     return;
   }
-  if (depthwise(p)) return direct_forward(*ctx.pool, p, x, w, y);
+  if (depthwise(p)) return direct_forward(*ctx.pool, p, x, w, y, epilogue);
   check_blas_dims(ctx, p);
   const bool pointwise = is_pointwise(p);
   const Index rows = im2col_rows(p), plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
@@ -632,13 +660,28 @@ void conv2d_kernel(const KernelContext& ctx) {
       if (pointwise) {
         gemm<T>(false, false, p.group_out(), width, rows, w_group, rows, x_group + column, plane_in, T(0), y_block,
                 plane_out);
-        continue;
+      } else {
+        T* col = scratch<T>(static_cast<std::size_t>(rows * width));
+        im2col(p, x_group, oh0, oh1, col);
+        gemm<T>(false, false, p.group_out(), width, rows, w_group, rows, col, width, T(0), y_block, plane_out);
       }
-      T* col = scratch<T>(static_cast<std::size_t>(rows * width));
-      im2col(p, x_group, oh0, oh1, col);
-      gemm<T>(false, false, p.group_out(), width, rows, w_group, rows, col, width, T(0), y_block, plane_out);
+      if (epilogue.empty()) continue;
+      for (Index k = 0; k < p.group_out(); ++k)
+        epilogue.apply(g * p.group_out() + k, y_block + k * plane_out, width);
     }
   });
+}
+
+template <typename T>
+void conv2d_kernel(const KernelContext& ctx) {
+  conv2d_forward<T>(ctx, ctx.params<Conv2dParams>(), Epilogue<T>{});
+}
+
+// Inputs (x, w, bias).
+template <typename T>
+void fused_conv2d_kernel(const KernelContext& ctx) {
+  const FusedConv2dParams& p = ctx.params<FusedConv2dParams>();
+  conv2d_forward<T>(ctx, p.conv, Epilogue<T>{ctx.in(2).as<T>(), p.activation == ConvActivation::relu});
 }
 
 template <typename T>
@@ -741,6 +784,8 @@ void conv2d_backward_filter_kernel(const KernelContext& ctx) {
 void register_convolution_kernels(KernelRegistry& registry) {
   registry.add(ops::conv2d, DType::f32, &conv2d_kernel<float>);
   registry.add(ops::conv2d, DType::f64, &conv2d_kernel<double>);
+  registry.add(ops::fused_conv2d, DType::f32, &fused_conv2d_kernel<float>);
+  registry.add(ops::fused_conv2d, DType::f64, &fused_conv2d_kernel<double>);
   registry.add(ops::conv2d_backward_data, DType::f32, &conv2d_backward_data_kernel<float>);
   registry.add(ops::conv2d_backward_data, DType::f64, &conv2d_backward_data_kernel<double>);
   registry.add(ops::conv2d_backward_filter, DType::f32, &conv2d_backward_filter_kernel<float>);

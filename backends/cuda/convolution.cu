@@ -57,8 +57,9 @@
 //
 // Not done: tensor cores (TF32 or 16-bit mma.sync, as attention_mma.cu does); cp.async copies
 // straight to shared memory (two tile buffers, one barrier a step); tile shapes other than
-// 64 x 64 (a conv with 16 output channels fills a quarter of each tile's rows); and an epilogue
-// fusing a bias or an activation.
+// 64 x 64 (a conv with 16 output channels fills a quarter of each tile's rows); and the bias and
+// ReLU of fused_conv2d applied as the GEMM stores its tile (they run as one more pass over y,
+// bias_activation).
 #include <limits>
 
 #include "fovea/backends/cuda/device.cuh"
@@ -767,6 +768,17 @@ __global__ void pad_backward(PadShape a, const T* dy, T* dx, std::int64_t count)
   }
 }
 
+// fused_conv2d's epilogue on conv2d's output, in place: y[n,k,i,j] += bias[k], then the ReLU
+// (NaN passes through it, as relu's does). One more pass over y after the convolution's.
+template <typename T>
+__global__ void bias_activation(std::int64_t count, std::int64_t plane, std::int64_t channels, const T* bias,
+                                bool relu, T* y) {
+  for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
+    const T v = y[e] + bias[e / plane % channels];
+    y[e] = relu && v < T(0) ? T(0) : v;
+  }
+}
+
 // Calls f(T{}) for f32 and f64.
 template <typename F>
 bool floating(Element t, F&& f) {
@@ -812,6 +824,18 @@ bool launch_conv2d(Element type, const ConvShape& shape, const void* x, const vo
     }
     const ForwardProblem<T> problem{c, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y)};
     run_gemm<T>(problem, unsplit(c.groups, c.kg, c.batch * c.out_plane(), c.cg * c.window()), as_stream(stream));
+  });
+}
+
+bool launch_conv2d_epilogue(Element type, const ConvShape& shape, const void* bias, bool relu, void* y,
+                            void* stream) {
+  return floating(type, [&](auto zero) {
+    using T = decltype(zero);
+    const std::int64_t plane = shape.out_height * shape.out_width;
+    const std::int64_t count = shape.batch * shape.out_channels * plane;
+    if (count == 0) return;
+    FOVEA_LAUNCH(bias_activation<T>, blocks_for(count), kThreads, 0, as_stream(stream))
+    (count, plane, shape.out_channels, static_cast<const T*>(bias), relu, static_cast<T*>(y));
   });
 }
 

@@ -10,8 +10,7 @@ namespace fovea::cuda_backend {
 
 namespace {
 
-ConvShape conv_shape(const KernelContext& ctx) {
-  const Conv2dParams& p = ctx.params<Conv2dParams>();
+ConvShape conv_shape(const KernelContext& ctx, const Conv2dParams& p) {
   ConvShape shape;
   shape.batch = p.batch, shape.in_channels = p.in_channels, shape.height = p.height, shape.width = p.width;
   shape.out_channels = p.out_channels, shape.out_height = p.out_height, shape.out_width = p.out_width;
@@ -27,6 +26,8 @@ ConvShape conv_shape(const KernelContext& ctx) {
   return shape;
 }
 
+ConvShape conv_shape(const KernelContext& ctx) { return conv_shape(ctx, ctx.params<Conv2dParams>()); }
+
 Element type_of(const KernelContext& ctx) { return element(ctx.in(0).type.dtype); }
 
 // Inputs (x, w).
@@ -36,6 +37,20 @@ void conv2d_kernel(const KernelContext& ctx) {
                launch_conv2d(type_of(ctx), conv_shape(ctx), ctx.in(0).data, ctx.in(1).data, ctx.out().data,
                              CudaBackend::of(ctx).stream()),
                "conv2d");
+}
+
+// Inputs (x, w, bias): the convolution, then its epilogue over y in place.
+void fused_conv2d_kernel(const KernelContext& ctx) {
+  if (ctx.out().numel() == 0) return;
+  const FusedConv2dParams& p = ctx.params<FusedConv2dParams>();
+  const ConvShape shape = conv_shape(ctx, p.conv);
+  void* stream = CudaBackend::of(ctx).stream();
+  check_launch(ctx, launch_conv2d(type_of(ctx), shape, ctx.in(0).data, ctx.in(1).data, ctx.out().data, stream),
+               "fused_conv2d");
+  check_launch(ctx,
+               launch_conv2d_epilogue(type_of(ctx), shape, ctx.in(2).data, p.activation == ConvActivation::relu,
+                                      ctx.out().data, stream),
+               "fused_conv2d");
 }
 
 // Inputs (dy, w).
@@ -152,6 +167,7 @@ void pad_backward_kernel(const KernelContext& ctx) {
 void register_convolution_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64}) {
     r.add(ops::conv2d, t, &conv2d_kernel);
+    r.add(ops::fused_conv2d, t, &fused_conv2d_kernel);
     r.add(ops::conv2d_backward_data, t, &conv2d_backward_data_kernel);
     r.add(ops::conv2d_backward_filter, t, &conv2d_backward_filter_kernel);
     r.add(ops::max_pool2d, t, &max_pool2d_kernel);

@@ -174,6 +174,26 @@ TEST_CASE("conv2d and its data and filter gradients agree with the CPU over stri
     }
 }
 
+TEST_CASE("fused_conv2d with and without its ReLU agrees with the CPU over the same geometries" *
+          doctest::test_suite("gpu")) {
+  if (!have_gpu()) return;
+  std::uint64_t seed = 100;
+  for (DType dtype : {f32, f64})
+    for (const ConvCase& c : kConvCases) {
+      CAPTURE(dtype_name(dtype));
+      INFO(describe(c));
+      Graph g;
+      Value x = g.placeholder("x", dtype, c.x), w = g.placeholder("w", dtype, c.w);
+      Value bias = g.placeholder("bias", dtype, {c.w[0]});
+      Value plain = fused_conv2d(x, w, bias, c.attributes, ConvActivation::none);
+      Value rectified = fused_conv2d(x, w, bias, c.attributes, ConvActivation::relu);
+      check_backends_agree(g, {plain, rectified},
+                           {{x, random_tensor(dtype, c.x, seed++)},
+                            {w, random_tensor(dtype, c.w, seed++)},
+                            {bias, random_tensor(dtype, {c.w[0]}, seed++)}});
+    }
+}
+
 TEST_CASE("conv1d and conv_transpose2d run on the conv kernels and agree with the CPU" * doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType dtype : {f32, f64}) {

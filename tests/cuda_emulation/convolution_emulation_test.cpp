@@ -8,6 +8,7 @@
 // reach the far edge.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -132,6 +133,15 @@ void check_conv(const ConvShape& a, std::uint64_t seed) {
   REQUIRE(fovea::cuda_backend::conv_fits_kernels(a));
   REQUIRE(fovea::cuda_backend::launch_conv2d(type, a, x.data(), w.data(), y.data(), nullptr));
   expect_near(y, y_ref, "conv2d");
+  // fused_conv2d's epilogue over that y: the bias added per channel, then the ReLU.
+  const std::vector<T> bias = random_values<T>(a.out_channels, seed + 3);
+  const int64_t plane = a.out_height * a.out_width;
+  std::vector<T> fused = y;
+  std::vector<double> fused_ref(y_ref.size());
+  for (std::size_t e = 0; e < fused_ref.size(); ++e)
+    fused_ref[e] = std::max(0.0, double(y[e]) + bias[e / static_cast<std::size_t>(plane) % a.out_channels]);
+  REQUIRE(fovea::cuda_backend::launch_conv2d_epilogue(type, a, bias.data(), true, fused.data(), nullptr));
+  expect_near(fused, fused_ref, "conv2d epilogue");
   REQUIRE(fovea::cuda_backend::launch_conv2d_backward_data(type, a, dy.data(), w.data(), dx.data(), nullptr));
   expect_near(dx, dx_ref, "conv2d_backward_data");
   const int64_t bytes = fovea::cuda_backend::conv2d_backward_filter_workspace_bytes(type, a);

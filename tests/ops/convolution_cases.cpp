@@ -40,6 +40,36 @@ std::string describe(const Geometry& g) {
                      g.a.padding[3], g.a.dilation[0], g.a.dilation[1], g.a.groups);
 }
 
+// conv2d's reference plus bias[k], through the ReLU when `relu`.
+Tensor fused_conv2d_reference(const Inputs& in, const ConvAttributes& a, bool relu) {
+  const Tensor y = conv2d_reference(in[0], in[1], a);
+  const Shape& s = y.shape();
+  const std::int64_t plane = s[2] * s[3];
+  Tensor out = Tensor::zeros(DType::f64, s);
+  double* o = out.data<double>().data();
+  for (std::int64_t e = 0; e < s.numel(); ++e) {
+    const double v = y.at(e) + in[2].at(e / plane % s[1]);
+    o[e] = relu && v < 0 ? 0.0 : v;
+  }
+  return out;
+}
+
+// fused_conv2d with and without its ReLU on geometry `g`.
+void add_fused_conv_cases(std::vector<OpCase>& cases, const Geometry& g) {
+  for (const ConvActivation activation : {ConvActivation::none, ConvActivation::relu}) {
+    const ConvAttributes a = g.a;
+    const bool relu = activation == ConvActivation::relu;
+    cases.push_back({.op = "fused_conv2d",
+                     .name = fmt::format("fused_conv2d {} activation {}", describe(g), relu ? "relu" : "none"),
+                     .dtypes = kFloats,
+                     .inputs = {{g.x}, {g.w}, {{g.w[0]}}},
+                     .build = [=](Graph&,
+                                  const std::vector<Value>& v) { return fused_conv2d(v[0], v[1], v[2], a, activation); },
+                     .reference = [=](const Inputs& in, const Value&) { return fused_conv2d_reference(in, a, relu); },
+                     .differentiable = g.x.numel() > 0});
+  }
+}
+
 void add_conv_cases(std::vector<OpCase>& cases) {
   const std::vector<Geometry> geometries = {
       {{2, 3, 5, 6}, {4, 3, 3, 3}, {{1, 1}, {1, 1, 1, 1}, {1, 1}, 1}},
@@ -52,6 +82,7 @@ void add_conv_cases(std::vector<OpCase>& cases) {
       {{0, 2, 4, 4}, {3, 2, 3, 3}, {{1, 1}, {1, 1, 1, 1}, {1, 1}, 1}},  // an empty batch
   };
   for (const Geometry& g : geometries) {
+    add_fused_conv_cases(cases, g);
     const ConvAttributes a = g.a;
     const Shape y = conv_output(g);
     const Pair size{g.x[2], g.x[3]}, kernel{g.w[2], g.w[3]};

@@ -43,9 +43,9 @@ fs::path fresh_directory(const std::string& name) {
 TEST_CASE("the forward pipeline runs its passes in order and reports nodes and rewrites per pass") {
   Sample s;
   passes::OptimizedGraph opt = passes::optimize_forward(s.g, {s.y});
-  REQUIRE(opt.passes.size() == 8);
-  const std::vector<std::string> order{"dce",  "simplify", "cse", "fold", "attention_fusion", "normalization_fusion",
-                                       "conv_fusion", "dce"};
+  REQUIRE(opt.passes.size() == 9);
+  const std::vector<std::string> order{"dce", "simplify", "cse", "fold", "attention_fusion", "normalization_fusion",
+                                       "conv_fusion", "conv_epilogue_fusion", "dce"};
   for (std::size_t i = 0; i < order.size(); ++i) {
     CHECK(opt.passes[i].name == order[i]);
     CHECK(opt.passes[i].ran);
@@ -55,7 +55,7 @@ TEST_CASE("the forward pipeline runs its passes in order and reports nodes and r
   CHECK(opt.passes[1].stats.rewrites.at("x·1 → x") == 2);
   CHECK(opt.passes[2].stats.rewrites.at("repeated exp merged") == 1);
   CHECK(opt.passes[3].stats.rewrites.at("sqrt folded") == 1);
-  CHECK(opt.passes[7].stats.nodes_after == opt.graph->size());
+  CHECK(opt.passes[8].stats.nodes_after == opt.graph->size());
   // x, the folded 2, exp, mul, add.
   CHECK(opt.graph->size() == 5);
   const std::string table = opt.report();
@@ -74,7 +74,7 @@ TEST_CASE("FOVEA_DUMP writes the text IR and a drawing of the graph after every 
   }
   const std::vector<std::string> stems{
       "00-input",       "01-dce",      "02-simplify", "03-cse", "04-fold", "05-attention_fusion",
-      "06-normalization_fusion", "07-conv_fusion", "08-dce"};
+      "06-normalization_fusion", "07-conv_fusion", "08-conv_epilogue_fusion", "09-dce"};
   const bool have_dot = write_svg("digraph { a }", (dir / "probe.svg").string());
   for (const std::string& stem : stems) {
     CAPTURE(stem);
