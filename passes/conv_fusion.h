@@ -16,10 +16,11 @@
 // What it matches: starting at a conv2d, each following add, sub, mul or div whose other operand
 // P is per channel (broadcasts to [1,K,1,1]: a scalar, [K,1,1], [1,K,1,1], ...), as long as
 // every value before the chain's end has no other reader (and is not an output the caller
-// keeps). That rule also keeps out operands computed from the convolution's output (batch norm
-// in training, whose mean reads y, so y has a second reader): training graphs keep their batch
-// norm, and the fold is for inference graphs, whose statistics are running ones. Chains
-// without a mul or div are left alone: folding adds alone would save nothing.
+// keeps). That rule also keeps out operands computed from the convolution's output (a mean
+// that reads y gives y a second reader). A training batch norm is one batch_norm op
+// (ops/batch_norm.h), not such a chain, so training graphs keep it: the fold is for inference
+// graphs, whose statistics are running ones. Chains without a mul or div are left alone:
+// folding adds alone would save nothing.
 //
 // Why it is correct: conv2d is linear in w and each output channel k reads only w[k], so
 //   conv2d(x, w)[:,k]·a_k + b_k = conv2d(x, w·a)[:,k] + b_k
