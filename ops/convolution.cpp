@@ -508,11 +508,12 @@ Graph& graph_of(std::string_view op, std::initializer_list<Value> inputs, Source
   return inputs.begin()->graph();
 }
 
-// Rank checks the builders need before they can read sizes to resolve padding.
+// Rank checks the builders need before they can read sizes to resolve padding. Raised before any
+// node exists, so they name the location in force (a layer's user's line, core/graph.h).
 void require_rank(const Value& v, int rank, std::string_view op, const char* what, SourceLoc where) {
   if (v.rank() != rank)
     throw Error(fmt::format("{} must have rank {}, got {}", what, rank, v.type().to_string()), std::string(op), "",
-                where);
+                v.graph().located(where));
 }
 
 std::vector<std::int64_t> ints(Pair p) { return {p[0], p[1]}; }
@@ -580,13 +581,13 @@ Value conv_transpose2d(Value x, Value w, const ConvTranspose2dOptions& o, Loc wh
     if (o.output_padding[i] < 0 || (o.output_padding[i] >= o.stride[i] && o.output_padding[i] >= o.dilation[i]))
       throw Error(fmt::format("output_padding {} must be smaller than the stride {} or the dilation {}",
                               pair_string(o.output_padding), pair_string(o.stride), pair_string(o.dilation)),
-                  "conv_transpose2d", "", where);
+                  "conv_transpose2d", "", x.graph().located(where));
     out[i] = (x.shape()[2 + i] - 1) * o.stride[i] - 2 * o.padding[i] + o.dilation[i] * (w.shape()[2 + i] - 1) +
              o.output_padding[i] + 1;
     if (out[i] < 1)
       throw Error(fmt::format("the output would have {} {}: the padding {} removes more than the input covers", out[i],
                               i == 0 ? "rows" : "columns", pair_string(o.padding)),
-                  "conv_transpose2d", "", where);
+                  "conv_transpose2d", "", x.graph().located(where));
   }
   // The conv whose input gradient this is, from an image of `out` rows padded by `padding` on
   // top: output_padding's extra rows at the bottom are ones no window of that conv reached. Its
@@ -599,7 +600,7 @@ Value conv_transpose2d(Value x, Value w, const ConvTranspose2dOptions& o, Loc wh
     if (bottom[i] < 0)
       throw Error(fmt::format("output_padding {} reaches past the stride {} by more than the padding {}",
                               pair_string(o.output_padding), pair_string(o.stride), pair_string(o.padding)),
-                  "conv_transpose2d", "", where);
+                  "conv_transpose2d", "", x.graph().located(where));
   }
   const ConvAttributes a{o.stride, {o.padding[0], o.padding[1], bottom[0], bottom[1]}, o.dilation, o.groups};
   return conv2d_backward_data(x, w, out, a, where);
@@ -635,7 +636,8 @@ Value max_pool2d(Value x, Pair kernel, const Pool2dOptions& options, Loc where) 
 
 Value avg_pool2d(Value x, Pair kernel, const Pool2dOptions& options, Loc where) {
   if (options.dilation != Pair{1, 1})
-    throw Error("avg_pool2d takes no dilation", std::string(ops::avg_pool2d.name), "", where);
+    throw Error("avg_pool2d takes no dilation", std::string(ops::avg_pool2d.name), "",
+                x.defined() ? x.graph().located(where) : where);
   return pool(ops::avg_pool2d, x, kernel, options, where);
 }
 

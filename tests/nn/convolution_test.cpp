@@ -144,6 +144,12 @@ TEST_CASE("Conv2d and MaxPool2d report impossible configurations at the user's l
   const nn::MaxPool2d pool({2, 2}, {.padding = 2});
   message = testing::error_of([&] { pool(g.placeholder("x", f32, {1, 1, 4, 4})); });
   CHECK(message.find("at most half the kernel") != std::string::npos);
+  // A rank error is raised by the builder before any node exists; it still names the user's line.
+  const Value flat = g.placeholder("flat", f32, {1, 3, 8});
+  const int rank_line = __LINE__ + 1;
+  message = testing::error_of([&] { conv(flat); });
+  CHECK(message.find("must have rank 4") != std::string::npos);
+  CHECK(message.find("convolution_test.cpp:" + std::to_string(rank_line)) != std::string::npos);
   const Value wrong_channels = g.placeholder("wrong", f32, {1, 2, 8, 8});
   message = testing::error_of([&] { conv(wrong_channels); });
   CHECK(message.find("3 in all with groups 1, but x has 2 channels") != std::string::npos);
