@@ -198,27 +198,32 @@ void for_each_edge_column(const Pool2dParams& p, Columns cols, F&& f) {
   for (Index ow = cols.last; ow < p.out_width; ++ow) f(ow);
 }
 
-template <typename T>
-void max_pool2d_kernel(const KernelContext& ctx) {
-  const Pool2dParams& p = ctx.params<Pool2dParams>();
+// The forward pools' loop: row(stride, in, oh, out) for every output row `out` (row oh of a plane
+// whose input plane is `in`), planes split over the pool, with the column stride as a
+// compile-time constant where with_column_stride makes it one.
+template <typename T, typename Row>
+void for_each_output_row(const KernelContext& ctx, const Pool2dParams& p, Row&& row) {
   const T* x = ctx.in(0).as<T>();
   T* y = ctx.out().as<T>();
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
-  const Columns cols = interior_columns(p);
   with_column_stride(p.stride_w, [&](auto stride) {
-    constexpr Index kStride = decltype(stride)::value;
     ctx.pool->parallel_for(p.batch * p.channels, plane_grain(plane_out), [&](Index first, Index last) {
-      for (Index plane = first; plane < last; ++plane) {
-        const T* in = x + plane * plane_in;
-        for (Index oh = 0; oh < p.out_height; ++oh) {
-          T* out = y + plane * plane_out + oh * p.out_width;
-          max_row_interior<kStride, false>(p, in, oh, cols, out, nullptr);
-          for_each_edge_column(p, cols, [&](Index ow) {
-            const Index at = window_argmax(p, in, oh, ow);
-            out[ow] = at < 0 ? -std::numeric_limits<T>::infinity() : in[at];
-          });
-        }
-      }
+      for (Index plane = first; plane < last; ++plane)
+        for (Index oh = 0; oh < p.out_height; ++oh)
+          row(stride, x + plane * plane_in, oh, y + plane * plane_out + oh * p.out_width);
+    });
+  });
+}
+
+template <typename T>
+void max_pool2d_kernel(const KernelContext& ctx) {
+  const Pool2dParams& p = ctx.params<Pool2dParams>();
+  const Columns cols = interior_columns(p);
+  for_each_output_row<T>(ctx, p, [&](auto stride, const T* in, Index oh, T* out) {
+    max_row_interior<decltype(stride)::value, false>(p, in, oh, cols, out, nullptr);
+    for_each_edge_column(p, cols, [&](Index ow) {
+      const Index at = window_argmax(p, in, oh, ow);
+      out[ow] = at < 0 ? -std::numeric_limits<T>::infinity() : in[at];
     });
   });
 }
@@ -383,27 +388,15 @@ void average_row_interior(const Pool2dParams& p, const T* in, Index oh, Columns 
 template <typename T>
 void avg_pool2d_kernel(const KernelContext& ctx) {
   const Pool2dParams& p = ctx.params<Pool2dParams>();
-  const T* x = ctx.in(0).as<T>();
-  T* y = ctx.out().as<T>();
-  const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width;
   const Columns cols = interior_columns(p);
-  with_column_stride(p.stride_w, [&](auto stride) {
-    constexpr Index kStride = decltype(stride)::value;
-    ctx.pool->parallel_for(p.batch * p.channels, plane_grain(plane_out), [&](Index first, Index last) {
-      for (Index plane = first; plane < last; ++plane) {
-        const T* in = x + plane * plane_in;
-        for (Index oh = 0; oh < p.out_height; ++oh) {
-          T* out = y + plane * plane_out + oh * p.out_width;
-          average_row_interior<kStride>(p, in, oh, cols, out);
-          for_each_edge_column(p, cols, [&](Index ow) {
-            const Window w = average_window(p, oh, ow);
-            T sum = 0;
-            for (Index ih = w.ih0; ih < w.ih1; ++ih)
-              for (Index iw = w.iw0; iw < w.iw1; ++iw) sum += in[ih * p.width + iw];
-            out[ow] = sum / static_cast<T>(w.divisor);
-          });
-        }
-      }
+  for_each_output_row<T>(ctx, p, [&](auto stride, const T* in, Index oh, T* out) {
+    average_row_interior<decltype(stride)::value>(p, in, oh, cols, out);
+    for_each_edge_column(p, cols, [&](Index ow) {
+      const Window w = average_window(p, oh, ow);
+      T sum = 0;
+      for (Index ih = w.ih0; ih < w.ih1; ++ih)
+        for (Index iw = w.iw0; iw < w.iw1; ++iw) sum += in[ih * p.width + iw];
+      out[ow] = sum / static_cast<T>(w.divisor);
     });
   });
 }

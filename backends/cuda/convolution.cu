@@ -779,21 +779,6 @@ __global__ void bias_activation(std::int64_t count, std::int64_t plane, std::int
   }
 }
 
-// Calls f(T{}) for f32 and f64.
-template <typename F>
-bool floating(Element t, F&& f) {
-  switch (t) {
-    case Element::f32:
-      f(float{});
-      return true;
-    case Element::f64:
-      f(double{});
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Whether a convolution takes the direct kernels: one input channel per group (depthwise, or
 // with a channel multiplier Kg of at most kMaxMultiplier; a larger one fills enough of the
 // GEMM's tile rows).
@@ -812,7 +797,7 @@ bool conv_fits_kernels(const ConvShape& a) {
 }
 
 bool launch_conv2d(Element type, const ConvShape& shape, const void* x, const void* w, void* y, void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const Conv c(shape);
     if (depthwise(shape)) {
@@ -829,7 +814,7 @@ bool launch_conv2d(Element type, const ConvShape& shape, const void* x, const vo
 
 bool launch_conv2d_epilogue(Element type, const ConvShape& shape, const void* bias, bool relu, void* y,
                             void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const std::int64_t plane = shape.out_height * shape.out_width;
     const std::int64_t count = shape.batch * shape.out_channels * plane;
@@ -841,7 +826,7 @@ bool launch_conv2d_epilogue(Element type, const ConvShape& shape, const void* bi
 
 bool launch_conv2d_backward_data(Element type, const ConvShape& shape, const void* dy, const void* w, void* dx,
                                  void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const Conv c(shape);
     if (depthwise(shape)) {
@@ -870,7 +855,7 @@ std::int64_t conv2d_backward_filter_workspace_bytes(Element type, const ConvShap
 
 bool launch_conv2d_backward_filter(Element type, const ConvShape& shape, const void* x, const void* dy, void* dw,
                                    void* workspace, void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const Conv c(shape);
     const std::int64_t weights = static_cast<std::int64_t>(c.k) * c.cg * c.window();
@@ -891,7 +876,7 @@ bool launch_conv2d_backward_filter(Element type, const ConvShape& shape, const v
 }
 
 bool launch_max_pool2d(Element type, const PoolShape& shape, const void* x, void* y, void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const std::int64_t count = shape.batch * shape.channels * shape.out_height * shape.out_width;
     if (count == 0) return;
@@ -902,7 +887,7 @@ bool launch_max_pool2d(Element type, const PoolShape& shape, const void* x, void
 
 bool launch_max_pool2d_backward(Element type, const PoolShape& shape, const void* x, const void* dy, void* dx,
                                 void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const std::int64_t count = shape.batch * shape.channels * shape.height * shape.width;
     if (count == 0) return;
@@ -912,7 +897,7 @@ bool launch_max_pool2d_backward(Element type, const PoolShape& shape, const void
 }
 
 bool launch_avg_pool2d(Element type, const PoolShape& shape, const void* x, void* y, void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const std::int64_t count = shape.batch * shape.channels * shape.out_height * shape.out_width;
     if (count == 0) return;
@@ -922,7 +907,7 @@ bool launch_avg_pool2d(Element type, const PoolShape& shape, const void* x, void
 }
 
 bool launch_avg_pool2d_backward(Element type, const PoolShape& shape, const void* dy, void* dx, void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const std::int64_t count = shape.batch * shape.channels * shape.height * shape.width;
     if (count == 0) return;
@@ -948,12 +933,12 @@ bool launch_pad(Element type, const PadShape& shape, double value, const void* x
       run(std::int64_t{});
       return true;
     default:
-      return floating(type, run);
+      return with_float_type(type, run);
   }
 }
 
 bool launch_pad_backward(Element type, const PadShape& shape, const void* dy, void* dx, void* stream) {
-  return floating(type, [&](auto zero) {
+  return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     std::int64_t count = 1;
     for (int d = 0; d < shape.rank; ++d) count *= shape.in_dims[d];

@@ -81,4 +81,20 @@ __device__ inline void record_first(unsigned long long* first, std::int64_t p) {
   atomicMin(first, static_cast<unsigned long long>(p));
 }
 
+// Calls f(T{}) for f32 and f64 and returns true; false for any other element type. The launch
+// functions of the float-only kernels dispatch with it.
+template <typename F>
+bool with_float_type(Element type, F&& f) {
+  switch (type) {
+    case Element::f32:
+      f(float{});
+      return true;
+    case Element::f64:
+      f(double{});
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace fovea::cuda_backend

@@ -357,21 +357,6 @@ int threads_for(std::int64_t n) {
   return kWarp * static_cast<int>(warps < 1 ? 1 : (warps > kMaxWarps ? kMaxWarps : warps));
 }
 
-// Calls f(T{}) for f32 and f64; false for any other element type.
-template <typename F>
-bool with_float_type(Element type, F&& f) {
-  switch (type) {
-    case Element::f32:
-      f(float{});
-      return true;
-    case Element::f64:
-      f(double{});
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Calls f(T{}, Index{}) for a float element type and an i32 or i64 index type.
 template <typename F>
 bool with_float_and_index_types(Element type, Element index_type, F&& f) {

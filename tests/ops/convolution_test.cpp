@@ -13,6 +13,7 @@
 #include <fovea/ops/convolution.h>
 #include <fovea/ops/reduce.h>
 
+#include "ops/convolution_reference.h"
 #include "testing.h"
 
 namespace {
@@ -63,43 +64,19 @@ Geometry geometry_of(const Shape& x, const Shape& w, const ConvAttributes& a) {
   return g;
 }
 
-// Calls f(x index, w index, y index) for every product y = Σ x·w of the convolution reads: every
-// output, every tap of its window that lies inside the image.
-template <typename F>
-void for_each_product(const Geometry& g, F&& f) {
-  const Index cg = g.group_in(), kg = g.group_out();
-  for (Index n = 0; n < g.n; ++n)
-    for (Index k = 0; k < g.k; ++k)
-      for (Index i = 0; i < g.oh; ++i)
-        for (Index j = 0; j < g.ow; ++j)
-          for (Index cc = 0; cc < cg; ++cc)
-            for (Index r = 0; r < g.r; ++r)
-              for (Index s = 0; s < g.s; ++s) {
-                const Index ih = i * g.a.stride[0] - g.a.padding[0] + r * g.a.dilation[0];
-                const Index iw = j * g.a.stride[1] - g.a.padding[1] + s * g.a.dilation[1];
-                if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
-                const Index c = k / kg * cg + cc;
-                f(((n * g.c + c) * g.h + ih) * g.w + iw, ((k * cg + cc) * g.r + r) * g.s + s,
-                  ((n * g.k + k) * g.oh + i) * g.ow + j);
-              }
-}
-
 struct ConvReference {
   std::vector<double> y, dx, dw;
 };
 
-// y = conv(x, w), and for the output gradient dy: dx = Σ dy·w and dw = Σ dy·x over the products.
+// y = conv(x, w), and for the output gradient dy: dx and dw, the adjoints (the shared references
+// of tests/ops/convolution_reference.h).
 ConvReference reference_conv(const Geometry& g, const std::vector<double>& x, const std::vector<double>& w,
                              const std::vector<double>& dy) {
-  ConvReference out{std::vector<double>(static_cast<std::size_t>(g.n * g.k * g.oh * g.ow)),
-                    std::vector<double>(x.size()), std::vector<double>(w.size())};
-  for_each_product(g, [&](Index xi, Index wi, Index yi) {
-    const auto xu = static_cast<std::size_t>(xi), wu = static_cast<std::size_t>(wi), yu = static_cast<std::size_t>(yi);
-    out.y[yu] += x[xu] * w[wu];
-    out.dx[xu] += dy[yu] * w[wu];
-    out.dw[wu] += dy[yu] * x[xu];
-  });
-  return out;
+  const Tensor tx = tensor_of(f64, {g.n, g.c, g.h, g.w}, x), tw = tensor_of(f64, {g.k, g.group_in(), g.r, g.s}, w);
+  const Tensor tdy = tensor_of(f64, {g.n, g.k, g.oh, g.ow}, dy);
+  return {values_of(testing::conv2d_reference(tx, tw, g.a)),
+          values_of(testing::conv2d_backward_data_reference(tdy, tw, {g.h, g.w}, g.a)),
+          values_of(testing::conv2d_backward_filter_reference(tx, tdy, {g.r, g.s}, g.a))};
 }
 
 struct ConvCase {
@@ -322,7 +299,8 @@ struct PoolCase {
 };
 
 struct PoolGeometry {
-  Index planes, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw;
+  Index planes, h, w, oh, ow;
+  testing::PoolWindow window;  // kernel, stride, dilation, padding (count_include_pad set per check)
   bool valid;  // whether the builder accepts it: the window fits, the padding is at most half of it
 };
 
@@ -337,77 +315,31 @@ PoolGeometry pool_geometry(const PoolCase& c, bool average) {
           c.x[3],
           (c.x[2] + pad[0] + pad[2] - window[0]) / stride[0] + 1,
           (c.x[3] + pad[1] + pad[3] - window[1]) / stride[1] + 1,
-          c.kernel[0],
-          c.kernel[1],
-          stride[0],
-          stride[1],
-          pad[0],
-          pad[1],
-          dilation[0],
-          dilation[1],
+          {.kernel = c.kernel, .stride = stride, .dilation = dilation, .padding = pad},
           c.x[2] + pad[0] + pad[2] >= window[0] && c.x[3] + pad[1] + pad[3] >= window[1] &&
               2 * std::max(pad[0], pad[2]) <= c.kernel[0] && 2 * std::max(pad[1], pad[3]) <= c.kernel[1]};
-}
-
-// Calls f(plane, output index in the plane, input index in the plane) for every in-image tap
-// of every window, taps in row-major order.
-template <typename F>
-void for_each_tap(const PoolGeometry& g, F&& f) {
-  for (Index p = 0; p < g.planes; ++p)
-    for (Index i = 0; i < g.oh; ++i)
-      for (Index j = 0; j < g.ow; ++j)
-        for (Index r = 0; r < g.kh; ++r)
-          for (Index s = 0; s < g.kw; ++s) {
-            const Index ih = i * g.sh - g.pt + r * g.dh, iw = j * g.sw - g.pl + s * g.dw;
-            if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w) f(p, i * g.ow + j, ih * g.w + iw);
-          }
 }
 
 struct PoolReference {
   std::vector<double> y, dx;
 };
 
-// Max pooling: the first largest tap of each window (a NaN beats everything, the first NaN
-// wins), and dy routed to it.
+// Max pooling (the first largest tap of each window, a NaN beating everything) and dy routed to
+// it; average pooling over the whole window or its in-image taps, and its adjoint. The shared
+// references of tests/ops/convolution_reference.h, on the planes as [N·C, 1, H, W].
 PoolReference reference_max_pool(const PoolGeometry& g, const std::vector<double>& x, const std::vector<double>& dy) {
-  const Index in = g.h * g.w, out = g.oh * g.ow;
-  std::vector<Index> winner(static_cast<std::size_t>(g.planes * out), -1);
-  for_each_tap(g, [&](Index p, Index o, Index i) {
-    Index& best = winner[static_cast<std::size_t>(p * out + o)];
-    const double v = x[static_cast<std::size_t>(p * in + i)];
-    if (best >= 0 && std::isnan(x[static_cast<std::size_t>(p * in + best)])) return;
-    if (best < 0 || std::isnan(v) || v > x[static_cast<std::size_t>(p * in + best)]) best = i;
-  });
-  PoolReference ref{std::vector<double>(winner.size()), std::vector<double>(x.size())};
-  for (Index p = 0; p < g.planes; ++p)
-    for (Index o = 0; o < out; ++o) {
-      const auto k = static_cast<std::size_t>(p * out + o);
-      const Index best = winner[k];
-      ref.y[k] = best < 0 ? -std::numeric_limits<double>::infinity() : x[static_cast<std::size_t>(p * in + best)];
-      if (best >= 0) ref.dx[static_cast<std::size_t>(p * in + best)] += dy[k];
-    }
-  return ref;
+  const Tensor tx = tensor_of(f64, {g.planes, 1, g.h, g.w}, x), tdy = tensor_of(f64, {g.planes, 1, g.oh, g.ow}, dy);
+  return {values_of(testing::max_pool2d_reference(tx, g.window)),
+          values_of(testing::max_pool2d_backward_reference(tx, tdy, g.window))};
 }
 
-// Average pooling: each window's sum over its in-image taps divided by the window's size or
-// by its number of in-image taps, and the adjoint.
 PoolReference reference_avg_pool(const PoolGeometry& g, bool count_include_pad, const std::vector<double>& x,
                                  const std::vector<double>& dy) {
-  const Index in = g.h * g.w, out = g.oh * g.ow;
-  std::vector<double> sums(static_cast<std::size_t>(g.planes * out)), counts(sums.size());
-  for_each_tap(g, [&](Index p, Index o, Index i) {
-    sums[static_cast<std::size_t>(p * out + o)] += x[static_cast<std::size_t>(p * in + i)];
-    counts[static_cast<std::size_t>(p * out + o)] += 1;
-  });
-  auto divisor = [&](Index k) {
-    return count_include_pad ? static_cast<double>(g.kh * g.kw) : counts[static_cast<std::size_t>(k)];
-  };
-  PoolReference ref{std::vector<double>(sums.size()), std::vector<double>(x.size())};
-  for (std::size_t k = 0; k < sums.size(); ++k) ref.y[k] = sums[k] / divisor(static_cast<Index>(k));
-  for_each_tap(g, [&](Index p, Index o, Index i) {
-    ref.dx[static_cast<std::size_t>(p * in + i)] += dy[static_cast<std::size_t>(p * out + o)] / divisor(p * out + o);
-  });
-  return ref;
+  testing::PoolWindow window = g.window;
+  window.count_include_pad = count_include_pad;
+  const Tensor tx = tensor_of(f64, {g.planes, 1, g.h, g.w}, x), tdy = tensor_of(f64, {g.planes, 1, g.oh, g.ow}, dy);
+  return {values_of(testing::avg_pool2d_reference(tx, window)),
+          values_of(testing::avg_pool2d_backward_reference(tdy, {g.h, g.w}, window))};
 }
 
 Pool2dOptions pool_options(std::array<Index, 2> stride, Padding padding, std::array<Index, 2> dilation = {1, 1}) {
@@ -614,32 +546,13 @@ const std::vector<PadCase>& pad_cases() {
   return cases;
 }
 
-// Along one dim: the index of x that output index o copies, or -1 in constant padding.
-Index source_of(Index o, Index before, Index size, bool reflect) {
-  const Index i = o - before;
-  if (i >= 0 && i < size) return i;
-  if (!reflect) return -1;
-  return i < 0 ? -i : 2 * (size - 1) - i;
-}
-
-// y = pad(x), and dx = pad_backward(dy): every dy element added onto the element it copies.
+// y = pad(x), and dx = pad_backward(dy): every dy element added onto the element it copies (the
+// shared references of tests/ops/convolution_reference.h).
 PoolReference reference_pad(const PadCase& c, const Shape& y_shape, bool reflect, double value,
                             const std::vector<double>& x, const std::vector<double>& dy) {
-  PoolReference ref{std::vector<double>(static_cast<std::size_t>(y_shape.numel())), std::vector<double>(x.size())};
-  for (Index o = 0; o < y_shape.numel(); ++o) {
-    Index rest = o, source = 0, stride = 1;
-    bool inside = true;
-    for (int d = y_shape.rank() - 1; d >= 0; --d) {
-      const Index i = source_of(rest % y_shape[d], c.before[static_cast<std::size_t>(d)], c.x[d], reflect);
-      rest /= y_shape[d];
-      inside = inside && i >= 0;
-      source += i * stride;
-      stride *= c.x[d];
-    }
-    ref.y[static_cast<std::size_t>(o)] = inside ? x[static_cast<std::size_t>(source)] : value;
-    if (inside) ref.dx[static_cast<std::size_t>(source)] += dy[static_cast<std::size_t>(o)];
-  }
-  return ref;
+  const PadMode mode = reflect ? PadMode::reflect : PadMode::constant;
+  return {values_of(testing::pad_reference(tensor_of(f64, c.x, x), c.before, c.after, mode, value)),
+          values_of(testing::pad_backward_reference(tensor_of(f64, y_shape, dy), c.before, c.after, mode))};
 }
 
 TEST_CASE("pad and its gradient match the reference, constant and reflect, f32 and f64") {
