@@ -4,9 +4,7 @@
 
 namespace fovea {
 
-std::string TensorType::to_string() const {
-  return fmt::format("{}{}", dtype_name(dtype), shape.to_string());
-}
+std::string TensorType::to_string() const { return fmt::format("{}{}", dtype_name(dtype), shape.to_string()); }
 
 std::string format_types(std::span<const TensorType> types) {
   std::string s;
@@ -24,9 +22,10 @@ void InferContext::fail(const std::string& message) const {
 void InferContext::require_same_dtype() const {
   for (std::size_t i = 1; i < inputs_.size(); ++i)
     if (inputs_[i].dtype != inputs_[0].dtype)
-      fail(fmt::format("inputs must have the same dtype, got {} (input 0) and {} (input {}); "
-                       "use cast() to convert",
-                       inputs_[0].to_string(), inputs_[i].to_string(), i));
+      fail(
+          fmt::format("inputs must have the same dtype, got {} (input 0) and {} (input {}); "
+                      "use cast() to convert",
+                      inputs_[0].to_string(), inputs_[i].to_string(), i));
 }
 
 void InferContext::require_floating(std::size_t i) const {
@@ -36,8 +35,7 @@ void InferContext::require_floating(std::size_t i) const {
 
 int InferContext::axis(std::int64_t axis, int rank) const {
   const int a = normalize_axis(static_cast<int>(axis), rank);
-  if (a < 0 || axis < -rank || axis >= rank)
-    fail(fmt::format("axis {} is out of range for rank {}", axis, rank));
+  if (a < 0 || axis < -rank || axis >= rank) fail(fmt::format("axis {} is out of range for rank {}", axis, rank));
   return a;
 }
 

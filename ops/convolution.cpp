@@ -78,9 +78,10 @@ void check_channels(const InferContext& ctx, std::int64_t c, const Shape& w, con
   if (w[0] % groups != 0)
     ctx.fail(fmt::format("w [K,C/groups,R,S] has K = {} output channels, not divisible by groups {}", w[0], groups));
   if (w[1] * groups != c)
-    ctx.fail(fmt::format("w [K,C/groups,R,S] = {} takes {} input channels per group, {} in all with groups {}, but {} "
-                         "has {} channels",
-                         w.to_string(), w[1], w[1] * groups, groups, x_what, c));
+    ctx.fail(
+        fmt::format("w [K,C/groups,R,S] = {} takes {} input channels per group, {} in all with groups {}, but {} "
+                    "has {} channels",
+                    w.to_string(), w[1], w[1] * groups, groups, x_what, c));
 }
 
 std::vector<TensorType> infer_conv2d(const InferContext& ctx) {
@@ -102,17 +103,15 @@ ConvActivation conv_activation(const InferContext* ctx, const std::string& name)
   throw Error(fmt::format("unknown convolution activation '{}'", name));
 }
 
-const char* activation_name(ConvActivation activation) {
-  return activation == ConvActivation::relu ? "relu" : "none";
-}
+const char* activation_name(ConvActivation activation) { return activation == ConvActivation::relu ? "relu" : "none"; }
 
 // (x, w, bias) -> y: conv2d's output, bias one value per output channel.
 std::vector<TensorType> infer_fused_conv2d(const InferContext& ctx) {
   std::vector<TensorType> y = infer_conv2d(ctx);
   const Shape& bias = ctx.input(2).shape;
   if (bias.rank() != 1 || bias[0] != y[0].shape[1])
-    ctx.fail(fmt::format("bias must be [K] with K = {} output channels, got {}", y[0].shape[1],
-                         ctx.input(2).to_string()));
+    ctx.fail(
+        fmt::format("bias must be [K] with K = {} output channels, got {}", y[0].shape[1], ctx.input(2).to_string()));
   conv_activation(&ctx, ctx.attrs().get_string("activation"));
   return y;
 }
@@ -567,8 +566,8 @@ Value conv1d(Value x, Value w, const Conv1dOptions& options, Loc where) {
   const Pair window{1, options.dilation * (ws[2] - 1) + 1};
   const Sides sides = options.padding.resolve({1, xs[2]}, window, {1, options.stride});
   const ConvAttributes a{{1, options.stride}, {0, sides[1], 0, sides[3]}, {1, options.dilation}, options.groups};
-  const Value y = conv2d_with(reshape(x, {xs[0], xs[1], 1, xs[2]}, where), reshape(w, {ws[0], ws[1], 1, ws[2]}, where),
-                              a, where);
+  const Value y =
+      conv2d_with(reshape(x, {xs[0], xs[1], 1, xs[2]}, where), reshape(w, {ws[0], ws[1], 1, ws[2]}, where), a, where);
   return reshape(y, {y.shape()[0], y.shape()[1], y.shape()[3]}, where);
 }
 

@@ -94,10 +94,10 @@ struct ConvTranspose2dOptions {
 Value conv_transpose2d(Value x, Value w, const ConvTranspose2dOptions& options = {}, Loc where = Loc::current());
 
 struct Pool2dOptions {
-  std::array<std::int64_t, 2> stride{0, 0};  // 0: the kernel size
-  Padding padding = 0;  // at most half the kernel on each side
+  std::array<std::int64_t, 2> stride{0, 0};    // 0: the kernel size
+  Padding padding = 0;                         // at most half the kernel on each side
   std::array<std::int64_t, 2> dilation{1, 1};  // max_pool2d only
-  bool count_include_pad = true;  // avg_pool2d only: divide by the whole window, padding included
+  bool count_include_pad = true;               // avg_pool2d only: divide by the whole window, padding included
 };
 
 // The largest element of each window; padding never wins.

@@ -105,7 +105,8 @@ class Folder {
   Value channel_vector(const Value& p, std::uint32_t at) {
     const std::int64_t channel = p.rank() >= 3 ? p.shape()[p.rank() - 3] : 1;
     Value v = reshaped(p, {channel}, at);
-    if (channel != k_) v = rw_.emit(at, ops::broadcast_to, std::vector<Value>{v}, {{"shape", std::vector<std::int64_t>{k_}}}, false)[0];
+    if (channel != k_)
+      v = rw_.emit(at, ops::broadcast_to, std::vector<Value>{v}, {{"shape", std::vector<std::int64_t>{k_}}}, false)[0];
     return v;
   }
 

@@ -2,10 +2,10 @@
 
 #include <fmt/format.h>
 
+#include "fovea/passes/conv_fusion.h"
 #include "fovea/passes/cse.h"
 #include "fovea/passes/dead_code.h"
 #include "fovea/passes/mixed_precision.h"
-#include "fovea/passes/conv_fusion.h"
 #include "fovea/passes/normalization_fusion.h"
 #include "fovea/passes/simplify.h"
 

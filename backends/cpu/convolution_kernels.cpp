@@ -328,7 +328,8 @@ bool flat_stencil(const Conv2dParams& p) {
 
 // y[n,k] = Σ_{r,s} w[k,r,s] · x[n, k / Kg] shifted by the tap, one output plane per task.
 template <typename T>
-void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* w, T* y, const Epilogue<T>& epilogue) {
+void direct_forward(ThreadPool& pool, const Conv2dParams& p, const T* x, const T* w, T* y,
+                    const Epilogue<T>& epilogue) {
   const Index plane_in = p.height * p.width, plane_out = p.out_height * p.out_width, taps = p.kernel_h * p.kernel_w;
   // Three taps at stride 1: output ow reads input column ow + shift[s], for ow in [reach_begin,
   // reach_end).
@@ -666,8 +667,7 @@ void conv2d_forward(const KernelContext& ctx, const Conv2dParams& p, const Epilo
         gemm<T>(false, false, p.group_out(), width, rows, w_group, rows, col, width, T(0), y_block, plane_out);
       }
       if (epilogue.empty()) continue;
-      for (Index k = 0; k < p.group_out(); ++k)
-        epilogue.apply(g * p.group_out() + k, y_block + k * plane_out, width);
+      for (Index k = 0; k < p.group_out(); ++k) epilogue.apply(g * p.group_out() + k, y_block + k * plane_out, width);
     }
   });
 }

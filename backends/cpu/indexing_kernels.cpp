@@ -29,7 +29,6 @@ struct AxisSplit {
   }
 };
 
-
 // Reads the indices as i64 and checks each lies in [0, n); fails on the first that does not.
 template <typename I>
 std::vector<std::int64_t> checked_indices(const KernelContext& ctx, const TensorArg& indices, std::int64_t n, int axis,

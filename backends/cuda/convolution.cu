@@ -771,8 +771,8 @@ __global__ void pad_backward(PadShape a, const T* dy, T* dx, std::int64_t count)
 // fused_conv2d's epilogue on conv2d's output, in place: y[n,k,i,j] += bias[k], then the ReLU
 // (NaN passes through it, as relu's does). One more pass over y after the convolution's.
 template <typename T>
-__global__ void bias_activation(std::int64_t count, std::int64_t plane, std::int64_t channels, const T* bias,
-                                bool relu, T* y) {
+__global__ void bias_activation(std::int64_t count, std::int64_t plane, std::int64_t channels, const T* bias, bool relu,
+                                T* y) {
   for (std::int64_t e = first_element(); e < count; e += grid_stride()) {
     const T v = y[e] + bias[e / plane % channels];
     y[e] = relu && v < T(0) ? T(0) : v;
@@ -812,8 +812,7 @@ bool launch_conv2d(Element type, const ConvShape& shape, const void* x, const vo
   });
 }
 
-bool launch_conv2d_epilogue(Element type, const ConvShape& shape, const void* bias, bool relu, void* y,
-                            void* stream) {
+bool launch_conv2d_epilogue(Element type, const ConvShape& shape, const void* bias, bool relu, void* y, void* stream) {
   return with_float_type(type, [&](auto zero) {
     using T = decltype(zero);
     const std::int64_t plane = shape.out_height * shape.out_width;

@@ -47,9 +47,7 @@ struct RandomKey {
   const std::int64_t* step;
   template <typename Params>
   RandomKey(const KernelContext& ctx, const Params& params)
-      : seed(params.seed),
-        stream(params.stream),
-        step(ctx.inputs.empty() ? nullptr : ctx.in(0).as<std::int64_t>()) {}
+      : seed(params.seed), stream(params.stream), step(ctx.inputs.empty() ? nullptr : ctx.in(0).as<std::int64_t>()) {}
 };
 
 // random_uniform: y[i] = low + (high - low)·U(seed, stream + step, i)

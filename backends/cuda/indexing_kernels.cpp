@@ -84,8 +84,8 @@ void scatter_add_kernel(const KernelContext& ctx) {
 // check_indices: y = ids (usually the same buffer: a view), with every ids[p] outside
 // [0, count) that is not the allowed value reported after the run, with the CPU's message.
 std::string bad_checked_index(const KernelContext& ctx, const Verdict& verdict) {
-  return check_indices_message(ctx.params<CheckIndicesParams>(), ctx.in(0).type, static_cast<std::int64_t>(verdict.position),
-                               static_cast<std::int64_t>(verdict.detail));
+  return check_indices_message(ctx.params<CheckIndicesParams>(), ctx.in(0).type,
+                               static_cast<std::int64_t>(verdict.position), static_cast<std::int64_t>(verdict.detail));
 }
 
 void check_indices_kernel(const KernelContext& ctx) {
@@ -94,11 +94,10 @@ void check_indices_kernel(const KernelContext& ctx) {
   CudaBackend& gpu = CudaBackend::of(ctx);
   const auto& params = ctx.params<CheckIndicesParams>();
   if (y.data != ids.data) copy_on_device(ctx, gpu, y.data, ids.data, ids.type.nbytes());
-  check_launch(
-      ctx,
-      launch_check_indices(element(ids.type.dtype), ids.data, ids.numel(), params.count, verdict_words(ctx),
-                           gpu.stream(), params.allowed.has_value(), params.allowed.value_or(0)),
-      "index check");
+  check_launch(ctx,
+               launch_check_indices(element(ids.type.dtype), ids.data, ids.numel(), params.count, verdict_words(ctx),
+                                    gpu.stream(), params.allowed.has_value(), params.allowed.value_or(0)),
+               "index check");
   check_launch(ctx,
                launch_note_bad_index(element(ids.type.dtype), ids.data, ids.numel(), verdict_words(ctx), gpu.stream()),
                "index check");

@@ -257,8 +257,7 @@ bool conv_fits_kernels(const ConvShape& shape);
 bool launch_conv2d(Element type, const ConvShape& shape, const void* x, const void* w, void* y, void* stream);
 // fused_conv2d's epilogue on the y that launch_conv2d wrote, in place: y[n,k,i,j] += bias[k],
 // then max(y, 0) when `relu`.
-bool launch_conv2d_epilogue(Element type, const ConvShape& shape, const void* bias, bool relu, void* y,
-                            void* stream);
+bool launch_conv2d_epilogue(Element type, const ConvShape& shape, const void* bias, bool relu, void* y, void* stream);
 // dx = the adjoint of conv2d with respect to x, applied to dy: every y element's dy times the
 // weight that read each x element, summed (no atomics: each dx element sums what reaches it).
 bool launch_conv2d_backward_data(Element type, const ConvShape& shape, const void* dy, const void* w, void* dx,

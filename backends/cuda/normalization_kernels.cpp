@@ -41,8 +41,8 @@ void layer_norm_kernel(const KernelContext& ctx) {
   const Rows shape(ctx.in(0).shape());
   check_launch(ctx,
                launch_layer_norm(type_of(ctx, 0), ctx.in(0).data, ctx.in(1).data, ctx.in(2).data, ctx.out(0).data,
-                                 ctx.out(1).data, ctx.out(2).data, shape.rows, shape.n, ctx.params<LayerNormParams>().eps,
-                                 CudaBackend::of(ctx).stream()),
+                                 ctx.out(1).data, ctx.out(2).data, shape.rows, shape.n,
+                                 ctx.params<LayerNormParams>().eps, CudaBackend::of(ctx).stream()),
                "fused_layer_norm");
 }
 
@@ -61,19 +61,20 @@ void cross_entropy_kernel(const KernelContext& ctx) {
   const Rows shape(ctx.in(0).shape());
   check_launch(ctx,
                launch_cross_entropy(type_of(ctx, 0), type_of(ctx, 1), ctx.in(0).data, ctx.in(1).data, ctx.out(0).data,
-                                    ctx.out(1).data, shape.rows, shape.n, ctx.params<CrossEntropyParams>().label_smoothing,
-                                    CudaBackend::of(ctx).stream()),
+                                    ctx.out(1).data, shape.rows, shape.n,
+                                    ctx.params<CrossEntropyParams>().label_smoothing, CudaBackend::of(ctx).stream()),
                "fused_softmax_cross_entropy");
 }
 
 // Inputs (logits, targets, lse, dloss); output dlogits.
 void cross_entropy_backward_kernel(const KernelContext& ctx) {
   const Rows shape(ctx.in(0).shape());
-  check_launch(ctx,
-               launch_cross_entropy_backward(type_of(ctx, 0), type_of(ctx, 1), ctx.in(0).data, ctx.in(1).data,
-                                             ctx.in(2).data, ctx.in(3).data, ctx.out().data, shape.rows, shape.n,
-                                             ctx.params<CrossEntropyParams>().label_smoothing, CudaBackend::of(ctx).stream()),
-               "fused_softmax_cross_entropy_backward");
+  check_launch(
+      ctx,
+      launch_cross_entropy_backward(type_of(ctx, 0), type_of(ctx, 1), ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
+                                    ctx.in(3).data, ctx.out().data, shape.rows, shape.n,
+                                    ctx.params<CrossEntropyParams>().label_smoothing, CudaBackend::of(ctx).stream()),
+      "fused_softmax_cross_entropy_backward");
 }
 
 // Inputs (x, gamma, beta); outputs (y, mean, variance).
@@ -89,12 +90,12 @@ void batch_norm_kernel(const KernelContext& ctx) {
 // Inputs (dy, x, gamma, mean, variance); outputs (dx, dgamma, dbeta).
 void batch_norm_backward_kernel(const KernelContext& ctx) {
   const BatchNormParams& p = ctx.params<BatchNormParams>();
-  check_launch(ctx,
-               launch_batch_norm_backward(type_of(ctx, 0), ctx.in(0).data, ctx.in(1).data, ctx.in(2).data,
-                                          ctx.in(3).data, ctx.in(4).data, ctx.out(0).data, ctx.out(1).data,
-                                          ctx.out(2).data, p.batch, p.channels, p.inner, p.eps,
-                                          CudaBackend::of(ctx).stream()),
-               "batch_norm_backward");
+  check_launch(
+      ctx,
+      launch_batch_norm_backward(type_of(ctx, 0), ctx.in(0).data, ctx.in(1).data, ctx.in(2).data, ctx.in(3).data,
+                                 ctx.in(4).data, ctx.out(0).data, ctx.out(1).data, ctx.out(2).data, p.batch, p.channels,
+                                 p.inner, p.eps, CudaBackend::of(ctx).stream()),
+      "batch_norm_backward");
 }
 
 }  // namespace

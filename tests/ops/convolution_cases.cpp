@@ -59,14 +59,14 @@ void add_fused_conv_cases(std::vector<OpCase>& cases, const Geometry& g) {
   for (const ConvActivation activation : {ConvActivation::none, ConvActivation::relu}) {
     const ConvAttributes a = g.a;
     const bool relu = activation == ConvActivation::relu;
-    cases.push_back({.op = "fused_conv2d",
-                     .name = fmt::format("fused_conv2d {} activation {}", describe(g), relu ? "relu" : "none"),
-                     .dtypes = kFloats,
-                     .inputs = {{g.x}, {g.w}, {{g.w[0]}}},
-                     .build = [=](Graph&,
-                                  const std::vector<Value>& v) { return fused_conv2d(v[0], v[1], v[2], a, activation); },
-                     .reference = [=](const Inputs& in, const Value&) { return fused_conv2d_reference(in, a, relu); },
-                     .differentiable = g.x.numel() > 0});
+    cases.push_back(
+        {.op = "fused_conv2d",
+         .name = fmt::format("fused_conv2d {} activation {}", describe(g), relu ? "relu" : "none"),
+         .dtypes = kFloats,
+         .inputs = {{g.x}, {g.w}, {{g.w[0]}}},
+         .build = [=](Graph&, const std::vector<Value>& v) { return fused_conv2d(v[0], v[1], v[2], a, activation); },
+         .reference = [=](const Inputs& in, const Value&) { return fused_conv2d_reference(in, a, relu); },
+         .differentiable = g.x.numel() > 0});
   }
 }
 
@@ -94,27 +94,24 @@ void add_conv_cases(std::vector<OpCase>& cases) {
                      .build = [=](Graph&, const std::vector<Value>& v) { return conv2d_with(v[0], v[1], a); },
                      .reference = [=](const Inputs& in, const Value&) { return conv2d_reference(in[0], in[1], a); },
                      .differentiable = nonempty});
-    cases.push_back({.op = "conv2d_backward_data",
-                     .name = "conv2d_backward_data " + describe(g),
-                     .dtypes = kFloats,
-                     .inputs = {{y}, {g.w}},
-                     .build = [=](Graph&, const std::vector<Value>& v) { return conv2d_backward_data(v[0], v[1], size, a); },
-                     .reference =
-                         [=](const Inputs& in, const Value&) {
-                           return conv2d_backward_data_reference(in[0], in[1], size, a);
-                         },
-                     .differentiable = nonempty});
-    cases.push_back({.op = "conv2d_backward_filter",
-                     .name = "conv2d_backward_filter " + describe(g),
-                     .dtypes = kFloats,
-                     .inputs = {{g.x}, {y}},
-                     .build = [=](Graph&,
-                                  const std::vector<Value>& v) { return conv2d_backward_filter(v[0], v[1], kernel, a); },
-                     .reference =
-                         [=](const Inputs& in, const Value&) {
-                           return conv2d_backward_filter_reference(in[0], in[1], kernel, a);
-                         },
-                     .differentiable = nonempty});
+    cases.push_back(
+        {.op = "conv2d_backward_data",
+         .name = "conv2d_backward_data " + describe(g),
+         .dtypes = kFloats,
+         .inputs = {{y}, {g.w}},
+         .build = [=](Graph&, const std::vector<Value>& v) { return conv2d_backward_data(v[0], v[1], size, a); },
+         .reference = [=](const Inputs& in,
+                          const Value&) { return conv2d_backward_data_reference(in[0], in[1], size, a); },
+         .differentiable = nonempty});
+    cases.push_back(
+        {.op = "conv2d_backward_filter",
+         .name = "conv2d_backward_filter " + describe(g),
+         .dtypes = kFloats,
+         .inputs = {{g.x}, {y}},
+         .build = [=](Graph&, const std::vector<Value>& v) { return conv2d_backward_filter(v[0], v[1], kernel, a); },
+         .reference = [=](const Inputs& in,
+                          const Value&) { return conv2d_backward_filter_reference(in[0], in[1], kernel, a); },
+         .differentiable = nonempty});
   }
   // The builders that resolve padding or rename the roles, through the same ops.
   cases.push_back({.op = "conv2d",
@@ -147,21 +144,21 @@ void add_conv_cases(std::vector<OpCase>& cases) {
                          return y.reshape({2, 4, 4});
                        },
                    .differentiable = true});
-  cases.push_back({.op = "conv2d_backward_data",
-                   .name = "conv_transpose2d x [1,4,3,4] w [4,3,3,3] stride 2 padding 1 output_padding 1 groups 1",
-                   .dtypes = kFloats,
-                   .inputs = {{{1, 4, 3, 4}}, {{4, 3, 3, 3}}},
-                   .build =
-                       [](Graph&, const std::vector<Value>& v) {
-                         return conv_transpose2d(v[0], v[1],
-                                                 {.stride = {2, 2}, .padding = {1, 1}, .output_padding = {1, 1}});
-                       },
-                   .reference =
-                       [](const Inputs& in, const Value&) {
-                         // OH = (3-1)·2 - 2 + 2 + 1 + 1 = 6, OW = (4-1)·2 - 2 + 2 + 1 + 1 = 8
-                         return conv2d_backward_data_reference(in[0], in[1], {6, 8}, {{2, 2}, {1, 1, 1, 1}, {1, 1}, 1});
-                       },
-                   .differentiable = true});
+  cases.push_back(
+      {.op = "conv2d_backward_data",
+       .name = "conv_transpose2d x [1,4,3,4] w [4,3,3,3] stride 2 padding 1 output_padding 1 groups 1",
+       .dtypes = kFloats,
+       .inputs = {{{1, 4, 3, 4}}, {{4, 3, 3, 3}}},
+       .build =
+           [](Graph&, const std::vector<Value>& v) {
+             return conv_transpose2d(v[0], v[1], {.stride = {2, 2}, .padding = {1, 1}, .output_padding = {1, 1}});
+           },
+       .reference =
+           [](const Inputs& in, const Value&) {
+             // OH = (3-1)·2 - 2 + 2 + 1 + 1 = 6, OW = (4-1)·2 - 2 + 2 + 1 + 1 = 8
+             return conv2d_backward_data_reference(in[0], in[1], {6, 8}, {{2, 2}, {1, 1, 1, 1}, {1, 1}, 1});
+           },
+       .differentiable = true});
 }
 
 struct PoolCase {
@@ -204,27 +201,28 @@ void add_max_pool_cases(std::vector<OpCase>& cases) {
   };
   for (const PoolCase& pc : pools) {
     const PoolWindow p = pc.p;
-    const InputSpec x{.shape = pc.x, .low = pc.integral ? -2.0 : -1.0, .high = pc.integral ? 2.0 : 1.0,
-                      .integral = pc.integral};
-    cases.push_back({.op = "max_pool2d",
-                     .name = "max_pool2d " + describe(pc.x, p) + (pc.integral ? " with ties" : ""),
-                     .dtypes = kFloats,
-                     .inputs = {x},
-                     .build = [=](Graph&, const std::vector<Value>& v) { return max_pool2d(v[0], p.kernel, options_of(p)); },
-                     .reference = [=](const Inputs& in, const Value&) { return max_pool2d_reference(in[0], p); },
-                     .differentiable = !pc.integral});
-    cases.push_back({.op = "max_pool2d_backward",
-                     .name = "max_pool2d_backward " + describe(pc.x, p) + (pc.integral ? " with ties" : ""),
-                     .dtypes = kFloats,
-                     .inputs = {x, {pool_output(pc.x, p)}},
-                     .build =
-                         [=](Graph& g, const std::vector<Value>& v) {
-                           const Value y = max_pool2d(v[0], p.kernel, options_of(p));
-                           const std::array<Value, 2> in{v[0], v[1]};
-                           return g.apply1(ops::max_pool2d_backward, in, y.node().attrs, Loc::current());
-                         },
-                     .reference =
-                         [=](const Inputs& in, const Value&) { return max_pool2d_backward_reference(in[0], in[1], p); }});
+    const InputSpec x{
+        .shape = pc.x, .low = pc.integral ? -2.0 : -1.0, .high = pc.integral ? 2.0 : 1.0, .integral = pc.integral};
+    cases.push_back(
+        {.op = "max_pool2d",
+         .name = "max_pool2d " + describe(pc.x, p) + (pc.integral ? " with ties" : ""),
+         .dtypes = kFloats,
+         .inputs = {x},
+         .build = [=](Graph&, const std::vector<Value>& v) { return max_pool2d(v[0], p.kernel, options_of(p)); },
+         .reference = [=](const Inputs& in, const Value&) { return max_pool2d_reference(in[0], p); },
+         .differentiable = !pc.integral});
+    cases.push_back(
+        {.op = "max_pool2d_backward",
+         .name = "max_pool2d_backward " + describe(pc.x, p) + (pc.integral ? " with ties" : ""),
+         .dtypes = kFloats,
+         .inputs = {x, {pool_output(pc.x, p)}},
+         .build =
+             [=](Graph& g, const std::vector<Value>& v) {
+               const Value y = max_pool2d(v[0], p.kernel, options_of(p));
+               const std::array<Value, 2> in{v[0], v[1]};
+               return g.apply1(ops::max_pool2d_backward, in, y.node().attrs, Loc::current());
+             },
+         .reference = [=](const Inputs& in, const Value&) { return max_pool2d_backward_reference(in[0], in[1], p); }});
   }
 }
 
@@ -240,29 +238,30 @@ void add_avg_pool_cases(std::vector<OpCase>& cases) {
     const PoolWindow p = pc.p;
     const Pair size{pc.x[2], pc.x[3]};
     const std::string what = describe(pc.x, p) + (p.count_include_pad ? " counting padding" : " not counting padding");
-    cases.push_back({.op = "avg_pool2d",
-                     .name = "avg_pool2d " + what,
-                     .dtypes = kFloats,
-                     .inputs = {{pc.x}},
-                     .build = [=](Graph&, const std::vector<Value>& v) { return avg_pool2d(v[0], p.kernel, options_of(p)); },
-                     .reference = [=](const Inputs& in, const Value&) { return avg_pool2d_reference(in[0], p); },
-                     .differentiable = true});
-    cases.push_back({.op = "avg_pool2d_backward",
-                     .name = "avg_pool2d_backward " + what,
-                     .dtypes = kFloats,
-                     .inputs = {{pool_output(pc.x, p)}},
-                     .build =
-                         [=](Graph& g, const std::vector<Value>& v) {
-                           // The pool's own gradient rule builds the backward node.
-                           const Value x = g.placeholder("pooled_input", v[0].dtype(), Shape{pc.x});
-                           Attributes attrs = avg_pool2d(x, p.kernel, options_of(p)).node().attrs;
-                           attrs.set("input_size", std::vector<std::int64_t>{size[0], size[1]});
-                           const std::array<Value, 1> in{v[0]};
-                           return g.apply1(ops::avg_pool2d_backward, in, std::move(attrs), Loc::current());
-                         },
-                     .reference =
-                         [=](const Inputs& in, const Value&) { return avg_pool2d_backward_reference(in[0], size, p); },
-                     .differentiable = true});
+    cases.push_back(
+        {.op = "avg_pool2d",
+         .name = "avg_pool2d " + what,
+         .dtypes = kFloats,
+         .inputs = {{pc.x}},
+         .build = [=](Graph&, const std::vector<Value>& v) { return avg_pool2d(v[0], p.kernel, options_of(p)); },
+         .reference = [=](const Inputs& in, const Value&) { return avg_pool2d_reference(in[0], p); },
+         .differentiable = true});
+    cases.push_back(
+        {.op = "avg_pool2d_backward",
+         .name = "avg_pool2d_backward " + what,
+         .dtypes = kFloats,
+         .inputs = {{pool_output(pc.x, p)}},
+         .build =
+             [=](Graph& g, const std::vector<Value>& v) {
+               // The pool's own gradient rule builds the backward node.
+               const Value x = g.placeholder("pooled_input", v[0].dtype(), Shape{pc.x});
+               Attributes attrs = avg_pool2d(x, p.kernel, options_of(p)).node().attrs;
+               attrs.set("input_size", std::vector<std::int64_t>{size[0], size[1]});
+               const std::array<Value, 1> in{v[0]};
+               return g.apply1(ops::avg_pool2d_backward, in, std::move(attrs), Loc::current());
+             },
+         .reference = [=](const Inputs& in, const Value&) { return avg_pool2d_backward_reference(in[0], size, p); },
+         .differentiable = true});
   }
 }
 
@@ -280,22 +279,23 @@ void add_pad_cases(std::vector<OpCase>& cases) {
       {{2, 3}, {1, 0}, {0, 2}, PadMode::constant, 2.0, numeric},
       {{3, 4, 5}, {1, 0, 2}, {2, 3, 4}, PadMode::reflect, 0.0, numeric},
       {{1, 1, 4, 4}, {0, 0, 1, 1}, {0, 0, 1, 1}, PadMode::reflect, 0.0, kFloats},  // an image, as convs pad it
-      {{0, 3}, {1, 0}, {0, 1}, PadMode::constant, 0.0, kFloats},                     // an empty dim
+      {{0, 3}, {1, 0}, {0, 1}, PadMode::constant, 0.0, kFloats},                   // an empty dim
   };
   for (const PadCase& pc : pads) {
     const auto before = pc.before, after = pc.after;
     const PadMode mode = pc.mode;
     const double value = pc.value;
-    const std::string what = fmt::format("{} x {} before [{}] after [{}]", mode == PadMode::constant ? "constant" : "reflect",
-                                         pc.x.to_string(), fmt::join(before, ","), fmt::join(after, ","));
-    cases.push_back({.op = "pad",
-                     .name = "pad " + what,
-                     .dtypes = pc.dtypes,
-                     .inputs = {{.shape = pc.x, .low = -4, .high = 4}},
-                     .build = [=](Graph&, const std::vector<Value>& v) { return pad(v[0], before, after, mode, value); },
-                     .reference =
-                         [=](const Inputs& in, const Value&) { return pad_reference(in[0], before, after, mode, value); },
-                     .differentiable = pc.x.numel() > 0});
+    const std::string what =
+        fmt::format("{} x {} before [{}] after [{}]", mode == PadMode::constant ? "constant" : "reflect",
+                    pc.x.to_string(), fmt::join(before, ","), fmt::join(after, ","));
+    cases.push_back(
+        {.op = "pad",
+         .name = "pad " + what,
+         .dtypes = pc.dtypes,
+         .inputs = {{.shape = pc.x, .low = -4, .high = 4}},
+         .build = [=](Graph&, const std::vector<Value>& v) { return pad(v[0], before, after, mode, value); },
+         .reference = [=](const Inputs& in, const Value&) { return pad_reference(in[0], before, after, mode, value); },
+         .differentiable = pc.x.numel() > 0});
     std::vector<std::int64_t> dims(pc.x.begin(), pc.x.end());
     for (std::size_t d = 0; d < dims.size(); ++d) dims[d] += before[d] + after[d];
     cases.push_back({.op = "pad_backward",
@@ -310,8 +310,8 @@ void add_pad_cases(std::vector<OpCase>& cases) {
                            const std::array<Value, 1> in{v[0]};
                            return g.apply1(ops::pad_backward, in, std::move(attrs), Loc::current());
                          },
-                     .reference =
-                         [=](const Inputs& in, const Value&) { return pad_backward_reference(in[0], before, after, mode); },
+                     .reference = [=](const Inputs& in,
+                                      const Value&) { return pad_backward_reference(in[0], before, after, mode); },
                      .differentiable = pc.x.numel() > 0});
   }
 }
@@ -362,32 +362,33 @@ void add_batch_norm_cases(std::vector<OpCase>& cases) {
     const Shape c{x[1]};
     for (int which : {0, 1, 2}) {
       const char* what = which == 0 ? "y" : which == 1 ? "the batch mean" : "the batch variance";
-      cases.push_back({.op = "batch_norm",
-                       .name = "batch_norm x " + x.to_string() + ": " + what,
-                       .dtypes = kFloats,
-                       .inputs = {{x}, {.shape = c, .low = 0.5, .high = 2.0}, {c}},
-                       .build =
-                           [=](Graph&, const std::vector<Value>& v) {
-                             const BatchNormOutputs o = batch_norm_training(v[0], v[1], v[2], eps);
-                             return which == 0 ? o.y : which == 1 ? o.mean : o.variance;
-                           },
-                       .reference =
-                           [=](const Inputs& in, const Value&) { return batch_norm_reference(in, which, false, eps); },
-                       // Two values per channel (N = 2, 1x1) normalise to ±1 whatever they are:
-                       // the gradient is 0 up to rounding, and finite differences of it are noise.
-                       .differentiable = x.numel() / x[1] > 2,
-                       .f32 = {1e-4, 1e-5}});
+      cases.push_back(
+          {.op = "batch_norm",
+           .name = "batch_norm x " + x.to_string() + ": " + what,
+           .dtypes = kFloats,
+           .inputs = {{x}, {.shape = c, .low = 0.5, .high = 2.0}, {c}},
+           .build =
+               [=](Graph&, const std::vector<Value>& v) {
+                 const BatchNormOutputs o = batch_norm_training(v[0], v[1], v[2], eps);
+                 return which == 0 ? o.y : which == 1 ? o.mean : o.variance;
+               },
+           .reference = [=](const Inputs& in, const Value&) { return batch_norm_reference(in, which, false, eps); },
+           // Two values per channel (N = 2, 1x1) normalise to ±1 whatever they are:
+           // the gradient is 0 up to rounding, and finite differences of it are noise.
+           .differentiable = x.numel() / x[1] > 2,
+           .f32 = {1e-4, 1e-5}});
     }
-    cases.push_back({.op = "batch_norm_backward",
-                     .name = "batch_norm_backward x " + x.to_string(),
-                     .dtypes = kFloats,
-                     .inputs = {{x}, {x}, {.shape = c, .low = 0.5, .high = 2.0}, {c}, {.shape = c, .low = 0.2, .high = 2.0}},
-                     .build =
-                         [=](Graph&, const std::vector<Value>& v) {
-                           return batch_norm_backward(v[0], v[1], v[2], v[3], v[4], eps).dx;
-                         },
-                     .reference = [=](const Inputs& in, const Value&) { return batch_norm_reference(in, 0, true, eps); },
-                     .f32 = {1e-4, 1e-5}});
+    cases.push_back(
+        {.op = "batch_norm_backward",
+         .name = "batch_norm_backward x " + x.to_string(),
+         .dtypes = kFloats,
+         .inputs = {{x}, {x}, {.shape = c, .low = 0.5, .high = 2.0}, {c}, {.shape = c, .low = 0.2, .high = 2.0}},
+         .build =
+             [=](Graph&, const std::vector<Value>& v) {
+               return batch_norm_backward(v[0], v[1], v[2], v[3], v[4], eps).dx;
+             },
+         .reference = [=](const Inputs& in, const Value&) { return batch_norm_reference(in, 0, true, eps); },
+         .f32 = {1e-4, 1e-5}});
   }
 }
 

@@ -301,7 +301,7 @@ struct PoolCase {
 struct PoolGeometry {
   Index planes, h, w, oh, ow;
   testing::PoolWindow window;  // kernel, stride, dilation, padding (count_include_pad set per check)
-  bool valid;  // whether the builder accepts it: the window fits, the padding is at most half of it
+  bool valid;                  // whether the builder accepts it: the window fits, the padding is at most half of it
 };
 
 PoolGeometry pool_geometry(const PoolCase& c, bool average) {

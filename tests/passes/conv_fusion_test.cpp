@@ -130,7 +130,7 @@ TEST_CASE("the chain stops at a value kept by the caller, and an add-only chain 
   const Value w = g.parameter("w", f64, {2, 2, 3, 3}, init::uniform(-1, 1));
   const Value s = g.parameter("s", f64, {2, 1, 1}, init::uniform(0.5, 2));
   const Value conv = conv2d(x, w);
-  const Value kept = conv * s;     // the caller keeps it: the chain ends here
+  const Value kept = conv * s;  // the caller keeps it: the chain ends here
   const Value more = kept * s + 1.0;
   passes::OptimizedGraph opt = passes::optimize_forward(g, {kept, more});
   CHECK(folds(opt) == 1);

@@ -44,8 +44,15 @@ TEST_CASE("the forward pipeline runs its passes in order and reports nodes and r
   Sample s;
   passes::OptimizedGraph opt = passes::optimize_forward(s.g, {s.y});
   REQUIRE(opt.passes.size() == 9);
-  const std::vector<std::string> order{"dce", "simplify", "cse", "fold", "attention_fusion", "normalization_fusion",
-                                       "conv_fusion", "conv_epilogue_fusion", "dce"};
+  const std::vector<std::string> order{"dce",
+                                       "simplify",
+                                       "cse",
+                                       "fold",
+                                       "attention_fusion",
+                                       "normalization_fusion",
+                                       "conv_fusion",
+                                       "conv_epilogue_fusion",
+                                       "dce"};
   for (std::size_t i = 0; i < order.size(); ++i) {
     CHECK(opt.passes[i].name == order[i]);
     CHECK(opt.passes[i].ran);
@@ -72,9 +79,16 @@ TEST_CASE("FOVEA_DUMP writes the text IR and a drawing of the graph after every 
     Sample s;
     passes::optimize_forward(s.g, {s.y});
   }
-  const std::vector<std::string> stems{
-      "00-input",       "01-dce",      "02-simplify", "03-cse", "04-fold", "05-attention_fusion",
-      "06-normalization_fusion", "07-conv_fusion", "08-conv_epilogue_fusion", "09-dce"};
+  const std::vector<std::string> stems{"00-input",
+                                       "01-dce",
+                                       "02-simplify",
+                                       "03-cse",
+                                       "04-fold",
+                                       "05-attention_fusion",
+                                       "06-normalization_fusion",
+                                       "07-conv_fusion",
+                                       "08-conv_epilogue_fusion",
+                                       "09-dce"};
   const bool have_dot = write_svg("digraph { a }", (dir / "probe.svg").string());
   for (const std::string& stem : stems) {
     CAPTURE(stem);
