@@ -35,6 +35,7 @@ LEVELS = {
     "runtime": 3,  # schedule, memory plan, Executable: runs kernels from a backend
     "passes": 4,  # the optimizer and the compile pipeline (passes, then runtime)
     "io": 5,  # files in and out: checkpoints, datasets, plots
+    "onnx": 6,  # ONNX import and export (the library Fovea::onnx, built when libonnx-dev is present)
 }
 
 # Folders outside the library: they may include anything, and nothing in the library may
