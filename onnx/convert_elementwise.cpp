@@ -78,8 +78,13 @@ std::vector<Value> power(NodeContext& ctx) {
   const Value base = ctx.input(0);
   Value exponent = ctx.input(1);
   if (ctx.version() < 7) exponent = legacy_operand(ctx, base, exponent);
-  if (exponent.dtype() != base.dtype()) exponent = cast(exponent, base.dtype());
-  return {pow(base, exponent)};
+  // Integer bases are raised in f64, exact for every result an int64 of 2^53 or less holds,
+  // and truncated back to the base's type, as ONNX's reference does.
+  const bool integer = base.dtype() == DType::i32 || base.dtype() == DType::i64;
+  const DType compute = integer ? DType::f64 : base.dtype();
+  const Value result = pow(base.dtype() == compute ? base : cast(base, compute),
+                           exponent.dtype() == compute ? exponent : cast(exponent, compute));
+  return {integer ? cast(result, base.dtype()) : result};
 }
 
 std::vector<Value> reciprocal(NodeContext& ctx) {

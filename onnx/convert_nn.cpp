@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -265,31 +266,71 @@ std::vector<Value> conv_transpose(NodeContext& ctx) {
   return {from_2d(y, dims)};
 }
 
-// MaxPool and AveragePool. ceil_mode is supported where it gives the floor's size.
+// MaxPool and AveragePool. Where Fovea's pools take the padding themselves (at most half the
+// window on a side, no ceil_mode), they do; otherwise the input is padded explicitly (-∞ for the
+// max, 0 for the average) and the average divided by how many real (or, with
+// count_include_pad, real and padded) elements each window covers: the same pool of a padded
+// tensor of ones.
+struct PoolPlan {
+  Window win;
+  std::array<std::int64_t, 4> sides{};   // top, left, bottom, right
+  std::array<std::int64_t, 2> overhang{};  // ceil_mode's extra rows and columns past the padding
+  bool include_pad = false;
+};
+
+PoolPlan pool_plan(NodeContext& ctx, const Value& x2, int dims, bool max) {
+  PoolPlan plan;
+  plan.win = window_of(ctx, dims, {}, max ? ctx.version() >= 10 : ctx.version() >= 19);
+  if (max) {
+    if (ctx.version() >= 8 && ctx.attribute_int("storage_order", 0) != 0) ctx.unsupported("storage_order = 1");
+    if (ctx.wants_output(1)) ctx.unsupported("the Indices output");
+  }
+  plan.include_pad = !max && ctx.version() >= 7 && ctx.attribute_int("count_include_pad", 0) != 0;
+  const bool ceil_mode = ctx.version() >= 10 && ctx.attribute_int("ceil_mode", 0) != 0;
+  const auto size = spatial(x2);
+  const Window& w = plan.win;
+  const std::array<std::int64_t, 2> span{w.dilation[0] * (w.kernel[0] - 1) + 1, w.dilation[1] * (w.kernel[1] - 1) + 1};
+  plan.sides = padding_of(ctx, w, size).resolve(size, span, w.stride);
+  for (int i = 0; ceil_mode && i < 2; ++i) {
+    const std::int64_t room = size[i] + plan.sides[i] + plan.sides[i + 2] - span[i];
+    const std::int64_t out = (room + w.stride[i] - 1) / w.stride[i] + 1;
+    plan.overhang[i] = (out - 1) * w.stride[i] + span[i] - (size[i] + plan.sides[i] + plan.sides[i + 2]);
+  }
+  return plan;
+}
+
+bool native_padding(const PoolPlan& p) {
+  for (int i = 0; i < 2; ++i)
+    if (p.overhang[i] > 0 || p.sides[i] * 2 > p.win.kernel[i] || p.sides[i + 2] * 2 > p.win.kernel[i]) return false;
+  return true;
+}
+
+Value padded(Value x, const PoolPlan& p, double value, bool with_overhang) {
+  const std::vector<std::int64_t> before{0, 0, p.sides[0], p.sides[1]};
+  const std::vector<std::int64_t> after{0, 0, p.sides[2] + (with_overhang ? p.overhang[0] : 0),
+                                        p.sides[3] + (with_overhang ? p.overhang[1] : 0)};
+  return pad(x, before, after, PadMode::constant, value);
+}
+
 template <bool max>
 std::vector<Value> pool(NodeContext& ctx) {
   const Value x = ctx.input(0);
   const int dims = x.rank() - 2;
-  const Window win = window_of(ctx, dims, {}, max ? ctx.version() >= 10 : ctx.version() >= 19);
-  if (max) {
-    if (ctx.attribute_int("storage_order", 0) != 0) ctx.unsupported("storage_order = 1");
-    if (ctx.wants_output(1)) ctx.unsupported("the Indices output");
-  }
-  const bool include_pad = !max && ctx.attribute_int("count_include_pad", 0) != 0;
-  const bool ceil_mode = ctx.version() >= 10 && ctx.attribute_int("ceil_mode", 0) != 0;
   const Value x2 = as_2d(x, dims);
-  const Padding padding = padding_of(ctx, win, spatial(x2));
-  const auto sides = padding.resolve(spatial(x2), {win.dilation[0] * (win.kernel[0] - 1) + 1, win.dilation[1] * (win.kernel[1] - 1) + 1}, win.stride);
-  if (ceil_mode) {
-    for (int i = 0; i < 2; ++i) {
-      const std::int64_t span = spatial(x2)[i] + sides[i] + sides[i + 2] - (win.dilation[i] * (win.kernel[i] - 1) + 1);
-      if (span % win.stride[i] != 0) ctx.unsupported("ceil_mode = 1 where it changes the output size");
-    }
-  }
-  Pool2dOptions options{.stride = win.stride, .padding = padding, .dilation = win.dilation,
-                        .count_include_pad = include_pad};
-  const Value y = max ? max_pool2d(x2, win.kernel, options) : avg_pool2d(x2, win.kernel, options);
-  return {from_2d(y, dims)};
+  const PoolPlan p = pool_plan(ctx, x2, dims, max);
+  Pool2dOptions options{.stride = p.win.stride, .padding = Padding::sides(p.sides[0], p.sides[1], p.sides[2], p.sides[3]),
+                        .dilation = p.win.dilation, .count_include_pad = p.include_pad};
+  if (native_padding(p))
+    return {from_2d(max ? max_pool2d(x2, p.win.kernel, options) : avg_pool2d(x2, p.win.kernel, options), dims)};
+  options.padding = Padding::valid();
+  if (max)
+    return {from_2d(max_pool2d(padded(x2, p, -std::numeric_limits<double>::infinity(), true), p.win.kernel, options), dims)};
+  options.count_include_pad = true;
+  const Value sums = avg_pool2d(padded(x2, p, 0.0, true), p.win.kernel, options);
+  const Value ones = fill(ctx.graph(), Shape{1, 1, x2.shape()[2], x2.shape()[3]}, 1.0, x.dtype());
+  const Value counted = pad(padded(ones, p, p.include_pad ? 1.0 : 0.0, false), {0, 0, 0, 0},
+                            {0, 0, p.overhang[0], p.overhang[1]});
+  return {from_2d(sums / avg_pool2d(counted, p.win.kernel, options), dims)};
 }
 
 template <bool max>

@@ -217,22 +217,30 @@ Tensor Importer::known(const std::string& name, const NodeContext& ctx) {
   return *value;
 }
 
-// The value of `value` computed now, when it depends on constants only: compiled on its own
-// (only the nodes it needs run) for the CPU backend.
+// The value of `value` computed now, when it depends on constants and on inputs whose values
+// ImportOptions::constant_inputs gives: compiled on its own (only the nodes it needs run) for
+// the CPU backend. std::nullopt when it depends on anything else.
 std::optional<Tensor> Importer::evaluate(const Value& value) {
   std::vector<std::uint32_t> stack{value.ref().node};
   std::set<std::uint32_t> seen;
+  Feeds feeds;
   while (!stack.empty()) {
     const std::uint32_t id = stack.back();
     stack.pop_back();
     if (!seen.insert(id).second) continue;
     const Node& node = graph_.node(id);
     const std::string_view op = node.op_name();
-    if (op == "placeholder" || op == "parameter" || op == "state" || node.op->impure) return std::nullopt;
+    if (op == "placeholder") {
+      auto given = options_.constant_inputs.find(node.name);
+      if (given == options_.constant_inputs.end()) return std::nullopt;
+      feeds.emplace_back(graph_.value(ValueRef{id, 0}), given->second);
+      continue;
+    }
+    if (op == "parameter" || op == "state" || node.op->impure) return std::nullopt;
     for (const ValueRef& input : node.inputs) stack.push_back(input.node);
   }
   Executable exe = compile(graph_, {value}, cpu());
-  return exe.run({}).at(0);
+  return exe.run(feeds).at(0);
 }
 
 void Importer::check_inferred(const NodeContext& ctx, const std::string& name, const Value& value) const {
@@ -267,7 +275,7 @@ void Importer::bind_outputs(NodeContext& ctx, const std::vector<Value>& values) 
       ctx.unsupported(fmt::format("its output {} ('{}') is not supported", i, ctx.node().output(i)));
     const Value& v = values[static_cast<std::size_t>(i)];
     check_inferred(ctx, ctx.node().output(i), v);
-    slots_[ctx.node().output(i)] = Slot{.value = v};
+    slots_[ctx.node().output(i)] = Slot{.value = v, .known = std::nullopt};
   }
 }
 

@@ -1,5 +1,6 @@
 #include "fovea/onnx/tensor_proto.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -163,17 +164,26 @@ std::int32_t element_type_of(DType dtype) {
 Tensor tensor_from_proto(const proto::TensorProto& tensor, const std::filesystem::path& directory) {
   const DType dtype = dtype_from_element_type(tensor.data_type(), "ONNX " + describe(tensor));
   if (tensor.has_segment()) throw Error(fmt::format("ONNX {} is segmented, which Fovea does not read", describe(tensor)));
-  Tensor out = Tensor::empty(dtype, shape_of(tensor));
+  const Shape shape = shape_of(tensor);
+  const std::int64_t count = shape.numel();
   const bool external = tensor.data_location() == proto::TensorProto::EXTERNAL;
   if (external || tensor.has_raw_data()) {
     const std::string external_bytes = external ? read_external(tensor, directory) : std::string();
     const std::string& bytes = external ? external_bytes : tensor.raw_data();
-    if (bytes.size() != out.nbytes())
-      throw Error(fmt::format("ONNX {} ({} {}) holds {} bytes of data; it needs {}", describe(tensor),
-                              dtype_name(dtype), out.shape().to_string(), bytes.size(), out.nbytes()));
+    // Checked before allocating: corrupt dims must not ask for exabytes.
+    if (count > static_cast<std::int64_t>(bytes.size()) ||
+        bytes.size() != static_cast<std::size_t>(count) * dtype_size(dtype))
+      throw Error(fmt::format("ONNX {} ({} {}) holds {} bytes of data, which is not what its dims need",
+                              describe(tensor), dtype_name(dtype), shape.to_string(), bytes.size()));
+    Tensor out = Tensor::empty(dtype, shape);
     if (out.nbytes() > 0) std::memcpy(out.raw(), bytes.data(), bytes.size());
     return out;
   }
+  const std::int64_t values = std::max({tensor.float_data_size(), tensor.double_data_size(), tensor.int64_data_size(),
+                                        tensor.int32_data_size()});
+  if (count != values)
+    throw Error(fmt::format("ONNX {} holds {} values for its {} elements", describe(tensor), values, count));
+  Tensor out = Tensor::empty(dtype, shape);
   copy_typed_fields(tensor, out);
   return out;
 }
