@@ -116,7 +116,7 @@ void copy_field(const Field& field, Tensor& out, const proto::TensorProto& tenso
       case DType::f64: reinterpret_cast<double*>(data)[i] = static_cast<double>(field[i]); break;
       case DType::i32: reinterpret_cast<std::int32_t*>(data)[i] = static_cast<std::int32_t>(field[i]); break;
       case DType::i64: reinterpret_cast<std::int64_t*>(data)[i] = static_cast<std::int64_t>(field[i]); break;
-      case DType::boolean: reinterpret_cast<bool*>(data)[i] = field[i] != 0; break;
+      case DType::boolean: reinterpret_cast<std::uint8_t*>(data)[i] = field[i] != 0 ? 1 : 0; break;
       // Halves travel in int32_data as their 16-bit patterns.
       case DType::f16:
       case DType::bf16: reinterpret_cast<std::uint16_t*>(data)[i] = static_cast<std::uint16_t>(field[i]); break;
