@@ -351,6 +351,28 @@ TEST_CASE("onnx export: fused softmax, log-softmax, layer norm and attention") {
   CHECK(count_of(bytes, "Softmax") >= 3);
 }
 
+TEST_CASE("onnx export: f64 models and half-precision attention keep their dtypes") {
+  Graph g("dtypes");
+  const Value x = g.placeholder("x", f64, {2, 3, 8});
+  const Value w = g.parameter("w", f64, {8, 8}, init::normal(0, 0.5));
+  const Value gamma = g.parameter("gamma", f64, {8}, init::normal(1, 0.2));
+  const Value beta = g.parameter("beta", f64, {8}, init::normal(0, 0.2));
+  const Value h = tanh(matmul(x, w) * 0.5 + 1.0);
+  const Value normed = fused_layer_norm(h, gamma, beta, 1e-5).y;
+  const Value q = g.placeholder("q", bf16, {1, 2, 3, 4}), k = g.placeholder("k", bf16, {1, 2, 3, 4});
+  const Value v = g.placeholder("v", bf16, {1, 2, 3, 4});
+  const Value attended = fused_attention(q, k, v, Value(), 0.5, true).output;
+  const Feeds feeds{{x, random_tensor(f64, {2, 3, 8}, 21)},
+                    {q, random_tensor(bf16, {1, 2, 3, 4}, 22)},
+                    {k, random_tensor(bf16, {1, 2, 3, 4}, 23)},
+                    {v, random_tensor(bf16, {1, 2, 3, 4}, 24)}};
+  export_and_compare(g, {fused_softmax(normed), normed}, {feeds[0]}, "f64", {}, RoundTrip::rounding);
+  // numpy has no bf16 to feed onnxruntime with; ONNX's checker and its strict shape inference
+  // (export_model_bytes runs both) check the casts around the f32 chain.
+  const std::string bytes = onnx::export_model_bytes(g, {attended});
+  CHECK(bytes.find("Cast") != std::string::npos);
+}
+
 TEST_CASE("onnx export: output names, repeated outputs and the written file") {
   Graph g("names");
   const Value x = g.placeholder("x", f32, {3});
