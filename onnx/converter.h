@@ -103,6 +103,7 @@ void add_elementwise_converters(ConverterTable& table);
 void add_shape_converters(ConverterTable& table);
 void add_reduction_converters(ConverterTable& table);
 void add_nn_converters(ConverterTable& table);
+void add_resize_converters(ConverterTable& table);
 
 // The converters of every op, built once.
 const ConverterTable& converters();

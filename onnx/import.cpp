@@ -485,6 +485,7 @@ const ConverterTable& converters() {
     add_shape_converters(t);
     add_reduction_converters(t);
     add_nn_converters(t);
+    add_resize_converters(t);
     return t;
   }();
   return table;

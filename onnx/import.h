@@ -45,13 +45,13 @@ namespace fovea::onnx {
 struct ImportOptions {
   // Sizes of the model's symbolic dims, by name: {"batch", 8}. They apply to every input that
   // names the dim.
-  std::map<std::string, std::int64_t> dims;
+  std::map<std::string, std::int64_t> dims = {};
   // Whole shapes of inputs, by input name; they win over `dims` and over the model's own shape.
-  std::map<std::string, Shape> input_shapes;
+  std::map<std::string, Shape> input_shapes = {};
   // Values of inputs, by input name, for the ops that need a value when the graph is built (a
   // Reshape's target shape, a Slice's bounds, a TopK's k) and find a graph input there. Such an
   // input stays a placeholder for every other use.
-  std::map<std::string, Tensor> constant_inputs;
+  std::map<std::string, Tensor> constant_inputs = {};
   // Floating-point initializers become trainable parameters (true) or constants (false).
   bool trainable_initializers = true;
   // Run ONNX's own model checker on the file first (onnx::checker::check_model).

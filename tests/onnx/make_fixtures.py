@@ -6,7 +6,7 @@
 A torch.nn.TransformerEncoderLayer (d_model 16, 2 heads, feed-forward 32, no dropout, batch
 first, seeded) exported by torch.onnx.export at opset 17 with its parameters as initializers
 (no constant folding, so each initializer is one PyTorch parameter under its own name), and
-what PyTorch computes for a fixed input x: the output y, and for loss = sum(y * r) with a
+what PyTorch computes for a fixed input x (also as x.npy, with r.npy, for examples/onnx): the output y, and for loss = sum(y * r) with a
 fixed r the gradient of every parameter. Tensors are ONNX TensorProtos (.pb), which the test
 reads with fovea::onnx::read_tensor.
 """
@@ -21,10 +21,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "data", "encoder_layer")
 
 
-def save(name, array):
+def save(name, array, npy=False):
     tensor = onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
     with open(os.path.join(OUT, name + ".pb"), "wb") as f:
         f.write(tensor.SerializeToString())
+    if npy:  # for examples/onnx's test in CTest, which reads NumPy files
+        np.save(os.path.join(OUT, name + ".npy"), array)
 
 
 class Encoder(torch.nn.Module):
@@ -57,8 +59,8 @@ def main():
                       dynamo=False)
     y = layer(x)
     (y * r).sum().backward()
-    save("x", x.numpy())
-    save("r", r.numpy())
+    save("x", x.numpy(), npy=True)
+    save("r", r.numpy(), npy=True)
     save("y", y.detach().numpy())
     model = onnx.load(os.path.join(OUT, "model.onnx"))
     parameters = dict(wrapper.named_parameters())
