@@ -161,7 +161,8 @@ class HeaderParser {
 
  private:
   [[noreturn]] void fail(const std::string& message) const {
-    fovea::fail(what_, fmt::format("bad header {}: {}", quote(text_), message));
+    const std::size_t end = text_.find_last_not_of(" \n");  // the padding says nothing
+    fovea::fail(what_, fmt::format("bad header {}: {}", quote(text_.substr(0, end + 1)), message));
   }
 
   void skip_space() {
