@@ -28,6 +28,7 @@
 #include "fovea/io/checkpoint.h"
 #include "fovea/io/dataset.h"
 #include "fovea/io/idx.h"
+#include "fovea/io/npy.h"
 #include "fovea/io/plot.h"
 #include "fovea/io/progress.h"
 #include "fovea/io/text.h"

@@ -18,6 +18,9 @@ int fuzz_safetensors(const std::uint8_t* data, std::size_t size);
 // The bytes as an IDX file, gzip-compressed or not: read_idx.
 int fuzz_idx(const std::uint8_t* data, std::size_t size);
 
+// The bytes as a .npy file (parse_npy), then as a .npz archive (parse_npz).
+int fuzz_npy(const std::uint8_t* data, std::size_t size);
+
 // The bytes as a text corpus: the first byte picks the context (1 to 16), the second the held-out
 // fraction (n/256), the rest is the text; load_text_corpus.
 int fuzz_text(const std::uint8_t* data, std::size_t size);

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets: small valid and near-valid inputs for each loader.
 
-    python3 fuzz/make_corpus.py        # rewrites fuzz/corpus/{safetensors,idx,text}/
+    python3 fuzz/make_corpus.py        # rewrites fuzz/corpus/{safetensors,idx,text,npy}/
 
 The fuzzers mutate these; the ordinary test suite replays them (tests/io/fuzz_replay_test.cpp).
 Files are a few hundred bytes each: fuzzing works best from small inputs.
 """
 import gzip
+import io
 import os
 import struct
+import zipfile
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -116,7 +118,61 @@ def text_seeds():
     write("text", "no_text", bytes([0, 0]))
 
 
+# --- NumPy .npy and .npz ----------------------------------------------------------------------
+
+def npy(header, data, version=1):
+    """The magic, the version, the header dict padded with spaces and a newline to 64 bytes as
+    numpy.save pads it, then the data."""
+    prefix = 10 if version == 1 else 12
+    header = header.encode()
+    header += b" " * (64 - (prefix + len(header) + 1) % 64) + b"\n"
+    length = struct.pack("<H" if version == 1 else "<I", len(header))
+    return b"\x93NUMPY" + bytes([version, 0]) + length + header + data
+
+
+def npy_dict(descr, shape, fortran=False):
+    shape_text = "(%s,)" % shape[0] if len(shape) == 1 else "(%s)" % ", ".join(map(str, shape))
+    return "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, shape_text)
+
+
+def npz(members, compression=zipfile.ZIP_STORED):
+    """A zip archive as numpy.savez writes it (zip64 extra fields forced on every member), with
+    fixed timestamps so the seeds do not change from run to run."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=compression) as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = compression
+            with archive.open(info, "w", force_zip64=True) as member:
+                member.write(data)
+    return out.getvalue()
+
+
+def npy_seeds():
+    six = f32(0, 1, 2, 3, 4, 5)
+    arange = npy(npy_dict("<f4", [2, 3]), six)
+    write("npy", "f4_2x3", arange)
+    write("npy", "f8_scalar", npy(npy_dict("<f8", []), struct.pack("<d", 2.5)))
+    write("npy", "b1_bools", npy(npy_dict("|b1", [3]), b"\1\0\1"))
+    write("npy", "f2_halves", npy(npy_dict("<f2", [2]), struct.pack("<ee", 1.0, -2.0)))
+    write("npy", "i8_fortran", npy(npy_dict("<i8", [2, 3], fortran=True), struct.pack("<6q", 0, 3, 1, 4, 2, 5)))
+    write("npy", "i4_empty_v2", npy(npy_dict("<i4", [3, 0]), b"", version=2))
+    write("npy", "f4_big_endian", npy(npy_dict(">f4", [1]), struct.pack(">f", 1)))
+    write("npy", "u1_unsupported", npy(npy_dict("|u1", [2]), b"\1\2"))
+    write("npy", "bad_dict", npy("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,)}", f32(1)))
+    write("npy", "absurd_shape", npy(npy_dict("<f8", [2 ** 40, 2 ** 40]), b""))
+    write("npy", "truncated_data", arange[:-3])
+    members = [("w.npy", arange), ("flags.npy", npy(npy_dict("|b1", [2]), b"\1\0"))]
+    write("npy", "npz_stored", npz(members))
+    write("npy", "npz_deflated", npz(members, zipfile.ZIP_DEFLATED))
+    bad_crc = bytearray(npz(members[:1]))
+    bad_crc[len(bad_crc) // 2] ^= 1
+    write("npy", "npz_bad_crc", bytes(bad_crc))
+    write("npy", "npz_not_npy_member", npz([("notes.txt", b"hello")]))
+
+
 if __name__ == "__main__":
     safetensors_seeds()
     idx_seeds()
     text_seeds()
+    npy_seeds()

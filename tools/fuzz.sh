@@ -15,7 +15,7 @@ seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FOVEA_FUZZ_BUILD_DIR:-$root/build-fuzz}
 cxx=${FOVEA_FUZZ_CXX:-clang++-16}
-targets=(safetensors idx text)
+targets=(safetensors idx text npy)
 
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi

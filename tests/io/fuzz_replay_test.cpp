@@ -51,6 +51,10 @@ TEST_CASE("fuzz corpora replay: IDX inputs load or give a fovea::Error") {
   CHECK(replay("idx", fovea::fuzz::fuzz_idx) >= 5);
 }
 
+TEST_CASE("fuzz corpora replay: NumPy .npy and .npz inputs load or give a fovea::Error") {
+  CHECK(replay("npy", fovea::fuzz::fuzz_npy) >= 5);
+}
+
 TEST_CASE("fuzz corpora replay: text corpus inputs load or give a fovea::Error") {
   CHECK(replay("text", fovea::fuzz::fuzz_text) >= 3);
 }
