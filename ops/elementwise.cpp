@@ -24,6 +24,10 @@ std::vector<TensorType> infer_floating_unary(const InferContext& ctx) {
   ctx.require_floating(0);
   return {ctx.input(0)};
 }
+std::vector<TensorType> infer_classify_unary(const InferContext& ctx) {
+  ctx.require_floating(0);
+  return {TensorType{DType::boolean, ctx.input(0).shape}};
+}
 std::vector<TensorType> infer_logical_unary(const InferContext& ctx) {
   if (ctx.input(0).dtype != DType::boolean)
     ctx.fail(fmt::format("expects a bool input, got {}", ctx.input(0).to_string()));
@@ -75,6 +79,8 @@ constexpr InferFn unary_infer(ElementwiseKind kind) {
       return infer_numeric_unary;
     case ElementwiseKind::floating:
       return infer_floating_unary;
+    case ElementwiseKind::classify:
+      return infer_classify_unary;
     default:
       return infer_logical_unary;
   }
@@ -129,6 +135,11 @@ Value sign_times(Value x, Value g) {
   const Value zero = scalar_like(x, 0.0);
   return where(greater(x, zero), g, where(less(x, zero), neg(g), zeros_like(g)));
 }
+// 2/√π, the factor of erf′(x) = 2/√π · e^(-x²).
+constexpr double kTwoOverSqrtPi = 1.1283791670955126;
+// q rounded toward zero: fmod(a, b) = a - b·truncate(a/b), so fmod's gradient in b is
+// -g·truncate(a/b). Built from ops that have opcodes, so that fusion keeps it in one loop.
+Value truncate(Value q) { return where(less(q, scalar_like(q, 0.0)), ceil(q), floor(q)); }
 // g·[x > 0]: the gradient of relu.
 Value where_positive(Value x, Value g) { return where(greater(x, scalar_like(x, 0.0)), g, zeros_like(g)); }
 // ∂ aᵇ/∂b = ḡ·y·ln a, taken as 0 where a <= 0 (ln undefined there).

@@ -14,7 +14,9 @@
 //   kind      which dtypes it takes and what it returns (ElementwiseKind below)
 //   gradient  ∂L/∂x as an expression of Values: x (or a and b), the output y and its gradient g;
 //             binary rules are summed back to each operand's shape (unbroadcast) for you.
-//             `no_gradient` for an op that is not differentiable.
+//             `no_gradient` for an op that is not differentiable; a piecewise-constant op
+//             (floor, sign) has `zeros_like(g)` instead, so that a graph holding one can still
+//             be differentiated.
 //
 // This header is read by nvcc too: plain C++, no library headers beyond <cstdint>. The rows
 // mention functors and gradient expressions as tokens only; each user of the table expands the
@@ -31,6 +33,7 @@ enum class ElementwiseKind : std::int32_t {
   floating,    // f32, f64 in; the same type out
   logical,     // bool in; bool out
   comparison,  // two operands of one type, any of f32, f64, i32, i64, bool; bool out
+  classify,    // f32, f64 in; bool out (isnan, isinf)
 };
 
 }  // namespace fovea
@@ -49,6 +52,23 @@ enum class ElementwiseKind : std::int32_t {
   X(sin,         fn::Sin,        floating, g * cos(x))                            \
   X(cos,         fn::Cos,        floating, neg(g * sin(x)))                       \
   X(softplus,    fn::Softplus,   floating, g * sigmoid(x))                        \
+  X(tan,         fn::Tan,        floating, g * (1.0 + y * y))                     \
+  X(asin,        fn::Asin,       floating, g * rsqrt(1.0 - x * x))                \
+  X(acos,        fn::Acos,       floating, neg(g * rsqrt(1.0 - x * x)))           \
+  X(atan,        fn::Atan,       floating, g / (1.0 + x * x))                     \
+  X(sinh,        fn::Sinh,       floating, g * cosh(x))                           \
+  X(cosh,        fn::Cosh,       floating, g * sinh(x))                           \
+  X(asinh,       fn::Asinh,      floating, g * rsqrt(x * x + 1.0))                \
+  X(acosh,       fn::Acosh,      floating, g * rsqrt(x * x - 1.0))                \
+  X(atanh,       fn::Atanh,      floating, g / (1.0 - x * x))                     \
+  X(erf,         fn::Erf,        floating, g * kTwoOverSqrtPi * exp(neg(x * x)))  \
+  X(reciprocal,  fn::Reciprocal, floating, neg(g * y * y))                        \
+  X(floor,       fn::Floor,      floating, zeros_like(g))                         \
+  X(ceil,        fn::Ceil,       floating, zeros_like(g))                         \
+  X(round,       fn::Round,      floating, zeros_like(g))                         \
+  X(sign,        fn::Sign,       numeric,  zeros_like(g))                         \
+  X(isnan,       fn::IsNan,      classify, no_gradient)                           \
+  X(isinf,       fn::IsInf,      classify, no_gradient)                           \
   X(logical_not, fn::LogicalNot, logical,  no_gradient)
 
 #define FOVEA_BINARY_OPS(X)                                                                           \
@@ -57,6 +77,8 @@ enum class ElementwiseKind : std::int32_t {
   X(mul,           fn::Mul,          numeric,    g * b,                      g * a)                    \
   X(div,           fn::Div,          numeric,    g / b,                      neg(g / b * y))           \
   X(pow,           fn::Pow,          floating,   g * b * pow(a, b - 1.0),    pow_exponent_grad(a, y, g)) \
+  X(mod,           fn::Mod,          numeric,    g,                          neg(g * floor(a / b)))    \
+  X(fmod,          fn::Fmod,         numeric,    g,                          neg(g * truncate(a / b))) \
   X(maximum,       fn::Maximum,      numeric,    where(greater_equal(a, b), g, zeros_like(g)),          \
                                                  where(greater_equal(a, b), zeros_like(g), g))          \
   X(minimum,       fn::Minimum,      numeric,    where(less_equal(a, b), g, zeros_like(g)),             \

@@ -129,6 +129,122 @@ struct Cos {
     return std::cos(x);
   }
 };
+// y = tan x
+struct Tan {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::tan(x);
+  }
+};
+// y = arcsin x, arccos x, arctan x (NaN outside [-1, 1] for the first two)
+struct Asin {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::asin(x);
+  }
+};
+struct Acos {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::acos(x);
+  }
+};
+struct Atan {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::atan(x);
+  }
+};
+// y = sinh x, cosh x, and their inverses (acosh is NaN below 1, atanh outside [-1, 1])
+struct Sinh {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::sinh(x);
+  }
+};
+struct Cosh {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::cosh(x);
+  }
+};
+struct Asinh {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::asinh(x);
+  }
+};
+struct Acosh {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::acosh(x);
+  }
+};
+struct Atanh {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::atanh(x);
+  }
+};
+// y = erf x, the error function
+struct Erf {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::erf(x);
+  }
+};
+// y = 1/x
+struct Reciprocal {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return T(1) / x;
+  }
+};
+// y = ⌊x⌋, ⌈x⌉
+struct Floor {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::floor(x);
+  }
+};
+struct Ceil {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::ceil(x);
+  }
+};
+// y = x rounded to the nearest integer, halves to the even one (0.5 → 0, 1.5 → 2, -2.5 → -2), as
+// ONNX's Round and NumPy's round do: nearbyint in the default rounding mode, which Fovea never
+// changes. (std::round would take halves away from zero.)
+struct Round {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    return std::nearbyint(x);
+  }
+};
+// y = -1, 0 or 1 as x is negative, zero or positive; NaN stays NaN (both comparisons are false
+// for it, and so are they for zero, which is returned as it is).
+struct Sign {
+  template <typename T>
+  FOVEA_HD T operator()(T x) const {
+    if (x > T(0)) return T(1);
+    if (x < T(0)) return T(-1);
+    return x;
+  }
+};
+// Classification of floating values: 1 where x is NaN, or ±∞, else 0.
+struct IsNan {
+  template <typename T>
+  FOVEA_HD std::uint8_t operator()(T x) const {
+    return std::isnan(x) ? 1 : 0;
+  }
+};
+struct IsInf {
+  template <typename T>
+  FOVEA_HD std::uint8_t operator()(T x) const {
+    return std::isinf(x) ? 1 : 0;
+  }
+};
 // y = !x: 1 where x is 0, else 0 (on bool tensors; in a fused program, on registers holding
 // 0 or 1)
 struct LogicalNot {
@@ -179,6 +295,31 @@ struct Div {
       if (b == T(-1)) return Neg{}(a);
     }
     return a / b;
+  }
+};
+// Remainders. fmod's takes the dividend's sign (C's fmod; integers: C++'s %, which truncates),
+// mod's the divisor's (floor modulo, as Python's % and ONNX's Mod with fmod = 0): fmod(-7, 3) is
+// -1, mod(-7, 3) is 2 and mod(7, -3) is -2. As with Div, an integer zero divisor is an error the
+// kernel reports, and gives 0 here; a divisor of -1 gives 0 without computing INT_MIN % -1,
+// which is undefined in C++ (and traps on x86).
+struct Fmod {
+  template <typename T>
+  FOVEA_HD T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      if (b == T(0) || b == T(-1)) return T(0);
+      return a % b;
+    } else {
+      return std::fmod(a, b);
+    }
+  }
+};
+// The truncated remainder moved by one divisor when its sign differs from the divisor's; the
+// sum cannot overflow, since the two have opposite signs.
+struct Mod {
+  template <typename T>
+  FOVEA_HD T operator()(T a, T b) const {
+    const T r = Fmod{}(a, b);
+    return r != T(0) && (r < T(0)) != (b < T(0)) ? r + b : r;
   }
 };
 // y = a^b

@@ -77,13 +77,14 @@ void binary_kernel(const KernelContext& ctx) {
   });
 }
 
-// Integer division by zero is undefined behaviour in C++: reject it with the node's name.
-template <typename T>
+// Integer division and remainder by zero are undefined behaviour in C++: reject them with the
+// node's name.
+template <typename T, typename F>
 void checked_integer_div_kernel(const KernelContext& ctx) {
   const T* b = ctx.in(1).as<T>();
   for (std::int64_t i = 0; i < ctx.in(1).numel(); ++i)
-    if (b[i] == 0) ctx.fail("integer division by zero");
-  binary_kernel<T, T, fn::Div>(ctx);
+    if (b[i] == 0) ctx.fail(std::is_same_v<F, fn::Div> ? "integer division by zero" : "integer modulo by zero");
+  binary_kernel<T, T, F>(ctx);
 }
 
 using i32_t = std::int32_t;
@@ -103,11 +104,15 @@ template <>
 struct TypesOf<ElementwiseKind::logical> : Types<bool_t> {};
 template <>
 struct TypesOf<ElementwiseKind::comparison> : Types<float, double, i32_t, i64_t, bool_t> {};
+template <>
+struct TypesOf<ElementwiseKind::classify> : Types<float, double> {};
 
-// Registers f's kernel for each element type of its kind; comparisons and logical ops write bool.
-template <typename F, typename... Ts>
+// Registers f's kernel for each element type of its kind; comparisons, classifications and
+// logical ops write bool.
+template <typename F, ElementwiseKind Kind, typename... Ts>
 void add_unary(KernelRegistry& r, const OpDef& op, Types<Ts...>) {
-  (r.add(op, dtype_of<Ts>, &unary_kernel<Ts, Ts, F>), ...);
+  constexpr bool writes_bool = Kind == ElementwiseKind::classify || Kind == ElementwiseKind::logical;
+  (r.add(op, dtype_of<Ts>, &unary_kernel<Ts, std::conditional_t<writes_bool, bool_t, Ts>, F>), ...);
 }
 template <typename F, ElementwiseKind Kind, typename... Ts>
 void add_binary(KernelRegistry& r, const OpDef& op, Types<Ts...>) {
@@ -117,17 +122,23 @@ void add_binary(KernelRegistry& r, const OpDef& op, Types<Ts...>) {
 
 }  // namespace
 
-// One registration per row of the table; then integer division, which checks its divisors.
+// One registration per row of the table; then integer division and remainders, which check
+// their divisors.
 void register_elementwise_kernels(KernelRegistry& r) {
-#define FOVEA_ADD_UNARY(name, functor, kind, ...) add_unary<functor>(r, ops::name, TypesOf<ElementwiseKind::kind>{});
+#define FOVEA_ADD_UNARY(name, functor, kind, ...) \
+  add_unary<functor, ElementwiseKind::kind>(r, ops::name, TypesOf<ElementwiseKind::kind>{});
 #define FOVEA_ADD_BINARY(name, functor, kind, ...) \
   add_binary<functor, ElementwiseKind::kind>(r, ops::name, TypesOf<ElementwiseKind::kind>{});
   FOVEA_UNARY_OPS(FOVEA_ADD_UNARY)
   FOVEA_BINARY_OPS(FOVEA_ADD_BINARY)
 #undef FOVEA_ADD_UNARY
 #undef FOVEA_ADD_BINARY
-  r.add(ops::div, DType::i32, &checked_integer_div_kernel<i32_t>);
-  r.add(ops::div, DType::i64, &checked_integer_div_kernel<i64_t>);
+  r.add(ops::div, DType::i32, &checked_integer_div_kernel<i32_t, fn::Div>);
+  r.add(ops::div, DType::i64, &checked_integer_div_kernel<i64_t, fn::Div>);
+  r.add(ops::mod, DType::i32, &checked_integer_div_kernel<i32_t, fn::Mod>);
+  r.add(ops::mod, DType::i64, &checked_integer_div_kernel<i64_t, fn::Mod>);
+  r.add(ops::fmod, DType::i32, &checked_integer_div_kernel<i32_t, fn::Fmod>);
+  r.add(ops::fmod, DType::i64, &checked_integer_div_kernel<i64_t, fn::Fmod>);
 }
 
 }  // namespace fovea::cpu_backend

@@ -15,8 +15,8 @@ namespace fovea::cuda_backend {
 
 namespace {
 
-template <typename T, typename F>
-__global__ void unary_kernel(const T* x, T* y, std::int64_t n) {
+template <typename T, typename Out, typename F>
+__global__ void unary_kernel(const T* x, Out* y, std::int64_t n) {
   const F f{};
   for (std::int64_t i = first_element(); i < n; i += grid_stride()) y[i] = f(x[i]);
 }
@@ -55,9 +55,10 @@ struct BinaryArgs {
   cudaStream_t stream;
 };
 
-template <typename T, typename F>
+template <typename T, typename Out, typename F>
 bool unary_as(const UnaryArgs& p) {
-  unary_kernel<T, F><<<blocks_for(p.n), kThreads, 0, p.stream>>>(static_cast<const T*>(p.x), static_cast<T*>(p.y), p.n);
+  unary_kernel<T, Out, F>
+      <<<blocks_for(p.n), kThreads, 0, p.stream>>>(static_cast<const T*>(p.x), static_cast<Out*>(p.y), p.n);
   return true;
 }
 
@@ -73,13 +74,13 @@ template <typename F>
 bool unary_numeric(Element t, const UnaryArgs& p) {
   switch (t) {
     case Element::f32:
-      return unary_as<float, F>(p);
+      return unary_as<float, float, F>(p);
     case Element::f64:
-      return unary_as<double, F>(p);
+      return unary_as<double, double, F>(p);
     case Element::i32:
-      return unary_as<std::int32_t, F>(p);
+      return unary_as<std::int32_t, std::int32_t, F>(p);
     case Element::i64:
-      return unary_as<std::int64_t, F>(p);
+      return unary_as<std::int64_t, std::int64_t, F>(p);
     default:
       return false;
   }
@@ -89,9 +90,22 @@ template <typename F>
 bool unary_floating(Element t, const UnaryArgs& p) {
   switch (t) {
     case Element::f32:
-      return unary_as<float, F>(p);
+      return unary_as<float, float, F>(p);
     case Element::f64:
-      return unary_as<double, F>(p);
+      return unary_as<double, double, F>(p);
+    default:
+      return false;
+  }
+}
+
+// Classifications (isnan, isinf): f32 or f64 in, bool (one byte) out.
+template <typename F>
+bool unary_classify(Element t, const UnaryArgs& p) {
+  switch (t) {
+    case Element::f32:
+      return unary_as<float, std::uint8_t, F>(p);
+    case Element::f64:
+      return unary_as<double, std::uint8_t, F>(p);
     default:
       return false;
   }
@@ -156,8 +170,10 @@ bool unary_of_kind(Element t, const UnaryArgs& p) {
     return unary_numeric<F>(t, p);
   else if constexpr (Kind == ElementwiseKind::floating)
     return unary_floating<F>(t, p);
+  else if constexpr (Kind == ElementwiseKind::classify)
+    return unary_classify<F>(t, p);
   else
-    return t == Element::boolean && unary_as<std::uint8_t, F>(p);
+    return t == Element::boolean && unary_as<std::uint8_t, std::uint8_t, F>(p);
 }
 
 template <typename F, ElementwiseKind Kind>

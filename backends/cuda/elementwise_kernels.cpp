@@ -35,21 +35,23 @@ void binary_kernel(const KernelContext& ctx) {
   launch_binary_on(ctx, CudaBackend::of(ctx), Op);
 }
 
-// Integer division by zero is an error, as on the CPU, but one the GPU reports after the run
-// (Verdict, in backends/backend.h) instead of waiting for it: every divisor is checked on the
-// device, the first zero's position lowers the step's verdict, and the division itself gives 0
-// for it (fn::Div), so the run can finish. Every divisor is checked, even when the quotient is
-// empty, as the CPU does.
+// Integer division (and remainder) by zero is an error, as on the CPU, but one the GPU reports
+// after the run (Verdict, in backends/backend.h) instead of waiting for it: every divisor is
+// checked on the device, the first zero's position lowers the step's verdict, and the division
+// itself gives 0 for it (fn::Div, fn::Mod, fn::Fmod), so the run can finish. Every divisor is
+// checked, even when the quotient is empty, as the CPU does.
+template <BinaryOp Op>
 void checked_integer_div_kernel(const KernelContext& ctx) {
   const TensorArg& b = ctx.in(1);
   if (ctx.out().numel() == 0 && b.numel() == 0) return;
   CudaBackend& gpu = CudaBackend::of(ctx);
   check_launch(ctx, launch_find_zero(element(b.type.dtype), b.data, b.numel(), verdict_words(ctx), gpu.stream()),
-               "div's divisor check");
-  if (ctx.out().numel() > 0) launch_binary_on(ctx, gpu, BinaryOp::div);
+               fmt::format("{}'s divisor check", ctx.node->op->name));
+  if (ctx.out().numel() > 0) launch_binary_on(ctx, gpu, Op);
 }
 
 std::string division_by_zero(const KernelContext&, const Verdict&) { return "integer division by zero"; }
+std::string modulo_by_zero(const KernelContext&, const Verdict&) { return "integer modulo by zero"; }
 
 // fused_elementwise: the program travels to the device as the kernel's parameter block
 // (launch.h, FusedProgram); each input gets a one-operand walk for its broadcast.
@@ -110,6 +112,7 @@ std::span<const DType> dtypes_of(ElementwiseKind kind) {
     case ElementwiseKind::numeric:
       return kNumeric;
     case ElementwiseKind::floating:
+    case ElementwiseKind::classify:
       return kFloating;
     case ElementwiseKind::logical:
       return kLogical;
@@ -121,8 +124,8 @@ std::span<const DType> dtypes_of(ElementwiseKind kind) {
 
 }  // namespace
 
-// One registration per row of the table; then integer division, which checks its divisors,
-// and fused_elementwise.
+// One registration per row of the table; then integer division and remainders, which check
+// their divisors, and fused_elementwise.
 void register_elementwise_kernels(KernelRegistry& r) {
 #define FOVEA_ADD_UNARY(name, functor, kind, ...) \
   for (DType t : dtypes_of(ElementwiseKind::kind)) r.add(ops::name, t, &unary_kernel<UnaryOp::name>);
@@ -132,8 +135,11 @@ void register_elementwise_kernels(KernelRegistry& r) {
   FOVEA_BINARY_OPS(FOVEA_ADD_BINARY)
 #undef FOVEA_ADD_UNARY
 #undef FOVEA_ADD_BINARY
-  r.add(ops::div, DType::i32, &checked_integer_div_kernel, &division_by_zero);
-  r.add(ops::div, DType::i64, &checked_integer_div_kernel, &division_by_zero);
+  for (DType t : {DType::i32, DType::i64}) {
+    r.add(ops::div, t, &checked_integer_div_kernel<BinaryOp::div>, &division_by_zero);
+    r.add(ops::mod, t, &checked_integer_div_kernel<BinaryOp::mod>, &modulo_by_zero);
+    r.add(ops::fmod, t, &checked_integer_div_kernel<BinaryOp::fmod>, &modulo_by_zero);
+  }
   for (DType t : {DType::f32, DType::f64, DType::boolean}) r.add(ops::fused_elementwise, t, &fused_elementwise_kernel);
 }
 

@@ -195,7 +195,8 @@ TEST_CASE("every unary op agrees with the CPU for each dtype it takes, on rank-0
           doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   // Every unary row of the table (ops/elementwise_table.h), so that a new row is checked here
-  // too; the numeric ones also on integers, and these three on positive inputs only.
+  // too; the numeric ones also on integers, a few on positive inputs only, and those defined on
+  // (-1, 1) on inputs there (elsewhere both backends would only agree on NaN).
   struct Row {
     const OpDef* op;
     ElementwiseKind kind;
@@ -205,7 +206,8 @@ TEST_CASE("every unary op agrees with the CPU for each dtype it takes, on rank-0
       FOVEA_UNARY_OPS(FOVEA_UNARY_ROW)
 #undef FOVEA_UNARY_ROW
   };
-  const OpDef* const positive_only[] = {&ops::log, &ops::sqrt, &ops::rsqrt};
+  const OpDef* const positive_only[] = {&ops::log, &ops::sqrt, &ops::rsqrt, &ops::acosh};
+  const OpDef* const inside_unit[] = {&ops::asin, &ops::acos, &ops::atanh};
   std::uint64_t seed = 1;
   for (DType dtype : {f32, f64, i32, i64})
     for (const Shape& shape : {Shape{}, Shape{0}, Shape{3, 1, 4}, Shape{1000}}) {
@@ -214,18 +216,21 @@ TEST_CASE("every unary op agrees with the CPU for each dtype it takes, on rank-0
       Graph g;
       Value x = g.placeholder("x", dtype, shape);
       Value positive = g.placeholder("positive", dtype, shape);
+      Value unit = g.placeholder("unit", dtype, shape);
       std::vector<Value> outputs;
       for (const Row& row : rows) {
-        if (row.kind == ElementwiseKind::logical || (row.kind == ElementwiseKind::floating && !is_floating(dtype)))
+        if (row.kind == ElementwiseKind::logical || (row.kind != ElementwiseKind::numeric && !is_floating(dtype)))
           continue;
         const bool wants_positive = std::ranges::find(positive_only, row.op) != std::end(positive_only);
-        const std::array<Value, 1> in{wants_positive ? positive : x};
+        const bool wants_unit = std::ranges::find(inside_unit, row.op) != std::end(inside_unit);
+        const std::array<Value, 1> in{wants_unit ? unit : wants_positive ? positive : x};
         outputs.push_back(g.apply1(*row.op, in, {}, std::source_location::current()));
       }
-      check_backends_agree(
-          g, outputs,
-          {{x, random_of(dtype, shape, seed++, -3, 3)}, {positive, random_of(dtype, shape, seed++, 0.1, 3)}},
-          kElementwise);
+      check_backends_agree(g, outputs,
+                           {{x, random_of(dtype, shape, seed++, -3, 3)},
+                            {positive, random_of(dtype, shape, seed++, 0.1, 3)},
+                            {unit, random_of(dtype, shape, seed++, -0.95, 0.95)}},
+                           kElementwise);
     }
   Graph g;
   Value x = g.placeholder("x", boolean, {5, 7});
@@ -258,13 +263,15 @@ TEST_CASE("every binary op and comparison agrees with the CPU under NumPy broadc
         for (Value y : {add(a, b), sub(a, b), mul(a, b), maximum(a, b), minimum(a, b)}) outputs.push_back(y);
         if (is_floating(dtype)) {
           outputs.push_back(div(a, b));  // zeros give ±inf and NaN, the same on both
+          outputs.push_back(mod(a, b));
+          outputs.push_back(fmod(a, b));
           Value base = g.placeholder("base", dtype, sa);
           feeds.push_back({base, random_of(dtype, sa, seed++, 0.25, 3)});
           outputs.push_back(fovea::pow(base, b));
         } else {
           Value divisor = g.placeholder("divisor", dtype, sb);
           feeds.push_back({divisor, nonzero(coarse_of(dtype, sb, seed++))});
-          outputs.push_back(div(a, divisor));
+          for (Value y : {div(a, divisor), mod(a, divisor), fmod(a, divisor)}) outputs.push_back(y);
         }
       }
       check_backends_agree(g, outputs, feeds, is_floating(dtype) ? kElementwise : kExact);
@@ -284,7 +291,8 @@ TEST_CASE("NaN propagates through maximum and minimum on the GPU as on the CPU" 
   }
 }
 
-TEST_CASE("integer division by zero raises the CPU's fovea::Error on the GPU" * doctest::test_suite("gpu")) {
+TEST_CASE("integer division and remainder by zero raise the CPU's fovea::Error on the GPU" *
+          doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   for (DType dtype : {i32, i64}) {
     Graph g;
@@ -295,11 +303,12 @@ TEST_CASE("integer division by zero raises the CPU's fovea::Error on the GPU" * 
                          {b, Tensor::from<double>({1, 0, 2}, {3}).to(dtype)},
                          {empty, Tensor::empty(dtype, {0, 3})}};
     // Also when the quotient is empty: every divisor is checked, as on the CPU.
-    for (Value y : {div(a, b), div(empty, b)}) {
+    for (Value y : {div(a, b), div(empty, b), mod(a, b), fmod(a, b), mod(empty, b)}) {
       Executable on_cpu = compile(g, {y}, cpu());
       Executable on_gpu = compile(g, {y}, cuda());
       const std::string expected = error_of([&] { on_cpu.run(feeds); });
-      CHECK(expected.find("integer division by zero") != std::string::npos);
+      CHECK(expected.find(y.node().op == &ops::div ? "integer division by zero" : "integer modulo by zero") !=
+            std::string::npos);
       CHECK(error_of([&] { on_gpu.run(feeds); }) == expected);
     }
   }

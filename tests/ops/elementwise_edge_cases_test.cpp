@@ -1,6 +1,7 @@
 // Elementwise ops at the edges: NaN propagates (relu, maximum, minimum, abs) in the one-op
 // kernels and in fused chains; integer + - · and negation wrap around; INT_MIN / -1 is defined;
-// a C++ number an integer tensor cannot hold exactly is a build-time error, never a truncation.
+// a C++ number an integer tensor cannot hold exactly is a build-time error, never a truncation;
+// round takes halves to even, mod and fmod follow their sign rules, isnan and isinf classify.
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -210,4 +211,128 @@ TEST_CASE("integral numbers with integer tensors build and compute as before, an
   testing::check_close(got[2], Tensor::from<std::int64_t>({-4, -4}, {2}));
   Value f = g.placeholder("f", f32, {1});
   CHECK(error_of([&] { (void)(f * 0.1 + 1e20); }) == "(no error)");
+}
+
+// --- Rounding, remainders, sign and classification ---------------------------------------------
+
+TEST_CASE("round takes halves to the even integer (ONNX Round), in f32 and f64, kernel and fused chain") {
+  const std::vector<double> xs = {0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.4999, 2.6, -3.7};
+  const std::vector<double> rounded = {0, 2, 2, -0.0, -2, -2, 0, 3, -4};
+  for (DType t : {f32, f64}) {
+    CAPTURE(dtype_name(t));
+    Graph g;
+    const std::int64_t n = static_cast<std::int64_t>(xs.size());
+    Value x = g.placeholder("x", t, {n});
+    const Feeds feeds = {{x, Tensor::from<double>(xs, {n}).to(t)}};
+    const Tensor alone = testing::run1(g, round(x), feeds);
+    // In a chain: x·1 → round → +0 becomes one fused_elementwise node.
+    const Tensor fused = run_fused(g, {round(x * 1.0) + 0.0}, feeds, 1)[0];
+    for (std::int64_t i = 0; i < n; ++i) {
+      CAPTURE(xs[static_cast<std::size_t>(i)]);
+      CHECK(alone.at(i) == rounded[static_cast<std::size_t>(i)]);
+      CHECK(fused.at(i) == rounded[static_cast<std::size_t>(i)]);
+    }
+  }
+}
+
+TEST_CASE("mod takes the divisor's sign and fmod the dividend's, with negative operands, in f32 and i64") {
+  // a and b as in Python: -7 % 3 == 2, 7 % -3 == -2, -7 % -3 == -1; math.fmod keeps a's sign.
+  const std::vector<double> a = {-7, 7, -7, 7, 6, -6, 0};
+  const std::vector<double> b = {3, -3, -3, 3, 3, 3, -5};
+  const std::vector<double> mod_expected = {2, -2, -1, 1, 0, 0, 0};
+  const std::vector<double> fmod_expected = {-1, 1, -1, 1, 0, 0, 0};
+  for (DType t : {f32, i64}) {
+    CAPTURE(dtype_name(t));
+    Graph g;
+    const std::int64_t n = static_cast<std::int64_t>(a.size());
+    Value va = g.placeholder("a", t, {n}), vb = g.placeholder("b", t, {n});
+    auto got = testing::run(g, {mod(va, vb), fmod(va, vb)},
+                            {{va, Tensor::from<double>(a, {n}).to(t)}, {vb, Tensor::from<double>(b, {n}).to(t)}});
+    for (std::int64_t i = 0; i < n; ++i) {
+      CAPTURE(a[static_cast<std::size_t>(i)]);
+      CAPTURE(b[static_cast<std::size_t>(i)]);
+      CHECK(got[0].at(i) == mod_expected[static_cast<std::size_t>(i)]);
+      CHECK(got[1].at(i) == fmod_expected[static_cast<std::size_t>(i)]);
+    }
+  }
+  // Fractional floats, and a divisor of -1 at INT_MIN (whose C++ % is undefined).
+  CHECK(fn::Mod{}(-5.5f, 2.0f) == 0.5f);
+  CHECK(fn::Fmod{}(-5.5f, 2.0f) == -1.5f);
+  CHECK(fn::Mod{}(5.5, -2.0) == -0.5);
+  CHECK(fn::Mod{}(i64_min, std::int64_t{-1}) == 0);
+  CHECK(fn::Fmod{}(i32_min, std::int32_t{-1}) == 0);
+  CHECK(fn::Mod{}(i32_min, std::int32_t{3}) == 1);  // -2147483648 = 3·(-715827883) + 1
+  CHECK(std::isnan(fn::Mod{}(1.0, 0.0)));
+}
+
+TEST_CASE("integer mod and fmod by zero are run-time errors naming the node, as div is") {
+  for (DType t : {i32, i64}) {
+    CAPTURE(dtype_name(t));
+    Graph g;
+    Value a = g.placeholder("a", t, {2}), b = g.placeholder("b", t, {2});
+    for (Value r : {mod(a, b), fmod(a, b)}) {
+      Executable exe = compile(g, {r});
+      try {
+        exe.run({{a, Tensor::from<double>({1, 2}, {2}).to(t)}, {b, Tensor::from<double>({1, 0}, {2}).to(t)}});
+        FAIL("expected fovea::Error");
+      } catch (const Error& e) {
+        CHECK(contains(e.what(), "integer modulo by zero"));
+        CHECK(e.node() == r.name());
+      }
+    }
+  }
+  // The shared functors give 0 there, so that a GPU's remainder can run to its end.
+  CHECK(fn::Mod{}(std::int32_t{7}, std::int32_t{0}) == 0);
+  CHECK(fn::Fmod{}(std::int64_t{-7}, std::int64_t{0}) == 0);
+}
+
+TEST_CASE("sign is -1, 0 or 1, keeps NaN, and works on integers") {
+  Graph g;
+  Value x = g.placeholder("x", f32, {5});
+  const Tensor got =
+      testing::run1(g, sign(x), {{x, Tensor::from<float>({-3.5f, 0.0f, -0.0f, 1e-30f, std::nanf("")}, {5})}});
+  CHECK(got.at(0) == -1.0);
+  CHECK(got.at(1) == 0.0);
+  CHECK(got.at(2) == 0.0);
+  CHECK(got.at(3) == 1.0);
+  CHECK(std::isnan(got.at(4)));
+  Graph h;
+  Value w = h.placeholder("w", i64, {3});
+  testing::check_close(testing::run1(h, sign(w), {{w, Tensor::from<std::int64_t>({i64_min, 0, 9}, {3})}}),
+                       Tensor::from<std::int64_t>({-1, 0, 1}, {3}));
+}
+
+TEST_CASE("isnan and isinf tell NaN, +inf, -inf and finite values apart, alone and fused, f32 and f64") {
+  const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
+  for (DType t : {f32, f64}) {
+    CAPTURE(dtype_name(t));
+    Graph g;
+    Value x = g.placeholder("x", t, {5});
+    const Feeds feeds = {{x, Tensor::from<double>({nan, inf, -inf, 0.0, -1e30}, {5}).to(t)}};
+    const std::vector<std::uint8_t> nan_expected = {1, 0, 0, 0, 0}, inf_expected = {0, 1, 1, 0, 0};
+    auto alone = testing::run(g, {isnan(x), isinf(x)}, feeds);
+    // x·1 → isnan → logical_or with isinf: one fused node with a bool output.
+    Value either = logical_or(isnan(x * 1.0), isinf(x * 1.0));
+    auto fused = run_fused(g, {either}, feeds, 1);
+    CHECK(alone[0].dtype() == boolean);
+    CHECK(fused[0].dtype() == boolean);
+    for (std::int64_t i = 0; i < 5; ++i) {
+      CAPTURE(i);
+      CHECK(alone[0].at(i) == nan_expected[static_cast<std::size_t>(i)]);
+      CHECK(alone[1].at(i) == inf_expected[static_cast<std::size_t>(i)]);
+      CHECK(fused[0].at(i) == (nan_expected[static_cast<std::size_t>(i)] | inf_expected[static_cast<std::size_t>(i)]));
+    }
+  }
+  Graph g;
+  Value ids = g.placeholder("ids", i32, {3});
+  CHECK(contains(error_of([&] { (void)isnan(ids); }), "must be f32 or f64"));
+}
+
+TEST_CASE("floor, ceil, round and sign have a zero gradient, so a graph holding them still differentiates") {
+  Graph g;
+  Value x = g.placeholder("x", f64, {3});
+  Value y = reduce_sum(x * x + floor(x) + ceil(x) * 2.0 + round(x) + sign(x));
+  const std::vector<Value> dx = grad(y, {x});
+  const Tensor got = testing::run1(g, dx[0], {{x, Tensor::from<double>({-1.3, 0.2, 2.7}, {3})}});
+  testing::check_close(got, Tensor::from<double>({-2.6, 0.4, 5.4}, {3}), 1e-12);
 }

@@ -86,6 +86,24 @@ const UnaryCase kUnary[] = {
     {"cos", [](Value x, Loc w) { return fovea::cos(x, w); }, [](double x) { return std::cos(x); }, false, -6, 6},
     // [-40, 40]: both sides of the x > 20 switch to y = x, and exp(x) far beyond f32's range.
     {"softplus", [](Value x, Loc w) { return softplus(x, w); }, softplus_reference, false, -40, 40},
+    {"tan", [](Value x, Loc w) { return fovea::tan(x, w); }, [](double x) { return std::tan(x); }, false, -1.4, 1.4},
+    {"asin", [](Value x, Loc w) { return fovea::asin(x, w); }, [](double x) { return std::asin(x); }, false, -1, 1},
+    {"acos", [](Value x, Loc w) { return fovea::acos(x, w); }, [](double x) { return std::acos(x); }, false, -1, 1},
+    {"atan", [](Value x, Loc w) { return fovea::atan(x, w); }, [](double x) { return std::atan(x); }, false, -9, 9},
+    {"sinh", [](Value x, Loc w) { return fovea::sinh(x, w); }, [](double x) { return std::sinh(x); }, false, -5, 5},
+    {"cosh", [](Value x, Loc w) { return fovea::cosh(x, w); }, [](double x) { return std::cosh(x); }, false, -5, 5},
+    {"asinh", [](Value x, Loc w) { return fovea::asinh(x, w); }, [](double x) { return std::asinh(x); }, false, -9, 9},
+    {"acosh", [](Value x, Loc w) { return fovea::acosh(x, w); }, [](double x) { return std::acosh(x); }, false, 1, 9},
+    {"atanh", [](Value x, Loc w) { return fovea::atanh(x, w); }, [](double x) { return std::atanh(x); }, false, -0.99,
+     0.99},
+    {"erf", [](Value x, Loc w) { return fovea::erf(x, w); }, [](double x) { return std::erf(x); }, false, -4, 4},
+    {"reciprocal", [](Value x, Loc w) { return reciprocal(x, w); }, [](double x) { return 1 / x; }, false, 0.1, 5},
+    {"floor", [](Value x, Loc w) { return fovea::floor(x, w); }, [](double x) { return std::floor(x); }, false, -9, 9},
+    {"ceil", [](Value x, Loc w) { return fovea::ceil(x, w); }, [](double x) { return std::ceil(x); }, false, -9, 9},
+    {"round", [](Value x, Loc w) { return fovea::round(x, w); }, [](double x) { return std::nearbyint(x); }, false, -9,
+     9},
+    {"sign", [](Value x, Loc w) { return sign(x, w); }, [](double x) { return double((x > 0) - (x < 0)); }, true, -3,
+     3},
 };
 
 const Shape kShapes[] = {Shape{}, Shape{1}, Shape{7}, Shape{3, 0, 2}, Shape{4, 1, 5}, Shape{2, 3, 4, 5}, Shape{70000}};

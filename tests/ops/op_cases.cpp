@@ -362,6 +362,28 @@ void add_elementwise_cases(std::vector<OpCase>& cases) {
       {"relu", &relu, [](double x) { return x > 0 ? x : 0.0; }, kNumeric, -5, 5, true},
       {"sin", &sin, [](double x) { return std::sin(x); }, kFloats, -3, 3, true},
       {"cos", &cos, [](double x) { return std::cos(x); }, kFloats, -3, 3, true},
+      {"tan", &tan, [](double x) { return std::sin(x) / std::cos(x); }, kFloats, -1.4, 1.4, true},
+      // Inside the domains: asin, acos and atanh on (-1, 1), acosh above 1, away from the
+      // edges where the derivative blows up.
+      {"asin", &asin, [](double x) { return std::atan2(x, std::sqrt(1 - x * x)); }, kFloats, -0.9, 0.9, true},
+      {"acos", &acos, [](double x) { return std::atan2(std::sqrt(1 - x * x), x); }, kFloats, -0.9, 0.9, true},
+      {"atan", &atan, [](double x) { return std::atan2(x, 1.0); }, kFloats, -4, 4, true},
+      {"sinh", &sinh, [](double x) { return (std::exp(x) - std::exp(-x)) / 2; }, kFloats, -3, 3, true},
+      {"cosh", &cosh, [](double x) { return (std::exp(x) + std::exp(-x)) / 2; }, kFloats, -3, 3, true},
+      {"asinh", &asinh, [](double x) { return std::copysign(std::log(std::abs(x) + std::sqrt(x * x + 1)), x); },
+       kFloats, -3, 3, true},
+      {"acosh", &acosh, [](double x) { return std::log(x + std::sqrt(x * x - 1)); }, kFloats, 1.1, 4, true},
+      {"atanh", &atanh, [](double x) { return 0.5 * std::log((1 + x) / (1 - x)); }, kFloats, -0.9, 0.9, true},
+      {"erf", &erf, [](double x) { return 1 - std::erfc(x); }, kFloats, -3, 3, true},
+      {"reciprocal", &reciprocal, [](double x) { return 1 / x; }, kFloats, 0.5, 3, true},
+      // The rounding ops' gradient is zero: random inputs are integers with probability 0, and
+      // miles (in units of the check's ε = 1e-6) from one almost surely.
+      {"floor", &floor, [](double x) { return std::floor(x); }, kFloats, -5, 5, true},
+      {"ceil", &ceil, [](double x) { return std::ceil(x); }, kFloats, -5, 5, true},
+      {"round", &round, [](double x) { return x - std::remainder(x, 1.0); }, kFloats, -5, 5, true},
+      {"sign", &sign, [](double x) { return double((x > 0) - (x < 0)); }, kNumeric, -5, 5, true},
+      {"isnan", &isnan, [](double x) { return x != x ? 1.0 : 0.0; }, kFloats, -5, 5, false},
+      {"isinf", &isinf, [](double x) { return std::abs(x) == kInf ? 1.0 : 0.0; }, kFloats, -5, 5, false},
       {"logical_not", &logical_not, [](double x) { return x == 0 ? 1.0 : 0.0; }, {DType::boolean}, 0, 1, false},
   };
   for (const Unary& u : unaries) {
@@ -393,6 +415,11 @@ void add_elementwise_cases(std::vector<OpCase>& cases) {
       {"mul", &mul, binary(std::multiplies<>()), kNumeric, -5, 5, -5, 5, true},
       {"div", &div, truncated_div, kNumeric, -9, 9, 1, 4, true},
       {"pow", &pow, binary([](double a, double b) { return std::pow(a, b); }), kFloats, 0.5, 2, -2, 2, true},
+      // Negative dividends and positive divisors here; negative divisors in
+      // tests/ops/elementwise_test.cpp.
+      {"mod", &mod, binary([](double a, double b) { return a - b * std::floor(a / b); }), kNumeric, -9, 9, 1, 4, true},
+      {"fmod", &fmod, binary([](double a, double b) { return a - b * std::trunc(a / b); }), kNumeric, -9, 9, 1, 4,
+       true},
       {"maximum", &maximum, binary([](double a, double b) { return std::max(a, b); }), kNumeric, -5, 5, -5, 5, true},
       {"minimum", &minimum, binary([](double a, double b) { return std::min(a, b); }), kNumeric, -5, 5, -5, 5, true},
   };
@@ -438,6 +465,22 @@ void add_elementwise_cases(std::vector<OpCase>& cases) {
          .build = [build](Graph&, const std::vector<Value>& x) { return build(x[0], x[1], Loc::current()); },
          .reference = binary(c.f)});
   }
+
+  // isnan and isinf on the values they tell apart: NaN, ±∞, and finite numbers of both signs.
+  const Tensor special =
+      Tensor::from<double>({std::numeric_limits<double>::quiet_NaN(), kInf, -kInf, 0.0, -2.5, 3e38}, {2, 3});
+  cases.push_back({.op = "isnan",
+                   .name = "isnan of NaN, ±inf and finite values",
+                   .dtypes = kFloats,
+                   .inputs = {{{2, 3}, std::nullopt, 0, 0, special}},
+                   .build = [](Graph&, const std::vector<Value>& x) { return isnan(x[0]); },
+                   .reference = unary([](double x) { return std::isnan(x) ? 1.0 : 0.0; })});
+  cases.push_back({.op = "isinf",
+                   .name = "isinf of NaN, ±inf and finite values",
+                   .dtypes = kFloats,
+                   .inputs = {{{2, 3}, std::nullopt, 0, 0, special}},
+                   .build = [](Graph&, const std::vector<Value>& x) { return isinf(x[0]); },
+                   .reference = unary([](double x) { return std::isinf(x) ? 1.0 : 0.0; })});
 }
 
 double plus(double a, double b) { return a + b; }
