@@ -87,9 +87,27 @@ std::vector<Value> power(NodeContext& ctx) {
   return {integer ? cast(result, base.dtype()) : result};
 }
 
-std::vector<Value> reciprocal(NodeContext& ctx) {
+// Mod: floor modulo (the divisor's sign) unless fmod = 1 (the dividend's sign, C's fmod);
+// ONNX requires fmod = 1 for floats.
+std::vector<Value> modulo(NodeContext& ctx) {
+  const Value a = ctx.input(0), b = ctx.input(1);
+  const bool c_style = ctx.attribute_int("fmod", 0) != 0;
+  const bool floating = a.dtype() == DType::f32 || a.dtype() == DType::f64;
+  if (floating && !c_style) ctx.invalid("fmod must be 1 for floating-point inputs");
+  return {c_style ? fmod(a, b) : mod(a, b)};
+}
+
+// IsInf: which infinities count is the node's choice.
+std::vector<Value> is_inf(NodeContext& ctx) {
   const Value x = ctx.input(0);
-  return {scalar_like(x, 1.0) / x};
+  const bool negative = ctx.attribute_int("detect_negative", 1) != 0;
+  const bool positive = ctx.attribute_int("detect_positive", 1) != 0;
+  const Value inf = isinf(x);
+  if (negative && positive) return {inf};
+  const Value zero = scalar_like(x, 0.0);
+  if (negative) return {logical_and(inf, less(x, zero))};
+  if (positive) return {logical_and(inf, greater(x, zero))};
+  return {fill(ctx.graph(), x.shape(), 0.0, DType::boolean)};
 }
 
 std::vector<Value> identity(NodeContext& ctx) { return {ctx.input(0)}; }
@@ -228,7 +246,24 @@ void add_elementwise_converters(ConverterTable& table) {
       {"Cos", 7, unary<cos>},
       {"Softplus", 1, unary<softplus>},
       {"Not", 1, unary<logical_not>},
-      {"Reciprocal", 1, reciprocal},
+      {"Reciprocal", 1, unary<reciprocal>},
+      {"Floor", 1, unary<floor>},
+      {"Ceil", 1, unary<ceil>},
+      {"Round", 11, unary<round>},
+      {"Sign", 9, unary<sign>},
+      {"Erf", 9, unary<erf>},
+      {"Tan", 7, unary<tan>},
+      {"Asin", 7, unary<asin>},
+      {"Acos", 7, unary<acos>},
+      {"Atan", 7, unary<atan>},
+      {"Sinh", 9, unary<sinh>},
+      {"Cosh", 9, unary<cosh>},
+      {"Asinh", 9, unary<asinh>},
+      {"Acosh", 9, unary<acosh>},
+      {"Atanh", 9, unary<atanh>},
+      {"IsNaN", 9, unary<isnan>},
+      {"IsInf", 10, is_inf},
+      {"Mod", 10, modulo},
       {"Add", 1, binary<add>},
       {"Sub", 1, binary<sub>},
       {"Mul", 1, binary<mul>},
