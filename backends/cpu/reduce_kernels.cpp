@@ -1,9 +1,12 @@
-// CPU kernels for reduce_sum and reduce_max:
+// CPU kernels for the reductions over axes:
 //
-//   reduce_sum:  y[k] = Σ_r x[k, r]       (f32 accumulated in f64; integers wrap around)
-//   reduce_max:  y[k] = max_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_sum:   y[k] = Σ_r x[k, r]       (f32 accumulated in f64; integers wrap around)
+//   reduce_max:   y[k] = max_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_min:   y[k] = min_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_prod:  y[k] = Π_r x[k, r]       (f32 accumulated in f64; integers wrap around)
 //
-// where k runs over the kept axes and r over the reduced ones.
+// where k runs over the kept axes and r over the reduced ones; and for the ops along one axis,
+// argmax, argmin and cumsum, at the end of the file.
 //
 // Most reductions reduce one contiguous block of axes: the last ones (row sums, softmax's
 // max), the leading ones (a bias gradient's column sums), or a middle block. After dropping
@@ -60,6 +63,38 @@ struct MaxOp {
       return b > a ? b : a;
   }
   static T store(Acc a) { return a; }
+};
+
+// min: identity +inf (the largest integer). A NaN b wins, and then stays: `v < NaN` is false.
+template <typename T>
+struct MinOp {
+  using Acc = T;
+  static Acc identity() {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::numeric_limits<T>::infinity();
+    else
+      return std::numeric_limits<T>::max();
+  }
+  static Acc load(T v) { return v; }
+  static Acc combine(Acc a, Acc b) {
+    if constexpr (std::is_floating_point_v<T>)
+      return (b < a || std::isnan(b)) ? b : a;
+    else
+      return b < a ? b : a;
+  }
+  static T store(Acc a) { return a; }
+};
+
+// Π: identity 1; f32 and f64 multiply in double. Integers multiply in uint64_t, whose
+// wrap-around is defined; the product modulo 2^64, stored back modulo 2^bits, is the wrapping
+// i32/i64 product.
+template <typename T>
+struct ProdOp {
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::uint64_t>;
+  static Acc identity() { return 1; }
+  static Acc load(T v) { return static_cast<Acc>(v); }
+  static Acc combine(Acc a, Acc b) { return a * b; }
+  static T store(Acc a) { return static_cast<T>(a); }
 };
 
 // Elements per parallel tile: below this a tile is not worth handing to another thread.
@@ -258,8 +293,9 @@ void reduce_kernel(const KernelContext& ctx) {
   if (outputs == 0) return;
   if (ctx.in(0).numel() == 0) {
     // A zero-size reduced axis: every output reduces no elements. Shape inference rejects
-    // this for max, whose empty result has no value.
+    // this for max and min, whose empty results have no value.
     if constexpr (std::is_same_v<Op<T>, MaxOp<T>>) ctx.fail("the maximum of an empty set is undefined");
+    if constexpr (std::is_same_v<Op<T>, MinOp<T>>) ctx.fail("the minimum of an empty set is undefined");
     std::fill(y, y + outputs, Op<T>::store(Op<T>::identity()));
     return;
   }
@@ -270,10 +306,112 @@ void reduce_kernel(const KernelContext& ctx) {
     reduce_general<Op<T>>(ctx, layout, x, y);
 }
 
+// --- argmax, argmin and cumsum: along one axis -------------------------------------------------
+// x is seen as [outer, count, inner] around the axis. The work is cut into tiles of (o, a block
+// of i), each walking r and updating a row of kInnerBlock running results, which vectorises
+// across i as the reductions above do.
+
+struct AxisLayout {
+  std::int64_t outer = 1, count = 1, inner = 1;
+  AxisLayout(const Shape& shape, int axis) {
+    for (int d = 0; d < axis; ++d) outer *= shape[d];
+    count = shape[axis];
+    for (int d = axis + 1; d < shape.rank(); ++d) inner *= shape[d];
+  }
+};
+
+// Calls f(o, i0, n) for every tile: o an outer index, [i0, i0 + n) a block of inner indices.
+template <typename F>
+void for_each_tile(const KernelContext& ctx, const AxisLayout& layout, F&& f) {
+  const std::int64_t inner_block = std::min(layout.inner, kInnerBlock);
+  const std::int64_t inner_blocks = (layout.inner + inner_block - 1) / inner_block;
+  const std::int64_t tile_elements = std::max<std::int64_t>(1, inner_block * layout.count);
+  ctx.pool->parallel_for(layout.outer * inner_blocks, std::max<std::int64_t>(1, kReduceGrain / tile_elements),
+                         [&](std::int64_t t0, std::int64_t t1) {
+                           for (std::int64_t t = t0; t < t1; ++t) {
+                             const std::int64_t i0 = (t % inner_blocks) * inner_block;
+                             f(t / inner_blocks, i0, std::min(layout.inner, i0 + inner_block) - i0);
+                           }
+                         });
+}
+
+// Whether v takes the place of `best` as the running maximum (Min: minimum). A NaN counts as
+// beyond every number and equal to another NaN; an equal v wins only with `last` (the
+// select_last_index of ops/reduce.h).
+template <bool Min, typename T>
+inline bool replaces(T v, T best, bool last) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isnan(best)) return last && std::isnan(v);
+    if (std::isnan(v)) return true;
+  }
+  return (Min ? v < best : v > best) || (last && v == best);
+}
+
+// y[o, i] = the r of the largest (Min: smallest) x[o, r, i], as i64.
+template <typename T, bool Min>
+void arg_reduce_kernel(const KernelContext& ctx) {
+  const T* x = ctx.in(0).as<T>();
+  auto* y = ctx.out().as<std::int64_t>();
+  if (ctx.out().numel() == 0) return;
+  const ArgReduceParams& p = ctx.params<ArgReduceParams>();
+  const AxisLayout layout(ctx.in(0).shape(), p.axis);
+  // Shape inference rejects a zero-size axis when there are outputs.
+  if (layout.count == 0)
+    ctx.fail(Min ? "the minimum of an empty set is undefined" : "the maximum of an empty set is undefined");
+  const std::int64_t count = layout.count, inner = layout.inner;
+  const bool last = p.select_last_index;
+  for_each_tile(ctx, layout, [&](std::int64_t o, std::int64_t i0, std::int64_t n) {
+    std::array<T, kInnerBlock> best;
+    std::array<std::int64_t, kInnerBlock> index{};
+    const T* row = x + o * count * inner + i0;
+    std::copy(row, row + n, best.begin());
+    for (std::int64_t r = 1; r < count; ++r) {
+      row += inner;
+      for (std::int64_t i = 0; i < n; ++i)
+        if (replaces<Min>(row[i], best[i], last)) best[i] = row[i], index[i] = r;
+    }
+    std::copy(index.begin(), index.begin() + n, y + o * inner + i0);
+  });
+}
+
+// y[o, r, i] = Σ x[o, r', i] over r' ≤ r (exclusive: r' < r; reverse: r' ≥ r, or r' > r),
+// accumulated as reduce_sum accumulates (SumOp).
+template <typename T>
+void cumsum_kernel(const KernelContext& ctx) {
+  using Acc = typename SumOp<T>::Acc;
+  const T* x = ctx.in(0).as<T>();
+  T* y = ctx.out().as<T>();
+  if (ctx.out().numel() == 0) return;
+  const CumsumParams& p = ctx.params<CumsumParams>();
+  const AxisLayout layout(ctx.in(0).shape(), p.axis);
+  const std::int64_t count = layout.count, inner = layout.inner;
+  // Walking r backwards for reverse: the step between consecutive rows, and the first row.
+  const std::int64_t step = p.reverse ? -inner : inner;
+  const std::int64_t first = p.reverse ? (count - 1) * inner : 0;
+  for_each_tile(ctx, layout, [&](std::int64_t o, std::int64_t i0, std::int64_t n) {
+    std::array<Acc, kInnerBlock> acc;
+    std::fill(acc.begin(), acc.begin() + n, SumOp<T>::identity());
+    const std::int64_t base = o * count * inner + i0 + first;
+    for (std::int64_t r = 0; r < count; ++r) {
+      const T* in = x + base + r * step;
+      T* out = y + base + r * step;
+      if (p.exclusive)
+        for (std::int64_t i = 0; i < n; ++i) out[i] = SumOp<T>::store(acc[i]), acc[i] += SumOp<T>::load(in[i]);
+      else
+        for (std::int64_t i = 0; i < n; ++i) acc[i] += SumOp<T>::load(in[i]), out[i] = SumOp<T>::store(acc[i]);
+    }
+  });
+}
+
 template <typename... Ts>
 void add_reductions(KernelRegistry& r) {
   (r.add(ops::reduce_sum, dtype_of<Ts>, &reduce_kernel<Ts, SumOp>), ...);
   (r.add(ops::reduce_max, dtype_of<Ts>, &reduce_kernel<Ts, MaxOp>), ...);
+  (r.add(ops::reduce_min, dtype_of<Ts>, &reduce_kernel<Ts, MinOp>), ...);
+  (r.add(ops::reduce_prod, dtype_of<Ts>, &reduce_kernel<Ts, ProdOp>), ...);
+  (r.add(ops::argmax, dtype_of<Ts>, &arg_reduce_kernel<Ts, false>), ...);
+  (r.add(ops::argmin, dtype_of<Ts>, &arg_reduce_kernel<Ts, true>), ...);
+  (r.add(ops::cumsum, dtype_of<Ts>, &cumsum_kernel<Ts>), ...);
 }
 
 }  // namespace

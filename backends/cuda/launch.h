@@ -59,7 +59,7 @@ bool launch_find_zero(Element type, const void* b, std::int64_t n, unsigned long
 
 // --- reduce.cu -----------------------------------------------------------------------------
 
-enum class ReduceOp : int { sum, max };
+enum class ReduceOp : int { sum, max, min, prod };
 
 // x seen as [outer, count, inner]: y[o, i] = op over r < count of x[o, r, i] (count may be 0:
 // y gets the identity). Long reductions are split into chunks whose partial results go to
@@ -73,6 +73,16 @@ std::int64_t reduce_workspace_bytes(ReduceOp op, Element type, std::int64_t oute
 // kept walks the outputs and reduced the reduced elements of one output (one operand each).
 bool launch_reduce_general(ReduceOp op, Element type, const void* x, void* y, std::int64_t outputs, const Walk<1>& kept,
                            std::int64_t count, const Walk<1>& reduced, void* stream);
+
+// x seen as [outer, count, inner], count > 0: y[o, i] = the r of the largest x[o, r, i] (`min`:
+// the smallest). A NaN counts as beyond every number; of equal elements the first wins, or the
+// last with select_last_index (ops/reduce.h, argmax).
+bool launch_arg_reduce(bool min, Element type, const void* x, std::int64_t* y, std::int64_t outer, std::int64_t count,
+                       std::int64_t inner, bool select_last_index, void* stream);
+// x and y seen as [outer, count, inner]: y[o, r, i] = Σ x[o, r', i] over r' ≤ r, r' < r with
+// `exclusive`, r' ≥ r (r' > r) with `reverse`. Sums accumulate as reduce_sum's.
+bool launch_cumsum(Element type, const void* x, void* y, std::int64_t outer, std::int64_t count, std::int64_t inner,
+                   bool exclusive, bool reverse, void* stream);
 
 // --- shape.cu ------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-// CUDA kernels for reduce_sum and reduce_max:
+// CUDA kernels for the reductions over axes:
 //
-//   reduce_sum:  y[k] = Σ_r x[k, r]       (f32 and f64 accumulated in f64; integers wrap around)
-//   reduce_max:  y[k] = max_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_sum:   y[k] = Σ_r x[k, r]       (f32 and f64 accumulated in f64; integers wrap around)
+//   reduce_max:   y[k] = max_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_min:   y[k] = min_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_prod:  y[k] = Π_r x[k, r]       (f32 and f64 accumulated in f64; integers wrap around)
 //
 // As on the CPU, the host merges axes so that most reductions are x [outer, count, inner]:
 //
@@ -18,6 +20,9 @@
 // Every order of combination depends only on the shape (no atomics), so results are the same
 // at every run. They differ from the CPU's by summation order only: f32 sums are accumulated
 // in f64 on both, so they agree to about 1e-7 relative.
+//
+// The ops along one axis, argmax, argmin and cumsum, are at the end of the file: one thread per
+// (o, i) of x [outer, count, inner], walking r; a warp's reads are consecutive i.
 #include <limits>
 #include <type_traits>
 
@@ -53,6 +58,48 @@ struct MaxOp {
       return b > a ? b : a;
   }
 };
+
+// min with identity +∞ (the largest integer); a NaN b wins and then stays (`v < NaN` is false).
+template <typename T>
+struct MinOp {
+  using Acc = T;
+  __device__ static Acc identity() {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::numeric_limits<T>::infinity();
+    else
+      return std::numeric_limits<T>::max();
+  }
+  __device__ static Acc combine(Acc a, Acc b) {
+    if constexpr (std::is_floating_point_v<T>)
+      return (b < a || b != b) ? b : a;
+    else
+      return b < a ? b : a;
+  }
+};
+
+// Π with identity 1. Floating products accumulate in double; integer ones in unsigned 64-bit
+// integers, stored back modulo 2^bits: the wrapping product (as on the CPU).
+template <typename T>
+struct ProdOp {
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, unsigned long long>;
+  __device__ static Acc identity() { return 1; }
+  __device__ static Acc combine(Acc a, Acc b) { return a * b; }
+};
+
+// Calls f(Op{}) with the functor of `op` for element type T.
+template <typename T, typename F>
+void with_reduce_op(ReduceOp op, F&& f) {
+  switch (op) {
+    case ReduceOp::sum:
+      return f(SumOp<T>{});
+    case ReduceOp::max:
+      return f(MaxOp<T>{});
+    case ReduceOp::min:
+      return f(MinOp<T>{});
+    case ReduceOp::prod:
+      return f(ProdOp<T>{});
+  }
+}
 
 // Threads of a column block: 32 consecutive outputs by kColumnRows strided reducers.
 constexpr int kColumnRows = 8;
@@ -211,8 +258,9 @@ std::int64_t reduce_workspace_bytes(ReduceOp op, Element type, std::int64_t oute
                                     std::int64_t inner) {
   const Split s = split_for(outer, count, inner);
   if (s.chunks == 1) return 0;
-  // Sums accumulate in 8-byte types; a max in the element type.
-  const std::int64_t acc_bytes = op == ReduceOp::sum || type == Element::f64 || type == Element::i64 ? 8 : 4;
+  // Sums and products accumulate in 8-byte types; a max or a min in the element type.
+  const bool wide = op == ReduceOp::sum || op == ReduceOp::prod;
+  const std::int64_t acc_bytes = wide || type == Element::f64 || type == Element::i64 ? 8 : 4;
   return outer * s.chunks * inner * acc_bytes;
 }
 
@@ -221,12 +269,10 @@ bool launch_reduce_contiguous(ReduceOp op, Element type, const void* x, void* y,
   if (outer * inner == 0) return true;
   return numeric(type, [&](auto zero) {
     using T = decltype(zero);
-    if (op == ReduceOp::sum)
-      reduce_contiguous<SumOp<T>>(static_cast<const T*>(x), static_cast<T*>(y), outer, count, inner, workspace,
-                                  as_stream(stream));
-    else
-      reduce_contiguous<MaxOp<T>>(static_cast<const T*>(x), static_cast<T*>(y), outer, count, inner, workspace,
-                                  as_stream(stream));
+    with_reduce_op<T>(op, [&](auto functor) {
+      reduce_contiguous<decltype(functor)>(static_cast<const T*>(x), static_cast<T*>(y), outer, count, inner, workspace,
+                                           as_stream(stream));
+    });
   });
 }
 
@@ -235,14 +281,88 @@ bool launch_reduce_general(ReduceOp op, Element type, const void* x, void* y, st
   if (outputs == 0) return true;
   return numeric(type, [&](auto zero) {
     using T = decltype(zero);
+    with_reduce_op<T>(op, [&](auto functor) {
+      reduce_general_kernel<decltype(functor), T><<<blocks_for(outputs), kThreads, 0, as_stream(stream)>>>(
+          static_cast<const T*>(x), static_cast<T*>(y), outputs, kept, count, reduced);
+    });
+  });
+}
+
+namespace {
+
+// Whether v takes the place of `best` as the running maximum (Min: minimum). A NaN counts as
+// beyond every number and equal to another NaN; an equal v wins only with `last` (as on the CPU).
+template <bool Min, typename T>
+__device__ bool replaces(T v, T best, bool last) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (best != best) return last && v != v;
+    if (v != v) return true;
+  }
+  return (Min ? v < best : v > best) || (last && v == best);
+}
+
+// y[o, i] = the r of the largest (Min: smallest) x[o, r, i]; count > 0.
+template <bool Min, typename T>
+__global__ void arg_reduce_kernel(const T* x, std::int64_t* y, std::int64_t outer, std::int64_t count,
+                                  std::int64_t inner, bool last) {
+  for (std::int64_t k = first_element(); k < outer * inner; k += grid_stride()) {
+    const T* column = x + (k / inner) * count * inner + k % inner;
+    T best = column[0];
+    std::int64_t index = 0;
+    for (std::int64_t r = 1; r < count; ++r) {
+      const T v = column[r * inner];
+      if (replaces<Min>(v, best, last)) best = v, index = r;
+    }
+    y[k] = index;
+  }
+}
+
+// y[o, r, i] = Σ x[o, r', i] over r' ≤ r (exclusive: r' < r; reverse: r' ≥ r, or r' > r),
+// accumulated as reduce_sum accumulates (SumOp).
+template <typename T>
+__global__ void cumsum_kernel(const T* x, T* y, std::int64_t outer, std::int64_t count, std::int64_t inner,
+                              bool exclusive, bool reverse) {
+  using Acc = typename SumOp<T>::Acc;
+  const std::int64_t step = reverse ? -inner : inner;
+  for (std::int64_t k = first_element(); k < outer * inner; k += grid_stride()) {
+    const std::int64_t base = (k / inner) * count * inner + k % inner + (reverse ? (count - 1) * inner : 0);
+    Acc acc = SumOp<T>::identity();
+    for (std::int64_t r = 0; r < count; ++r) {
+      const std::int64_t at = base + r * step;
+      const Acc v = static_cast<Acc>(x[at]);
+      if (!exclusive) acc += v;
+      y[at] = static_cast<T>(acc);
+      if (exclusive) acc += v;
+    }
+  }
+}
+
+}  // namespace
+
+bool launch_arg_reduce(bool min, Element type, const void* x, std::int64_t* y, std::int64_t outer, std::int64_t count,
+                       std::int64_t inner, bool select_last_index, void* stream) {
+  const std::int64_t outputs = outer * inner;
+  if (outputs == 0) return true;
+  return numeric(type, [&](auto zero) {
+    using T = decltype(zero);
     const auto* in = static_cast<const T*>(x);
-    auto* out = static_cast<T*>(y);
-    if (op == ReduceOp::sum)
-      reduce_general_kernel<SumOp<T>, T>
-          <<<blocks_for(outputs), kThreads, 0, as_stream(stream)>>>(in, out, outputs, kept, count, reduced);
+    if (min)
+      arg_reduce_kernel<true, T>
+          <<<blocks_for(outputs), kThreads, 0, as_stream(stream)>>>(in, y, outer, count, inner, select_last_index);
     else
-      reduce_general_kernel<MaxOp<T>, T>
-          <<<blocks_for(outputs), kThreads, 0, as_stream(stream)>>>(in, out, outputs, kept, count, reduced);
+      arg_reduce_kernel<false, T>
+          <<<blocks_for(outputs), kThreads, 0, as_stream(stream)>>>(in, y, outer, count, inner, select_last_index);
+  });
+}
+
+bool launch_cumsum(Element type, const void* x, void* y, std::int64_t outer, std::int64_t count, std::int64_t inner,
+                   bool exclusive, bool reverse, void* stream) {
+  const std::int64_t columns = outer * inner;
+  if (columns == 0 || count == 0) return true;
+  return numeric(type, [&](auto zero) {
+    using T = decltype(zero);
+    cumsum_kernel<T><<<blocks_for(columns), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), outer, count, inner, exclusive, reverse);
   });
 }
 

@@ -1,12 +1,14 @@
-// CUDA kernels for reduce_sum and reduce_max, host side (the device side is reduce.cu):
+// CUDA kernels for the reductions, host side (the device side is reduce.cu):
 //
-//   reduce_sum:  y[k] = Σ_r x[k, r]       (f32 accumulated in f64; integers wrap around)
-//   reduce_max:  y[k] = max_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_sum:   y[k] = Σ_r x[k, r]       (f32 accumulated in f64; integers wrap around)
+//   reduce_max:   y[k] = max_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_min:   y[k] = min_r x[k, r]     (NaN if any x[k, r] is NaN)
+//   reduce_prod:  y[k] = Π_r x[k, r]       (f32 accumulated in f64; integers wrap around)
 //
 // After dropping size-1 axes and merging neighbours of one kind (kept or reduced), a
 // reduction of one block of axes is x [outer, count, inner] and goes to the contiguous
 // kernels; any other set of axes to the general one, with the kept and the reduced axes as
-// two walks over x.
+// two walks over x. argmax, argmin and cumsum see x as [outer, count, inner] around their axis.
 #include "fovea/backends/cuda/kernels.h"
 
 namespace fovea::cuda_backend {
@@ -66,8 +68,9 @@ void reduce_kernel(const KernelContext& ctx) {
   const Element type = element(x.type.dtype);
   if (x.numel() == 0) {
     // A zero-size reduced axis: every output reduces no elements (shape inference rejects
-    // this for max, whose empty result has no value).
+    // this for max and min, whose empty results have no value).
     if (Op == ReduceOp::max) ctx.fail("the maximum of an empty set is undefined");
+    if (Op == ReduceOp::min) ctx.fail("the minimum of an empty set is undefined");
     check_launch(ctx, launch_reduce_contiguous(Op, type, x.data, y.data, outputs, 0, 1, nullptr, gpu.stream()),
                  ctx.node->op->name);
     return;
@@ -97,12 +100,52 @@ void reduce_kernel(const KernelContext& ctx) {
                ctx.node->op->name);
 }
 
+// x [outer, count, inner] around `axis`.
+void split_at_axis(const Shape& shape, int axis, std::int64_t& outer, std::int64_t& count, std::int64_t& inner) {
+  outer = inner = 1;
+  for (int d = 0; d < axis; ++d) outer *= shape[d];
+  count = shape[axis];
+  for (int d = axis + 1; d < shape.rank(); ++d) inner *= shape[d];
+}
+
+template <bool Min>
+void arg_reduce_kernel(const KernelContext& ctx) {
+  const TensorArg &x = ctx.in(0), &y = ctx.out();
+  if (y.numel() == 0) return;
+  const ArgReduceParams& p = ctx.params<ArgReduceParams>();
+  std::int64_t outer = 1, count = 1, inner = 1;
+  split_at_axis(x.shape(), p.axis, outer, count, inner);
+  // Shape inference rejects a zero-size axis when there are outputs.
+  if (count == 0)
+    ctx.fail(Min ? "the minimum of an empty set is undefined" : "the maximum of an empty set is undefined");
+  check_launch(ctx,
+               launch_arg_reduce(Min, element(x.type.dtype), x.data, y.as<std::int64_t>(), outer, count, inner,
+                                 p.select_last_index, CudaBackend::of(ctx).stream()),
+               ctx.node->op->name);
+}
+
+void cumsum_kernel(const KernelContext& ctx) {
+  const TensorArg &x = ctx.in(0), &y = ctx.out();
+  const CumsumParams& p = ctx.params<CumsumParams>();
+  std::int64_t outer = 1, count = 1, inner = 1;
+  split_at_axis(x.shape(), p.axis, outer, count, inner);
+  check_launch(ctx,
+               launch_cumsum(element(x.type.dtype), x.data, y.data, outer, count, inner, p.exclusive, p.reverse,
+                             CudaBackend::of(ctx).stream()),
+               ctx.node->op->name);
+}
+
 }  // namespace
 
 void register_reduce_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64}) {
     r.add(ops::reduce_sum, t, &reduce_kernel<ReduceOp::sum>);
     r.add(ops::reduce_max, t, &reduce_kernel<ReduceOp::max>);
+    r.add(ops::reduce_min, t, &reduce_kernel<ReduceOp::min>);
+    r.add(ops::reduce_prod, t, &reduce_kernel<ReduceOp::prod>);
+    r.add(ops::argmax, t, &arg_reduce_kernel<false>);
+    r.add(ops::argmin, t, &arg_reduce_kernel<true>);
+    r.add(ops::cumsum, t, &cumsum_kernel);
   }
 }
 

@@ -316,7 +316,7 @@ TEST_CASE("integer division and remainder by zero raise the CPU's fovea::Error o
 
 // --- Reductions -------------------------------------------------------------------------------
 
-TEST_CASE("reduce_sum and reduce_max agree with the CPU over rows, columns, middle blocks, scattered axes" *
+TEST_CASE("the reductions over axes agree with the CPU over rows, columns, middle blocks, scattered axes" *
           doctest::test_suite("gpu")) {
   if (!have_gpu()) return;
   struct Case {
@@ -357,9 +357,10 @@ TEST_CASE("reduce_sum and reduce_max agree with the CPU over rows, columns, midd
       INFO("shape " << shape_name(c.shape) << ", " << c.axes.size() << " axes, keepdims " << c.keepdims);
       Graph g;
       Value x = g.placeholder("x", dtype, c.shape);
-      std::vector<Value> outputs = {reduce_sum(x, c.axes, c.keepdims)};
+      std::vector<Value> outputs = {reduce_sum(x, c.axes, c.keepdims), reduce_prod(x, c.axes, c.keepdims)};
       bool empty_set = c.shape.numel() == 0;
       if (!empty_set) outputs.push_back(reduce_max(x, c.axes, c.keepdims));
+      if (!empty_set) outputs.push_back(reduce_min(x, c.axes, c.keepdims));
       check_backends_agree(g, outputs, {{x, random_of(dtype, c.shape, seed++, -1, 1)}},
                            Tolerance{1e-5, 1e-5, 1e-12, 1e-12});
     }
@@ -372,6 +373,34 @@ TEST_CASE("a NaN anywhere in a reduced set makes reduce_max NaN on the GPU too" 
   check_backends_agree(g, {reduce_max(x, {1}), reduce_max(x, {0}), reduce_sum(x, {1})},
                        {{x, Tensor::from<float>({1, 2, std::nanf(""), 4, 5, 6, 7, 8, -1, -2, -3, -4}, {3, 4})}},
                        kExact);
+}
+
+TEST_CASE("argmax, argmin and cumsum agree with the CPU along every axis, NaNs and ties included" *
+          doctest::test_suite("gpu")) {
+  if (!have_gpu()) return;
+  std::uint64_t seed = 900;
+  for (DType dtype : {f32, f64, i32, i64})
+    for (const Shape& shape : {Shape{2, 3, 4}, Shape{3, 1, 5}, Shape{7}, Shape{3000, 5}, Shape{5, 3000}, Shape{0, 4}})
+      for (int axis = 0; axis < shape.rank(); ++axis) {
+        CAPTURE(dtype_name(dtype));
+        INFO("shape " << shape_name(shape) << ", axis " << axis);
+        Graph g;
+        Value x = g.placeholder("x", dtype, shape);
+        std::vector<Value> outputs = {cumsum(x, axis), cumsum(x, axis, true, true)};
+        if (shape[axis] > 0)
+          for (bool last : {false, true}) {
+            outputs.push_back(argmax(x, axis, false, last));
+            outputs.push_back(argmin(x, axis, true, last));
+          }
+        // Integral values give ties; for floats, a NaN joins them.
+        Tensor input = random_of(DType::i64, shape, seed++, -3, 3).to(dtype);
+        if (is_floating(dtype) && shape.numel() > 3) {
+          input = input.to(DType::f64);
+          input.data<double>()[2] = std::nan("");
+          input = input.to(dtype);
+        }
+        check_backends_agree(g, outputs, {{x, input}}, Tolerance{1e-5, 1e-5, 1e-12, 1e-12});
+      }
 }
 
 // --- Matmul -----------------------------------------------------------------------------------

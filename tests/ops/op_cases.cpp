@@ -485,6 +485,116 @@ void add_elementwise_cases(std::vector<OpCase>& cases) {
 
 double plus(double a, double b) { return a + b; }
 double larger(double a, double b) { return std::max(a, b); }
+double smaller(double a, double b) { return std::min(a, b); }
+double times(double a, double b) { return a * b; }
+
+// argmax (Min: argmin) along `axis` of x: the first index of the extremum, or the last with
+// `last`. The case inputs hold no NaN (tests/ops/arg_reduce_cumsum_test.cpp covers NaNs).
+Reference arg_reduction(int axis, bool keepdims, bool last, bool min) {
+  return [=](const Inputs& in, const Value&) {
+    const Shape& xs = in[0].shape();
+    Shape kept = xs;
+    kept[axis] = 1;
+    Tensor y = zeros64(kept);
+    for (std::int64_t k = 0; k < kept.numel(); ++k) {
+      Index idx = unravel(k, kept);
+      std::int64_t best = 0;
+      double best_value = in[0].at(ravel(idx, xs));
+      for (std::int64_t r = 1; r < xs[axis]; ++r) {
+        idx[static_cast<std::size_t>(axis)] = r;
+        const double v = in[0].at(ravel(idx, xs));
+        if ((min ? v < best_value : v > best_value) || (last && v == best_value)) best = r, best_value = v;
+      }
+      y.data<double>()[static_cast<std::size_t>(k)] = static_cast<double>(best);
+    }
+    if (keepdims) return y;
+    std::vector<std::int64_t> dims;
+    for (int d = 0; d < xs.rank(); ++d)
+      if (d != axis) dims.push_back(xs[d]);
+    return y.reshape(Shape(dims));
+  };
+}
+
+// Running sums along `axis`, as ops/reduce.h defines cumsum.
+Reference running_sum(int axis, bool exclusive, bool reverse) {
+  return [=](const Inputs& in, const Value&) {
+    const Shape& xs = in[0].shape();
+    Tensor y = zeros64(xs);
+    for (std::int64_t k = 0; k < xs.numel(); ++k) {
+      Index idx = unravel(k, xs);
+      const std::int64_t r = idx[static_cast<std::size_t>(axis)];
+      double sum = 0;
+      for (std::int64_t s = 0; s < xs[axis]; ++s) {
+        idx[static_cast<std::size_t>(axis)] = s;
+        if (reverse ? (exclusive ? s > r : s >= r) : (exclusive ? s < r : s <= r)) sum += in[0].at(ravel(idx, xs));
+      }
+      y.data<double>()[static_cast<std::size_t>(k)] = sum;
+    }
+    return y;
+  };
+}
+
+// reduce_min, reduce_prod, argmax, argmin, cumsum: the reductions the ONNX importer needs.
+void add_more_reduce_cases(std::vector<OpCase>& cases) {
+  cases.push_back({.op = "reduce_min",
+                   .name = "reduce_min [2,3,4] axes {0,-1}",
+                   .dtypes = kNumeric,
+                   .inputs = {{{2, 3, 4}, std::nullopt, -50, 50}},
+                   .build =
+                       [](Graph&, const std::vector<Value>& x) {
+                         return reduce_min(x[0], {0, -1});
+                       },
+                   .reference = reduction({0, 2}, false, kInf, &smaller),
+                   .differentiable = true});
+  cases.push_back({.op = "reduce_prod",
+                   .name = "reduce_prod [2,3,4] axis 1, keepdims",
+                   .dtypes = kNumeric,
+                   .inputs = {{{2, 3, 4}, std::nullopt, -3, 3}},
+                   .build = [](Graph&, const std::vector<Value>& x) { return reduce_prod(x[0], {1}, true); },
+                   .reference = reduction({1}, true, 1, &times),
+                   .differentiable = true});
+  // Rows with no zero, one zero and two zeros: the gradient must not divide by them.
+  cases.push_back(
+      {.op = "reduce_prod",
+       .name = "reduce_prod [3,4] with zeros, axis -1",
+       .dtypes = kNumeric,
+       .inputs = {{.shape = {3, 4}, .value = Tensor::from<double>({2, -3, 1, 2, 0, 3, -1, 2, 0, 2, 0, 3}, {3, 4})}},
+       .build = [](Graph&, const std::vector<Value>& x) { return reduce_prod(x[0], {-1}); },
+       .reference = reduction({1}, false, 1, &times),
+       .differentiable = true});
+  cases.push_back({.op = "reduce_prod",
+                   .name = "reduce_prod over a zero-size axis gives ones",
+                   .dtypes = kNumeric,
+                   .inputs = {{{3, 0}}},
+                   .build = [](Graph&, const std::vector<Value>& x) { return reduce_prod(x[0], {1}); },
+                   .reference = reduction({1}, false, 1, &times)});
+  cases.push_back({.op = "argmax",
+                   .name = "argmax [3,4,5] axis -1",
+                   .dtypes = kNumeric,
+                   .inputs = {{{3, 4, 5}, std::nullopt, -50, 50}},
+                   .build = [](Graph&, const std::vector<Value>& x) { return argmax(x[0], -1); },
+                   .reference = arg_reduction(2, false, false, false)});
+  cases.push_back({.op = "argmin",
+                   .name = "argmin [3,4,5] axis 0, keepdims, last of ties",
+                   .dtypes = kNumeric,
+                   .inputs = {{{3, 4, 5}, std::nullopt, -2, 2, {}, true}},
+                   .build = [](Graph&, const std::vector<Value>& x) { return argmin(x[0], 0, true, true); },
+                   .reference = arg_reduction(0, true, true, true)});
+  cases.push_back({.op = "cumsum",
+                   .name = "cumsum [3,4,5] axis 1",
+                   .dtypes = kNumeric,
+                   .inputs = {{{3, 4, 5}, std::nullopt, -5, 5}},
+                   .build = [](Graph&, const std::vector<Value>& x) { return cumsum(x[0], 1); },
+                   .reference = running_sum(1, false, false),
+                   .differentiable = true});
+  cases.push_back({.op = "cumsum",
+                   .name = "cumsum [3,1,4] axis -1, exclusive, reverse",
+                   .dtypes = kNumeric,
+                   .inputs = {{{3, 1, 4}, std::nullopt, -5, 5}},
+                   .build = [](Graph&, const std::vector<Value>& x) { return cumsum(x[0], -1, true, true); },
+                   .reference = running_sum(2, true, true),
+                   .differentiable = true});
+}
 
 void add_reduce_cases(std::vector<OpCase>& cases) {
   cases.push_back({.op = "reduce_sum",
@@ -517,6 +627,7 @@ void add_reduce_cases(std::vector<OpCase>& cases) {
                    .build = [](Graph&, const std::vector<Value>& x) { return reduce_max(x[0], {1}, true); },
                    .reference = reduction({1}, true, -kInf, &larger),
                    .differentiable = true});
+  add_more_reduce_cases(cases);
 }
 
 void add_shape_cases(std::vector<OpCase>& cases) {

@@ -1,5 +1,5 @@
-// reduce_sum, reduce_max and reduce_mean against a plain reference: walk every input element,
-// find the output element its multi-index maps to, and accumulate there.
+// reduce_sum, reduce_max, reduce_min, reduce_prod and reduce_mean against a plain reference: walk
+// every input element, find the output element its multi-index maps to, and accumulate there.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -16,11 +16,40 @@ using fovea::testing::check_close;
 using fovea::testing::random_tensor;
 using fovea::testing::run1;
 
-enum class Kind { sum, max };
+enum class Kind { sum, max, min, prod };
 
-// The reference: y[k] = Σ (or max) of x over the multi-indices that drop to k. `axes` must be
-// normalised; empty means every axis. Sums accumulate in double (exact for the small integers
-// used here).
+double start_of(Kind kind) {
+  switch (kind) {
+    case Kind::sum:
+      return 0.0;
+    case Kind::max:
+      return -std::numeric_limits<double>::infinity();
+    case Kind::min:
+      return std::numeric_limits<double>::infinity();
+    case Kind::prod:
+      return 1.0;
+  }
+  return 0.0;
+}
+
+// a combined with v; a NaN, once in a max or a min, stays (v > NaN and v < NaN are false).
+double combine(Kind kind, double a, double v) {
+  switch (kind) {
+    case Kind::sum:
+      return a + v;
+    case Kind::max:
+      return std::isnan(v) || v > a ? v : a;
+    case Kind::min:
+      return std::isnan(v) || v < a ? v : a;
+    case Kind::prod:
+      return a * v;
+  }
+  return a;
+}
+
+// The reference: y[k] = Σ (max, min, Π) of x over the multi-indices that drop to k. `axes` must
+// be normalised; empty means every axis. Sums accumulate in double (exact for the small integers
+// used here); integer products in uint64_t, wrapping around as the integer type does.
 Tensor reference_reduce(const Tensor& x, std::vector<std::int64_t> axes, bool keepdims, Kind kind) {
   const int rank = x.rank();
   if (axes.empty())
@@ -32,8 +61,9 @@ Tensor reference_reduce(const Tensor& x, std::vector<std::int64_t> axes, bool ke
   const Shape kept_shape(out_dims);
   const std::vector<std::int64_t> kept_strides = kept_shape.strides();
 
-  const double start = kind == Kind::sum ? 0.0 : -std::numeric_limits<double>::infinity();
-  std::vector<double> acc(static_cast<std::size_t>(kept_shape.numel()), start);
+  const bool wrapping = kind == Kind::prod && is_integer(x.dtype());
+  std::vector<double> acc(static_cast<std::size_t>(kept_shape.numel()), start_of(kind));
+  std::vector<std::uint64_t> wrapped(acc.size(), 1);
   std::vector<std::int64_t> index(static_cast<std::size_t>(rank), 0);
   for (std::int64_t flat = 0; flat < x.numel(); ++flat) {
     std::int64_t rest = flat, out = 0;
@@ -42,12 +72,9 @@ Tensor reference_reduce(const Tensor& x, std::vector<std::int64_t> axes, bool ke
       rest /= x.shape()[d];
       if (!reduced[d]) out += index[d] * kept_strides[d];
     }
-    double& a = acc[static_cast<std::size_t>(out)];
-    const double v = x.at(flat);
-    if (kind == Kind::sum)
-      a += v;
-    else if (std::isnan(v) || v > a)
-      a = v;  // a NaN, once in, stays: v > NaN is false
+    const auto o = static_cast<std::size_t>(out);
+    acc[o] = combine(kind, acc[o], x.at(flat));
+    if (wrapping) wrapped[o] *= static_cast<std::uint64_t>(static_cast<std::int64_t>(x.at(flat)));
   }
   std::vector<std::int64_t> dims;
   for (int i = 0; i < rank; ++i)
@@ -56,23 +83,38 @@ Tensor reference_reduce(const Tensor& x, std::vector<std::int64_t> axes, bool ke
   visit_dtype(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     auto data = y.data<T>();
-    for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<T>(acc[i]);
+    for (std::size_t i = 0; i < data.size(); ++i)
+      data[i] = wrapping ? static_cast<T>(wrapped[i]) : static_cast<T>(acc[i]);
   });
   return y;
 }
 
 Value build(Kind kind, Value x, std::vector<std::int64_t> axes, bool keepdims) {
-  return kind == Kind::sum ? reduce_sum(x, std::move(axes), keepdims) : reduce_max(x, std::move(axes), keepdims);
+  switch (kind) {
+    case Kind::sum:
+      return reduce_sum(x, std::move(axes), keepdims);
+    case Kind::max:
+      return reduce_max(x, std::move(axes), keepdims);
+    case Kind::min:
+      return reduce_min(x, std::move(axes), keepdims);
+    case Kind::prod:
+      return reduce_prod(x, std::move(axes), keepdims);
+  }
+  return {};
 }
 
 // Builds, runs and compares one reduction of a random input of `shape`.
+// Floating inputs are uniform in [-spread, spread), or in [1 - spread, 1 + spread) for products
+// (long products of numbers near 1 neither vanish nor overflow); integers in [-100, 100).
 void check_reduction(Kind kind, DType dtype, const Shape& shape, const std::vector<std::int64_t>& axes, bool keepdims,
-                     std::uint64_t seed) {
+                     std::uint64_t seed, double spread = 1.0) {
   CAPTURE(dtype_name(dtype));
   CAPTURE(shape.to_string());
   CAPTURE(keepdims);
   const bool integer = is_integer(dtype);
-  const Tensor input = random_tensor(dtype, shape, seed, integer ? -100 : -1, integer ? 100 : 1);
+  const double center = kind == Kind::prod && !integer ? 1.0 : 0.0;
+  const Tensor input = integer ? random_tensor(dtype, shape, seed, -100, 100)
+                               : random_tensor(dtype, shape, seed, center - spread, center + spread);
   Graph g;
   Value x = g.placeholder("x", dtype, shape);
   Value y = build(kind, x, axes, keepdims);
@@ -109,6 +151,7 @@ std::string error_message(F&& f) {
 bool mentions(const std::string& message, const std::string& what) { return message.find(what) != std::string::npos; }
 
 const DType kAllDtypes[] = {f32, f64, i32, i64};
+const Kind kAllKinds[] = {Kind::sum, Kind::max, Kind::min, Kind::prod};
 
 }  // namespace
 
@@ -132,10 +175,30 @@ TEST_CASE("reduce_max over every axis subset of a rank-3 tensor matches the refe
       }
 }
 
+TEST_CASE("reduce_min over every axis subset of a rank-3 tensor matches the reference, with and without keepdims") {
+  std::uint64_t seed = 1100;
+  for (DType dtype : kAllDtypes)
+    for (const auto& axes : axis_subsets_of_rank3())
+      for (bool keepdims : {false, true}) {
+        CAPTURE(axes.size());
+        check_reduction(Kind::min, dtype, {3, 4, 5}, axes, keepdims, seed++);
+      }
+}
+
+TEST_CASE("reduce_prod over every axis subset of a rank-3 tensor matches the reference, integers wrapping around") {
+  std::uint64_t seed = 1200;
+  for (DType dtype : kAllDtypes)
+    for (const auto& axes : axis_subsets_of_rank3())
+      for (bool keepdims : {false, true}) {
+        CAPTURE(axes.size());
+        check_reduction(Kind::prod, dtype, {3, 4, 5}, axes, keepdims, seed++);
+      }
+}
+
 TEST_CASE("reductions over shapes with size-1 dims match the reference") {
   std::uint64_t seed = 200;
   for (DType dtype : {f32, i64})
-    for (Kind kind : {Kind::sum, Kind::max})
+    for (Kind kind : kAllKinds)
       for (const Shape& shape : {Shape{1, 4, 1}, Shape{3, 1, 5}, Shape{1, 1, 1}})
         for (const auto& axes : axis_subsets_of_rank3()) check_reduction(kind, dtype, shape, axes, false, seed++);
 }
@@ -144,7 +207,7 @@ TEST_CASE("reductions over non-adjacent axes of a rank-4 tensor match the refere
   std::uint64_t seed = 300;
   const std::vector<std::vector<std::int64_t>> cases{{0, 2}, {1, 3}, {0, 3}, {0, 1, 3}, {0, 2, 3}};
   for (DType dtype : {f32, f64, i32})
-    for (Kind kind : {Kind::sum, Kind::max})
+    for (Kind kind : kAllKinds)
       for (const auto& axes : cases)
         for (bool keepdims : {false, true}) check_reduction(kind, dtype, {3, 4, 2, 5}, axes, keepdims, seed++);
 }
@@ -160,6 +223,11 @@ TEST_CASE("reductions with negative axes equal those with the matching positive 
   check_reduction(Kind::sum, f64, {2, 3, 4}, {-1}, false, 400);
   check_reduction(Kind::max, f32, {2, 3, 4}, {-3, -2}, true, 401);
   check_reduction(Kind::max, i32, {2, 3, 4}, {-2}, false, 402);
+  check_reduction(Kind::min, f64, {2, 3, 4}, {-1, -3}, true, 403);
+  check_reduction(Kind::prod, i64, {2, 3, 4}, {-2}, false, 404);
+  check_reduction(Kind::prod, f32, {2, 3, 4}, {-1}, true, 405);
+  CHECK(reduce_min(x, {-1, 0}).node().attrs.get_ints("axes") == std::vector<std::int64_t>{0, 2});
+  CHECK(reduce_prod(x, {-2}).node().attrs.get_ints("axes") == std::vector<std::int64_t>{1});
 }
 
 TEST_CASE("reductions with no axes given reduce every axis to a scalar") {
@@ -171,7 +239,7 @@ TEST_CASE("reductions with no axes given reduce every axis to a scalar") {
 }
 
 TEST_CASE("reductions of a rank-0 tensor return its value") {
-  for (Kind kind : {Kind::sum, Kind::max}) {
+  for (Kind kind : kAllKinds) {
     Graph g;
     Value x = g.placeholder("x", f64, {});
     const Tensor input = Tensor::scalar(2.5);
@@ -203,6 +271,63 @@ TEST_CASE("reduce_max over a zero-size axis is a build-time error naming the axi
   // With no output elements there is no empty maximum to take.
   Value kept = g.placeholder("kept", f32, {0, 4});
   check_close(run1(g, reduce_max(kept, {1}), {{kept, Tensor::zeros(f32, {0, 4})}}), Tensor::zeros(f32, {0}));
+}
+
+TEST_CASE("reduce_prod over a zero-size axis gives ones") {
+  for (DType dtype : kAllDtypes) {
+    Graph g;
+    Value x = g.placeholder("x", dtype, {3, 0, 2});
+    const Tensor empty = Tensor::zeros(dtype, {3, 0, 2});
+    check_close(run1(g, reduce_prod(x, {1}), {{x, empty}}), Tensor::full(dtype, {3, 2}, 1));
+    check_close(run1(g, reduce_prod(x, {}, true), {{x, empty}}), Tensor::full(dtype, {1, 1, 1}, 1));
+    check_close(run1(g, reduce_prod(x, {2}), {{x, empty}}), Tensor::zeros(dtype, {3, 0}));
+  }
+}
+
+// The minimum of no elements is undefined, as the maximum is (and not +inf): the two behave alike.
+TEST_CASE("reduce_min over a zero-size axis is a build-time error naming the axis, as reduce_max's") {
+  Graph g;
+  Value x = g.placeholder("x", f32, {3, 0, 2});
+  CHECK_THROWS_AS(reduce_min(x, {1}), Error);
+  const std::string message = error_message([&] { reduce_min(x, {1}); });
+  CHECK(mentions(message, "reduce_min"));
+  CHECK(mentions(message, "minimum of an empty set"));
+  CHECK(mentions(message, "axis 1"));
+  CHECK(mentions(message, "reduce_test.cpp"));
+  Value kept = g.placeholder("kept", f32, {0, 4});
+  check_close(run1(g, reduce_min(kept, {1}), {{kept, Tensor::zeros(f32, {0, 4})}}), Tensor::zeros(f32, {0}));
+}
+
+TEST_CASE("reduce_min propagates NaN in row, column and general layouts") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (DType dtype : {f32, f64}) {
+    Tensor input = random_tensor(dtype, {4, 6, 5}, 510);
+    visit_dtype(dtype, [&](auto zero) {
+      using T = decltype(zero);
+      if constexpr (std::is_floating_point_v<T>) input.data<T>()[2 * 30 + 4 * 5 + 1] = static_cast<T>(nan);
+    });
+    for (const std::vector<std::int64_t>& axes : {std::vector<std::int64_t>{2}, {0}, {1}, {0, 2}, {}}) {
+      Graph g;
+      Value x = g.placeholder("x", dtype, {4, 6, 5});
+      const Tensor got = run1(g, reduce_min(x, axes), {{x, input}});
+      check_close(got, reference_reduce(input, axes, false, Kind::min));
+      bool any_nan = false;
+      for (std::int64_t i = 0; i < got.numel(); ++i) any_nan |= std::isnan(got.at(i));
+      CHECK(any_nan);
+    }
+  }
+}
+
+TEST_CASE("reduce_min of integers reaches the lowest value, reduce_max the highest") {
+  Graph g;
+  Value x = g.placeholder("x", i64, {2, 2});
+  const std::int64_t low = std::numeric_limits<std::int64_t>::lowest(), high = std::numeric_limits<std::int64_t>::max();
+  const Tensor input = Tensor::from<std::int64_t>({low, 3, high, -3}, {2, 2});
+  const std::vector<Tensor> got = fovea::testing::run(g, {reduce_min(x, {1}), reduce_max(x, {1})}, {{x, input}});
+  CHECK(got[0].data<std::int64_t>()[0] == low);
+  CHECK(got[0].data<std::int64_t>()[1] == -3);
+  CHECK(got[1].data<std::int64_t>()[0] == 3);
+  CHECK(got[1].data<std::int64_t>()[1] == high);
 }
 
 TEST_CASE("reduce_max propagates NaN in row, column and general layouts") {
@@ -251,7 +376,8 @@ TEST_CASE("reductions of large tensors match the reference in every layout") {
       {{40, 50, 300}, {0, 2}},  // the general path
   };
   for (const Case& c : cases)
-    for (Kind kind : {Kind::sum, Kind::max}) check_reduction(kind, f32, c.shape, c.axes, false, seed++);
+    for (Kind kind : kAllKinds)
+      check_reduction(kind, f32, c.shape, c.axes, false, seed++, kind == Kind::prod ? 1e-4 : 1);
   check_reduction(Kind::sum, f64, {1 << 20}, {}, false, seed++);
   check_reduction(Kind::sum, i32, {1000, 700}, {0}, false, seed++);
 }
@@ -374,6 +500,46 @@ TEST_CASE("reduce_sum, reduce_max and reduce_mean pass the gradient check over s
       gradcheck("reduce_mean", [&](Graph&, const std::vector<Value>& x) { return reduce_mean(x[0], axes, keepdims); },
                 {{{2, 3, 4}}});
     }
+}
+
+TEST_CASE("reduce_min and reduce_prod pass the gradient check over several axis sets") {
+  using fovea::testing::gradcheck;
+  const std::vector<std::vector<std::int64_t>> axis_sets{{}, {0}, {-1}, {0, 2}, {1}};
+  for (const auto& axes : axis_sets)
+    for (bool keepdims : {false, true}) {
+      CAPTURE(axes.size());
+      CAPTURE(keepdims);
+      gradcheck("reduce_min", [&](Graph&, const std::vector<Value>& x) { return reduce_min(x[0], axes, keepdims); },
+                {{{2, 3, 4}}});
+      gradcheck("reduce_prod", [&](Graph&, const std::vector<Value>& x) { return reduce_prod(x[0], axes, keepdims); },
+                {{{2, 3, 4}, 0.5, 1.5}});
+    }
+}
+
+// Rows with no zero, one zero and two zeros: a product is multilinear, so the central difference
+// is exact at 0 too, and g·y/x would give NaN there.
+TEST_CASE("the gradient of reduce_prod is exact where x has zeros") {
+  using fovea::testing::gradcheck;
+  const Tensor x = Tensor::from<double>({2, 0, 3, 0.5, 0, 0, 5, -1, 1.5, -2, 4, 0.25}, {3, 4});
+  for (const std::vector<std::int64_t>& axes : {std::vector<std::int64_t>{1}, {0}, {}}) {
+    CAPTURE(axes.size());
+    gradcheck("reduce_prod with zeros",
+              [&](Graph&, const std::vector<Value>& in) { return reduce_prod(in[0], axes, true); },
+              {{{3, 4}, -1, 1, f64, x}});
+  }
+  Graph g;
+  Value v = g.placeholder("x", f64, {3, 3});
+  const Tensor got = run1(g, grad(reduce_sum(reduce_prod(v, {1})), {v})[0],
+                          {{v, Tensor::from<double>({2, 0, 3, 0, 0, 5, 1, 2, 4}, {3, 3})}});
+  check_close(got, Tensor::from<double>({0, 6, 0, 0, 0, 0, 8, 4, 2}, {3, 3}));
+}
+
+TEST_CASE("the gradient of reduce_min is shared evenly among tied minima") {
+  Graph g;
+  Value x = g.placeholder("x", f64, {2, 3});
+  const Tensor got =
+      run1(g, grad(reduce_sum(reduce_min(x, {1})), {x})[0], {{x, Tensor::from<double>({1, 3, 1, 5, 2, 4}, {2, 3})}});
+  check_close(got, Tensor::from<double>({0.5, 0, 0.5, 0, 1, 0}, {2, 3}));
 }
 
 TEST_CASE("the gradient of reduce_max is shared evenly among tied maxima") {
