@@ -411,6 +411,11 @@ std::vector<Value> softmax_cross_entropy(NodeContext& ctx) {
 }
 
 Value softmax_along(Value x, std::int64_t axis, std::source_location where) { return nn::softmax(x, axis, where); }
+// Hardmax: 1 at the first maximum along the axis, 0 elsewhere.
+Value hardmax_along(Value x, std::int64_t axis, std::source_location where) {
+  const Value first = argmax(x, axis, true, false, where);
+  return cast(equal(iota(x.graph(), x.shape(), axis, DType::i64, where), first, where), x.dtype(), where);
+}
 Value log_softmax_along(Value x, std::int64_t axis, std::source_location where) {
   return nn::log_softmax(x, axis, where);
 }
@@ -423,6 +428,7 @@ void add_nn_converters(ConverterTable& table) {
       {"Gemm", 6, gemm},
       {"Softmax", 1, softmax_like<softmax_along>},
       {"LogSoftmax", 1, softmax_like<log_softmax_along>},
+      {"Hardmax", 1, softmax_like<hardmax_along>},
       {"LayerNormalization", 17, layer_normalization},
       {"BatchNormalization", 6, batch_normalization},
       {"InstanceNormalization", 6, instance_normalization},

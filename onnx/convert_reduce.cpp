@@ -1,5 +1,5 @@
-// ONNX's reductions: ReduceSum/Mean/Max/Min and the compositions ReduceL1/L2/LogSum/
-// LogSumExp/SumSquare.
+// ONNX's reductions: ReduceSum/Mean/Max/Min/Prod, the compositions ReduceL1/L2/LogSum/
+// LogSumExp/SumSquare, ArgMax/ArgMin and CumSum.
 #include <numeric>
 
 #include <fmt/format.h>
@@ -70,9 +70,23 @@ std::vector<Value> reduction(NodeContext& ctx) {
   return {out};
 }
 
-// ReduceMin as the negated maximum of the negation: exact for floats.
-Value reduce_min_(Value x, std::vector<std::int64_t> axes, bool keepdims, Loc where) {
-  return neg(reduce_max(neg(x, where), std::move(axes), keepdims, where), where);
+// ArgMax and ArgMin: the index along one axis, i64; ties to the first index unless
+// select_last_index (version 12) says the last.
+template <bool max>
+std::vector<Value> arg_reduction(NodeContext& ctx) {
+  const Value x = ctx.input(0);
+  const std::int64_t axis = normalize_axis(ctx, ctx.attribute_int("axis", 0), x.rank());
+  const bool keepdims = ctx.attribute_int("keepdims", 1) != 0;
+  const bool last = ctx.version() >= 12 && ctx.attribute_int("select_last_index", 0) != 0;
+  return {max ? argmax(x, axis, keepdims, last) : argmin(x, axis, keepdims, last)};
+}
+
+std::vector<Value> cumulative_sum(NodeContext& ctx) {
+  const Value x = ctx.input(0);
+  const std::int64_t axis = normalize_axis(ctx, static_cast<std::int64_t>(ctx.constant_number(1)), x.rank());
+  const bool exclusive = ctx.attribute_int("exclusive", 0) != 0;
+  const bool reverse = ctx.attribute_int("reverse", 0) != 0;
+  return {cumsum(x, axis, exclusive, reverse)};
 }
 
 }  // namespace
@@ -82,7 +96,11 @@ void add_reduction_converters(ConverterTable& table) {
       {"ReduceSum", 1, reduction<reduce_sum, 0>},
       {"ReduceMean", 1, reduction<reduce_mean, 0>},
       {"ReduceMax", 1, reduction<reduce_max, 0>},
-      {"ReduceMin", 1, reduction<reduce_min_, 0>},
+      {"ReduceMin", 1, reduction<reduce_min, 0>},
+      {"ReduceProd", 1, reduction<reduce_prod, 0>},
+      {"ArgMax", 1, arg_reduction<true>},
+      {"ArgMin", 1, arg_reduction<false>},
+      {"CumSum", 11, cumulative_sum},
       {"ReduceL1", 1, reduction<reduce_sum, 1>},
       {"ReduceL2", 1, reduction<reduce_sum, 2>},
       {"ReduceSumSquare", 1, reduction<reduce_sum, 2>},
