@@ -25,6 +25,10 @@ int fuzz_npy(const std::uint8_t* data, std::size_t size);
 // fraction (n/256), the rest is the text; load_text_corpus.
 int fuzz_text(const std::uint8_t* data, std::size_t size);
 
+// The bytes as an ONNX model: onnx::import_model_bytes, then a run on zeros when it is small
+// (built with the ONNX library only: FOVEA_WITH_ONNX).
+int fuzz_onnx(const std::uint8_t* data, std::size_t size);
+
 // A loader broke a promise it makes (an id out of range, a size that disagrees): not a
 // fovea::Error, so the fuzzer and the replay test report it.
 struct BrokenPromise : std::logic_error {

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets: small valid and near-valid inputs for each loader.
 
-    python3 fuzz/make_corpus.py        # rewrites fuzz/corpus/{safetensors,idx,text,npy}/
+    python3 fuzz/make_corpus.py        # rewrites fuzz/corpus/{safetensors,idx,text,npy,onnx}/
+
+The ONNX seeds need the onnx package (.venv/bin/python has it: tools/install_deps.sh).
 
 The fuzzers mutate these; the ordinary test suite replays them (tests/io/fuzz_replay_test.cpp).
 Files are a few hundred bytes each: fuzzing works best from small inputs.
@@ -171,8 +173,59 @@ def npy_seeds():
     write("npy", "npz_not_npy_member", npz([("notes.txt", b"hello")]))
 
 
+# --- ONNX models -------------------------------------------------------------------------------
+
+def onnx_seeds():
+    try:
+        import numpy as np
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        print("no onnx package: the ONNX seeds are left as they are")
+        return
+
+    def model(nodes, inputs, outputs, initializers=(), opset=17):
+        graph = helper.make_graph(nodes, "seed", inputs, outputs, list(initializers))
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+
+    def info(name, shape, elem=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, elem, shape)
+
+    def weights(name, shape):
+        return numpy_helper.from_array(np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 10, name)
+
+    write("onnx", "relu", model([helper.make_node("Relu", ["x"], ["y"])], [info("x", [2, 3])], [info("y", [2, 3])]))
+    mlp = model([helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1), helper.make_node("Softmax", ["h"], ["y"])],
+                [info("x", [2, 4])], [info("y", [2, 3])], [weights("w", [3, 4]), weights("b", [3])])
+    write("onnx", "gemm_softmax", mlp)
+    write("onnx", "gemm_truncated", mlp[: len(mlp) // 2])
+    shape_chain = model([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["n"]),
+                         helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+                         helper.make_node("Concat", ["n1", "minus_one"], ["shape"], axis=0),
+                         helper.make_node("Reshape", ["x", "shape"], ["y"])],
+                        [info("x", [2, 3, 4])], [info("y", [2, 12])],
+                        [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+                         numpy_helper.from_array(np.array([0], np.int64), "axes"),
+                         numpy_helper.from_array(np.array([-1], np.int64), "minus_one")])
+    write("onnx", "shape_chain", shape_chain)
+    conv = model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                  helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+                 [info("x", [1, 1, 4, 4])], [info("y", [1, 2, 2, 2])], [weights("w", [2, 1, 3, 3])])
+    write("onnx", "conv_pool", conv)
+    symbolic = model([helper.make_node("Neg", ["x"], ["y"])], [info("x", ["batch", 3])], [info("y", ["batch", 3])])
+    write("onnx", "symbolic_dim", symbolic)
+    external = weights("w", [3, 3])
+    external.ClearField("raw_data")
+    external.data_location = TensorProto.EXTERNAL
+    external.external_data.add(key="location", value="../outside.bin")
+    write("onnx", "external_escape", model([helper.make_node("MatMul", ["x", "w"], ["y"])], [info("x", [1, 3])],
+                                           [info("y", [1, 3])], [external]))
+    write("onnx", "old_opset", model([helper.make_node("Add", ["x", "x"], ["y"], broadcast=0)],
+                                     [info("x", [2])], [info("y", [2])], opset=6))
+
+
 if __name__ == "__main__":
     safetensors_seeds()
     idx_seeds()
     text_seeds()
     npy_seeds()
+    onnx_seeds()

@@ -69,6 +69,7 @@ class Importer {
     Value value;
     std::optional<Tensor> known;  // its value, when known at import
     bool placeholder = false;
+    std::string producer;         // the node that computes it, described, for check_inferred
   };
 
   void read_opset(const proto::ModelProto& model);
@@ -78,7 +79,7 @@ class Importer {
   Shape input_shape(const proto::ValueInfoProto& input) const;
   void convert(const proto::NodeProto& node, int index);
   void bind_outputs(NodeContext& ctx, const std::vector<Value>& values);
-  void check_inferred(const NodeContext& ctx, const std::string& name, const Value& value) const;
+  void check_inferred(const std::string& name, const Slot& slot) const;
   std::optional<Tensor> evaluate(const Value& value);
 
   Graph& graph_;
@@ -102,20 +103,17 @@ void Importer::read_opset(const proto::ModelProto& model) {
 
 // ONNX's shape inference on a copy of the model whose inputs have the shapes the options give:
 // every converter's result is checked against it (check_inferred), so an importer mistake in a
-// dtype or a shape is an error at import, never a wrong answer later.
+// dtype or a shape is an error at import, never a wrong answer later. It runs after the
+// converters, which have checked the model's ranks and attributes as they built their ops:
+// ONNX's inference (libonnx 1.12) can crash on a model that is inconsistent there.
 void Importer::infer_types(const proto::ModelProto& model) {
   proto::ModelProto copy = model;
   for (auto& input : *copy.mutable_graph()->mutable_input()) {
-    if (!input.type().has_tensor_type()) continue;
-    Shape shape;
-    try {
-      shape = input_shape(input);
-    } catch (const Error&) {
-      continue;  // an initializer's input entry, or a dim the options leave open: reported later
-    }
+    auto it = slots_.find(input.name());
+    if (it == slots_.end() || !it->second.placeholder || !input.type().has_tensor_type()) continue;
     auto* dims = input.mutable_type()->mutable_tensor_type()->mutable_shape();
     dims->clear_dim();
-    for (std::int64_t d : shape.dims()) dims->add_dim()->set_dim_value(d);
+    for (std::int64_t d : it->second.value.shape().dims()) dims->add_dim()->set_dim_value(d);
   }
   try {
     proto::shape_inference::InferShapes(copy);
@@ -124,6 +122,8 @@ void Importer::infer_types(const proto::ModelProto& model) {
   }
   for (const auto& info : copy.graph().value_info()) inferred_[info.name()] = info.type();
   for (const auto& info : copy.graph().output()) inferred_[info.name()] = info.type();
+  for (const auto& [name, slot] : slots_)
+    if (!slot.producer.empty()) check_inferred(name, slot);
 }
 
 void Importer::add_initializers(const proto::GraphProto& graph, ImportedModel& out) {
@@ -243,7 +243,8 @@ std::optional<Tensor> Importer::evaluate(const Value& value) {
   return exe.run(feeds).at(0);
 }
 
-void Importer::check_inferred(const NodeContext& ctx, const std::string& name, const Value& value) const {
+void Importer::check_inferred(const std::string& name, const Slot& slot) const {
+  const Value& value = slot.value;
   auto it = inferred_.find(name);
   if (it == inferred_.end() || !it->second.has_tensor_type()) return;
   const auto& expected = it->second.tensor_type();
@@ -263,7 +264,7 @@ void Importer::check_inferred(const NodeContext& ctx, const std::string& name, c
       dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : (d.dim_param().empty() ? "?" : d.dim_param()));
     throw Error(fmt::format("{}: the importer built {} for output '{}' where ONNX's shape inference says "
                             "{}[{}]; this is a bug of Fovea's importer, please report it",
-                            ctx.describe(), type_to_string(got.dtype, got.shape), name, inferred,
+                            slot.producer, type_to_string(got.dtype, got.shape), name, inferred,
                             fmt::join(dims, ",")));
   }
 }
@@ -274,8 +275,7 @@ void Importer::bind_outputs(NodeContext& ctx, const std::vector<Value>& values) 
     if (i >= static_cast<int>(values.size()) || !values[static_cast<std::size_t>(i)].defined())
       ctx.unsupported(fmt::format("its output {} ('{}') is not supported", i, ctx.node().output(i)));
     const Value& v = values[static_cast<std::size_t>(i)];
-    check_inferred(ctx, ctx.node().output(i), v);
-    slots_[ctx.node().output(i)] = Slot{.value = v, .known = std::nullopt};
+    slots_[ctx.node().output(i)] = Slot{.value = v, .known = std::nullopt, .producer = ctx.describe()};
   }
 }
 
@@ -327,7 +327,6 @@ ImportedModel Importer::run(const proto::ModelProto& model) {
   out.producer = (model.producer_name() + " " + model.producer_version());
   if (!model.functions().empty())
     throw Error("the ONNX model defines local functions, which Fovea's importer does not support");
-  infer_types(model);
   const proto::GraphProto& graph = model.graph();
   add_initializers(graph, out);
   add_inputs(graph, out);
@@ -335,6 +334,7 @@ ImportedModel Importer::run(const proto::ModelProto& model) {
     convert(graph.node(i), i);
     ++out.op_counts[graph.node(i).op_type()];
   }
+  infer_types(model);
   for (const auto& output : graph.output()) {
     auto it = slots_.find(output.name());
     if (it == slots_.end()) throw Error(fmt::format("ONNX graph output '{}' is computed by no node", output.name()));

@@ -16,6 +16,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FOVEA_FUZZ_BUILD_DIR:-$root/build-fuzz}
 cxx=${FOVEA_FUZZ_CXX:-clang++-16}
 targets=(safetensors idx text npy)
+# The ONNX importer's target is built with the ONNX library, where libonnx-dev is installed.
+if dpkg-query -W -f='${Status}' libonnx-dev 2>/dev/null | grep -q "install ok installed"; then targets+=(onnx); fi
 
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi

@@ -55,6 +55,12 @@ TEST_CASE("fuzz corpora replay: NumPy .npy and .npz inputs load or give a fovea:
   CHECK(replay("npy", fovea::fuzz::fuzz_npy) >= 5);
 }
 
+#ifdef FOVEA_WITH_ONNX
+TEST_CASE("fuzz corpora replay: ONNX models import and run or give a fovea::Error") {
+  CHECK(replay("onnx", fovea::fuzz::fuzz_onnx) >= 5);
+}
+#endif
+
 TEST_CASE("fuzz corpora replay: text corpus inputs load or give a fovea::Error") {
   CHECK(replay("text", fovea::fuzz::fuzz_text) >= 3);
 }
