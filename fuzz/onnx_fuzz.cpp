@@ -36,7 +36,8 @@ int fuzz_onnx(const std::uint8_t* data, std::size_t size) {
   for (bool check : {true, false}) {
     try {
       Graph g("fuzz");
-      const auto model = onnx::import_model_bytes(g, bytes, "/nonexistent", {.dims = {{"batch", 2}}, .check_model = check});
+      const auto model =
+          onnx::import_model_bytes(g, bytes, "/nonexistent", {.dims = {{"batch", 2}}, .check_model = check});
       check_model(g, model);
     } catch (const Error&) {
       // A clear refusal is a correct answer to bad bytes.

@@ -159,7 +159,8 @@ struct Window {
 std::array<std::int64_t, 2> pair_of(const NodeContext& ctx, const std::vector<std::int64_t>& v, int dims,
                                     std::int64_t fallback, const char* what) {
   if (v.empty()) return {fallback, fallback};
-  if (static_cast<int>(v.size()) != dims) ctx.invalid(fmt::format("{} has {} values for {} spatial dims", what, v.size(), dims));
+  if (static_cast<int>(v.size()) != dims)
+    ctx.invalid(fmt::format("{} has {} values for {} spatial dims", what, v.size(), dims));
   return dims == 1 ? std::array<std::int64_t, 2>{1, v[0]} : std::array<std::int64_t, 2>{v[0], v[1]};
 }
 
@@ -213,9 +214,12 @@ std::vector<Value> conv(NodeContext& ctx) {
   const int dims = x.rank() - 2;
   std::vector<std::int64_t> kernel(w.shape().dims().begin() + 2, w.shape().dims().end());
   const Window win = window_of(ctx, dims, kernel, true);
-  if (pair_of(ctx, kernel, dims, 1, "the weight's kernel") != win.kernel) ctx.invalid("kernel_shape differs from the weight's");
+  if (pair_of(ctx, kernel, dims, 1, "the weight's kernel") != win.kernel)
+    ctx.invalid("kernel_shape differs from the weight's");
   const Value x2 = as_2d(x, dims), w2 = as_2d(w, dims);
-  Conv2dOptions options{.stride = win.stride, .padding = padding_of(ctx, win, spatial(x2)), .dilation = win.dilation,
+  Conv2dOptions options{.stride = win.stride,
+                        .padding = padding_of(ctx, win, spatial(x2)),
+                        .dilation = win.dilation,
                         .groups = ctx.attribute_int("group", 1)};
   Value y = conv2d(x2, w2, options);
   if (auto bias = ctx.optional_input(2)) y = y + per_channel(*bias, 4);
@@ -227,12 +231,14 @@ std::vector<Value> conv_transpose(NodeContext& ctx) {
   const int dims = x.rank() - 2;
   std::vector<std::int64_t> kernel(w.shape().dims().begin() + 2, w.shape().dims().end());
   Window win = window_of(ctx, dims, kernel, true);
-  const auto out_pad = pair_of(ctx, ctx.attribute_ints("output_padding", std::vector<std::int64_t>{}), dims, 0, "output_padding");
+  const auto out_pad =
+      pair_of(ctx, ctx.attribute_ints("output_padding", std::vector<std::int64_t>{}), dims, 0, "output_padding");
   const auto out_shape = ctx.attribute_ints("output_shape", std::vector<std::int64_t>{});
   const Value x2 = as_2d(x, dims), w2 = as_2d(w, dims);
   const auto in = spatial(x2);
   std::array<std::int64_t, 2> full{};
-  for (int i = 0; i < 2; ++i) full[i] = win.stride[i] * (in[i] - 1) + out_pad[i] + (win.kernel[i] - 1) * win.dilation[i] + 1;
+  for (int i = 0; i < 2; ++i)
+    full[i] = win.stride[i] * (in[i] - 1) + out_pad[i] + (win.kernel[i] - 1) * win.dilation[i] + 1;
   if (!out_shape.empty() || win.auto_pad == "SAME_UPPER" || win.auto_pad == "SAME_LOWER") {
     const auto target = out_shape.empty() ? std::array<std::int64_t, 2>{in[0] * win.stride[0], in[1] * win.stride[1]}
                                           : pair_of(ctx, out_shape, dims, 1, "output_shape");
@@ -248,8 +254,11 @@ std::vector<Value> conv_transpose(NodeContext& ctx) {
   } else if (win.auto_pad != "NOTSET" && win.auto_pad != "VALID") {
     ctx.invalid(fmt::format("auto_pad '{}'", win.auto_pad));
   }
-  ConvTranspose2dOptions options{.stride = win.stride, .padding = {0, 0}, .output_padding = {0, 0},
-                                 .dilation = win.dilation, .groups = ctx.attribute_int("group", 1)};
+  ConvTranspose2dOptions options{.stride = win.stride,
+                                 .padding = {0, 0},
+                                 .output_padding = {0, 0},
+                                 .dilation = win.dilation,
+                                 .groups = ctx.attribute_int("group", 1)};
   Value y = conv_transpose2d(x2, w2, options);
   // Fovea's op gives the full output; ONNX's pads and output_padding cut and extend it.
   // Negative pads (from output_shape) extend it with zeros.
@@ -273,7 +282,7 @@ std::vector<Value> conv_transpose(NodeContext& ctx) {
 // tensor of ones.
 struct PoolPlan {
   Window win;
-  std::array<std::int64_t, 4> sides{};   // top, left, bottom, right
+  std::array<std::int64_t, 4> sides{};     // top, left, bottom, right
   std::array<std::int64_t, 2> overhang{};  // ceil_mode's extra rows and columns past the padding
   bool include_pad = false;
 };
@@ -318,18 +327,21 @@ std::vector<Value> pool(NodeContext& ctx) {
   const int dims = x.rank() - 2;
   const Value x2 = as_2d(x, dims);
   const PoolPlan p = pool_plan(ctx, x2, dims, max);
-  Pool2dOptions options{.stride = p.win.stride, .padding = Padding::sides(p.sides[0], p.sides[1], p.sides[2], p.sides[3]),
-                        .dilation = p.win.dilation, .count_include_pad = p.include_pad};
+  Pool2dOptions options{.stride = p.win.stride,
+                        .padding = Padding::sides(p.sides[0], p.sides[1], p.sides[2], p.sides[3]),
+                        .dilation = p.win.dilation,
+                        .count_include_pad = p.include_pad};
   if (native_padding(p))
     return {from_2d(max ? max_pool2d(x2, p.win.kernel, options) : avg_pool2d(x2, p.win.kernel, options), dims)};
   options.padding = Padding::valid();
   if (max)
-    return {from_2d(max_pool2d(padded(x2, p, -std::numeric_limits<double>::infinity(), true), p.win.kernel, options), dims)};
+    return {from_2d(max_pool2d(padded(x2, p, -std::numeric_limits<double>::infinity(), true), p.win.kernel, options),
+                    dims)};
   options.count_include_pad = true;
   const Value sums = avg_pool2d(padded(x2, p, 0.0, true), p.win.kernel, options);
   const Value ones = fill(ctx.graph(), Shape{1, 1, x2.shape()[2], x2.shape()[3]}, 1.0, x.dtype());
-  const Value counted = pad(padded(ones, p, p.include_pad ? 1.0 : 0.0, false), {0, 0, 0, 0},
-                            {0, 0, p.overhang[0], p.overhang[1]});
+  const Value counted =
+      pad(padded(ones, p, p.include_pad ? 1.0 : 0.0, false), {0, 0, 0, 0}, {0, 0, p.overhang[0], p.overhang[1]});
   return {from_2d(sums / avg_pool2d(counted, p.win.kernel, options), dims)};
 }
 
@@ -352,7 +364,8 @@ std::vector<Value> pad_(NodeContext& ctx) {
   std::vector<std::int64_t> before(rank), after(rank);
   for (std::size_t a = 0; a < rank; ++a) {
     const std::int64_t dim = x.shape()[static_cast<int>(a)];
-    const std::int64_t crop_begin = std::max<std::int64_t>(-pads[a], 0), crop_end = std::max<std::int64_t>(-pads[a + rank], 0);
+    const std::int64_t crop_begin = std::max<std::int64_t>(-pads[a], 0),
+                       crop_end = std::max<std::int64_t>(-pads[a + rank], 0);
     if (crop_begin > 0 || crop_end > 0) x = slice(x, static_cast<std::int64_t>(a), crop_begin, dim - crop_end);
     before[a] = std::max<std::int64_t>(pads[a], 0);
     after[a] = std::max<std::int64_t>(pads[a + rank], 0);

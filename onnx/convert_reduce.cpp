@@ -54,15 +54,20 @@ std::vector<Value> reduction(NodeContext& ctx) {
   const Reduction r = reduction_of(ctx, x, axes_are_input);
   if (r.identity) return {x};
   switch (kind) {
-    case 1: x = abs(x); break;        // L1
-    case 2: x = x * x; break;         // L2, SumSquare
-    case 3: {                         // LogSumExp: max + log Σ exp(x - max), stable
+    case 1:
+      x = abs(x);
+      break;  // L1
+    case 2:
+      x = x * x;
+      break;   // L2, SumSquare
+    case 3: {  // LogSumExp: max + log Σ exp(x - max), stable
       const Value top = reduce_max(x, r.axes, true);
       const Value safe = where(equal(top, top), top, zeros_like(top));  // a row of NaN stays NaN
       Value out = log(reduce_sum(exp(x - safe), r.axes, true)) + safe;
       return {r.keepdims ? out : squeeze(out, r.axes)};
     }
-    default: break;
+    default:
+      break;
   }
   Value out = reduce(x, r.axes, r.keepdims, Loc::current());
   if (ctx.op_type() == "ReduceL2") out = sqrt(out);

@@ -24,8 +24,8 @@ namespace fovea::onnx {
 namespace {
 
 struct Interpolation {
-  std::string mode = "nearest";            // nearest, linear, cubic
-  std::string transform = "half_pixel";    // coordinate_transformation_mode
+  std::string mode = "nearest";          // nearest, linear, cubic
+  std::string transform = "half_pixel";  // coordinate_transformation_mode
   std::string nearest_mode = "round_prefer_floor";
   double cubic_a = -0.75;
   bool exclude_outside = false;
@@ -33,8 +33,8 @@ struct Interpolation {
 
 // `length` is the resized length ONNX's formulas use: the output size when sizes are given,
 // input size × scale (not rounded) when scales are.
-double source_position(const NodeContext& ctx, const Interpolation& how, std::int64_t o, std::int64_t in,
-                       double length, double scale) {
+double source_position(const NodeContext& ctx, const Interpolation& how, std::int64_t o, std::int64_t in, double length,
+                       double scale) {
   const auto x = static_cast<double>(o);
   const std::string& t = how.transform;
   if (t == "half_pixel") return (x + 0.5) / scale - 0.5;
@@ -72,7 +72,8 @@ std::vector<double> axis_weights(const NodeContext& ctx, const Interpolation& ho
     const std::vector<double> c = coefficients(ctx, how, whole ? 1.0 : x - base, whole);
     const auto n = static_cast<std::int64_t>(c.size());
     std::vector<std::int64_t> near;
-    for (std::int64_t i = static_cast<std::int64_t>(base) - n; i <= static_cast<std::int64_t>(base) + n; ++i) near.push_back(i);
+    for (std::int64_t i = static_cast<std::int64_t>(base) - n; i <= static_cast<std::int64_t>(base) + n; ++i)
+      near.push_back(i);
     std::stable_sort(near.begin(), near.end(), [&](std::int64_t a, std::int64_t b) {
       return std::abs(x - static_cast<double>(a)) < std::abs(x - static_cast<double>(b));
     });
@@ -103,7 +104,8 @@ Value resize_axis(const NodeContext& ctx, const Interpolation& how, Value x, std
         if (w[static_cast<std::size_t>(o * in + i)] != 0) picks[static_cast<std::size_t>(o)] = i;
     return gather(x, int64_constant(x.graph(), picks), axis);
   }
-  if (x.dtype() != DType::f32 && x.dtype() != DType::f64) ctx.unsupported(fmt::format("{} interpolation of {}", how.mode, dtype_name(x.dtype())));
+  if (x.dtype() != DType::f32 && x.dtype() != DType::f64)
+    ctx.unsupported(fmt::format("{} interpolation of {}", how.mode, dtype_name(x.dtype())));
   Tensor weights = Tensor::empty(x.dtype(), Shape{out, in});
   for (std::size_t i = 0; i < w.size(); ++i) {
     if (x.dtype() == DType::f32)
@@ -119,7 +121,8 @@ Value resize_axis(const NodeContext& ctx, const Interpolation& how, Value x, std
   Value y = matmul(moved, x.graph().constant(weights), false, true);
   if (x.rank() == 1) return squeeze(y, {0});
   std::vector<std::int64_t> back(order.size());
-  for (std::size_t i = 0; i < order.size(); ++i) back[static_cast<std::size_t>(order[i])] = static_cast<std::int64_t>(i);
+  for (std::size_t i = 0; i < order.size(); ++i)
+    back[static_cast<std::size_t>(order[i])] = static_cast<std::int64_t>(i);
   return permute(y, back);
 }
 
@@ -127,7 +130,8 @@ std::vector<Value> resize(NodeContext& ctx) {
   Value x = ctx.input(0);
   Interpolation how;
   how.mode = ctx.attribute_string("mode", "nearest");
-  if (how.mode != "nearest" && how.mode != "linear" && how.mode != "cubic") ctx.invalid(fmt::format("mode '{}'", how.mode));
+  if (how.mode != "nearest" && how.mode != "linear" && how.mode != "cubic")
+    ctx.invalid(fmt::format("mode '{}'", how.mode));
   how.transform = ctx.attribute_string("coordinate_transformation_mode", "half_pixel");
   how.nearest_mode = ctx.attribute_string("nearest_mode", "round_prefer_floor");
   how.cubic_a = ctx.attribute_float("cubic_coeff_a", -0.75);
@@ -148,7 +152,8 @@ std::vector<Value> resize(NodeContext& ctx) {
     ctx.invalid("scales or sizes differ from the input in rank");
   for (std::size_t a = 0; a < rank; ++a) {
     const std::int64_t in = x.shape()[static_cast<int>(a)];
-    const std::int64_t out = sizes.empty() ? static_cast<std::int64_t>(std::floor(static_cast<double>(in) * scales[a])) : sizes[a];
+    const std::int64_t out =
+        sizes.empty() ? static_cast<std::int64_t>(std::floor(static_cast<double>(in) * scales[a])) : sizes[a];
     const double scale = sizes.empty() ? scales[a] : static_cast<double>(out) / static_cast<double>(in);
     if (out == in && scale == 1.0) continue;
     if (in == 0 || out <= 0) ctx.unsupported("resizing an empty axis or to no positions");

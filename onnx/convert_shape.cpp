@@ -112,7 +112,8 @@ std::vector<Value> split_(NodeContext& ctx) {
   }
   const int parts = ctx.output_count();
   if (sizes.empty()) {
-    if (parts == 0 || dim % parts != 0) ctx.invalid(fmt::format("a dim of {} does not split into {} parts", dim, parts));
+    if (parts == 0 || dim % parts != 0)
+      ctx.invalid(fmt::format("a dim of {} does not split into {} parts", dim, parts));
     sizes.assign(static_cast<std::size_t>(parts), dim / parts);
   }
   if (static_cast<int>(sizes.size()) != parts || std::accumulate(sizes.begin(), sizes.end(), std::int64_t{0}) != dim)
@@ -279,11 +280,22 @@ std::vector<Value> range_(NodeContext& ctx) {
   Tensor out = Tensor::empty(start.dtype(), Shape{n});
   for (std::int64_t i = 0; i < n; ++i) {
     switch (start.dtype()) {
-      case DType::f32: out.data<float>()[i] = static_cast<float>(start.data<float>()[0] + static_cast<float>(i) * delta.data<float>()[0]); break;
-      case DType::f64: out.data<double>()[i] = a + static_cast<double>(i) * step; break;
-      case DType::i32: out.data<std::int32_t>()[i] = static_cast<std::int32_t>(start.data<std::int32_t>()[0] + i * delta.data<std::int32_t>()[0]); break;
-      case DType::i64: out.data<std::int64_t>()[i] = start.data<std::int64_t>()[0] + i * delta.data<std::int64_t>()[0]; break;
-      default: ctx.unsupported(fmt::format("Range of {}", dtype_name(start.dtype())));
+      case DType::f32:
+        out.data<float>()[i] =
+            static_cast<float>(start.data<float>()[0] + static_cast<float>(i) * delta.data<float>()[0]);
+        break;
+      case DType::f64:
+        out.data<double>()[i] = a + static_cast<double>(i) * step;
+        break;
+      case DType::i32:
+        out.data<std::int32_t>()[i] =
+            static_cast<std::int32_t>(start.data<std::int32_t>()[0] + i * delta.data<std::int32_t>()[0]);
+        break;
+      case DType::i64:
+        out.data<std::int64_t>()[i] = start.data<std::int64_t>()[0] + i * delta.data<std::int64_t>()[0];
+        break;
+      default:
+        ctx.unsupported(fmt::format("Range of {}", dtype_name(start.dtype())));
     }
   }
   return {ctx.graph().constant(out)};
@@ -314,15 +326,17 @@ std::vector<Value> trilu(NodeContext& ctx) {
   const std::int64_t rows = x.shape()[x.rank() - 2], cols = x.shape()[x.rank() - 1];
   Tensor mask = Tensor::empty(DType::boolean, Shape{rows, cols});
   for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < cols; ++c) mask.data<std::uint8_t>()[r * cols + c] = (upper ? c - r >= k : c - r <= k) ? 1 : 0;
+    for (std::int64_t c = 0; c < cols; ++c)
+      mask.data<std::uint8_t>()[r * cols + c] = (upper ? c - r >= k : c - r <= k) ? 1 : 0;
   return {where(ctx.graph().constant(mask), x, zeros_like(x))};
 }
 
 std::vector<Value> eye_like(NodeContext& ctx) {
   const Value x = ctx.input(0);
-  const DType dtype = ctx.has_attribute("dtype")
-                          ? dtype_from_element_type(static_cast<std::int32_t>(ctx.attribute_int("dtype")), "EyeLike's dtype")
-                          : x.dtype();
+  const DType dtype =
+      ctx.has_attribute("dtype")
+          ? dtype_from_element_type(static_cast<std::int32_t>(ctx.attribute_int("dtype")), "EyeLike's dtype")
+          : x.dtype();
   const std::int64_t k = ctx.attribute_int("k", 0);
   if (x.rank() != 2) ctx.invalid("its input is not 2-D");
   const Value row = iota(ctx.graph(), x.shape(), 0), col = iota(ctx.graph(), x.shape(), 1);

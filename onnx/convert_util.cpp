@@ -8,8 +8,7 @@
 namespace fovea::onnx {
 
 std::int64_t normalize_axis(const NodeContext& ctx, std::int64_t axis, std::int64_t rank) {
-  if (axis < -rank || axis >= rank)
-    ctx.invalid(fmt::format("axis {} is outside [-{}, {})", axis, rank, rank));
+  if (axis < -rank || axis >= rank) ctx.invalid(fmt::format("axis {} is outside [-{}, {})", axis, rank, rank));
   return axis < 0 ? axis + rank : axis;
 }
 

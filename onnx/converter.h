@@ -93,9 +93,9 @@ using Converter = std::vector<Value> (*)(NodeContext& ctx);
 
 struct ConverterEntry {
   std::string op_type;
-  int first_version;      // the oldest since_version implemented
+  int first_version;  // the oldest since_version implemented
   Converter convert;
-  int last_version = 0;   // the newest since_version implemented; 0: every one the schemas know
+  int last_version = 0;  // the newest since_version implemented; 0: every one the schemas know
 };
 using ConverterTable = std::map<std::string, ConverterEntry, std::less<>>;
 

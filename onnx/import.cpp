@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <limits>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -69,7 +69,7 @@ class Importer {
     Value value;
     std::optional<Tensor> known;  // its value, when known at import
     bool placeholder = false;
-    std::string producer;         // the node that computes it, described, for check_inferred
+    std::string producer;  // the node that computes it, described, for check_inferred
   };
 
   void read_opset(const proto::ModelProto& model);
@@ -96,9 +96,10 @@ void Importer::read_opset(const proto::ModelProto& model) {
     if (is_default_domain(entry.domain())) opset_ = static_cast<int>(entry.version());
   if (opset_ == 0) throw Error("the ONNX model imports no version of the default operator set (ai.onnx)");
   if (opset_ > newest_known_opset())
-    throw Error(fmt::format("the ONNX model uses opset {}, newer than the ONNX schemas Fovea was built with "
-                            "(opset {}): its ops may mean something else",
-                            opset_, newest_known_opset()));
+    throw Error(
+        fmt::format("the ONNX model uses opset {}, newer than the ONNX schemas Fovea was built with "
+                    "(opset {}): its ops may mean something else",
+                    opset_, newest_known_opset()));
 }
 
 // ONNX's shape inference on a copy of the model whose inputs have the shapes the options give:
@@ -133,9 +134,10 @@ void Importer::add_initializers(const proto::GraphProto& graph, ImportedModel& o
     const bool floating = tensor.dtype() == DType::f32 || tensor.dtype() == DType::f64;
     if (floating && options_.trainable_initializers) {
       const Tensor values = tensor;
-      Initializer copy{.fill = [values](Tensor& t, std::uint64_t, std::uint64_t) {
-                         if (t.nbytes() > 0) std::memcpy(t.raw(), values.raw(), t.nbytes());
-                       },
+      Initializer copy{.fill =
+                           [values](Tensor& t, std::uint64_t, std::uint64_t) {
+                             if (t.nbytes() > 0) std::memcpy(t.raw(), values.raw(), t.nbytes());
+                           },
                        .description = "onnx initializer"};
       slot.value = graph_.parameter(initializer.name(), tensor.dtype(), tensor.shape(), copy, where_);
       out.parameters.push_back(slot.value);
@@ -148,8 +150,7 @@ void Importer::add_initializers(const proto::GraphProto& graph, ImportedModel& o
 }
 
 Shape Importer::input_shape(const proto::ValueInfoProto& input) const {
-  if (auto given = options_.input_shapes.find(input.name()); given != options_.input_shapes.end())
-    return given->second;
+  if (auto given = options_.input_shapes.find(input.name()); given != options_.input_shapes.end()) return given->second;
   const auto& tensor_type = input.type().tensor_type();
   if (!tensor_type.has_shape())
     throw Error(fmt::format("ONNX input '{}' has no shape: give it in ImportOptions::input_shapes", input.name()));
@@ -160,9 +161,10 @@ Shape Importer::input_shape(const proto::ValueInfoProto& input) const {
     } else if (dim.has_dim_param() && options_.dims.contains(dim.dim_param())) {
       dims.push_back(options_.dims.at(dim.dim_param()));
     } else {
-      throw Error(fmt::format("ONNX input '{}' has the dim {} of unknown size: give its size in "
-                              "ImportOptions::dims (by name) or the input's shape in ImportOptions::input_shapes",
-                              input.name(), dim.has_dim_param() ? "'" + dim.dim_param() + "'" : "#" + std::to_string(dims.size())));
+      throw Error(fmt::format(
+          "ONNX input '{}' has the dim {} of unknown size: give its size in "
+          "ImportOptions::dims (by name) or the input's shape in ImportOptions::input_shapes",
+          input.name(), dim.has_dim_param() ? "'" + dim.dim_param() + "'" : "#" + std::to_string(dims.size())));
     }
   }
   return Shape(std::move(dims));
@@ -198,9 +200,10 @@ Tensor Importer::known(const std::string& name, const NodeContext& ctx) {
   if (slot.placeholder) {
     auto given = options_.constant_inputs.find(name);
     if (given == options_.constant_inputs.end())
-      ctx.unsupported(fmt::format("its input '{}' must be known when the graph is built, and it is the model's "
-                                  "input: give its value in ImportOptions::constant_inputs",
-                                  name));
+      ctx.unsupported(
+          fmt::format("its input '{}' must be known when the graph is built, and it is the model's "
+                      "input: give its value in ImportOptions::constant_inputs",
+                      name));
     const TensorType& type = slot.value.type();
     if (given->second.dtype() != type.dtype || given->second.shape() != type.shape)
       throw Error(fmt::format("ImportOptions::constant_inputs['{}'] is {}, but the input is {}", name,
@@ -210,9 +213,10 @@ Tensor Importer::known(const std::string& name, const NodeContext& ctx) {
   }
   std::optional<Tensor> value = evaluate(slot.value);
   if (!value)
-    ctx.unsupported(fmt::format("its input '{}' must be known when the graph is built, and it depends on the "
-                                "model's inputs or parameters",
-                                name));
+    ctx.unsupported(
+        fmt::format("its input '{}' must be known when the graph is built, and it depends on the "
+                    "model's inputs or parameters",
+                    name));
   slot.known = *value;
   return *value;
 }
@@ -249,8 +253,7 @@ void Importer::check_inferred(const std::string& name, const Slot& slot) const {
   if (it == inferred_.end() || !it->second.has_tensor_type()) return;
   const auto& expected = it->second.tensor_type();
   const TensorType& got = value.type();
-  bool agrees = !has_dtype(expected.elem_type()) ||
-                dtype_from_element_type(expected.elem_type(), name) == got.dtype;
+  bool agrees = !has_dtype(expected.elem_type()) || dtype_from_element_type(expected.elem_type(), name) == got.dtype;
   if (expected.has_shape()) {
     const auto& dims = expected.shape().dim();
     agrees = agrees && dims.size() == got.shape.rank();
@@ -258,14 +261,16 @@ void Importer::check_inferred(const std::string& name, const Slot& slot) const {
       agrees = !dims[i].has_dim_value() || dims[i].dim_value() == got.shape[i];
   }
   if (!agrees) {
-    std::string inferred = has_dtype(expected.elem_type()) ? std::string(dtype_name(dtype_from_element_type(expected.elem_type(), name))) : element_type_name(expected.elem_type());
+    std::string inferred = has_dtype(expected.elem_type())
+                               ? std::string(dtype_name(dtype_from_element_type(expected.elem_type(), name)))
+                               : element_type_name(expected.elem_type());
     std::vector<std::string> dims;
     for (const auto& d : expected.shape().dim())
       dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : (d.dim_param().empty() ? "?" : d.dim_param()));
-    throw Error(fmt::format("{}: the importer built {} for output '{}' where ONNX's shape inference says "
-                            "{}[{}]; this is a bug of Fovea's importer, please report it",
-                            slot.producer, type_to_string(got.dtype, got.shape), name, inferred,
-                            fmt::join(dims, ",")));
+    throw Error(
+        fmt::format("{}: the importer built {} for output '{}' where ONNX's shape inference says "
+                    "{}[{}]; this is a bug of Fovea's importer, please report it",
+                    slot.producer, type_to_string(got.dtype, got.shape), name, inferred, fmt::join(dims, ",")));
   }
 }
 
@@ -296,9 +301,10 @@ void Importer::convert(const proto::NodeProto& node, int index) {
   const ConverterEntry& converter = entry->second;
   if (ctx.version() < converter.first_version ||
       (converter.last_version != 0 && ctx.version() > converter.last_version))
-    ctx.unsupported(fmt::format("version {} of the op (the one opset {} picks) is not supported; see "
-                                "fovea::onnx::supported_ops()",
-                                ctx.version(), opset_));
+    ctx.unsupported(
+        fmt::format("version {} of the op (the one opset {} picks) is not supported; see "
+                    "fovea::onnx::supported_ops()",
+                    ctx.version(), opset_));
   const std::string outer = graph_.current_scope();
   const std::string scope = outer.empty() ? scope_of(node, index) : outer + "/" + scope_of(node, index);
   const std::string previous = graph_.exchange_scope(scope);
@@ -353,7 +359,7 @@ Graph& NodeContext::graph() const { return importer_.graph(); }
 
 std::string NodeContext::describe() const {
   // An unnamed node is named by its first output.
-  const std::string name = !node_.name().empty()      ? fmt::format("'{}'", node_.name())
+  const std::string name = !node_.name().empty()     ? fmt::format("'{}'", node_.name())
                            : node_.output_size() > 0 ? fmt::format("(output '{}')", node_.output(0))
                                                      : std::string("(unnamed)");
   return fmt::format("ONNX {} node {} (opset {})", node_.op_type(), name, importer_.opset());
@@ -410,8 +416,7 @@ bool NodeContext::has_attribute(std::string_view name) const {
                      [&](const auto& a) { return a.name() == name; });
 }
 
-const proto::AttributeProto* NodeContext::attribute(std::string_view name,
-                                                    proto::AttributeProto::AttributeType type) {
+const proto::AttributeProto* NodeContext::attribute(std::string_view name, proto::AttributeProto::AttributeType type) {
   read_.emplace_back(name);
   for (const auto& a : node_.attribute()) {
     if (a.name() != name) continue;

@@ -63,9 +63,9 @@ struct ImportedModel {
   std::vector<Value> inputs;             // their placeholders
   std::vector<std::string> output_names;
   std::vector<Value> outputs;
-  std::vector<Value> parameters;  // the trainable initializers, in the file's order
-  std::int64_t opset = 0;         // the version of the default ONNX domain the model imports
-  std::string producer;           // "pytorch 2.5.1", as the file says
+  std::vector<Value> parameters;         // the trainable initializers, in the file's order
+  std::int64_t opset = 0;                // the version of the default ONNX domain the model imports
+  std::string producer;                  // "pytorch 2.5.1", as the file says
   std::map<std::string, int> op_counts;  // ONNX op type -> number of nodes imported
 
   // The placeholder of input `name` / the value of output `name`; fovea::Error if none.

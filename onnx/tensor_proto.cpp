@@ -109,28 +109,49 @@ std::string read_external(const proto::TensorProto& tensor, const std::filesyste
 template <typename Field>
 void copy_field(const Field& field, Tensor& out, const proto::TensorProto& tensor) {
   if (static_cast<std::int64_t>(field.size()) != out.numel())
-    throw Error(fmt::format("ONNX {} holds {} values for its {} elements", describe(tensor), field.size(), out.numel()));
+    throw Error(
+        fmt::format("ONNX {} holds {} values for its {} elements", describe(tensor), field.size(), out.numel()));
   std::byte* data = out.raw();
   for (int i = 0; i < field.size(); ++i) {
     switch (out.dtype()) {
-      case DType::f32: reinterpret_cast<float*>(data)[i] = static_cast<float>(field[i]); break;
-      case DType::f64: reinterpret_cast<double*>(data)[i] = static_cast<double>(field[i]); break;
-      case DType::i32: reinterpret_cast<std::int32_t*>(data)[i] = static_cast<std::int32_t>(field[i]); break;
-      case DType::i64: reinterpret_cast<std::int64_t*>(data)[i] = static_cast<std::int64_t>(field[i]); break;
-      case DType::boolean: reinterpret_cast<std::uint8_t*>(data)[i] = field[i] != 0 ? 1 : 0; break;
+      case DType::f32:
+        reinterpret_cast<float*>(data)[i] = static_cast<float>(field[i]);
+        break;
+      case DType::f64:
+        reinterpret_cast<double*>(data)[i] = static_cast<double>(field[i]);
+        break;
+      case DType::i32:
+        reinterpret_cast<std::int32_t*>(data)[i] = static_cast<std::int32_t>(field[i]);
+        break;
+      case DType::i64:
+        reinterpret_cast<std::int64_t*>(data)[i] = static_cast<std::int64_t>(field[i]);
+        break;
+      case DType::boolean:
+        reinterpret_cast<std::uint8_t*>(data)[i] = field[i] != 0 ? 1 : 0;
+        break;
       // Halves travel in int32_data as their 16-bit patterns.
       case DType::f16:
-      case DType::bf16: reinterpret_cast<std::uint16_t*>(data)[i] = static_cast<std::uint16_t>(field[i]); break;
+      case DType::bf16:
+        reinterpret_cast<std::uint16_t*>(data)[i] = static_cast<std::uint16_t>(field[i]);
+        break;
     }
   }
 }
 
 void copy_typed_fields(const proto::TensorProto& tensor, Tensor& out) {
   switch (tensor.data_type()) {
-    case proto::TensorProto::FLOAT: copy_field(tensor.float_data(), out, tensor); break;
-    case proto::TensorProto::DOUBLE: copy_field(tensor.double_data(), out, tensor); break;
-    case proto::TensorProto::INT64: copy_field(tensor.int64_data(), out, tensor); break;
-    default: copy_field(tensor.int32_data(), out, tensor); break;
+    case proto::TensorProto::FLOAT:
+      copy_field(tensor.float_data(), out, tensor);
+      break;
+    case proto::TensorProto::DOUBLE:
+      copy_field(tensor.double_data(), out, tensor);
+      break;
+    case proto::TensorProto::INT64:
+      copy_field(tensor.int64_data(), out, tensor);
+      break;
+    default:
+      copy_field(tensor.int32_data(), out, tensor);
+      break;
   }
 }
 
@@ -149,9 +170,10 @@ bool has_dtype(std::int32_t element_type) {
 DType dtype_from_element_type(std::int32_t element_type, std::string_view what) {
   const ElementType* t = find_element_type(element_type);
   if (!t || !t->has_dtype)
-    throw Error(fmt::format("{} has ONNX type {}, which Fovea does not support (it has float, double, int32, "
-                            "int64, bool, float16 and bfloat16)",
-                            what, element_type_name(element_type)));
+    throw Error(
+        fmt::format("{} has ONNX type {}, which Fovea does not support (it has float, double, int32, "
+                    "int64, bool, float16 and bfloat16)",
+                    what, element_type_name(element_type)));
   return t->dtype;
 }
 
@@ -163,7 +185,8 @@ std::int32_t element_type_of(DType dtype) {
 
 Tensor tensor_from_proto(const proto::TensorProto& tensor, const std::filesystem::path& directory) {
   const DType dtype = dtype_from_element_type(tensor.data_type(), "ONNX " + describe(tensor));
-  if (tensor.has_segment()) throw Error(fmt::format("ONNX {} is segmented, which Fovea does not read", describe(tensor)));
+  if (tensor.has_segment())
+    throw Error(fmt::format("ONNX {} is segmented, which Fovea does not read", describe(tensor)));
   const Shape shape = shape_of(tensor);
   const std::int64_t count = shape.numel();
   const bool external = tensor.data_location() == proto::TensorProto::EXTERNAL;
@@ -179,8 +202,8 @@ Tensor tensor_from_proto(const proto::TensorProto& tensor, const std::filesystem
     if (out.nbytes() > 0) std::memcpy(out.raw(), bytes.data(), bytes.size());
     return out;
   }
-  const std::int64_t values = std::max({tensor.float_data_size(), tensor.double_data_size(), tensor.int64_data_size(),
-                                        tensor.int32_data_size()});
+  const std::int64_t values = std::max(
+      {tensor.float_data_size(), tensor.double_data_size(), tensor.int64_data_size(), tensor.int32_data_size()});
   if (count != values)
     throw Error(fmt::format("ONNX {} holds {} values for its {} elements", describe(tensor), values, count));
   Tensor out = Tensor::empty(dtype, shape);

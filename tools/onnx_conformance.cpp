@@ -29,10 +29,10 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fovea/fovea.h>
 #include <fovea/onnx/import.h>
 #include <fovea/onnx/tensors.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "report.h"
@@ -87,13 +87,20 @@ std::vector<fs::path> data_sets(const fs::path& dir) {
 double element(const fovea::Tensor& t, std::int64_t i) {
   using fovea::DType;
   switch (t.dtype()) {
-    case DType::f32: return t.data<float>()[i];
-    case DType::f64: return t.data<double>()[i];
-    case DType::i32: return t.data<std::int32_t>()[i];
-    case DType::i64: return static_cast<double>(t.data<std::int64_t>()[i]);
-    case DType::boolean: return t.data<std::uint8_t>()[i] != 0;
-    case DType::f16: return fovea::to_float(t.data<fovea::float16>()[i]);
-    case DType::bf16: return fovea::to_float(t.data<fovea::bfloat16>()[i]);
+    case DType::f32:
+      return t.data<float>()[i];
+    case DType::f64:
+      return t.data<double>()[i];
+    case DType::i32:
+      return t.data<std::int32_t>()[i];
+    case DType::i64:
+      return static_cast<double>(t.data<std::int64_t>()[i]);
+    case DType::boolean:
+      return t.data<std::uint8_t>()[i] != 0;
+    case DType::f16:
+      return fovea::to_float(t.data<fovea::float16>()[i]);
+    case DType::bf16:
+      return fovea::to_float(t.data<fovea::bfloat16>()[i]);
   }
   return 0;
 }
@@ -105,8 +112,8 @@ std::string compare(const fovea::Tensor& got, const fovea::Tensor& expected, con
                        fovea::dtype_name(expected.dtype()));
   if (got.shape() != expected.shape())
     return fmt::format("shape {} where {} is expected", got.shape().to_string(), expected.shape().to_string());
-  const bool exact = got.dtype() == fovea::DType::i32 || got.dtype() == fovea::DType::i64 ||
-                     got.dtype() == fovea::DType::boolean;
+  const bool exact =
+      got.dtype() == fovea::DType::i32 || got.dtype() == fovea::DType::i64 || got.dtype() == fovea::DType::boolean;
   for (std::int64_t i = 0; i < got.numel(); ++i) {
     const double a = element(got, i), e = element(expected, i);
     if (std::isnan(e) && std::isnan(a)) continue;
@@ -176,7 +183,8 @@ Outcome run_test(const std::string& suite, const fs::path& dir) {
         const std::string diff = compare(got[k], expected, tol);
         if (!diff.empty()) {
           out.result = "failed";
-          out.reason = fmt::format("{}, output {} ('{}'): {}", sets[s].filename().string(), k, model.output_names[k], diff);
+          out.reason =
+              fmt::format("{}, output {} ('{}'): {}", sets[s].filename().string(), k, model.output_names[k], diff);
           return out;
         }
       }
@@ -198,7 +206,6 @@ std::set<std::string> read_list(const std::string& path) {
   return out;
 }
 
-
 // Totals, the unsupported ops by count, the regressions against --expect; the report.
 int finish(const std::vector<Outcome>& outcomes, const std::string& json_path, const std::string& expect_path,
            const std::string& write_path) {
@@ -211,8 +218,8 @@ int finish(const std::vector<Outcome>& outcomes, const std::string& json_path, c
     ++totals[o.result];
     if (o.result == "unsupported") ++unsupported_ops[o.op.empty() ? "(model or dtype)" : o.op];
     if (o.result == "passed") passed.insert(o.suite + "/" + o.test);
-    tests.push_back({{"suite", o.suite}, {"test", o.test}, {"result", o.result}, {"reason", o.reason},
-                     {"seconds", o.seconds}});
+    tests.push_back(
+        {{"suite", o.suite}, {"test", o.test}, {"result", o.result}, {"reason", o.reason}, {"seconds", o.seconds}});
   }
   std::vector<std::string> regressions;
   if (!expect_path.empty())

@@ -145,7 +145,8 @@ fovea::onnx::ImportedModel import_and_show(fovea::Graph& g, const Flags& flags, 
   if (fovea::write_svg(dot, svg, &why))
     std::printf("== drawing ==\nwrote %s\n\n", svg.c_str());
   else
-    std::printf("== drawing ==\nno SVG (%s); the DOT source is in %s/model.dot\n\n", why.c_str(), flags.out_dir.c_str());
+    std::printf("== drawing ==\nno SVG (%s); the DOT source is in %s/model.dot\n\n", why.c_str(),
+                flags.out_dir.c_str());
   report.set("ops_imported", model.op_counts);
   report.set("parameters", parameters);
   report.set("opset", model.opset);
@@ -171,14 +172,16 @@ std::vector<fovea::Tensor> run_and_save(fovea::Graph& g, const fovea::onnx::Impo
   }
   std::sort(times.begin(), times.end());
   const double difference = max_abs_difference(outputs, fast_outputs);
-  std::printf("== run ==\nas imported and optimized (%zu -> %zu nodes) they agree to %.3g; median %.3f ms over %d runs\n",
-              g.size(), optimized.graph->size(), difference, times[times.size() / 2], flags.runs);
+  std::printf(
+      "== run ==\nas imported and optimized (%zu -> %zu nodes) they agree to %.3g; median %.3f ms over %d runs\n",
+      g.size(), optimized.graph->size(), difference, times[times.size() / 2], flags.runs);
   for (std::size_t k = 0; k < outputs.size(); ++k) {
     std::printf("output %-12s %s\n", model.output_names[k].c_str(), model.outputs[k].type().to_string().c_str());
     if (flags.save_outputs.empty()) continue;
     fs::create_directories(flags.save_outputs);
     std::string file = model.output_names[k];
-    std::replace_if(file.begin(), file.end(), [](char c) { return c == '/' || c == '\\' || c == ':'; }, '_');
+    std::replace_if(
+        file.begin(), file.end(), [](char c) { return c == '/' || c == '\\' || c == ':'; }, '_');
     fovea::write_npy(fs::path(flags.save_outputs) / (file + ".npy"), outputs[k]);
   }
   require_agreement(outputs, difference, 1e-4, "the imported and the optimized graph");
@@ -198,10 +201,11 @@ void fine_tune(fovea::Graph& g, const fovea::onnx::ImportedModel& model, const f
                                    target.shape().to_string(), model.output_names[0], y.type().to_string()));
   const fovea::Value diff = y - g.constant(target);
   const fovea::Value loss = fovea::reduce_mean(diff * diff);
-  auto train = fovea::passes::compile_training_step(g, {loss}, [&](fovea::Graph& fg, const std::vector<fovea::Value>& out) {
-    auto step = fovea::nn::adamw(out[0], fg.parameters(), {.lr = fovea::nn::constant_lr(flags.lr)});
-    return fovea::passes::StepParts{.outputs = {out[0]}, .updates = step.updates};
-  });
+  auto train =
+      fovea::passes::compile_training_step(g, {loss}, [&](fovea::Graph& fg, const std::vector<fovea::Value>& out) {
+        auto step = fovea::nn::adamw(out[0], fg.parameters(), {.lr = fovea::nn::constant_lr(flags.lr)});
+        return fovea::passes::StepParts{.outputs = {out[0]}, .updates = step.updates};
+      });
   std::printf("\n== fine-tune: %d AdamW steps, lr %g, on the squared error of '%s' ==\n", flags.fine_tune, flags.lr,
               model.output_names[0].c_str());
   fovea::Progress progress(flags.fine_tune, "fine-tune");
@@ -225,7 +229,8 @@ void export_and_check(fovea::Graph& g, const fovea::onnx::ImportedModel& model, 
   fovea::Graph back("reimported");
   const auto again = fovea::onnx::import_model(back, flags.export_path);
   fovea::Feeds back_feeds;
-  for (std::size_t i = 0; i < model.inputs.size(); ++i) back_feeds.emplace_back(again.input(model.input_names[i]), feeds[i].second);
+  for (std::size_t i = 0; i < model.inputs.size(); ++i)
+    back_feeds.emplace_back(again.input(model.input_names[i]), feeds[i].second);
   const double difference = max_abs_difference(now, fovea::compile(back, again.outputs).run(back_feeds));
   require_agreement(now, difference, 1e-6, "the graph and its export imported back");
   std::printf("\n== export ==\nwrote %s; imported back, it agrees with the graph to %.3g\n", flags.export_path.c_str(),

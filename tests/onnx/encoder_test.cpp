@@ -55,13 +55,13 @@ TEST_CASE("onnx import: an imported encoder layer fine-tunes, optimized or not, 
     const Value target = g.constant(fixture("r"));
     const Value diff = model.output("y") - target;
     const Value loss = reduce_mean(diff * diff);
-    auto train = passes::compile_training_step(
-        g, {loss},
-        [&](Graph& fg, const std::vector<Value>& out) {
-          auto step = nn::sgd(out[0], fg.parameters(), {.lr = nn::constant_lr(0.05)});
-          return passes::StepParts{.outputs = {out[0]}, .updates = step.updates};
-        },
-        cpu(), {.optimize = optimize});
+    auto train = passes::compile_training_step(g, {loss},
+                                               [&](Graph& fg, const std::vector<Value>& out) {
+                                                 auto step =
+                                                     nn::sgd(out[0], fg.parameters(), {.lr = nn::constant_lr(0.05)});
+                                                 return passes::StepParts{.outputs = {out[0]}, .updates = step.updates};
+                                               },
+                                               cpu(), {.optimize = optimize});
     std::vector<double> losses;
     for (int i = 0; i < 5; ++i) losses.push_back(train.run({{model.input("x"), fixture("x")}})[0].item());
     return losses;

@@ -136,8 +136,7 @@ TEST_CASE("onnx import: a shape computed by Shape, Gather and Concat is known at
 
 TEST_CASE("onnx import: symbolic dims need sizes, and the error says how to give them") {
   Graph g("mlp");
-  CHECK_THROWS_WITH_AS(fovea::onnx::import_model_bytes(g, mlp(1).bytes(), "."),
-                       doctest::Contains("'batch'"), Error);
+  CHECK_THROWS_WITH_AS(fovea::onnx::import_model_bytes(g, mlp(1).bytes(), "."), doctest::Contains("'batch'"), Error);
   try {
     Graph h("mlp");
     fovea::onnx::import_model_bytes(h, mlp(1).bytes(), ".");
@@ -205,7 +204,8 @@ TEST_CASE("onnx import: truncated, corrupt and too-new models are errors") {
   future.output("y", kFloat, 1);
   CHECK_THROWS_WITH_AS(fovea::onnx::import_model_bytes(g, future.bytes(), ".", {.check_model = false}),
                        doctest::Contains("opset 99"), Error);
-  CHECK_THROWS_WITH_AS(fovea::onnx::import_model(g, "/nonexistent/model.onnx"), doctest::Contains("cannot open"), Error);
+  CHECK_THROWS_WITH_AS(fovea::onnx::import_model(g, "/nonexistent/model.onnx"), doctest::Contains("cannot open"),
+                       Error);
 }
 
 TEST_CASE("onnx import: initializers in an external data file beside the model") {
@@ -222,7 +222,8 @@ TEST_CASE("onnx import: initializers in an external data file beside the model")
     auto& w = m.initializer("w", weight);
     w.clear_raw_data();
     w.set_data_location(proto::TensorProto::EXTERNAL);
-    for (auto [key, value] : {std::pair{"location", location}, {"offset", std::string("4")}, {"length", std::string("24")}}) {
+    for (auto [key, value] :
+         {std::pair{"location", location}, {"offset", std::string("4")}, {"length", std::string("24")}}) {
       auto* entry = w.add_external_data();
       entry->set_key(key);
       entry->set_value(value);
