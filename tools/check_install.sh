@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the built library into a temporary prefix and builds a consumer project that does
-# find_package(Fovea) and links Fovea::fovea, then runs it. Used by CTest (install_and_find_package).
+# find_package(Fovea) and links Fovea::fovea (and Fovea::onnx when it was built), then runs it.
+# Used by CTest (install_and_find_package).
 #   tools/check_install.sh <build-dir>
 set -euo pipefail
 BUILD="$(cd "$1" && pwd)"
@@ -28,6 +29,23 @@ int main() {
   return out[0].at(0) == 0.0 && out[0].at(1) == 3.0 ? 0 : 1;
 }
 CPP
+# With the ONNX library installed, a second consumer links Fovea::onnx and lists its ops.
+if [ -f "$WORK/prefix/include/fovea/onnx/import.h" ]; then
+  cat >> "$WORK/consumer/CMakeLists.txt" <<'CMAKE'
+add_executable(consumer_onnx onnx.cpp)
+target_link_libraries(consumer_onnx PRIVATE Fovea::onnx)
+CMAKE
+  cat > "$WORK/consumer/onnx.cpp" <<'CPP'
+#include <fovea/onnx/import.h>
+#include <cstdio>
+int main() {
+  const auto ops = fovea::onnx::supported_ops();
+  std::printf("Fovea::onnx imports %zu ONNX ops\n", ops.size());
+  return ops.size() > 100 ? 0 : 1;
+}
+CPP
+fi
 cmake -S "$WORK/consumer" -B "$WORK/consumer/build" -DCMAKE_PREFIX_PATH="$WORK/prefix" > /dev/null
 cmake --build "$WORK/consumer/build" > /dev/null
 "$WORK/consumer/build/consumer"
+if [ -x "$WORK/consumer/build/consumer_onnx" ]; then "$WORK/consumer/build/consumer_onnx"; fi
