@@ -204,6 +204,74 @@ std::vector<Value> scatter_elements(NodeContext& ctx) {
   return {reshape(where(greater(hits, scalar_like(hits, 0.0)), added, flat_x), x.shape())};
 }
 
+// GatherND and ScatterND address the first `leading` dims of data (after `batch` batch dims)
+// with the last axis of indices. Both flatten those dims into one and compute, for every index
+// tuple, its position in the flattened axis: Σ_j index_j · stride_j, plus the batch's offset.
+Value nd_positions(const NodeContext& ctx, const Value& indices, const Shape& data, std::int64_t batch) {
+  const std::int64_t k = indices.shape()[indices.rank() - 1];
+  if (k < 1 || batch + k > data.rank()) ctx.invalid("the indices' last dim does not fit the data's rank");
+  Value position;
+  std::int64_t stride = 1;
+  for (std::int64_t j = k - 1; j >= -batch; --j) {
+    const std::int64_t d = batch + j;  // the data dim this term addresses
+    Value term;
+    if (j >= 0) {
+      const Value component = squeeze(slice(indices, indices.rank() - 1, j, j + 1), {indices.rank() - 1});
+      term = wrap_negative_indices(component, data[static_cast<int>(d)]);
+    } else {  // a batch dim: the index tuple's own coordinate
+      std::vector<std::int64_t> dims(indices.shape().dims().begin(), indices.shape().dims().end() - 1);
+      term = iota(indices.graph(), Shape(dims), d, DType::i64);
+    }
+    if (stride != 1) term = term * static_cast<double>(stride);
+    position = position.defined() ? position + term : term;
+    stride *= data[static_cast<int>(d)];
+  }
+  return position;
+}
+
+// data with its first `count` dims flattened into one.
+Value flatten_leading(const Value& x, std::int64_t count) {
+  std::vector<std::int64_t> dims{1};
+  for (int d = 0; d < x.rank(); ++d) {
+    if (d < count)
+      dims[0] *= x.shape()[d];
+    else
+      dims.push_back(x.shape()[d]);
+  }
+  return reshape(x, Shape(std::move(dims)));
+}
+
+std::vector<Value> gather_nd(NodeContext& ctx) {
+  const Value data = ctx.input(0), indices = ctx.input(1);
+  const std::int64_t batch = ctx.version() >= 12 ? ctx.attribute_int("batch_dims", 0) : 0;
+  if (indices.rank() < 1 || batch < 0 || batch >= std::min(data.rank(), indices.rank()))
+    ctx.invalid("batch_dims or the ranks do not fit");
+  const std::int64_t k = indices.shape()[indices.rank() - 1];
+  const Value positions = nd_positions(ctx, indices, data.shape(), batch);
+  return {gather(flatten_leading(data, batch + k), positions, 0)};
+}
+
+std::vector<Value> scatter_nd(NodeContext& ctx) {
+  const Value data = ctx.input(0), indices = ctx.input(1), updates = ctx.input(2);
+  const std::string reduction = ctx.version() >= 16 ? ctx.attribute_string("reduction", "none") : "none";
+  if (reduction != "none" && reduction != "add") ctx.unsupported(fmt::format("reduction '{}'", reduction));
+  if (indices.rank() < 1) ctx.invalid("its indices are a scalar");
+  const std::int64_t k = indices.shape()[indices.rank() - 1];
+  const Value positions = reshape(nd_positions(ctx, indices, data.shape(), 0),
+                                  Shape{indices.shape().numel() / std::max<std::int64_t>(k, 1)});
+  const Value flat = flatten_leading(data, k);
+  const Value flat_updates = flatten_leading(updates, indices.rank() - 1);
+  const Value added = scatter_add(zeros_like(flat), positions, flat_updates, 0);
+  if (reduction == "add") return {reshape(flat + added, data.shape())};
+  const std::int64_t rows = flat.shape()[0];
+  const Value hits = scatter_add(zeros(data.graph(), Shape{rows}, DType::i32), positions,
+                                 ones(data.graph(), positions.shape(), DType::i32), 0);
+  std::vector<std::int64_t> column(static_cast<std::size_t>(flat.rank()), 1);
+  column[0] = rows;
+  const Value hit = reshape(greater(hits, scalar_like(hits, 0.0)), Shape(column));
+  return {reshape(where(hit, added, flat), data.shape())};
+}
+
 std::vector<Value> shape_(NodeContext& ctx) {
   const Value x = ctx.input(0);
   const auto rank = static_cast<std::int64_t>(x.rank());
@@ -389,6 +457,8 @@ void add_shape_converters(ConverterTable& table) {
       {"GatherElements", 11, gather_elements},
       {"ScatterElements", 11, scatter_elements},
       {"Scatter", 9, scatter_elements},
+      {"GatherND", 11, gather_nd},
+      {"ScatterND", 11, scatter_nd},
       {"Shape", 1, shape_},
       {"Size", 1, size_},
       {"Expand", 8, expand_},
