@@ -224,8 +224,10 @@ class HeaderParser {
     std::int64_t value = 0;
     const std::size_t begin = position_;
     while (position_ < text_.size() && text_[position_] >= '0' && text_[position_] <= '9') {
-      value = value * 10 + (text_[position_++] - '0');
-      if (value > max_dim) fail("a dim is absurdly large");
+      const int digit = text_[position_++] - '0';
+      // Checked before multiplying, so that no digit string overflows the int64.
+      if (value > (max_dim - digit) / 10) fail("a dim is absurdly large");
+      value = value * 10 + digit;
     }
     if (position_ == begin) fail("a dim is not a non-negative integer");
     if (position_ < text_.size() && text_[position_] == 'L') ++position_;
