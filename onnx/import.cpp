@@ -57,7 +57,8 @@ class Importer {
   Importer(Graph& graph, const ImportOptions& options, std::filesystem::path directory, SourceLoc where)
       : graph_(graph), options_(options), directory_(std::move(directory)), where_(where) {}
 
-  ImportedModel run(const proto::ModelProto& model);
+  // Consumes `model`: ONNX's shape inference runs on it in place once the nodes are converted.
+  ImportedModel run(proto::ModelProto& model);
 
   Graph& graph() const { return graph_; }
   int opset() const { return opset_; }
@@ -70,10 +71,11 @@ class Importer {
     std::optional<Tensor> known;  // its value, when known at import
     bool placeholder = false;
     std::string producer;  // the node that computes it, described, for check_inferred
+    std::string producer_op, producer_name;
   };
 
   void read_opset(const proto::ModelProto& model);
-  void infer_types(const proto::ModelProto& model);
+  void infer_types(proto::ModelProto& model);
   void add_initializers(const proto::GraphProto& graph, ImportedModel& out);
   void add_inputs(const proto::GraphProto& graph, ImportedModel& out);
   Shape input_shape(const proto::ValueInfoProto& input) const;
@@ -102,14 +104,14 @@ void Importer::read_opset(const proto::ModelProto& model) {
                     opset_, newest_known_opset()));
 }
 
-// ONNX's shape inference on a copy of the model whose inputs have the shapes the options give:
+// ONNX's shape inference on the model, its inputs given the shapes the options gave (in place,
+// so that a model of large weights is not copied):
 // every converter's result is checked against it (check_inferred), so an importer mistake in a
 // dtype or a shape is an error at import, never a wrong answer later. It runs after the
 // converters, which have checked the model's ranks and attributes as they built their ops:
 // ONNX's inference (libonnx 1.12) can crash on a model that is inconsistent there.
-void Importer::infer_types(const proto::ModelProto& model) {
-  proto::ModelProto copy = model;
-  for (auto& input : *copy.mutable_graph()->mutable_input()) {
+void Importer::infer_types(proto::ModelProto& model) {
+  for (auto& input : *model.mutable_graph()->mutable_input()) {
     auto it = slots_.find(input.name());
     if (it == slots_.end() || !it->second.placeholder || !input.type().has_tensor_type()) continue;
     auto* dims = input.mutable_type()->mutable_tensor_type()->mutable_shape();
@@ -117,12 +119,12 @@ void Importer::infer_types(const proto::ModelProto& model) {
     for (std::int64_t d : it->second.value.shape().dims()) dims->add_dim()->set_dim_value(d);
   }
   try {
-    proto::shape_inference::InferShapes(copy);
+    proto::shape_inference::InferShapes(model);
   } catch (const std::exception&) {
     return;  // inference is a cross-check only; a model it cannot handle is still imported
   }
-  for (const auto& info : copy.graph().value_info()) inferred_[info.name()] = info.type();
-  for (const auto& info : copy.graph().output()) inferred_[info.name()] = info.type();
+  for (const auto& info : model.graph().value_info()) inferred_[info.name()] = info.type();
+  for (const auto& info : model.graph().output()) inferred_[info.name()] = info.type();
   for (const auto& [name, slot] : slots_)
     if (!slot.producer.empty()) check_inferred(name, slot);
 }
@@ -267,10 +269,10 @@ void Importer::check_inferred(const std::string& name, const Slot& slot) const {
     std::vector<std::string> dims;
     for (const auto& d : expected.shape().dim())
       dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : (d.dim_param().empty() ? "?" : d.dim_param()));
-    throw Error(
-        fmt::format("{}: the importer built {} for output '{}' where ONNX's shape inference says "
-                    "{}[{}]; this is a bug of Fovea's importer, please report it",
-                    slot.producer, type_to_string(got.dtype, got.shape), name, inferred, fmt::join(dims, ",")));
+    throw Error(fmt::format("{}: the importer built {} for output '{}' where ONNX's shape inference says "
+                            "{}[{}]; this is a bug of Fovea's importer, please report it",
+                            slot.producer, type_to_string(got.dtype, got.shape), name, inferred, fmt::join(dims, ",")),
+                slot.producer_op, slot.producer_name, SourceLoc{});
   }
 }
 
@@ -280,7 +282,11 @@ void Importer::bind_outputs(NodeContext& ctx, const std::vector<Value>& values) 
     if (i >= static_cast<int>(values.size()) || !values[static_cast<std::size_t>(i)].defined())
       ctx.unsupported(fmt::format("its output {} ('{}') is not supported", i, ctx.node().output(i)));
     const Value& v = values[static_cast<std::size_t>(i)];
-    slots_[ctx.node().output(i)] = Slot{.value = v, .known = std::nullopt, .producer = ctx.describe()};
+    slots_[ctx.node().output(i)] = Slot{.value = v,
+                                        .known = std::nullopt,
+                                        .producer = ctx.describe(),
+                                        .producer_op = ctx.op_type(),
+                                        .producer_name = ctx.node().name()};
   }
 }
 
@@ -326,7 +332,7 @@ void Importer::convert(const proto::NodeProto& node, int index) {
   bind_outputs(ctx, values);
 }
 
-ImportedModel Importer::run(const proto::ModelProto& model) {
+ImportedModel Importer::run(proto::ModelProto& model) {
   read_opset(model);
   ImportedModel out;
   out.opset = opset_;
@@ -524,7 +530,7 @@ proto::ModelProto parse_model(std::string_view bytes, const ImportOptions& optio
 
 ImportedModel import_model_bytes(Graph& graph, std::string_view bytes, const std::filesystem::path& directory,
                                  const ImportOptions& options, std::source_location where) {
-  const proto::ModelProto model = parse_model(bytes, options);
+  proto::ModelProto model = parse_model(bytes, options);
   auto at = graph.at(where);
   Importer importer(graph, options, directory, graph.located(where));
   return importer.run(model);
