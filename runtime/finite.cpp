@@ -25,12 +25,19 @@ NonFinite first_non_finite(DType dtype, const std::byte* data, std::int64_t coun
         if (!accepted(to_float(p[i]), negative_infinity_allowed)) return {i, to_float(p[i])};
     } else if constexpr (std::is_floating_point_v<T>) {
       const T* p = reinterpret_cast<const T*>(data);
-      // Summing x·0 is NaN exactly when some x is NaN or infinite: one cheap vectorisable pass,
-      // then a second one only to find the culprit.
-      T probe = 0;
-      for (std::int64_t i = 0; i < count; ++i) probe += p[i] * T(0);
-      if (probe == T(0)) return {};
-      for (std::int64_t i = 0; i < count; ++i)
+      // Summing x·0 is NaN exactly when some x is NaN or infinite: one cheap pass, then a second
+      // one only to find the culprit. The sums run in independent lanes, which the compiler
+      // vectorises (one running sum would be a chain of dependent additions).
+      constexpr std::int64_t lanes = 16;
+      T probe[lanes] = {};
+      std::int64_t i = 0;
+      for (; i + lanes <= count; i += lanes)
+        for (std::int64_t lane = 0; lane < lanes; ++lane) probe[lane] += p[i + lane] * T(0);
+      for (; i < count; ++i) probe[0] += p[i] * T(0);
+      T sum = 0;
+      for (T lane : probe) sum += lane;
+      if (sum == T(0)) return {};
+      for (i = 0; i < count; ++i)
         if (!accepted(p[i], negative_infinity_allowed)) return {i, static_cast<double>(p[i])};
     }
     return {};
