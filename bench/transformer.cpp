@@ -11,11 +11,14 @@
 // peak of the step's memory arena.
 //
 //   build/bench/transformer [--steps 7] [--big] [--profile] [--backend cpu|cuda] [--mixed-precision]
-//                           [--capture] [--json FILE]
+//                           [--capture] [--check-finite] [--json FILE]
 //
 // --backend cuda runs both modes on the GPU (the same keys; "backend" says which), where
 // --mixed-precision puts the optimized step's attention in bf16 (passes/mixed_precision.h) and
 // --capture records each step as one CUDA Graph (CompileOptions::capture_graph).
+// --check-finite also times the optimized GPT step in anomaly mode (CompileOptions::check_finite)
+// against the same step without it, in alternating rounds: keys `small_ms_per_step_check_finite`,
+// `small_ms_per_step_check_finite_off` and their ratio `small_check_finite_cost`.
 //
 // Configurations:
 //   small  d_model 128, 4 heads, d_ff 512, 2 layers (per stack), seq 64,  batch 32
@@ -167,6 +170,7 @@ struct Settings {
   std::shared_ptr<fovea::Backend> backend = fovea::cpu();
   bool mixed_precision = false;  // the optimized step's attention in bf16
   bool capture = false;          // one CUDA Graph per step
+  bool check_finite = false;     // anomaly mode (CompileOptions::check_finite)
 };
 
 // Compiles the step (forward, backward, AdamW) either straight from the user's graph or
@@ -185,11 +189,13 @@ void compile_step(Compiled& c, bool optimized, const Settings& settings) {
     c.optimized = fovea::passes::optimize_training(g, {c.model.loss}, build_step, pipeline);
     const fovea::passes::OptimizedGraph& s = c.optimized.step;
     c.exe = std::make_unique<fovea::Executable>(fovea::compile(
-        *s.graph, s.outputs, settings.backend, {.updates = s.updates, .capture_graph = settings.capture}));
+        *s.graph, s.outputs, settings.backend,
+        {.updates = s.updates, .check_finite = settings.check_finite, .capture_graph = settings.capture}));
   } else {
     const fovea::passes::StepParts parts = build_step(g, {c.model.loss});
     c.exe = std::make_unique<fovea::Executable>(fovea::compile(
-        g, parts.outputs, settings.backend, {.updates = parts.updates, .capture_graph = settings.capture}));
+        g, parts.outputs, settings.backend,
+        {.updates = parts.updates, .check_finite = settings.check_finite, .capture_graph = settings.capture}));
   }
   c.m.planned_peak_bytes = c.exe->planned_peak_bytes();
   c.m.nodes = c.exe->schedule().size();
@@ -203,6 +209,17 @@ void run_step(Compiled& c) {
   c.exe->run(feeds);
 }
 
+// Times two compiled steps in alternating rounds, so that machine noise hits both alike.
+void time_alternating(Compiled& off, Compiled& on, int warmup, int steps) {
+  for (int i = 0; i < warmup; ++i) run_step(off), run_step(on);
+  for (int i = 0; i < steps; ++i)
+    for (Compiled* c : {&off, &on}) {
+      const auto start = std::chrono::steady_clock::now();
+      run_step(*c);
+      c->ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+}
+
 // Times the unoptimized and the optimized step of one model in alternating rounds.
 std::pair<Measurement, Measurement> measure(const std::function<Model()>& make, int warmup, int steps, bool profile,
                                             const Settings& settings) {
@@ -211,13 +228,7 @@ std::pair<Measurement, Measurement> measure(const std::function<Model()>& make, 
   on.model = make();
   compile_step(off, false, settings);
   compile_step(on, true, settings);
-  for (int i = 0; i < warmup; ++i) run_step(off), run_step(on);
-  for (int i = 0; i < steps; ++i)
-    for (Compiled* c : {&off, &on}) {
-      const auto start = std::chrono::steady_clock::now();
-      run_step(*c);
-      c->ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-    }
+  time_alternating(off, on, warmup, steps);
   for (Compiled* c : {&off, &on}) {
     std::sort(c->ms.begin(), c->ms.end());
     c->m.ms_per_step = c->ms[c->ms.size() / 2];
@@ -230,6 +241,22 @@ std::pair<Measurement, Measurement> measure(const std::function<Model()>& make, 
     }
   }
   return {off.m, on.m};
+}
+
+// The median milliseconds of the optimized step without and with anomaly mode
+// (CompileOptions::check_finite), timed in alternating rounds.
+std::pair<double, double> measure_check_finite(const std::function<Model()>& make, int warmup, int steps,
+                                               const Settings& settings) {
+  Compiled off, on;
+  off.model = make();
+  on.model = make();
+  Settings checked = settings;
+  checked.check_finite = true;
+  compile_step(off, true, settings);
+  compile_step(on, true, checked);
+  time_alternating(off, on, warmup, steps);
+  for (Compiled* c : {&off, &on}) std::sort(c->ms.begin(), c->ms.end());
+  return {off.ms[off.ms.size() / 2], on.ms[on.ms.size() / 2]};
 }
 
 void print(const char* model, const char* mode, const Measurement& m) {
@@ -252,7 +279,7 @@ void record(fovea::tools::Report& report, const std::string& prefix, const std::
 int main(int argc, char** argv) try {
   CLI::App app{"Training-step time of a GPT and the translator (encoder-decoder Transformer), optimizer on and off"};
   int steps = 7, warmup = 2;
-  bool big = false, profile = false, skip_translator = false;
+  bool big = false, profile = false, skip_translator = false, check_finite = false;
   std::string json, backend = "cpu";
   Settings settings;
   app.add_option("--steps", steps, "timed steps per model and mode (the median is reported; at least 5)")
@@ -264,6 +291,8 @@ int main(int argc, char** argv) try {
   app.add_option("--backend", backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--mixed-precision", settings.mixed_precision, "the optimized step's attention in bf16");
   app.add_flag("--capture", settings.capture, "record each step as one CUDA Graph (CUDA only)");
+  app.add_flag("--check-finite", check_finite,
+               "also time the optimized GPT step in anomaly mode (CompileOptions::check_finite) against it without");
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
   if (backend == "cuda") {
@@ -299,6 +328,14 @@ int main(int argc, char** argv) try {
     record(report, c.name, "", gpt_on);
     record(report, c.name, "_unoptimized", gpt_off);
     report.set(c.name + "_optimizer_speedup", gpt_off.ms_per_step / gpt_on.ms_per_step);
+    if (check_finite) {
+      const auto [plain, checked] = measure_check_finite([&] { return gpt_model(c); }, warmup, steps, settings);
+      std::printf("  gpt optimized, anomaly mode off %.2f ms/step, on %.2f ms/step: %.2fx\n", plain, checked,
+                  checked / plain);
+      report.set(c.name + "_ms_per_step_check_finite_off", plain);
+      report.set(c.name + "_ms_per_step_check_finite", checked);
+      report.set(c.name + "_check_finite_cost", checked / plain);
+    }
     if (skip_translator) continue;
     const auto [tr_off, tr_on] = measure([&] { return translator_model(c); }, warmup, steps, profile, settings);
     print("translator", "unoptimized", tr_off);

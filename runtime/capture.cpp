@@ -20,6 +20,12 @@ void Executable::decide_capture(const CompileOptions& options) {
         fmt::format("ignored: the {} backend cannot record runs; every run runs eagerly", backend_->name());
     return;
   }
+  if (check_finite_) {
+    capture_status_ =
+        "refused: anomaly mode (CompileOptions::check_finite) scans every step's outputs as it runs; every run runs "
+        "eagerly";
+    return;
+  }
   if (!direct_outputs_.empty()) {
     capture_status_ =
         "refused: outputs are written into Tensors that a run may replace, which would move kernel arguments "

@@ -1,55 +1,22 @@
 #include "fovea/runtime/executable.h"
 
 #include <algorithm>
-#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
-#include <type_traits>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "fovea/ops/transfer.h"
+#include "fovea/runtime/finite.h"
 #include "fovea/runtime/schedule.h"
 
 namespace fovea {
 
 namespace {
-
-// The flat index of the first NaN or infinity in a floating tensor, or -1.
-std::int64_t first_non_finite(const Tensor& t) {
-  return visit_storage_dtype(t.dtype(), [&](auto zero) -> std::int64_t {
-    using T = decltype(zero);
-    if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>) {
-      const T* p = reinterpret_cast<const T*>(t.raw());
-      for (std::int64_t i = 0; i < t.numel(); ++i)
-        if (!std::isfinite(to_float(p[i]))) return i;
-    } else if constexpr (std::is_floating_point_v<T>) {
-      const T* p = reinterpret_cast<const T*>(t.raw());
-      // Summing x·0 is NaN exactly when some x is NaN or infinite: one cheap vectorisable pass,
-      // then a second one only to find the culprit.
-      T probe = 0;
-      for (std::int64_t i = 0; i < t.numel(); ++i) probe += p[i] * T(0);
-      if (probe == T(0)) return -1;
-      for (std::int64_t i = 0; i < t.numel(); ++i)
-        if (!std::isfinite(p[i])) return i;
-    }
-    return -1;
-  });
-}
-
-std::string describe_value(double v) { return std::isnan(v) ? "NaN" : (v > 0 ? "+inf" : "-inf"); }
-
-// "[1,450]" for flat index 1234 of shape [B,784].
-std::string index_string(const Shape& shape, std::int64_t flat) {
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(shape.rank()));
-  for (int d = shape.rank() - 1; d >= 0; --d) {
-    idx[static_cast<std::size_t>(d)] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return fmt::format("[{}]", fmt::join(idx, ","));
-}
 
 // The node of a transfer step: `op` applied to `value`, named after it, with its scope and the
 // user's line, so that a profile or an error reads like one about the value itself. It belongs
@@ -113,6 +80,12 @@ std::mutex& device_turn(const Backend& backend) {
                   what, bytes, gib, graph.name(), cause.what(), graph.type(*largest).to_string(), largest_bytes));
 }
 
+// FOVEA_CHECK_FINITE=1 turns anomaly mode on for every compile (CompileOptions::check_finite).
+bool check_finite_from_environment() {
+  const char* value = std::getenv("FOVEA_CHECK_FINITE");
+  return value && std::string_view(value) == "1";
+}
+
 // Rejects what compile() cannot lower: a null backend, an update that is no assign of this
 // graph, an output that is undefined, of another graph, or made from a raw ValueRef.
 void check_compile_arguments(const Graph& graph, const std::vector<Value>& outputs, const Backend* backend,
@@ -154,6 +127,7 @@ struct ExecutableLowering {
       : graph(g), outputs(outs), backend(*b) {
     exe.graph_ = &graph;
     exe.check_finite_feeds_ = options.check_finite_feeds;
+    exe.check_finite_ = options.check_finite || check_finite_from_environment();
     exe.backend_ = std::move(b);
   }
 
@@ -415,12 +389,12 @@ const Node& check_feed(const Graph& graph, const Value& value, const Tensor& ten
 // Rejects a floating feed holding a NaN or an infinity, naming the first one.
 void check_finite_feed(const Node& node, const Tensor& tensor, const SourceLoc& call) {
   if (!is_floating(tensor.dtype())) return;
-  const std::int64_t bad = first_non_finite(tensor);
-  if (bad >= 0)
+  const NonFinite bad = first_non_finite(tensor.dtype(), tensor.raw(), tensor.numel());
+  if (bad.found())
     throw Error(fmt::format("placeholder '{}' was fed {} at element {} (index {} of {}); the batch is "
                             "corrupt or a preprocessing step overflowed",
-                            node.name, describe_value(tensor.at(bad)), bad, index_string(tensor.shape(), bad),
-                            node.outputs[0].to_string()),
+                            node.name, describe_non_finite(bad.value), bad.index,
+                            index_string(tensor.shape(), bad.index), node.outputs[0].to_string()),
                 "run", node.name, call);
 }
 
@@ -486,7 +460,11 @@ bool Executable::launch() {
   if (profiling_) {
     run_profiled_steps();
   } else if (!replayed) {
-    run_steps();
+    // Anomaly mode's branch is here, outside the loop over the steps, so that it costs nothing off.
+    if (check_finite_)
+      run_checked_steps();
+    else
+      run_steps();
   }
   backend_->synchronize();
   unfinished_run_ = false;

@@ -45,6 +45,7 @@
 
 #include "fovea/backends/backend.h"
 #include "fovea/core/graph.h"
+#include "fovea/runtime/finite.h"
 #include "fovea/runtime/memory_plan.h"
 #include "fovea/runtime/staging.h"
 
@@ -61,6 +62,18 @@ struct CompileOptions {
   // the placeholder and the first bad element, before anything runs. Costs one pass over
   // each feed per run; turn it off for the last few percent of speed.
   bool check_finite_feeds = true;
+  // Anomaly mode: stop a run at the first node that makes a NaN or an infinity, with a
+  // fovea::Error naming the node, its op, its scope, the user's file:line, the output and
+  // element, and each input with whether it was all finite (runtime/anomaly.cpp). A node is
+  // reported only when it made the value itself: when all its floating inputs were finite.
+  // Non-finite values that come from constants, placeholders or parameters (an attention
+  // mask of -inf) flow on unreported, and so does whatever is computed from them; nodes
+  // without floating inputs (fill, iota, casts from integers) are sources, not checked; and
+  // fused_attention's log-sum-exp may be -inf (a fully masked row). After every step its
+  // floating outputs are scanned (on a device: copied to the host first, a wait per step): the
+  // small GPT step took 1.03x as long on the CPU (docs/runtime.md); capture_graph is refused.
+  // Off, runs do no extra work. FOVEA_CHECK_FINITE=1, read by every compile(), turns it on.
+  bool check_finite = false;
   // Launch the whole step with one call from the host (on the CUDA backend: a CUDA Graph).
   // The first run runs eagerly, then records the same launches without running them again:
   // the verdicts' reset, the transfers in, the kernels, the transfers out. Every later run
@@ -69,7 +82,8 @@ struct CompileOptions {
   // division's divisors) do not stop a recording: they report after the run (Verdict, in
   // backends/backend.h). Backends that cannot record (the CPU) ignore it. An executable with a
   // kernel the backend cannot record, or whose recording fails, keeps running eagerly, and
-  // Executable::capture_status() says why. Profiled runs (set_profiling) always run eagerly.
+  // Executable::capture_status() says why. Profiled runs (set_profiling) always run eagerly, and
+  // so does every run in anomaly mode (check_finite).
   bool capture_graph = false;
 };
 
@@ -154,6 +168,12 @@ class Executable {
     // The node's attributes, decoded once for every run (context.decoded points here).
     std::unique_ptr<const DecodedParams> params;
   };
+  // Anomaly mode (runtime/anomaly.cpp): the steps, each one's outputs scanned after it runs.
+  void run_checked_steps();
+  void run_checked_step(const Step& step);
+  void check_step_finite(const Step& step, const std::vector<char>& inputs_finite_before);
+  std::vector<char> inputs_finite(const Step& step);
+  NonFinite first_non_finite_in(const TensorArg& arg, bool negative_infinity_allowed);
   // A computed output lives in a Tensor of its own that its kernel writes into directly; the
   // run hands that Tensor out. If the caller still holds it at the next run, a fresh one is
   // allocated and the kernel arguments that point at it are re-pointed (`sites`), so results
@@ -196,6 +216,8 @@ class Executable {
   std::size_t verdict_count_ = 0;
   bool unfinished_run_ = false;  // the last run threw before waiting for the device
   bool check_finite_feeds_ = true;
+  bool check_finite_ = false;              // anomaly mode (CompileOptions::check_finite)
+  std::vector<std::byte> finite_scratch_;  // anomaly mode on a device: one value copied to the host
   // Set while a run is in progress, so that a second thread's run() fails instead of
   // overwriting the arena under the first (held by pointer: an Executable is movable).
   std::unique_ptr<std::atomic_flag> running_ = std::make_unique<std::atomic_flag>();

@@ -16,7 +16,10 @@ void Executable::run_profiled_steps() {
   backend_->synchronize();
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
-    steps_[i].kernel(steps_[i].context);
+    if (check_finite_)
+      run_checked_step(steps_[i]);
+    else
+      steps_[i].kernel(steps_[i].context);
     backend_->synchronize();
     step_seconds_[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
