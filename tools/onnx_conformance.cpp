@@ -44,7 +44,7 @@ namespace {
 const std::vector<std::string> kSuites = {"node", "pytorch-converted", "pytorch-operator", "simple"};
 
 struct Outcome {
-  std::string suite, test, result, reason, op;  // result: passed, failed or unsupported
+  std::string suite{}, test{}, result{}, reason{}, op{};  // result: passed, failed or unsupported
   double seconds = 0;
 };
 
