@@ -37,10 +37,6 @@ int newest_known_opset() {
 
 bool is_default_domain(const std::string& domain) { return domain.empty() || domain == "ai.onnx"; }
 
-std::string type_to_string(DType dtype, const Shape& shape) {
-  return fmt::format("{}{}", dtype_name(dtype), shape.to_string());
-}
-
 // The scope a node's ops are built under: its name without the leading '/' PyTorch writes.
 std::string scope_of(const proto::NodeProto& node, int index) {
   std::string name = node.name();
@@ -209,8 +205,7 @@ Tensor Importer::known(const std::string& name, const NodeContext& ctx) {
     const TensorType& type = slot.value.type();
     if (given->second.dtype() != type.dtype || given->second.shape() != type.shape)
       throw Error(fmt::format("ImportOptions::constant_inputs['{}'] is {}, but the input is {}", name,
-                              type_to_string(given->second.dtype(), given->second.shape()),
-                              type_to_string(type.dtype, type.shape)));
+                              TensorType{given->second.dtype(), given->second.shape()}.to_string(), type.to_string()));
     return given->second;
   }
   std::optional<Tensor> value = evaluate(slot.value);
@@ -271,7 +266,7 @@ void Importer::check_inferred(const std::string& name, const Slot& slot) const {
       dims.push_back(d.has_dim_value() ? std::to_string(d.dim_value()) : (d.dim_param().empty() ? "?" : d.dim_param()));
     throw Error(fmt::format("{}: the importer built {} for output '{}' where ONNX's shape inference says "
                             "{}[{}]; this is a bug of Fovea's importer, please report it",
-                            slot.producer, type_to_string(got.dtype, got.shape), name, inferred, fmt::join(dims, ",")),
+                            slot.producer, got.to_string(), name, inferred, fmt::join(dims, ",")),
                 slot.producer_op, slot.producer_name, SourceLoc{});
   }
 }

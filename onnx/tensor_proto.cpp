@@ -231,16 +231,15 @@ proto::TensorProto parse_tensor_file(const std::filesystem::path& path) {
 
 }  // namespace
 
-Tensor read_tensor(const std::filesystem::path& path) {
+Tensor read_tensor(const std::filesystem::path& path, std::string* name) {
   const proto::TensorProto tensor = parse_tensor_file(path);
+  if (name) *name = tensor.name();
   try {
     return tensor_from_proto(tensor, path.parent_path());
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", path.string(), e.message()));
   }
 }
-
-std::string read_tensor_name(const std::filesystem::path& path) { return parse_tensor_file(path).name(); }
 
 void write_tensor(const std::filesystem::path& path, const Tensor& tensor, const std::string& name) {
   proto::TensorProto out;

@@ -9,11 +9,10 @@
 
 namespace fovea::onnx {
 
-// Reads a serialized TensorProto. fovea::Error naming the file when it is unreadable, is not a
-// TensorProto, or holds a dtype Fovea does not have (uint8, strings, ...).
-Tensor read_tensor(const std::filesystem::path& path);
-// The tensor's name as the file records it ("" when it has none).
-std::string read_tensor_name(const std::filesystem::path& path);
+// Reads a serialized TensorProto; `name`, when given, receives the name the file records for it
+// ("" when none). fovea::Error naming the file when it is unreadable, is not a TensorProto, or
+// holds a dtype Fovea does not have (uint8, strings, ...).
+Tensor read_tensor(const std::filesystem::path& path, std::string* name = nullptr);
 // Writes `tensor` as a TensorProto named `name`, atomically (a temporary file, then a rename).
 void write_tensor(const std::filesystem::path& path, const Tensor& tensor, const std::string& name = "");
 

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <random>
 #include <string>
 
@@ -13,6 +15,23 @@
 #include "skip.h"
 
 namespace fovea::testing {
+
+// A fresh directory under the system's temporary one, named after `name` and the process id,
+// removed with everything in it when the object goes.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& name)
+      : path(std::filesystem::temp_directory_path() / ("fovea-" + name + "-" + std::to_string(::getpid()))) {
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
 
 // A tensor of `dtype` filled with uniform numbers in [low, high) (integers: rounded down),
 // reproducible from `seed`. Booleans are 0/1 with equal odds; half types are f32 numbers rounded.

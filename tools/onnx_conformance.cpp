@@ -83,28 +83,6 @@ std::vector<fs::path> data_sets(const fs::path& dir) {
   return out;
 }
 
-// The element as a double, whatever the dtype (halves through f32).
-double element(const fovea::Tensor& t, std::int64_t i) {
-  using fovea::DType;
-  switch (t.dtype()) {
-    case DType::f32:
-      return t.data<float>()[i];
-    case DType::f64:
-      return t.data<double>()[i];
-    case DType::i32:
-      return t.data<std::int32_t>()[i];
-    case DType::i64:
-      return static_cast<double>(t.data<std::int64_t>()[i]);
-    case DType::boolean:
-      return t.data<std::uint8_t>()[i] != 0;
-    case DType::f16:
-      return fovea::to_float(t.data<fovea::float16>()[i]);
-    case DType::bf16:
-      return fovea::to_float(t.data<fovea::bfloat16>()[i]);
-  }
-  return 0;
-}
-
 // "" when `got` matches `expected`; otherwise what differs.
 std::string compare(const fovea::Tensor& got, const fovea::Tensor& expected, const Tolerance& tol) {
   if (got.dtype() != expected.dtype())
@@ -115,7 +93,7 @@ std::string compare(const fovea::Tensor& got, const fovea::Tensor& expected, con
   const bool exact =
       got.dtype() == fovea::DType::i32 || got.dtype() == fovea::DType::i64 || got.dtype() == fovea::DType::boolean;
   for (std::int64_t i = 0; i < got.numel(); ++i) {
-    const double a = element(got, i), e = element(expected, i);
+    const double a = got.at(i), e = expected.at(i);
     if (std::isnan(e) && std::isnan(a)) continue;
     if (a == e) continue;
     if (!exact && std::isfinite(e) && std::abs(a - e) <= tol.atol + tol.rtol * std::abs(e)) continue;
@@ -137,19 +115,18 @@ Outcome run_test(const std::string& suite, const fs::path& dir) {
   fovea::onnx::ImportedModel model;
   std::vector<std::vector<fovea::Tensor>> inputs;
   try {
+    // The model's graph inputs are numbered like the files. Those of the first data set give
+    // the shapes and the values known at import, under the names the files record for them.
+    fovea::onnx::ImportOptions options;
     for (const auto& set : sets) {
       inputs.emplace_back();
-      for (const auto& file : numbered(set, "input")) inputs.back().push_back(fovea::onnx::read_tensor(file));
-    }
-    fovea::onnx::ImportOptions options;
-    // The model's graph inputs are numbered like the files; read their names from the files'
-    // own names where they have them, else by position after importing.
-    const auto input_files = numbered(sets[0], "input");
-    for (std::size_t k = 0; k < input_files.size(); ++k) {
-      const std::string name = fovea::onnx::read_tensor_name(input_files[k]);
-      if (name.empty()) continue;
-      options.input_shapes[name] = inputs[0][k].shape();
-      options.constant_inputs[name] = inputs[0][k];
+      for (const auto& file : numbered(set, "input")) {
+        std::string name;
+        inputs.back().push_back(fovea::onnx::read_tensor(file, &name));
+        if (inputs.size() > 1 || name.empty()) continue;
+        options.input_shapes[name] = inputs.back().back().shape();
+        options.constant_inputs[name] = inputs.back().back();
+      }
     }
     model = fovea::onnx::import_model(graph, dir / "model.onnx", options);
   } catch (const fovea::Error& e) {

@@ -15,22 +15,16 @@
 
 #include <fovea/fovea.h>
 
+#include "testing.h"
+
 namespace {
 
 using Bytes = std::vector<unsigned char>;
 
 // A directory of its own for each test case (CTest runs cases side by side), removed at the end.
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& tag)
-      : path(std::filesystem::temp_directory_path() / fmt::format("fovea-idx-{}-{}", tag, ::getpid())) {
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+// A temporary directory of this file's tests (tests/testing.h).
+struct TempDir : fovea::testing::TempDir {
+  explicit TempDir(const std::string& tag) : fovea::testing::TempDir("idx-" + tag) {}
 };
 
 void put_u32(Bytes& out, std::uint32_t v) {

@@ -11,19 +11,13 @@
 
 #include <fovea/fovea.h>
 
+#include "testing.h"
+
 namespace {
 
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& tag)
-      : path(std::filesystem::temp_directory_path() / fmt::format("fovea-progress-{}-{}", tag, ::getpid())) {
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+// A temporary directory of this file's tests (tests/testing.h).
+struct TempDir : fovea::testing::TempDir {
+  explicit TempDir(const std::string& tag) : fovea::testing::TempDir("progress-" + tag) {}
 };
 
 std::vector<std::string> lines_of(const std::string& text) {

@@ -23,13 +23,9 @@ namespace {
 constexpr int kFloat = proto::TensorProto::FLOAT;
 constexpr int kDouble = proto::TensorProto::DOUBLE;
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / fmt::format("fovea-onnx-{}-{}", tag, ::getpid())) {
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+// A temporary directory of this file's tests (tests/testing.h).
+struct TempDir : fovea::testing::TempDir {
+  explicit TempDir(const std::string& tag) : fovea::testing::TempDir("onnx-" + tag) {}
 };
 
 // y = relu(x·W1ᵀ + b1)·W2 + b2 in f64 (Gemm with transB, then MatMul and Add), under
