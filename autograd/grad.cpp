@@ -14,22 +14,33 @@ namespace fovea {
 
 namespace {
 
-// Restores the graph's scope, role and location override however the rule exits: exactly as
-// they were, so that grad() called inside a layer's LocationScope leaves that scope in force.
+// Restores the graph's scope, role, location override and gradient_of however the rule exits:
+// exactly as they were, so that grad() called inside a layer's LocationScope leaves that scope
+// in force.
 class BackwardBuildState {
  public:
   explicit BackwardBuildState(Graph& g)
-      : graph_(g), scope_(g.current_scope()), role_(g.role()), location_(g.location_override()) {
+      : graph_(g),
+        scope_(g.current_scope()),
+        role_(g.role()),
+        location_(g.location_override()),
+        gradient_of_(g.gradient_of()) {
     graph_.set_role(NodeRole::backward);
   }
+  // The nodes built from now on belong to `forward`'s gradient rule: its scope under
+  // "gradients/", its line, and its name in Node::gradient_of.
   void enter(const Node& forward) {
     graph_.exchange_scope(forward.scope.empty() ? "gradients" : "gradients/" + forward.scope);
     graph_.set_location_override(forward.where);
+    graph_.exchange_gradient_of(forward.name);
   }
+  // Nodes built from now on belong to no rule (the zeros of an unconnected wrt).
+  void leave() { graph_.exchange_gradient_of(""); }
   ~BackwardBuildState() {
     graph_.exchange_scope(scope_);
     graph_.set_role(role_);
     graph_.set_location_override(location_);
+    graph_.exchange_gradient_of(gradient_of_);
   }
 
  private:
@@ -37,6 +48,7 @@ class BackwardBuildState {
   std::string scope_;
   NodeRole role_;
   SourceLoc location_;
+  std::string gradient_of_;
 };
 
 // Rejects outputs, cotangents and wrt that vjp() cannot differentiate: none, mismatched counts,
@@ -95,6 +107,8 @@ Relevant relevant_nodes(const Graph& g, const std::vector<Value>& outputs, const
 }
 
 // The gradient of every value reached so far: contributions from every consumer are summed.
+// The add that sums one in is built inside the rule that gave it, so it names that rule's
+// forward node in Node::gradient_of.
 class Gradients {
  public:
   void accumulate(ValueRef v, Value contribution) {
@@ -154,8 +168,9 @@ void backpropagate_through(Graph& g, std::uint32_t id, const Relevant& relevant,
 // The gradient of each wrt; one no output depends on is zeros, or an error when the options ask
 // for one (and always for a value that is not floating).
 std::vector<Value> gradients_of_wrt(Graph& g, const Gradients& grads, const std::vector<Value>& wrt,
-                                    const GradOptions& options, const SourceLoc& call) {
+                                    const GradOptions& options, const SourceLoc& call, BackwardBuildState& state) {
   std::vector<Value> result;
+  state.leave();
   for (const Value& w : wrt) {
     if (const Value grad = grads.of(w.ref()); grad.defined()) {
       result.push_back(grad);
@@ -191,7 +206,7 @@ std::vector<Value> vjp(const std::vector<Value>& outputs, const std::vector<Valu
     if (!relevant.from_wrt[id] || !relevant.to_output[id] || node.op->source || !node.op->differentiable) continue;
     backpropagate_through(g, id, relevant, grads, state);
   }
-  return gradients_of_wrt(g, grads, wrt, options, call);
+  return gradients_of_wrt(g, grads, wrt, options, call, state);
 }
 
 std::vector<Value> grad(Value loss, const std::vector<Value>& wrt, const GradOptions& options,

@@ -162,6 +162,7 @@ std::string node_statement(const Graph& g, std::uint32_t id, bool is_output, boo
   }
   std::string tooltip = n.name;
   if (const std::string where = short_location(n.where); !where.empty()) tooltip += fmt::format(" at {}", where);
+  if (!n.gradient_of.empty()) tooltip += fmt::format("\ngradient of {}", n.gradient_of);
   // A fused loop's program (ops/fused_elementwise.h): hovering shows what the node computes.
   if (const Attribute* program = n.attrs.find("program"); program && std::holds_alternative<std::string>(*program))
     tooltip += "\n" + std::get<std::string>(*program);

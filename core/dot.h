@@ -11,7 +11,8 @@
 //    yellow, with a legend of the kinds that appear;
 //  - every edge labelled with the type of the value it carries ("f32[32,784]");
 //  - outputs (when asked for) with a double border; a hover tooltip with the node's scoped
-//    name and the user's file:line.
+//    name, the user's file:line and, for a backward node, the forward node whose gradient
+//    rule built it.
 //
 // Big graphs fold: with max_scope_depth = 1, every scope two levels deep ("encoder/layer0")
 // becomes one box saying how many nodes it holds, and the edges between boxes are merged.

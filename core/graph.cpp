@@ -129,7 +129,8 @@ std::vector<Value> Graph::apply(const OpDef& op, std::span<const Value> inputs, 
   }
 
   const auto id = static_cast<std::uint32_t>(nodes_.size());
-  nodes_.push_back(Node{&op, std::move(refs), std::move(attrs), std::move(outputs), node_name, scope_, where, role_});
+  nodes_.push_back(
+      Node{&op, std::move(refs), std::move(attrs), std::move(outputs), node_name, scope_, where, role_, gradient_of_});
   by_name_.emplace(node_name, id);
   std::vector<Value> result;
   for (std::uint32_t i = 0; i < nodes_.back().outputs.size(); ++i) result.emplace_back(this, ValueRef{id, i});

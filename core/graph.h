@@ -61,6 +61,11 @@ struct Node {
   std::string scope;  // "mlp/l1"
   SourceLoc where;    // the user's file:line
   NodeRole role = NodeRole::forward;
+  // For a node a gradient rule built, the scoped name of the forward node whose rule it was
+  // ("enc/l0/attn/matmul"); empty for every other node, the seed of the loss's gradient included.
+  // It is how a reader of the training step finds which forward computation each backward
+  // node belongs to, after the passes have renamed, merged and fused nodes on both sides.
+  std::string gradient_of;
 
   std::string_view op_name() const { return op->name; }
   // Throws fovea::Error with this node's op, name and location.
@@ -187,6 +192,11 @@ class Graph {
   // The role given to nodes built from now on (autodiff marks its nodes backward).
   void set_role(NodeRole role) { role_ = role; }
   NodeRole role() const { return role_; }
+  // The forward node named in Node::gradient_of of nodes built from now on (autodiff sets it
+  // around each gradient rule, the rewriter to the old node's when it copies one); empty
+  // outside a gradient rule. Returns the previous one so the caller can restore it.
+  std::string exchange_gradient_of(std::string forward) { return std::exchange(gradient_of_, std::move(forward)); }
+  const std::string& gradient_of() const { return gradient_of_; }
 
   // --- Looking at it -----------------------------------------------------------------------
   std::size_t size() const { return nodes_.size(); }
@@ -235,6 +245,7 @@ class Graph {
   std::deque<Node> nodes_;  // a deque: references stay valid as the graph grows
   std::string scope_;
   NodeRole role_ = NodeRole::forward;
+  std::string gradient_of_;
   SourceLoc location_override_;
   std::uint64_t seed_ = 0;
   std::unordered_map<std::string, std::uint32_t> by_name_;

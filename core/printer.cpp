@@ -121,7 +121,11 @@ std::string print(const Graph& g, const std::vector<bool>& shown, const std::vec
       arguments.push_back(fmt::format("{}: {}", value_name(g, {id, 0}), n.outputs[0].to_string()));
       continue;
     }
-    lines.push_back({statement(g, id, options), n.name, short_location(n.where)});
+    std::string location = short_location(n.where);
+    // A backward node also names the forward node whose gradient rule built it.
+    if (!n.gradient_of.empty())
+      location += fmt::format("{}(gradient of {})", location.empty() ? "" : "  ", n.gradient_of);
+    lines.push_back({statement(g, id, options), n.name, std::move(location)});
   }
 
   std::size_t column = 0, name_width = 0;

@@ -16,7 +16,9 @@
 // A name that could be misread (spaces, quotes, a leading digit) is quoted: %"my x".
 // Every line shows its types; the comment gives the node's scoped name and the user's
 // file:line (the file as its last two path components), aligned in a column that a few very
-// long lines may overshoot (one line per node matters more than a perfect column).
+// long lines may overshoot (one line per node matters more than a perfect column). A node a
+// gradient rule built ends its comment with "(gradient of mlp/matmul)": the forward node whose
+// rule it was (Node::gradient_of).
 #pragma once
 
 #include <string>
@@ -27,7 +29,7 @@
 namespace fovea {
 
 struct TextOptions {
-  // The "# name  file:line" comment after each node.
+  // The "# name  file:line" comment after each node (with "(gradient of ...)" on backward nodes).
   bool show_locations = true;
   // The "{axis=1, keepdims=true}" attributes of ops.
   bool show_attributes = true;

@@ -325,6 +325,9 @@ PassResult rewrite_groups(const Graph& graph, const Grouping& grouping,
     for (const ValueRef& in : l.inputs) inputs.push_back(rw.mapped(in));
     Attributes attrs = l.program.to_attributes();
     attrs.set("dtype", *grp.float_type);
+    // Emitted in the place of the group's last node, the fused node takes that node's role and
+    // Node::gradient_of: a chain of backward nodes is named after the forward node whose
+    // gradient rule built its last member.
     const std::vector<Value> outs = rw.emit(id, ops::fused_elementwise, inputs, std::move(attrs), false);
     std::vector<std::uint32_t> members(grp.members.begin(), grp.members.end());
     std::sort(members.begin(), members.end());

@@ -21,7 +21,10 @@ std::string PassStats::rewrites_to_string() const {
 }
 
 GraphRewriter::Site::Site(Graph& target, const Node& old)
-    : target_(target), scope_(target.exchange_scope(old.scope)), role_(target.role()) {
+    : target_(target),
+      scope_(target.exchange_scope(old.scope)),
+      role_(target.role()),
+      gradient_of_(target.exchange_gradient_of(old.gradient_of)) {
   target_.set_role(old.role);
   target_.set_location_override(old.where);
 }
@@ -29,6 +32,7 @@ GraphRewriter::Site::Site(Graph& target, const Node& old)
 GraphRewriter::Site::~Site() {
   target_.exchange_scope(scope_);
   target_.set_role(role_);
+  target_.exchange_gradient_of(gradient_of_);
   target_.clear_location_override();
 }
 

@@ -12,9 +12,11 @@
 // A copy is indistinguishable from the original: the same scoped name (Graph::apply makes
 // names unique, so the rewriter restores the old node's scope with exchange_scope and passes
 // its leaf name), the same source location, the same role (forward, backward, update), the
-// same attributes. Parameters and state are copied bound to the SAME persistent Tensor: the
-// new graph reads and writes the weights the old graph holds, so training the optimized graph
-// trains the model the user built, and checkpoints of either graph agree.
+// same forward node in Node::gradient_of, the same attributes. A node a pass builds in an old
+// node's place (emit, constant_at) takes that node's scope, role and gradient_of too.
+// Parameters and state are copied bound to the SAME persistent Tensor: the new graph reads and
+// writes the weights the old graph holds, so training the optimized graph trains the model the
+// user built, and checkpoints of either graph agree.
 //
 // A pass drives the copy with one hook per node (rebuild), which either handles the node
 // (maps its outputs to new values, or drops it) or lets the rewriter copy it. Inside the hook,
@@ -103,7 +105,8 @@ class GraphRewriter {
   std::string fresh_name(std::uint32_t id, const std::string& base) const;
 
  private:
-  // Sets the new graph's scope, role and location override to old node `id`'s while alive.
+  // Sets the new graph's scope, role, gradient_of and location override to old node `id`'s
+  // while alive.
   class Site {
    public:
     Site(Graph& target, const Node& old);
@@ -115,6 +118,7 @@ class GraphRewriter {
     Graph& target_;
     std::string scope_;
     NodeRole role_;
+    std::string gradient_of_;
   };
 
   std::string leaf_name(const Node& n) const;

@@ -32,6 +32,7 @@ std::unique_ptr<Node> transfer_node(const OpDef& op, const Graph& graph, ValueRe
   node->scope = from.scope;
   node->where = from.where;
   node->role = from.role;
+  node->gradient_of = from.gradient_of;
   return node;
 }
 
