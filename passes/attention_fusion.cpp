@@ -316,7 +316,7 @@ std::optional<Rewrite> match_attention(const Graph& g, std::uint32_t root, const
     if (const std::optional<std::string> parameter = parameter_behind(g, a.mask))
       return Rewrite{.kind = a.dropout > 0.0 ? std::string(kDropoutKind) : std::string("fused attention"),
                      .root = root,
-                     .nodes = {},
+                     .nodes = a.nodes,  // for the decision: the driver rewrites nothing
                      .build = {},
                      .blocked = fmt::format("the mask depends on parameter '{}', and fused attention gives the mask "
                                             "no gradient",

@@ -165,6 +165,15 @@ std::optional<Epilogue> epilogue_from(const Graph& g, const UseCounts& uses, std
   return e;
 }
 
+// The decision for a match this pass applies (it applies every match it finds: a conv whose
+// value has other readers is no candidate at all).
+FusionDecision fused_decision(const Graph& g, const std::string& kind, std::uint32_t root,
+                              const std::vector<std::uint32_t>& nodes) {
+  FusionDecision decision{kind, g.node(root).name, {}, true, {}};
+  for (std::uint32_t id : nodes) decision.nodes.push_back(g.node(id).name);
+  return decision;
+}
+
 // Builds the fused node at the epilogue's last node.
 void emit_fused(GraphRewriter& rw, const Epilogue& e) {
   const Node& conv = rw.source().node(e.conv);
@@ -194,6 +203,9 @@ PassResult fuse_conv_epilogues(const Graph& graph, std::span<const ValueRef> roo
     role[e->conv] = role[e->add] = index;
     if (e->relu) role[*e->relu] = index;
     matches.push_back(*e);
+    std::vector<std::uint32_t> nodes{e->conv, e->add};
+    if (e->relu) nodes.push_back(*e->relu);
+    stats.decisions.push_back(fused_decision(graph, e->relu ? kBiasedRelu : kBiased, e->last(), nodes));
   }
   GraphRewriter rewriter(graph);
   rewriter.rebuild([&](std::uint32_t id) {
@@ -218,7 +230,12 @@ PassResult fuse_convolutions(const Graph& graph, std::span<const ValueRef> roots
     if (!chain) continue;
     const int index = static_cast<int>(chains.size());
     role[id] = index;
-    for (const Link& link : chain->links) role[link.node] = index;
+    std::vector<std::uint32_t> nodes{id};
+    for (const Link& link : chain->links) {
+      role[link.node] = index;
+      nodes.push_back(link.node);
+    }
+    stats.decisions.push_back(fused_decision(graph, kFolded, chain->links.back().node, nodes));
     chains.push_back(std::move(*chain));
   }
   GraphRewriter rewriter(graph);

@@ -5,6 +5,8 @@
 #include <optional>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "fovea/ops/creation.h"
 #include "fovea/ops/fused_elementwise.h"
 #include "fovea/ops/shape_ops.h"
@@ -296,13 +298,36 @@ void recompute_shared_values(const Graph& graph, const UseCounts& uses, Grouping
   }
 }
 
+// The decision about a group of two or more nodes: fused, or why not. Its nodes are the
+// members in graph order, then the other groups' members it recomputes.
+FusionDecision group_decision(const Graph& graph, const Group& grp) {
+  FusionDecision decision{"elementwise chain → fused_elementwise", graph.node(grp.last).name, {}, true, {}};
+  std::vector<std::uint32_t> members(grp.members.begin(), grp.members.end());
+  std::sort(members.begin(), members.end());
+  members.insert(members.end(), grp.recomputed.begin(), grp.recomputed.end());
+  for (std::uint32_t id : members) decision.nodes.push_back(graph.node(id).name);
+  if (!grp.float_type) {
+    decision.fused = false;
+    decision.reason = fmt::format(
+        "the chain ending at '{}' computes no floating-point value, and the fused loop "
+        "computes in a float type",
+        decision.root);
+  } else if (grp.outputs.empty()) {
+    decision.fused = false;
+    decision.reason = fmt::format("nothing outside the chain ending at '{}' reads any of its values", decision.root);
+  }
+  return decision;
+}
+
 // The program of every group worth a fused node (two or more nodes and a float type to
 // compute in); the others get no program.
 std::vector<std::optional<Lowered>> lower_groups(const Graph& graph, const Grouping& grouping, PassStats& stats) {
   std::vector<std::optional<Lowered>> lowered(grouping.groups.size());
   for (std::size_t gi = 0; gi < grouping.groups.size(); ++gi) {
     const Group& grp = grouping.groups[gi];
-    if (grp.members.size() + grp.recomputed.size() < 2 || !grp.float_type || grp.outputs.empty()) continue;
+    if (grp.members.size() + grp.recomputed.size() < 2) continue;
+    stats.decisions.push_back(group_decision(graph, grp));
+    if (!stats.decisions.back().fused) continue;
     lowered[gi] = lower(graph, grp);
     stats.count("elementwise chain → fused_elementwise");
     stats.count("nodes fused", grp.members.size());

@@ -381,12 +381,10 @@ bool feeds_smoothed_cross_entropy(const Graph& g, std::uint32_t neg, const UseCo
 // The Rewrite that replaces the root by output 0 of one `op` node reading `found.inputs`.
 Rewrite rewrite_for(const Graph& g, std::uint32_t root, Found found, const OpDef& op, const char* attribute) {
   Rewrite rewrite{.kind = found.kind, .root = root, .nodes = found.nodes, .build = {}, .blocked = found.blocked};
-  if (!found.blocked.empty()) {
-    rewrite.nodes.clear();
-    return rewrite;
-  }
   std::sort(rewrite.nodes.begin(), rewrite.nodes.end());
   rewrite.nodes.erase(std::unique(rewrite.nodes.begin(), rewrite.nodes.end()), rewrite.nodes.end());
+  // A blocked match keeps its nodes: its decision lists them (the driver rewrites nothing).
+  if (!found.blocked.empty()) return rewrite;
   Attributes attrs{{"replaces", fmt::format("{} .. {} ({} nodes)", g.node(rewrite.nodes.front()).name,
                                             g.node(root).name, rewrite.nodes.size())}};
   if (attribute) attrs.set(attribute, found.number);
@@ -412,6 +410,9 @@ PassResult then(PassResult first, std::span<const ValueRef> roots,
   result.stats.nodes_after = next.stats.nodes_after;
   for (const auto& [kind, n] : next.stats.rewrites) result.stats.count(kind, n);
   for (const auto& [reason, n] : next.stats.blocked) result.stats.block(reason, n);
+  // The second sweep's candidates are named in its input graph, where every node the first
+  // sweep left alone has the name it had in `first`'s input.
+  result.stats.decisions.insert(result.stats.decisions.end(), next.stats.decisions.begin(), next.stats.decisions.end());
   return result;
 }
 

@@ -1,7 +1,10 @@
 #include "fovea/passes/pattern.h"
 
 #include <algorithm>
+#include <limits>
 #include <set>
+
+#include <fmt/format.h>
 
 #include "fovea/ops/creation.h"
 #include "fovea/ops/elementwise.h"
@@ -71,43 +74,92 @@ ValueRef unguard_softmax_sum(const Graph& graph, ValueRef v, std::vector<std::ui
   return s;
 }
 
-bool interior_is_private(const Graph& graph, const Rewrite& rewrite, const UseCounts& uses) {
+namespace {
+
+// The IR name of one output: the node's scoped name, with ".k" when it has several outputs.
+std::string output_name(const Graph& graph, ValueRef v) {
+  const Node& n = graph.node(v.node);
+  return n.outputs.size() > 1 ? fmt::format("{}.{}", n.name, v.output) : n.name;
+}
+
+// A node no match has claimed yet, in the driver's table of claims.
+constexpr std::uint32_t unclaimed = std::numeric_limits<std::uint32_t>::max();
+
+// The candidate as a decision not yet taken: its kind, root and nodes by scoped name (the root
+// alone when the pattern listed none, as it does for a blocked match).
+FusionDecision decision_for(const Graph& graph, const Rewrite& rewrite) {
+  FusionDecision decision{rewrite.kind, graph.node(rewrite.root).name, {}, false, {}};
+  for (std::uint32_t id : rewrite.nodes) decision.nodes.push_back(graph.node(id).name);
+  if (std::find(rewrite.nodes.begin(), rewrite.nodes.end(), rewrite.root) == rewrite.nodes.end())
+    decision.nodes.push_back(decision.root);
+  return decision;
+}
+
+// Why `rewrite` may not be applied, as the sentence its decision gives, or "" when it may.
+// `claimed_by` says which earlier match's root owns each node.
+std::string rejection(const Graph& graph, const Rewrite& rewrite, const UseCounts& uses,
+                      const std::vector<std::uint32_t>& claimed_by) {
+  if (!rewrite.blocked.empty()) return rewrite.blocked;
+  if (std::string leak = interior_leak(graph, rewrite, uses); !leak.empty()) return leak;
+  for (std::uint32_t id : rewrite.nodes)
+    if (claimed_by[id] != unclaimed)
+      return fmt::format("it overlaps the match rooted at '{}' (both cover '{}')", graph.node(claimed_by[id]).name,
+                         graph.node(id).name);
+  return "";
+}
+
+// The key PassStats::blocked counts a rejection under: the pattern's own reason, or the kind of
+// conflict without node names, so that the counts add up across candidates.
+std::string blocked_key(const Rewrite& rewrite, const std::string& reason) {
+  if (!rewrite.blocked.empty()) return rewrite.kind + ", " + rewrite.blocked;
+  if (reason.starts_with("it overlaps")) return rewrite.kind + ", overlaps another match";
+  return rewrite.kind + ", an inner value is used outside the match";
+}
+
+}  // namespace
+
+std::string interior_leak(const Graph& graph, const Rewrite& rewrite, const UseCounts& uses) {
   const std::set<std::uint32_t> inside(rewrite.nodes.begin(), rewrite.nodes.end());
   for (std::uint32_t id : rewrite.nodes) {
     if (id == rewrite.root) continue;
-    for (std::uint32_t k = 0; k < graph.node(id).outputs.size(); ++k) {
+    const Node& n = graph.node(id);
+    for (std::uint32_t k = 0; k < n.outputs.size(); ++k) {
       const ValueRef v{id, k};
-      if (uses.is_root(v)) return false;
       for (std::uint32_t reader : uses.users(v))
-        if (!inside.contains(reader)) return false;
+        if (!inside.contains(reader))
+          return fmt::format("the inner value '{}' ({}) is also read by '{}' ({}), outside the match",
+                             output_name(graph, v), n.op_name(), graph.node(reader).name, graph.node(reader).op_name());
+      if (uses.is_root(v))
+        return fmt::format("the inner value '{}' ({}) is an output the caller keeps", output_name(graph, v),
+                           n.op_name());
     }
   }
-  return true;
+  return "";
+}
+
+bool interior_is_private(const Graph& graph, const Rewrite& rewrite, const UseCounts& uses) {
+  return interior_leak(graph, rewrite, uses).empty();
 }
 
 PassResult rewrite_patterns(const Graph& graph, std::span<const ValueRef> roots, const Pattern& pattern) {
   const UseCounts uses(graph, roots);
   PassStats stats;
   std::vector<std::optional<Rewrite>> at_root(graph.size());
-  std::vector<bool> claimed(graph.size(), false);
+  std::vector<std::uint32_t> claimed_by(graph.size(), unclaimed);
   for (std::uint32_t id = 0; id < graph.size(); ++id) {
     std::optional<Rewrite> found = pattern(graph, id, uses);
     if (!found) continue;
-    if (!found->blocked.empty()) {
-      stats.block(found->kind + ", " + found->blocked);
-      continue;
+    FusionDecision decision = decision_for(graph, *found);
+    decision.reason = rejection(graph, *found, uses, claimed_by);
+    decision.fused = decision.reason.empty();
+    if (decision.fused) {
+      for (std::uint32_t n : found->nodes) claimed_by[n] = id;
+      stats.count(found->kind);
+      at_root[id] = std::move(found);
+    } else {
+      stats.block(blocked_key(*found, decision.reason));
     }
-    if (!interior_is_private(graph, *found, uses)) {
-      stats.block(found->kind + ", an inner value is used outside the match");
-      continue;
-    }
-    if (std::any_of(found->nodes.begin(), found->nodes.end(), [&](std::uint32_t n) { return claimed[n]; })) {
-      stats.block(found->kind + ", overlaps another match");
-      continue;
-    }
-    for (std::uint32_t n : found->nodes) claimed[n] = true;
-    stats.count(found->kind);
-    at_root[id] = std::move(found);
+    stats.decisions.push_back(std::move(decision));
   }
 
   GraphRewriter rewriter(graph);
@@ -116,7 +168,7 @@ PassResult rewrite_patterns(const Graph& graph, std::span<const ValueRef> roots,
       rewriter.replace(id, at_root[id]->build(rewriter));
       return true;
     }
-    return bool(claimed[id]);  // an interior node: nothing reads it any more, so it is not copied
+    return claimed_by[id] != unclaimed;  // an interior node: nothing reads it any more, so it is not copied
   });
   return rewriter.finish(std::move(stats));
 }

@@ -80,10 +80,17 @@ using Pattern = std::function<std::optional<Rewrite>(const Graph& graph, std::ui
 // True when every value computed by the match's interior nodes is read only by nodes of the
 // match and is not a root; the root's own outputs may be used anywhere.
 bool interior_is_private(const Graph& graph, const Rewrite& rewrite, const UseCounts& uses);
+// Why the interior is not private, naming the first inner value that leaks and who takes it:
+// "the inner value 'a/div' (div) is also read by 'probe/mul' (mul), outside the match", or
+// "... is an output the caller keeps". Empty when the interior is private.
+std::string interior_leak(const Graph& graph, const Rewrite& rewrite, const UseCounts& uses);
 
 // Tries `pattern` at every node (in graph order); keeps the matches whose interior is private
 // and that overlap no earlier match; rebuilds the graph with each match replaced. Matches that
-// were found but blocked are counted in PassStats::blocked with the reason.
+// were found but blocked are counted in PassStats::blocked with the reason. Every match found
+// becomes a PassStats::decisions entry: fused, or rejected with a reason that names the
+// nodes (the pattern's own `blocked` reason, the leaking inner value and its outside reader,
+// or the earlier match it overlaps).
 PassResult rewrite_patterns(const Graph& graph, std::span<const ValueRef> roots, const Pattern& pattern);
 
 }  // namespace fovea::passes

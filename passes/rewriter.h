@@ -36,12 +36,28 @@
 
 namespace fovea::passes {
 
+// One candidate a fusion pass found, and what became of it. The counts in PassStats say how
+// often a fusion happened; a decision says which nodes it was about, so that a reader who
+// expected a fused kernel can see why there is none and which node to change.
+struct FusionDecision {
+  std::string kind;                // what the pass would build: "fused attention", "layer norm → fused_layer_norm"
+  std::string root;                // the scoped name of the candidate's root, in the pass's input graph
+  std::vector<std::string> nodes;  // the scoped names of every node the candidate covers, root included
+  bool fused = false;
+  // When not fused, a full sentence naming the node(s) responsible: "the inner value 'a/div'
+  // (div) is also read by 'probe/mul' (mul), outside the match". Empty when fused.
+  std::string reason;
+};
+
 // What one pass did, for the manager's table.
 struct PassStats {
   std::size_t nodes_before = 0;
   std::size_t nodes_after = 0;
   std::map<std::string, std::size_t> rewrites;  // by kind: "x·1 → x" → 3
   std::map<std::string, std::size_t> blocked;   // patterns found but not rewritten, by reason
+  // Every candidate a fusion pass considered, fused or not, in the order it met them (empty
+  // for passes that fuse nothing). The explorer lists them; `blocked` only counts.
+  std::vector<FusionDecision> decisions;
 
   void count(const std::string& kind, std::size_t n = 1) { rewrites[kind] += n; }
   void block(const std::string& reason, std::size_t n = 1) { blocked[reason] += n; }
