@@ -130,10 +130,18 @@ void PassManager::dump(const Graph& graph, const std::vector<Value>& outputs, co
   write_svg(to_dot(graph, outputs, DotOptions{.title = stem}), base + ".svg");
 }
 
-OptimizedGraph PassManager::run(const Graph& graph, const std::vector<Value>& outputs,
-                                const std::vector<Value>& updates) const {
-  std::vector<Value> kept = outputs;
-  kept.insert(kept.end(), updates.begin(), updates.end());
+PassManager& PassManager::record_stages(bool on) {
+  record_stages_ = on;
+  return *this;
+}
+
+PassManager& PassManager::pipeline_name(std::string name) {
+  pipeline_name_ = std::move(name);
+  return *this;
+}
+
+void PassManager::check_arguments(const Graph& graph, const std::vector<Value>& kept,
+                                  const std::vector<Value>& updates) const {
   for (const Value& v : kept)
     if (!v.defined() || &v.graph() != &graph)
       throw Error(fmt::format("optimize: '{}' is not a value of graph '{}'", v.defined() ? v.name() : "<undefined>",
@@ -145,6 +153,39 @@ OptimizedGraph PassManager::run(const Graph& graph, const std::vector<Value>& ou
   for (const std::string& name : disabled_)
     if (std::find(known.begin(), known.end(), name) == known.end())
       throw Error(fmt::format("optimize: cannot disable '{}': the passes are {}", name, fmt::join(known, ", ")));
+}
+
+namespace {
+
+// Moves the user's values (`where`) and the roots through one pass's value map; a root the
+// pass removed is an error naming the pass.
+void follow(const PassResult& r, const std::string& pass, const Graph& input, std::map<ValueRef, ValueRef>& where,
+            std::vector<ValueRef>& roots) {
+  for (auto it = where.begin(); it != where.end();) {
+    auto moved = r.value_map.find(it->second);
+    if (moved == r.value_map.end()) {
+      it = where.erase(it);
+    } else {
+      it->second = moved->second;
+      ++it;
+    }
+  }
+  for (ValueRef& root : roots) {
+    auto moved = r.value_map.find(root);
+    if (moved == r.value_map.end())
+      throw Error(
+          fmt::format("optimize: pass '{}' removed {}, an output it had to keep", pass, value_name(input, root)));
+    root = moved->second;
+  }
+}
+
+}  // namespace
+
+OptimizedGraph PassManager::run(const Graph& graph, const std::vector<Value>& outputs,
+                                const std::vector<Value>& updates) const {
+  std::vector<Value> kept = outputs;
+  kept.insert(kept.end(), updates.begin(), updates.end());
+  check_arguments(graph, kept, updates);
 
   // Where each of the user's values is now; the roots every pass must keep.
   std::map<ValueRef, ValueRef> where;
@@ -158,6 +199,12 @@ OptimizedGraph PassManager::run(const Graph& graph, const std::vector<Value>& ou
 
   OptimizedGraph result;
   std::unique_ptr<Graph> current;
+  // The graph as it is now (the user's before the first pass ran), as a stage.
+  const auto record = [&](const std::string& name, PassReport report) {
+    if (!record_stages_) return;
+    const Graph& now = current ? *current : graph;
+    result.stages.push_back({name, pipeline_name_, &now, now.size(), roots, std::move(report)});
+  };
   const auto apply = [&](const std::string& name, const PassFunction& pass) -> PassReport {
     const Graph& input = current ? *current : graph;
     const auto start = std::chrono::steady_clock::now();
@@ -170,34 +217,19 @@ OptimizedGraph PassManager::run(const Graph& graph, const std::vector<Value>& ou
         throw Error(fmt::format("optimize: the graph after pass '{}' is invalid: {}", name, e.what()));
       }
     }
-    for (auto it = where.begin(); it != where.end();) {
-      auto moved = r.value_map.find(it->second);
-      if (moved == r.value_map.end()) {
-        it = where.erase(it);
-      } else {
-        it->second = moved->second;
-        ++it;
-      }
-    }
-    for (ValueRef& root : roots) {
-      auto moved = r.value_map.find(root);
-      if (moved == r.value_map.end())
-        throw Error(
-            fmt::format("optimize: pass '{}' removed {}, an output it had to keep", name, value_name(input, root)));
-      root = moved->second;
-    }
+    follow(r, name, input, where, roots);
+    // A recorded stage points at the graph being replaced: keep it alive.
+    if (record_stages_ && current) result.stage_graphs.push_back(std::move(current));
     current = std::move(r.graph);
     return {name, true, std::move(r.stats), std::chrono::duration<double, std::milli>(stop - start).count()};
   };
 
+  record("input", {});
   for (std::size_t i = 0; i < passes_.size(); ++i) {
     const Entry& entry = passes_[i];
-    if (!enabled(entry.name)) {
-      result.passes.push_back({entry.name, false, {}, 0});
-      continue;
-    }
-    result.passes.push_back(apply(entry.name, entry.pass));
-    if (dumping) {
+    result.passes.push_back(enabled(entry.name) ? apply(entry.name, entry.pass) : PassReport{entry.name, false, {}, 0});
+    record(entry.name, result.passes.back());
+    if (dumping && result.passes.back().ran) {
       std::vector<Value> now;
       for (const ValueRef& r : roots) now.push_back(current->value(r));
       const PassStats& stats = result.passes.back().stats;
@@ -207,7 +239,7 @@ OptimizedGraph PassManager::run(const Graph& graph, const std::vector<Value>& ou
     }
   }
   // With every pass disabled the result is still a graph of its own, a plain copy.
-  if (!current) apply("copy", [](const Graph& g, std::span<const ValueRef>) { return copy_graph(g); });
+  if (!current) record("copy", apply("copy", [](const Graph& g, std::span<const ValueRef>) { return copy_graph(g); }));
 
   result.graph = std::move(current);
   for (std::size_t i = 0; i < roots.size(); ++i)

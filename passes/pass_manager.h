@@ -21,6 +21,7 @@
 //     after every pass, so a broken rewrite is caught at the pass that made it.
 #pragma once
 
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -37,6 +38,27 @@ struct PassReport {
   double milliseconds = 0;
 };
 
+// The graph as it stood at one point of a run that records its stages (record_stages): before
+// the first pass, or after one. A viewer pages through them to watch each rewrite happen, in
+// memory rather than through FOVEA_DUMP's files.
+struct PassStage {
+  // "input" for the graph before the first pass, then each pass's name; "autodiff" for the
+  // step graph build_step made in the training pipeline (pipeline.h).
+  std::string name;
+  // The pipeline the stage belongs to: "forward" or "step" in the training pipeline (the
+  // names forward_pipeline and step_pipeline give their managers), "" for a plain manager.
+  std::string pipeline;
+  // The stage's graph. Graphs only grow, and a later step may append to this one (build_step
+  // extends the optimized forward graph), so the stage is its first node_count nodes.
+  const Graph* graph = nullptr;
+  std::size_t node_count = 0;
+  // The outputs, then the updates, at this stage, as values of *graph.
+  std::vector<ValueRef> roots;
+  // The pass's line of the table (ran is false for a disabled pass, whose graph is the previous
+  // stage's); empty for "input" and "autodiff".
+  PassReport report;
+};
+
 // The result of a run: the optimized graph, the requested values in it, and the record.
 struct OptimizedGraph {
   std::unique_ptr<Graph> graph;
@@ -44,6 +66,14 @@ struct OptimizedGraph {
   std::vector<Value> updates;              // the updates asked for, likewise
   std::map<ValueRef, ValueRef> value_map;  // user's graph → `graph`, for the values that remain
   std::vector<PassReport> passes;
+  // Filled only when the manager records stages: "input", then one stage per pass, disabled
+  // ones too (and a "copy" when every pass was disabled, so that the last stage is always
+  // `graph`). The input stage points at the user's graph, which must outlive this record; the
+  // last one points at `graph`. Empty otherwise, and then no intermediate graph is kept.
+  std::vector<PassStage> stages;
+  // The graphs between the input and `graph` that `stages` point at, kept alive for them. They
+  // are heap objects, so moving this OptimizedGraph leaves every stage's pointer valid.
+  std::vector<std::shared_ptr<const Graph>> stage_graphs;
 
   // Whether a value of the user's graph survived, and its counterpart: the placeholder to feed,
   // the parameter to hand an optimizer. Throws fovea::Error naming the value when it was
@@ -72,6 +102,13 @@ class PassManager {
   PassManager& dump_to(std::string directory);
   const std::string& dump_directory() const { return dump_directory_; }
   PassManager& verify_each(bool on);
+  // Keeps every intermediate graph in OptimizedGraph::stages (off by default: a graph per pass
+  // costs memory that only a viewer needs).
+  PassManager& record_stages(bool on);
+  bool recording_stages() const { return record_stages_; }
+  // The name recorded stages give as their PassStage::pipeline ("" unless set).
+  PassManager& pipeline_name(std::string name);
+  const std::string& pipeline_name() const { return pipeline_name_; }
 
   // Runs the enabled passes on `graph`, keeping `outputs` and `updates` (assign nodes) and
   // everything they need. The user's graph is left as it was.
@@ -85,12 +122,15 @@ class PassManager {
   };
   void dump(const Graph& graph, const std::vector<Value>& outputs, const std::string& stem,
             const std::string& header) const;
+  void check_arguments(const Graph& graph, const std::vector<Value>& kept, const std::vector<Value>& updates) const;
 
   std::vector<Entry> passes_;
   std::set<std::string> disabled_;         // by the API
   std::set<std::string> disabled_by_env_;  // by FOVEA_DISABLE_PASSES
   std::string dump_directory_;
   bool verify_ = false;
+  bool record_stages_ = false;
+  std::string pipeline_name_;
 };
 
 }  // namespace fovea::passes

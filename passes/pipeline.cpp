@@ -14,14 +14,28 @@ namespace fovea::passes {
 namespace {
 
 // `second` ran on `first`'s graph: the value map from the user's graph through both, and both
-// pass tables, on `second`'s graph.
-OptimizedGraph compose(OptimizedGraph first, OptimizedGraph second) {
+// pass tables, on `second`'s graph. Recorded stages are first's, then second's; second's input
+// stage is dropped unless it is named `second_input` (its graph differs from first's last stage
+// when something was built on it in between). first's graph, when it still owns it, is kept
+// for the stages that point at it.
+OptimizedGraph compose(OptimizedGraph first, OptimizedGraph second, const std::string& second_input = "") {
   std::map<ValueRef, ValueRef> through;
   for (const auto& [user, middle] : first.value_map)
     if (auto it = second.value_map.find(middle); it != second.value_map.end()) through.emplace(user, it->second);
   second.value_map = std::move(through);
   first.passes.insert(first.passes.end(), second.passes.begin(), second.passes.end());
   second.passes = std::move(first.passes);
+  if (!first.stages.empty() && !second.stages.empty()) {
+    if (second_input.empty())
+      second.stages.erase(second.stages.begin());
+    else
+      second.stages.front().name = second_input;
+    first.stages.insert(first.stages.end(), second.stages.begin(), second.stages.end());
+    second.stages = std::move(first.stages);
+    if (first.graph) first.stage_graphs.push_back(std::move(first.graph));
+    first.stage_graphs.insert(first.stage_graphs.end(), second.stage_graphs.begin(), second.stage_graphs.end());
+    second.stage_graphs = std::move(first.stage_graphs);
+  }
   return second;
 }
 
@@ -40,7 +54,9 @@ PassManager forward_pipeline(const PipelineOptions& options) {
            })
       .add("normalization_fusion", fuse_normalizations)
       .add("conv_fusion", fuse_convolutions)
-      .add("conv_epilogue_fusion", fuse_conv_epilogues);
+      .add("conv_epilogue_fusion", fuse_conv_epilogues)
+      .record_stages(options.record_stages)
+      .pipeline_name("forward");
   if (options.mixed_precision)
     pm.add("mixed_precision", [mixed = *options.mixed_precision](const Graph& g, std::span<const ValueRef> roots) {
       return mixed_precision(g, roots, mixed);
@@ -55,12 +71,15 @@ PassManager cleanup_pipeline(const PipelineOptions& options) {
       .add("cse", eliminate_common_subexpressions)
       .add("fold", [fold = options.fold](const Graph& g,
                                          std::span<const ValueRef> roots) { return fold_constants(g, roots, fold); })
-      .add("dce", eliminate_dead_code);
+      .add("dce", eliminate_dead_code)
+      .record_stages(options.record_stages)
+      .pipeline_name("cleanup");
   return pm;
 }
 
 PassManager step_pipeline(const PipelineOptions& options) {
   PassManager pm = cleanup_pipeline(options);
+  pm.pipeline_name("step");
   pm.add("elementwise_fusion", [elementwise = options.elementwise](const Graph& g, std::span<const ValueRef> roots) {
       return fuse_elementwise(g, roots, elementwise);
     }).add("dce", eliminate_dead_code);
@@ -91,7 +110,8 @@ TrainingGraph optimize_training(const Graph& graph, const std::vector<Value>& ou
   TrainingGraph result;
   result.forward = std::move(forward.graph);
   forward.graph = nullptr;
-  result.step = compose(std::move(forward), std::move(step));
+  // The step pipeline's input is the forward graph build_step extended: the "autodiff" stage.
+  result.step = compose(std::move(forward), std::move(step), "autodiff");
   return result;
 }
 

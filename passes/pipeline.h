@@ -42,8 +42,13 @@ struct PipelineOptions {
   ElementwiseFusionOptions elementwise{};
   // Fused attention in bf16 or f16 with f32 sums (passes/mixed_precision.h); off: all f32.
   std::optional<MixedPrecisionOptions> mixed_precision = std::nullopt;
+  // Every pipeline built from these options records its stages (PassManager::record_stages):
+  // each intermediate graph is kept for a viewer such as the explorer. Off: only the result.
+  bool record_stages = false;
 };
 
+// The managers below name their stages' pipeline "forward", "cleanup" and "step".
+//
 // dce · simplify · cse · fold · attention_fusion · normalization_fusion · conv_fusion · conv_epilogue_fusion ·
 //   [mixed_precision] · dce.
 // Attention fusion comes first: it consumes the softmax inside attention, which normalization
@@ -62,7 +67,9 @@ OptimizedGraph optimize_forward(const Graph& graph, const std::vector<Value>& ou
 // step_pipeline().run(graph, outputs, updates): for a whole training step.
 OptimizedGraph optimize(const Graph& graph, const std::vector<Value>& outputs, const std::vector<Value>& updates = {},
                         const PipelineOptions& options = {});
-// The forward pipeline, then the step pipeline: an inference graph, ready to compile.
+// The forward pipeline, then the step pipeline: an inference graph, ready to compile. Recorded
+// stages are the forward pipeline's, then the step pipeline's after its input (the same graph
+// as the forward pipeline's last stage).
 OptimizedGraph optimize_inference(const Graph& graph, const std::vector<Value>& outputs,
                                   const PipelineOptions& options = {});
 
@@ -93,6 +100,13 @@ struct TrainingGraph {
   // The step, optimized. Its outputs and updates are build_step's, in order; value() maps a
   // value of the USER's graph (a placeholder to feed) into it, through both pipelines.
   OptimizedGraph step;
+
+  // With PipelineOptions::record_stages, the whole road from the user's graph to the step: the
+  // forward pipeline's stages ("input", then its passes), "autodiff" (`forward` after
+  // build_step: all its nodes, roots build_step's outputs then updates), then the step
+  // pipeline's passes. The last forward stage is `forward` too, cut at its size before
+  // build_step appended to it. Empty when not recording.
+  const std::vector<PassStage>& stages() const { return step.stages; }
 };
 
 TrainingGraph optimize_training(const Graph& graph, const std::vector<Value>& outputs, const BuildStep& build_step,
@@ -128,6 +142,9 @@ class CompiledTrainingStep {
   bool optimized() const { return optimized_.step.graph != nullptr; }
   // The table of passes (empty when not optimized).
   std::string pass_report() const { return optimized() ? optimized_.step.report() : std::string(); }
+  // The optimized graph's stages (TrainingGraph::stages): empty when not optimized, or when
+  // TrainingStepOptions::pipeline.record_stages is off.
+  const std::vector<PassStage>& stages() const { return optimized_.stages(); }
 
  private:
   friend CompiledTrainingStep compile_training_step(Graph&, const std::vector<Value>&, const BuildStep&,
