@@ -1,6 +1,7 @@
 // Anomaly mode (CompileOptions::check_finite): every step's floating outputs are scanned right
 // after it runs, and the first node that makes a NaN or an infinity out of finite inputs stops
-// the run with an error naming it (runtime/executable.h).
+// the run with an error naming it (runtime/executable.h). Value statistics take the same
+// step-by-step path (runtime/statistics.cpp).
 //
 // Only a node that made the value itself is reported: one whose floating inputs were all
 // finite. Many graphs carry infinities on purpose (an attention mask of -inf, built from a
@@ -61,14 +62,16 @@ void Executable::run_checked_steps() {
   for (const Step& step : steps_) run_checked_step(step);
 }
 
+// One step, with its outputs summarised when statistics are on (runtime/statistics.cpp) and
+// scanned in anomaly mode. The summary comes first, so that a run stopped here still has the
+// statistics of the node it names.
 void Executable::run_checked_step(const Step& step) {
-  if (!checked(step.context)) {
-    step.kernel(step.context);
-    return;
-  }
-  const std::vector<char> before = overwrites_input(step.context) ? inputs_finite(step) : std::vector<char>{};
+  const bool scanned = check_finite_ && checked(step.context);
+  const std::vector<char> before =
+      scanned && overwrites_input(step.context) ? inputs_finite(step) : std::vector<char>{};
   step.kernel(step.context);
-  check_step_finite(step, before);
+  if (value_statistics_on_) summarise_step_outputs(step);
+  if (scanned) check_step_finite(step, before);
 }
 
 // After the step: the first non-finite element of its floating outputs, if its floating
@@ -108,16 +111,19 @@ std::vector<char> Executable::inputs_finite(const Step& step) {
   return finite;
 }
 
-// The scan of one argument: in place on the CPU, from a copy on the host on a device (which
-// waits for the step to finish).
 NonFinite Executable::first_non_finite_in(const TensorArg& arg, bool negative_infinity_allowed) {
+  if (arg.numel() == 0) return {};
+  return first_non_finite(arg.type.dtype, on_host(arg), arg.numel(), negative_infinity_allowed);
+}
+
+// An argument's bytes where the host can read them: in place on the CPU, a copy on a device
+// (which waits for the step to finish), valid until the next call.
+const std::byte* Executable::on_host(const TensorArg& arg) {
+  if (backend_->uses_host_memory()) return arg.data;
   const std::size_t bytes = static_cast<std::size_t>(arg.numel()) * dtype_size(arg.type.dtype);
-  if (bytes == 0) return {};
-  if (backend_->uses_host_memory())
-    return first_non_finite(arg.type.dtype, arg.data, arg.numel(), negative_infinity_allowed);
   finite_scratch_.resize(bytes);
-  backend_->copy_to_host(finite_scratch_.data(), arg.data, bytes);
-  return first_non_finite(arg.type.dtype, finite_scratch_.data(), arg.numel(), negative_infinity_allowed);
+  if (bytes > 0) backend_->copy_to_host(finite_scratch_.data(), arg.data, bytes);
+  return finite_scratch_.data();
 }
 
 }  // namespace fovea

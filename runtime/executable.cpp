@@ -281,7 +281,7 @@ struct ExecutableLowering {
     if (verdict_message) ctx.verdict = exe.verdicts_ + next_verdict++;
     std::unique_ptr<const DecodedParams> params = decode_params(graph, node);
     ctx.decoded = params.get();
-    exe.steps_.push_back({kernel, ctx, verdict_message, std::move(params)});
+    exe.steps_.push_back({kernel, ctx, verdict_message, std::move(params), id});
     exe.args_.push_back(std::move(args));
   }
 
@@ -457,12 +457,15 @@ void Executable::copy_feeds_in(const std::vector<const Tensor*>& fed) {
 // the run replayed a recording.
 bool Executable::launch() {
   unfinished_run_ = true;
-  const bool replayed = !profiling_ && replay_recording();
+  // A recording cannot stop after each step to look at its outputs.
+  const bool replayed = !profiling_ && !value_statistics_on_ && replay_recording();
+  if (value_statistics_on_) value_statistics_.clear();
   if (profiling_) {
     run_profiled_steps();
   } else if (!replayed) {
-    // Anomaly mode's branch is here, outside the loop over the steps, so that it costs nothing off.
-    if (check_finite_)
+    // Anomaly mode's and the statistics' branch is here, outside the loop over the steps, so
+    // that it costs nothing when both are off.
+    if (steps_observed())
       run_checked_steps();
     else
       run_steps();

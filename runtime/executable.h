@@ -37,6 +37,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <source_location>
 #include <string>
@@ -53,6 +54,20 @@ namespace fovea {
 
 // Tensors to feed placeholders with, for one run: {{x, batch}, {labels, y}}.
 using Feeds = std::vector<std::pair<Value, Tensor>>;
+
+// A summary of one floating value a run computed (Executable::set_value_statistics): how many
+// elements it has, how many are NaN or ±inf, and the spread of the finite ones.
+struct ValueStatistics {
+  ValueRef value;
+  std::size_t count = 0, nan_count = 0, inf_count = 0;  // elements; NaN; ±inf
+  // Over the finite elements; all 0 when there are none. std is the population's (divided by
+  // the number of finite elements, not one less).
+  double min = 0, max = 0, mean = 0, std = 0;
+  // The finite elements counted in 24 equal bins over [min, max], the last bin closed (max lands
+  // in it); every element lands in bin 0 when min == max. Empty when no element is finite.
+  std::vector<std::uint32_t> histogram;
+  static constexpr std::size_t bins = 24;
+};
 
 struct CompileOptions {
   // assign nodes (ops/state.h) to run after everything else at every run: the optimizer's
@@ -133,6 +148,17 @@ class Executable {
   const std::vector<double>& step_seconds() const { return step_seconds_; }
   int profiled_runs() const { return profiled_runs_; }
 
+  // --- Value statistics ----------------------------------------------------------------------
+  // While on, every run summarises each floating output (f32, f64, f16, bf16) of every step it
+  // runs, after the step; integer and bool outputs are left out, and so are the transfer steps
+  // of a device executable, which only move values. Runs then take the step-by-step path of
+  // anomaly mode (eagerly, never replaying a recording; on a device each output is copied to the
+  // host first, a wait per step). Off, runs do no extra work.
+  void set_value_statistics(bool on) { value_statistics_on_ = on; }
+  // The summaries of the last run with statistics on, in step order. In anomaly mode a run that
+  // stopped at a node with an error still leaves them here, up to and including that node's.
+  const std::vector<ValueStatistics>& value_statistics() const { return value_statistics_; }
+
   // --- Recording (CompileOptions::capture_graph) -----------------------------------------------
   // Whether runs now replay a recording of the whole step.
   bool captured() const { return recorded_ != nullptr; }
@@ -160,6 +186,7 @@ class Executable {
   friend Executable compile(Graph&, const std::vector<Value>&, std::shared_ptr<Backend>, const CompileOptions&);
   Executable() = default;
 
+  static constexpr std::uint32_t no_node = ~std::uint32_t{0};
   struct Step {
     Kernel kernel;
     KernelContext context;
@@ -167,6 +194,8 @@ class Executable {
     VerdictMessage verdict_message = nullptr;
     // The node's attributes, decoded once for every run (context.decoded points here).
     std::unique_ptr<const DecodedParams> params;
+    // The graph's id of the node; no_node for a transfer step, whose node no graph holds.
+    std::uint32_t node = no_node;
   };
   // Anomaly mode (runtime/anomaly.cpp): the steps, each one's outputs scanned after it runs.
   void run_checked_steps();
@@ -174,6 +203,11 @@ class Executable {
   void check_step_finite(const Step& step, const std::vector<char>& inputs_finite_before);
   std::vector<char> inputs_finite(const Step& step);
   NonFinite first_non_finite_in(const TensorArg& arg, bool negative_infinity_allowed);
+  const std::byte* on_host(const TensorArg& arg);
+  // Whether runs take the step-by-step path above: in anomaly mode or with statistics on.
+  bool steps_observed() const { return check_finite_ || value_statistics_on_; }
+  // Value statistics (runtime/statistics.cpp): the floating outputs of one step, summarised.
+  void summarise_step_outputs(const Step& step);
   // A computed output lives in a Tensor of its own that its kernel writes into directly; the
   // run hands that Tensor out. If the caller still holds it at the next run, a fresh one is
   // allocated and the kernel arguments that point at it are re-pointed (`sites`), so results
@@ -217,7 +251,9 @@ class Executable {
   bool unfinished_run_ = false;  // the last run threw before waiting for the device
   bool check_finite_feeds_ = true;
   bool check_finite_ = false;              // anomaly mode (CompileOptions::check_finite)
-  std::vector<std::byte> finite_scratch_;  // anomaly mode on a device: one value copied to the host
+  std::vector<std::byte> finite_scratch_;  // on a device: one value copied to the host (on_host)
+  bool value_statistics_on_ = false;       // set_value_statistics
+  std::vector<ValueStatistics> value_statistics_;
   // Set while a run is in progress, so that a second thread's run() fails instead of
   // overwriting the arena under the first (held by pointer: an Executable is movable).
   std::unique_ptr<std::atomic_flag> running_ = std::make_unique<std::atomic_flag>();

@@ -16,7 +16,7 @@ void Executable::run_profiled_steps() {
   backend_->synchronize();
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
-    if (check_finite_)
+    if (steps_observed())
       run_checked_step(steps_[i]);
     else
       steps_[i].kernel(steps_[i].context);

@@ -1,0 +1,159 @@
+#include "fovea/runtime/machine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "fovea/core/thread_pool.h"
+
+#if defined(__AVX512F__) || (defined(__AVX__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+namespace fovea {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Independent accumulators per thread: an FMA's result is ready about 4 cycles after it starts
+// and a core starts up to 2 per cycle, so at least 8 chains must be in flight; 12 leaves room.
+constexpr int kAccumulators = 12;
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+constexpr const char* kVectors = "512-bit FMA";
+#elif defined(__AVX__) && defined(__FMA__)
+constexpr int kLanes = 8;
+constexpr const char* kVectors = "256-bit FMA";
+#else
+constexpr int kLanes = 8;
+constexpr const char* kVectors = "8-lane multiply-add";
+#endif
+constexpr double kFlopsPerRound = 2.0 * kAccumulators * kLanes;
+
+// `rounds` multiply-adds on every lane of every accumulator. The factor and the addend pull
+// each lane towards addend / (1 - factor), so no value overflows or turns subnormal. The sum
+// returned keeps the compiler from dropping the loop.
+float multiply_add_rounds(std::int64_t rounds, float factor, float addend) {
+#if defined(__AVX512F__)
+  __m512 accumulators[kAccumulators];
+  for (int i = 0; i < kAccumulators; ++i) accumulators[i] = _mm512_set1_ps(1.0f + 0.01f * static_cast<float>(i));
+  const __m512 a = _mm512_set1_ps(factor), b = _mm512_set1_ps(addend);
+  for (std::int64_t r = 0; r < rounds; ++r)
+    for (__m512& acc : accumulators) acc = _mm512_fmadd_ps(acc, a, b);
+  __m512 total = accumulators[0];
+  for (int i = 1; i < kAccumulators; ++i) total = _mm512_add_ps(total, accumulators[i]);
+  // Stored and summed by hand: GCC 12 warns about its own _mm512_reduce_add_ps.
+  alignas(64) float lanes[kLanes];
+  _mm512_store_ps(lanes, total);
+  float sum = 0;
+  for (float lane : lanes) sum += lane;
+  return sum;
+#elif defined(__AVX__) && defined(__FMA__)
+  __m256 accumulators[kAccumulators];
+  for (int i = 0; i < kAccumulators; ++i) accumulators[i] = _mm256_set1_ps(1.0f + 0.01f * static_cast<float>(i));
+  const __m256 a = _mm256_set1_ps(factor), b = _mm256_set1_ps(addend);
+  for (std::int64_t r = 0; r < rounds; ++r)
+    for (__m256& acc : accumulators) acc = _mm256_fmadd_ps(acc, a, b);
+  __m256 total = accumulators[0];
+  for (int i = 1; i < kAccumulators; ++i) total = _mm256_add_ps(total, accumulators[i]);
+  alignas(32) float lanes[kLanes];
+  _mm256_store_ps(lanes, total);
+  float sum = 0;
+  for (float lane : lanes) sum += lane;
+  return sum;
+#else
+  float accumulators[kAccumulators][kLanes];
+  for (int i = 0; i < kAccumulators; ++i)
+    for (int l = 0; l < kLanes; ++l) accumulators[i][l] = 1.0f + 0.01f * static_cast<float>(i);
+  for (std::int64_t r = 0; r < rounds; ++r)
+    for (auto& acc : accumulators)
+      for (float& lane : acc) lane = lane * factor + addend;
+  float sum = 0;
+  for (const auto& acc : accumulators)
+    for (float lane : acc) sum += lane;
+  return sum;
+#endif
+}
+
+// Where the benchmarks' results go, so that the compiler must compute them.
+volatile float sink = 0;
+
+// The FLOP peak: one thread's speed measured first (a few milliseconds), to size the pool's job
+// to about 0.12 s; then 8 pieces per thread, handed out by the pool, timed together.
+double measure_gflops(ThreadPool& pool) {
+  constexpr std::int64_t trial_rounds = 1 << 15;
+  const Clock::time_point trial_start = Clock::now();
+  sink = sink + multiply_add_rounds(trial_rounds, 0.999f, 0.001f);
+  const double round_seconds = std::max(seconds_since(trial_start), 1e-6) / trial_rounds;
+  constexpr double piece_seconds = 0.015;
+  const auto rounds = std::max<std::int64_t>(1000, static_cast<std::int64_t>(piece_seconds / round_seconds));
+  const std::int64_t pieces = 8 * pool.size();
+  std::vector<float> results(static_cast<std::size_t>(pieces));
+  const Clock::time_point start = Clock::now();
+  pool.parallel_for(pieces, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t p = begin; p < end; ++p)
+      results[static_cast<std::size_t>(p)] = multiply_add_rounds(rounds, 0.999f, 0.001f);
+  });
+  const double seconds = seconds_since(start);
+  for (float r : results) sink = sink + r;
+  return kFlopsPerRound * static_cast<double>(rounds) * static_cast<double>(pieces) / seconds / 1e9;
+}
+
+constexpr std::int64_t kTriadBytes = std::int64_t{64} << 20;  // per array
+constexpr int kTriads = 3;
+
+// The bandwidth: the best of a few triads over three 64 MiB arrays, each written first on the
+// pool so that their pages are in place (and, on a NUMA machine, near the threads using them).
+double measure_gbytes_per_second(ThreadPool& pool) {
+  constexpr std::int64_t n = kTriadBytes / static_cast<std::int64_t>(sizeof(float));
+  constexpr std::int64_t grain = 1 << 16;
+  const std::unique_ptr<float[]> a(new float[n]), b(new float[n]), c(new float[n]);
+  pool.parallel_for(n, grain, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      a[i] = 0.0f;
+      b[i] = 1.0f;
+      c[i] = 2.0f;
+    }
+  });
+  double best = 1e30;
+  for (int t = 0; t < kTriads; ++t) {
+    const float s = 0.5f + static_cast<float>(t);
+    const Clock::time_point start = Clock::now();
+    pool.parallel_for(n, grain, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) a[i] = b[i] + s * c[i];
+    });
+    best = std::min(best, seconds_since(start));
+    sink = sink + a[n / 2];
+  }
+  return 3.0 * static_cast<double>(kTriadBytes) / best / 1e9;
+}
+
+MachinePeak measure() {
+  ThreadPool& pool = default_thread_pool();
+  MachinePeak peak;
+  peak.threads = pool.size();
+  peak.gflops = measure_gflops(pool);
+  peak.gbytes_per_second = measure_gbytes_per_second(pool);
+  peak.method = fmt::format(
+      "f32 {} on {} independent {}-lane accumulators per thread for the FLOPs (2 per lane and instruction), and the "
+      "best of {} triads a[i] = b[i] + s*c[i] over three {} MiB arrays for the bandwidth (bytes read and written), "
+      "both on the {} threads of the engine's pool",
+      kVectors, kAccumulators, kLanes, kTriads, kTriadBytes >> 20, peak.threads);
+  return peak;
+}
+
+}  // namespace
+
+const MachinePeak& machine_peak() {
+  static const MachinePeak peak = measure();
+  return peak;
+}
+
+}  // namespace fovea
