@@ -25,6 +25,7 @@
 #include "fovea/core/printer.h"
 #include "fovea/core/shape.h"
 #include "fovea/core/tensor.h"
+#include "fovea/explore/explorer.h"
 #include "fovea/io/checkpoint.h"
 #include "fovea/io/dataset.h"
 #include "fovea/io/idx.h"

@@ -1,5 +1,8 @@
 #include "fovea/passes/pipeline.h"
 
+#include <atomic>
+#include <cstdio>
+
 #include <fmt/format.h>
 
 #include "fovea/passes/conv_fusion.h"
@@ -118,8 +121,11 @@ TrainingGraph optimize_training(const Graph& graph, const std::vector<Value>& ou
 CompiledTrainingStep compile_training_step(Graph& graph, const std::vector<Value>& outputs, const BuildStep& build_step,
                                            std::shared_ptr<Backend> backend, const TrainingStepOptions& options) {
   CompiledTrainingStep step;
+  step.explore_path_ = options.explore ? *options.explore : next_explore_path_from_environment();
   if (options.optimize) {
-    step.optimized_ = optimize_training(graph, outputs, build_step, options.pipeline);
+    PipelineOptions pipeline = options.pipeline;
+    pipeline.record_stages = pipeline.record_stages || !step.explore_path_.empty();
+    step.optimized_ = optimize_training(graph, outputs, build_step, pipeline);
     step.graph_ = step.optimized_.step.graph.get();
     step.outputs_ = step.optimized_.step.outputs;
     step.updates_ = step.optimized_.step.updates;
@@ -131,12 +137,18 @@ CompiledTrainingStep compile_training_step(Graph& graph, const std::vector<Value
   }
   CompileOptions compile_options = options.compile;
   compile_options.updates = step.updates_;
+  compile_options.explore = "";
   step.executable_ =
       std::make_unique<Executable>(compile(*step.graph_, step.outputs_, std::move(backend), compile_options));
   return step;
 }
 
 std::vector<Tensor> CompiledTrainingStep::run(const Feeds& feeds, std::source_location where) {
+  if (!explore_path_.empty() && ++runs_ == 2) return run_and_explore(feeds, where);
+  return run_mapped(feeds, where);
+}
+
+std::vector<Tensor> CompiledTrainingStep::run_mapped(const Feeds& feeds, std::source_location where) {
   if (!optimized()) return executable_->run(feeds, where);
   Feeds mapped;
   mapped.reserve(feeds.size());
@@ -151,6 +163,52 @@ std::vector<Tensor> CompiledTrainingStep::run(const Feeds& feeds, std::source_lo
     mapped.emplace_back(optimized_.step.value(value), tensor);
   }
   return executable_->run(mapped, where);
+}
+
+namespace {
+
+std::atomic<TrainingStepExploreWriter> installed_step_writer{nullptr};
+
+void write_step_page(CompiledTrainingStep& step, const std::string& path, const std::string& anomaly) {
+  const TrainingStepExploreWriter writer = installed_step_writer.load();
+  if (!writer) {
+    std::fprintf(stderr,
+                 "fovea: not writing the explorer to %s: this program does not include <fovea/fovea.h> (or "
+                 "<fovea/explore/explorer.h>), which provides it\n",
+                 path.c_str());
+    return;
+  }
+  writer(step, path, anomaly);
+}
+
+}  // namespace
+
+void set_training_step_explore_writer(TrainingStepExploreWriter writer) { installed_step_writer.store(writer); }
+
+// The second run, profiled and observed, then the page; profiling and value statistics are put
+// back as they were. A run stopped by an error (anomaly mode) writes the page too, with the error.
+std::vector<Tensor> CompiledTrainingStep::run_and_explore(const Feeds& feeds, std::source_location where) {
+  const std::string path = std::exchange(explore_path_, {});
+  Executable& exe = *executable_;
+  const bool was_profiling = exe.profiling(), was_observing = exe.value_statistics_on();
+  if (!was_profiling) exe.reset_profile();
+  exe.set_profiling(true);
+  exe.set_value_statistics(true);
+  auto restore = [&] {
+    exe.set_profiling(was_profiling);
+    exe.set_value_statistics(was_observing);
+  };
+  std::vector<Tensor> outputs;
+  try {
+    outputs = run_mapped(feeds, where);
+  } catch (const Error& error) {
+    restore();
+    write_step_page(*this, path, error.what());
+    throw;
+  }
+  restore();
+  write_step_page(*this, path, "");
+  return outputs;
 }
 
 }  // namespace fovea::passes

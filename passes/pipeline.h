@@ -123,8 +123,21 @@ TrainingGraph optimize_training(const Graph& graph, const std::vector<Value>& ou
 struct TrainingStepOptions {
   bool optimize = true;
   PipelineOptions pipeline{};
-  CompileOptions compile{};  // its `updates` are ignored: build_step names them
+  CompileOptions compile{};  // its `updates` and `explore` are ignored: build_step names them,
+                             // and the step writes its own explorer (below)
+  // Write the explorer of the step (explore/explorer.h), its passes included, to this path after
+  // the second run, which is then profiled and observed (the first pays for first touches of
+  // memory); the passes are recorded (pipeline.record_stages) for it. nullopt: FOVEA_EXPLORE
+  // decides, as for compile(); "": never.
+  std::optional<std::string> explore = std::nullopt;
 };
+
+class CompiledTrainingStep;
+// How a training step reaches the explorer, a layer above (explore/explorer.h installs it):
+// writes the page of `step` to `path`; `anomaly` is the message of the error that stopped the run.
+using TrainingStepExploreWriter = void (*)(CompiledTrainingStep& step, const std::string& path,
+                                           const std::string& anomaly);
+void set_training_step_explore_writer(TrainingStepExploreWriter writer);
 
 class CompiledTrainingStep {
  public:
@@ -149,10 +162,14 @@ class CompiledTrainingStep {
  private:
   friend CompiledTrainingStep compile_training_step(Graph&, const std::vector<Value>&, const BuildStep&,
                                                     std::shared_ptr<Backend>, const TrainingStepOptions&);
+  std::vector<Tensor> run_mapped(const Feeds& feeds, std::source_location where);
+  std::vector<Tensor> run_and_explore(const Feeds& feeds, std::source_location where);
   TrainingGraph optimized_;
   Graph* graph_ = nullptr;
   std::vector<Value> outputs_, updates_;
   std::unique_ptr<Executable> executable_;
+  std::string explore_path_;  // TrainingStepOptions::explore, until the run that writes it
+  std::int64_t runs_ = 0;
 };
 
 CompiledTrainingStep compile_training_step(Graph& graph, const std::vector<Value>& outputs, const BuildStep& build_step,

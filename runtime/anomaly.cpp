@@ -68,10 +68,30 @@ void Executable::run_checked_steps() {
 void Executable::run_checked_step(const Step& step) {
   const bool scanned = check_finite_ && checked(step.context);
   const std::vector<char> before =
-      scanned && overwrites_input(step.context) ? inputs_finite(step) : std::vector<char>{};
+      (scanned || value_statistics_on_) && overwrites_input(step.context) ? inputs_finite(step) : std::vector<char>{};
   step.kernel(step.context);
-  if (value_statistics_on_) summarise_step_outputs(step);
+  if (value_statistics_on_) {
+    const std::size_t first = value_statistics_.size();
+    summarise_step_outputs(step);
+    mark_made_non_finite(step, first, before);
+  }
   if (scanned) check_step_finite(step, before);
+}
+
+// ValueStatistics::made_non_finite of the step's summaries from `first` on, by anomaly mode's
+// rule: the node made the NaN or infinity when its floating inputs were all finite.
+void Executable::mark_made_non_finite(const Step& step, std::size_t first,
+                                      const std::vector<char>& inputs_finite_before) {
+  if (!checked(step.context)) return;
+  std::vector<char> finite;
+  for (std::size_t i = first; i < value_statistics_.size(); ++i) {
+    ValueStatistics& s = value_statistics_[i];
+    if (s.nan_count == 0 && s.inf_count == 0) continue;
+    const TensorArg& out = step.context.outputs[s.value.output];
+    if (!first_non_finite_in(out, negative_infinity_allowed(*step.context.node, s.value.output)).found()) continue;
+    if (finite.empty()) finite = inputs_finite_before.empty() ? inputs_finite(step) : inputs_finite_before;
+    s.made_non_finite = std::find(finite.begin(), finite.end(), input_non_finite) == finite.end();
+  }
 }
 
 // After the step: the first non-finite element of its floating outputs, if its floating

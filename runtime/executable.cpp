@@ -129,6 +129,7 @@ struct ExecutableLowering {
     exe.graph_ = &graph;
     exe.check_finite_feeds_ = options.check_finite_feeds;
     exe.check_finite_ = options.check_finite || check_finite_from_environment();
+    exe.explore_path_ = options.explore ? *options.explore : next_explore_path_from_environment();
     exe.backend_ = std::move(b);
   }
 
@@ -329,6 +330,7 @@ Executable compile(Graph& graph, const std::vector<Value>& outputs, std::shared_
 std::vector<Tensor> Executable::run(const Feeds& feeds, std::source_location where) {
   const SourceLoc call(where);
   if (!running_) throw Error("run: this executable was moved from; run the one it was moved into", "run", "", call);
+  if (!explore_path_.empty()) return run_and_explore(feeds, where);
   // One run at a time: a second thread would overwrite the arena and the outputs under the first.
   if (running_->test_and_set(std::memory_order_acquire))
     throw Error(fmt::format("run: this executable of graph '{}' is already running on another thread; an executable "

@@ -39,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <utility>
@@ -67,6 +68,11 @@ struct ValueStatistics {
   // in it); every element lands in bin 0 when min == max. Empty when no element is finite.
   std::vector<std::uint32_t> histogram;
   static constexpr std::size_t bins = 24;
+  // The node made the NaN or infinity here itself: its floating inputs were all finite (anomaly
+  // mode's rule, runtime/anomaly.cpp; a fused_attention's -inf log-sum-exp of a fully masked row
+  // does not count). A non-finite value computed from a non-finite input (an attention mask of
+  // -inf, say) is not made here.
+  bool made_non_finite = false;
 };
 
 struct CompileOptions {
@@ -100,7 +106,26 @@ struct CompileOptions {
   // Executable::capture_status() says why. Profiled runs (set_profiling) always run eagerly, and
   // so does every run in anomaly mode (check_finite).
   bool capture_graph = false;
+  // Write the explorer of this executable (explore/explorer.h: one HTML page of its graph, memory
+  // plan, profile and values) to this path after its first run, which is then profiled and
+  // observed (set_profiling, set_value_statistics) and so slower; a run stopped by anomaly mode
+  // writes it too, with the error on top. nullopt: FOVEA_EXPLORE=path decides (the first
+  // executable compiled writes to path, the next to path-2.html, and so on); "": never.
+  // The page is written by the explorer, a layer above the runtime, which a program links by
+  // including <fovea/fovea.h>; without it a warning says so.
+  std::optional<std::string> explore = std::nullopt;
 };
+
+class Executable;
+// How the runtime reaches the explorer, which lives above it (explore/explorer.h installs the
+// writer when a program includes it): writes the page of `executable` to `path`, with
+// `anomaly`, when not empty, the message of the error that stopped the run.
+using ExploreWriter = void (*)(const Executable& executable, const std::string& path, const std::string& anomaly);
+void set_explore_writer(ExploreWriter writer);
+ExploreWriter explore_writer();
+// The path FOVEA_EXPLORE gives the next program part that asks (compile(), compile_training_step):
+// "" when it is not set; the path itself the first time, then "<stem>-2.html", "-3", ...
+std::string next_explore_path_from_environment();
 
 class Executable {
  public:
@@ -113,6 +138,8 @@ class Executable {
   // mid-run; the updates of that step have then been applied. A call while another thread
   // runs this executable raises fovea::Error at once (see the top of this file).
   std::vector<Tensor> run(const Feeds& feeds, std::source_location where = std::source_location::current());
+  // The path the next run writes the explorer to (CompileOptions::explore), "" when none.
+  const std::string& pending_explore_path() const { return explore_path_; }
 
   // For device backends: copy the parameters, state and constants this executable uses
   // from the device back into the graph's host Tensors (before saving a checkpoint), or from
@@ -128,6 +155,10 @@ class Executable {
   const StagingPlan& staging_plan() const { return staging_; }
   // Node ids of the graph in execution order (the transfer steps have none: see the top).
   const std::vector<std::uint32_t>& schedule() const { return schedule_; }
+  // The steps a run executes, in order: the schedule's kernels and, on a device, the transfers
+  // (whose nodes belong to no graph). step_seconds() has one entry per step.
+  std::size_t step_count() const { return steps_.size(); }
+  const Node& step_node(std::size_t step) const { return *steps_[step].context.node; }
   const Graph& graph() const { return *graph_; }
   Backend& backend() const { return *backend_; }
   // The schedule with each node's kernel and output buffer, the transfer steps where they
@@ -139,6 +170,7 @@ class Executable {
   // after each, so the figures are real but the run is slower) and adds the times up until
   // reset_profile().
   void set_profiling(bool on) { profiling_ = on; }
+  bool profiling() const { return profiling_; }
   void reset_profile();
   // Where the time went, summed over the profiled runs: a table by op (calls, total, share),
   // then the `top_nodes` most expensive nodes with their scope and the user's file:line.
@@ -155,6 +187,7 @@ class Executable {
   // anomaly mode (eagerly, never replaying a recording; on a device each output is copied to the
   // host first, a wait per step). Off, runs do no extra work.
   void set_value_statistics(bool on) { value_statistics_on_ = on; }
+  bool value_statistics_on() const { return value_statistics_on_; }
   // The summaries of the last run with statistics on, in step order. In anomaly mode a run that
   // stopped at a node with an error still leaves them here, up to and including that node's.
   const std::vector<ValueStatistics>& value_statistics() const { return value_statistics_; }
@@ -208,6 +241,7 @@ class Executable {
   bool steps_observed() const { return check_finite_ || value_statistics_on_; }
   // Value statistics (runtime/statistics.cpp): the floating outputs of one step, summarised.
   void summarise_step_outputs(const Step& step);
+  void mark_made_non_finite(const Step& step, std::size_t first, const std::vector<char>& inputs_finite_before);
   // A computed output lives in a Tensor of its own that its kernel writes into directly; the
   // run hands that Tensor out. If the caller still holds it at the next run, a fresh one is
   // allocated and the kernel arguments that point at it are re-pointed (`sites`), so results
@@ -261,6 +295,9 @@ class Executable {
   std::vector<DirectOutput> direct_outputs_;
   std::vector<Tensor> persistent_;  // host Tensors of the parameters, state and constants used
   std::vector<Output> outputs_;
+  // CompileOptions::explore, until the run that writes it (runtime/explore.cpp).
+  std::string explore_path_;
+  std::vector<Tensor> run_and_explore(const Feeds& feeds, std::source_location where);
   bool profiling_ = false;
   int profiled_runs_ = 0;
   std::vector<double> step_seconds_;

@@ -35,6 +35,7 @@ LEVELS = {
     "runtime": 3,  # schedule, memory plan, Executable: runs kernels from a backend
     "passes": 4,  # the optimizer and the compile pipeline (passes, then runtime)
     "io": 5,  # files in and out: checkpoints, datasets, plots
+    "explore": 5,  # the explorer: one HTML page of the graph, its passes, memory, time and values
     "onnx": 6,  # ONNX import and export (the library Fovea::onnx, built when libonnx-dev is present)
 }
 

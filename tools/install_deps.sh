@@ -5,11 +5,14 @@
 # ONNX's own operator test cases. The ONNX tests run exported models in onnxruntime, from a
 # Python environment made at the end in the repository's .venv (skipped, with a message, when pip
 # cannot reach its index: those tests then report themselves skipped).
+# The explorer (explore/) compiles Debian's dagre (node-dagre-layout) into its pages; its browser
+# test opens one in headless Chromium through Selenium (chromium, chromium-driver, python3-selenium).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PACKAGES=(cmake make g++ python3 libopenblas-dev libfmt-dev doctest-dev libcli11-dev nlohmann-json3-dev zlib1g-dev graphviz dataset-fashion-mnist fortunes
-          libonnx-dev libprotobuf-dev libonnx-testdata python3-venv)
+          libonnx-dev libprotobuf-dev libonnx-testdata python3-venv
+          node-dagre-layout chromium chromium-driver python3-selenium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -34,6 +34,7 @@
 #include <CLI/CLI.hpp>
 
 #include "device.h"
+#include "explore_option.h"
 #include "report.h"
 
 namespace {
@@ -115,6 +116,8 @@ int run(int argc, char** argv) {
   app.add_option("--json", json_path, "write the final figures to this JSON file");
   tools::DeviceOptions device;
   device.add_to(app);
+  tools::ExploreOption explore;
+  explore.add_to(app);
   CLI11_PARSE(app, argc, argv);
   const std::shared_ptr<Backend> backend = device.backend();
   const std::int64_t d_model = heads * head_dim;
@@ -130,6 +133,7 @@ int run(int argc, char** argv) {
   // 2. Optimize the forward graph, dumping it after every pass.
   passes::PassManager pipeline = passes::forward_pipeline(device.pipeline());
   pipeline.dump_to(out_dir);
+  pipeline.record_stages(explore.on());
   const passes::OptimizedGraph opt = pipeline.run(g, {loss});
   std::printf("== 2. the forward pipeline ==\n%s\n", opt.report().c_str());
   for (std::size_t i = 0; i < opt.passes.size(); ++i) {
@@ -186,6 +190,8 @@ int run(int argc, char** argv) {
   const double fused_ms = time_runs(fused, fused_feeds, runs);
   std::printf("forward + backward, median of %d runs: unfused %.1f ms, fused %.1f ms (%.2fx)\n", runs, unfused_ms,
               fused_ms, unfused_ms / fused_ms);
+
+  explore.write(fused, fused_feeds, opt, fused_outputs, "attention fusion: forward + backward, fused");
 
   tools::Report report;
   report.set("n", n);

@@ -37,6 +37,7 @@
 #include <CLI/CLI.hpp>
 
 #include "device.h"
+#include "explore_option.h"
 #include "report.h"
 
 namespace nn = fovea::nn;
@@ -107,6 +108,8 @@ int main(int argc, char** argv) try {
   app.add_option("--sample-length", sample_length, "characters to sample");
   app.add_option("--out", out_dir, "folder for graphs, metrics, the loss curve and the sample");
   app.add_option("--json", json, "write the final figures to this JSON file");
+  fovea::tools::ExploreOption explore;
+  explore.add_to(app);
   app.add_flag("--quick", quick, "a smoke test: a tiny model, a few steps, a short sample");
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
   fovea::tools::DeviceOptions device;
@@ -174,7 +177,8 @@ int main(int argc, char** argv) try {
     return fovea::passes::StepParts{{forward[0], step.learning_rate}, step.updates};
   };
   fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
-      g, {loss}, build_step, backend, {.optimize = !no_optimize, .pipeline = device.pipeline()});
+      g, {loss}, build_step, backend,
+      {.optimize = !no_optimize, .pipeline = device.pipeline(), .explore = explore.option()});
 
   Value eval_loss;
   {

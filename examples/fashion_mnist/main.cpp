@@ -30,6 +30,7 @@
 #include <CLI/CLI.hpp>
 
 #include "device.h"
+#include "explore_option.h"
 #include "report.h"
 
 namespace nn = fovea::nn;
@@ -154,6 +155,8 @@ int main(int argc, char** argv) try {
   app.add_option("--stop-after", stop_after, "stop (and save a checkpoint) after this many steps");
   app.add_option("--resume", resume, "continue from this checkpoint");
   app.add_option("--json", json, "write the final figures to this JSON file");
+  fovea::tools::ExploreOption explore;
+  explore.add_to(app);
   app.add_option("--min-accuracy", min_accuracy, "exit with status 2 if the test accuracy ends below this");
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
   fovea::tools::DeviceOptions device;
@@ -212,8 +215,8 @@ int main(int argc, char** argv) try {
   };
   std::vector<Value> forward_values{loss, train_correct};
   forward_values.insert(forward_values.end(), running.begin(), running.end());
-  fovea::passes::CompiledTrainingStep train_step =
-      fovea::passes::compile_training_step(g, forward_values, build_step, backend, {.optimize = !no_optimize});
+  fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
+      g, forward_values, build_step, backend, {.optimize = !no_optimize, .explore = explore.option()});
   // The evaluation graph through the inference pipeline: there the CNN's batch norms use their
   // running statistics and fold into the convolutions before them (passes/conv_fusion.h).
   fovea::passes::OptimizedGraph inference;

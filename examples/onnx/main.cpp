@@ -38,6 +38,7 @@
 #include <fovea/onnx/import.h>
 #include <CLI/CLI.hpp>
 
+#include "explore_option.h"
 #include "report.h"
 
 namespace fs = std::filesystem;
@@ -46,6 +47,7 @@ namespace {
 
 struct Flags {
   std::string model, out_dir = "onnx_out", save_outputs, targets, export_path, json;
+  fovea::tools::ExploreOption explore;
   std::vector<std::string> dims, inputs;
   int fine_tune = 0, runs = 10;
   double lr = 1e-3;
@@ -158,7 +160,7 @@ std::vector<fovea::Tensor> run_and_save(fovea::Graph& g, const fovea::onnx::Impo
                                         const fovea::Feeds& feeds, const Flags& flags, fovea::tools::Report& report) {
   auto plain = fovea::compile(g, model.outputs);
   const auto outputs = plain.run(feeds);
-  auto optimized = fovea::passes::optimize_inference(g, model.outputs);
+  auto optimized = fovea::passes::optimize_inference(g, model.outputs, {.record_stages = flags.explore.on()});
   auto fast = fovea::compile(*optimized.graph, optimized.outputs);
   fovea::Feeds optimized_feeds;
   for (const auto& [input, tensor] : feeds)
@@ -171,6 +173,7 @@ std::vector<fovea::Tensor> run_and_save(fovea::Graph& g, const fovea::onnx::Impo
     times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(times.begin(), times.end());
+  flags.explore.write(fast, optimized_feeds, optimized, optimized.outputs, "ONNX model " + g.name() + ", optimized");
   const double difference = max_abs_difference(outputs, fast_outputs);
   std::printf(
       "== run ==\nas imported and optimized (%zu -> %zu nodes) they agree to %.3g; median %.3f ms over %d runs\n",
@@ -255,6 +258,7 @@ int main(int argc, char** argv) {
   app.add_option("--export", flags.export_path, "write the model (after fine-tuning) as ONNX here");
   app.add_flag("--quiet", flags.quiet, "leave out the text IR");
   app.add_option("--json", flags.json, "write the final figures here");
+  flags.explore.add_to(app);
   CLI11_PARSE(app, argc, argv);
   try {
     fovea::tools::Report report;

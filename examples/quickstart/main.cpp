@@ -25,6 +25,7 @@
 #include <fovea/fovea.h>
 #include <CLI/CLI.hpp>
 
+#include "explore_option.h"
 #include "report.h"
 
 namespace {
@@ -98,6 +99,8 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", seed, "seed of the random input batch")->capture_default_str();
   app.add_option("--json", json_path, "write the final figures to this JSON file");
+  fovea::tools::ExploreOption explore;
+  explore.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
   // 1. Build.
@@ -129,7 +132,8 @@ int run(int argc, char** argv) {
   }
 
   // 4. Compile: schedule, memory plan and kernels, all decided before the first run.
-  fovea::Executable exe = fovea::compile(g, {m.probs}, fovea::cpu());
+  // With --explore FILE the first run is profiled and observed, and the explorer written to FILE.
+  fovea::Executable exe = fovea::compile(g, {m.probs}, fovea::cpu(), {.explore = explore.option()});
   std::printf("== memory plan ==\n%s", exe.memory_plan().to_string(g).c_str());
   std::printf("planned peak: %zu bytes (%.1f KiB)\n\n", exe.planned_peak_bytes(), exe.planned_peak_bytes() / 1024.0);
 

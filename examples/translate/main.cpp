@@ -41,6 +41,7 @@
 
 #include "dates.h"
 #include "device.h"
+#include "explore_option.h"
 #include "report.h"
 
 namespace nn = fovea::nn;
@@ -209,6 +210,8 @@ int main(int argc, char** argv) try {
   app.add_option("--seed", seed, "seed for the weights, the dropout masks and the training sentences");
   app.add_option("--out", out_dir, "folder for graphs, metrics and heatmaps");
   app.add_option("--json", json, "write the final figures to this JSON file");
+  fovea::tools::ExploreOption explore;
+  explore.add_to(app);
   app.add_option("--min-exact-match", min_exact_match, "exit with status 2 if test exact match ends below this");
   app.add_flag("--quick", quick, "a smoke test: a tiny model, a few steps, a small test set");
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
@@ -276,7 +279,8 @@ int main(int argc, char** argv) try {
     return fovea::passes::StepParts{{forward[0], step.learning_rate}, step.updates};
   };
   fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
-      g, {loss}, build_step, backend, {.optimize = !no_optimize, .pipeline = device.pipeline()});
+      g, {loss}, build_step, backend,
+      {.optimize = !no_optimize, .pipeline = device.pipeline(), .explore = explore.option()});
   GreedyDecoder decoder(g, model, eval_rows, source_length, backend);
   std::int64_t parameter_count = 0;
   for (Value p : g.parameters()) parameter_count += p.shape().numel();

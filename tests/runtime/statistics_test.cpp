@@ -124,3 +124,22 @@ TEST_CASE("in anomaly mode a run stopped at a node keeps the statistics up to an
   CHECK(exe.value_statistics().size() == 4);
   CHECK(exe.value_statistics().back().value == scaled.ref());
 }
+
+TEST_CASE("value statistics say which node made a NaN or an infinity and which only passed one on") {
+  Graph g;
+  const Value x = g.placeholder("x", f32, {4});
+  const Value mask = g.constant(Tensor::from<float>({0, -std::numeric_limits<float>::infinity(), 0, 0}, {4}));
+  const Value masked = x + mask;        // -inf from the mask: passed on, not made
+  const Value logged = fovea::log(x);   // log(0) = -inf and log(-1) = NaN: made here
+  const Value doubled = logged * 2.0f;  // passed on
+  const Value scaled = x * 800.0f;
+  const Value in_place = fovea::exp(scaled);  // overflows to +inf from finite inputs (written in place)
+  Executable exe = compile(g, {masked, doubled, in_place});
+  exe.set_value_statistics(true);
+  exe.run({{x, Tensor::from<float>({1, 0, -1, 2}, {4})}});
+  CHECK_FALSE(statistics_of(exe, masked).made_non_finite);
+  CHECK(statistics_of(exe, logged).made_non_finite);
+  CHECK_FALSE(statistics_of(exe, doubled).made_non_finite);
+  CHECK(statistics_of(exe, in_place).made_non_finite);
+  CHECK_FALSE(statistics_of(exe, scaled).made_non_finite);
+}
