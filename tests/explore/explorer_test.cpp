@@ -1,7 +1,9 @@
 // The explorer (explore/explorer.h): what its JSON holds for a small attention model's training
 // step, and the page around it. The page's behaviour in a browser is checked by
 // tests/explore/browser_check.py (CTest: explorer_in_chromium).
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -184,4 +186,113 @@ TEST_CASE("write_explorer refuses a graph that is not the executable's, and stag
   other.placeholder("y", f32, {3});
   CHECK_THROWS_WITH_AS(explorer_json({.graph = &other, .outputs = {}, .stages = {}, .executable = &exe}),
                        doctest::Contains("compiled from another graph"), Error);
+}
+
+namespace {
+
+// The JSON inside a written page.
+json page_data(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string page = text.str(), open = "<script id=\"fovea-data\" type=\"application/json\">";
+  const std::size_t begin = page.find(open) + open.size(), end = page.find("</script>", begin);
+  std::string data = page.substr(begin, end - begin);
+  for (std::size_t at = data.find("<\\/"); at != std::string::npos; at = data.find("<\\/", at)) data.erase(at + 1, 1);
+  return json::parse(data);
+}
+
+}  // namespace
+
+TEST_CASE("CompileOptions::explore writes the page of a run that anomaly mode stopped, the log node flagged") {
+  if (!explorer_available()) {
+    testing::skip_test_case("this build has no dagre (Debian's node-dagre-layout)");
+    return;
+  }
+  const testing::TempDir dir("explorer-anomaly");
+  Graph g("collapsing");
+  Value x = g.placeholder("x", f32, {3});
+  Value log_x, loss;
+  {
+    NameScope scope(g, "model");
+    log_x = fovea::log(relu(x));  // log(0) = -inf once an element of x is <= 0
+    loss = reduce_sum(log_x * log_x);
+  }
+  Executable exe = compile(g, {loss}, cpu(), {.check_finite = true, .explore = dir.file("stopped.html")});
+  CHECK(exe.pending_explore_path() == dir.file("stopped.html"));
+  CHECK_THROWS_AS(exe.run({{x, Tensor::from<float>({1, 0, 2}, {3})}}), Error);
+  CHECK(exe.pending_explore_path().empty());  // written once, by the first run
+  const json data = page_data(dir.file("stopped.html"));
+  CHECK(data["values"]["first_non_finite"] == log_x.name());
+  CHECK(data["anomaly"].get<std::string>().find(log_x.name()) != std::string::npos);
+  CHECK(data["anomaly"].get<std::string>().find("explorer_test.cpp") != std::string::npos);  // the user's line
+  // The statistics stop at the node that failed: nothing after the log was run.
+  CHECK(data["values"]["list"].back()["v"] == log_x.name());
+}
+
+TEST_CASE("FOVEA_EXPLORE numbers the pages of a program's executables and training steps") {
+  // Sets FOVEA_EXPLORE for the life of the test, and puts back what was there before.
+  struct ScopedExplore {
+    std::optional<std::string> previous;
+    ScopedExplore() {
+      if (const char* old = std::getenv("FOVEA_EXPLORE")) previous = old;
+      setenv("FOVEA_EXPLORE", "/tmp/somewhere/page.html", 1);
+    }
+    ~ScopedExplore() {
+      if (previous)
+        setenv("FOVEA_EXPLORE", previous->c_str(), 1);
+      else
+        unsetenv("FOVEA_EXPLORE");
+    }
+  };
+  Graph g;
+  Value x = g.placeholder("x", f32, {2});
+  std::string first, second;
+  std::optional<Executable> on, off;
+  {
+    const ScopedExplore explore;
+    first = next_explore_path_from_environment();
+    second = next_explore_path_from_environment();
+    on.emplace(compile(g, {relu(x)}));
+    off.emplace(compile(g, {relu(x)}, cpu(), {.explore = ""}));  // explicitly off: not read
+  }
+  // Earlier tests in this process may have asked already: the numbering goes on from there.
+  CHECK(first.starts_with("/tmp/somewhere/page"));
+  CHECK(first.ends_with(".html"));
+  CHECK(second.starts_with("/tmp/somewhere/page-"));
+  CHECK(second != first);
+  CHECK(on->pending_explore_path().starts_with("/tmp/somewhere/page-"));
+  CHECK(off->pending_explore_path().empty());
+  if (!std::getenv("FOVEA_EXPLORE")) CHECK(next_explore_path_from_environment().empty());
+}
+
+TEST_CASE("TrainingStepOptions::explore writes the step's page, passes included, after its second run") {
+  if (!explorer_available()) {
+    testing::skip_test_case("this build has no dagre (Debian's node-dagre-layout)");
+    return;
+  }
+  const testing::TempDir dir("explorer-step");
+  Graph g("regression");
+  Value x = g.placeholder("x", f32, {4, 3}), y = g.placeholder("y", f32, {4, 1});
+  Value w = g.parameter("w", f32, {3, 1}, init::normal(0.0, 0.5));
+  Value loss = nn::mse_loss(matmul(x, w), y);
+  passes::TrainingStepOptions options;
+  options.explore = dir.file("step.html");
+  auto step = passes::compile_training_step(
+      g, {loss},
+      [](Graph& fg, const std::vector<Value>& out) {
+        return passes::StepParts{{out[0]}, nn::sgd(out[0], fg.parameters()).updates};
+      },
+      cpu(), options);
+  const Feeds feeds{{x, testing::random_tensor(f32, {4, 3}, 1)}, {y, testing::random_tensor(f32, {4, 1}, 2)}};
+  step.run(feeds);
+  CHECK_FALSE(std::filesystem::exists(dir.file("step.html")));
+  step.run(feeds);
+  REQUIRE(std::filesystem::exists(dir.file("step.html")));
+  const json data = page_data(dir.file("step.html"));
+  CHECK(data["stages"].size() > 3);
+  CHECK(data.contains("time"));
+  CHECK(data.contains("values"));
+  CHECK_FALSE(step.executable().profiling());  // put back as it was
+  CHECK_FALSE(step.executable().value_statistics_on());
 }
