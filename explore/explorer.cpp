@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fovea/core/dot.h"
+#include "fovea/core/needed.h"
 #include "fovea/core/printer.h"
 #include "fovea/explore/assets.h"
 #include "fovea/ops/cost.h"
@@ -53,9 +54,10 @@ json node_record(const Graph& g, std::uint32_t id) {
 }
 
 // The nodes of one stage, by name, as records.
-std::map<std::string, json> stage_records(const Graph& g, std::size_t node_count) {
+std::map<std::string, json> stage_records(const Graph& g, std::size_t node_count, const std::vector<bool>& shown) {
   std::map<std::string, json> records;
-  for (std::uint32_t id = 0; id < node_count; ++id) records.emplace(g.node(id).name, node_record(g, id));
+  for (std::uint32_t id = 0; id < node_count; ++id)
+    if (shown.empty() || shown[id]) records.emplace(g.node(id).name, node_record(g, id));
   return records;
 }
 
@@ -69,12 +71,14 @@ json fusion_log(const passes::PassStats& stats) {
 // A stage as the difference from the one before: the nodes it added or rewrote ("add", in the
 // graph's order, with "changed" naming the rewritten ones) and the names it removed ("del").
 // The first stage adds every node. The page replays the differences to rebuild any stage.
+// `shown`, when not empty, says which nodes of the stage to show.
 json stage_json(const passes::PassStage& stage, const std::map<std::string, json>* before,
-                std::map<std::string, json>& now) {
+                std::map<std::string, json>& now, const std::vector<bool>& shown = {}) {
   const Graph& g = *stage.graph;
-  now = stage_records(g, stage.node_count);
+  now = stage_records(g, stage.node_count, shown);
   json added = json::array(), changed = json::array(), removed = json::array(), roots = json::array();
   for (std::uint32_t id = 0; id < stage.node_count; ++id) {
+    if (!shown.empty() && !shown[id]) continue;
     const json& record = now.at(g.node(id).name);
     if (!before) {
       added.push_back(record);
@@ -103,15 +107,30 @@ json stage_json(const passes::PassStage& stage, const std::map<std::string, json
           {"log", fusion_log(report.stats)}};
 }
 
+// Without a record of passes, the one stage shows what runs: the executable's schedule, or the
+// nodes the outputs need (a graph often holds more: an evaluation or a decoder beside the step).
+std::vector<bool> nodes_shown_alone(const ExplorerContent& content) {
+  const Graph& g = *content.graph;
+  if (content.executable) {
+    std::vector<bool> shown(g.size(), false);
+    for (std::uint32_t id : content.executable->schedule()) shown[id] = true;
+    return shown;
+  }
+  return content.outputs.empty() ? std::vector<bool>{} : needed_nodes(g, content.outputs);
+}
+
 json stages_json(const ExplorerContent& content) {
   std::vector<passes::PassStage> stages = content.stages;
   if (stages.empty()) {
     passes::PassStage only;
-    only.name = "input";
+    only.name = "as compiled";
     only.graph = content.graph;
     only.node_count = content.graph->size();
     only.roots = content.outputs;
-    stages.push_back(std::move(only));
+    json out = json::array();
+    std::map<std::string, json> now;
+    out.push_back(stage_json(only, nullptr, now, nodes_shown_alone(content)));
+    return out;
   }
   if (stages.back().graph != content.graph)
     throw Error(

@@ -94,8 +94,62 @@ function stageGraph(k) {
       gradients.get(rec.g).push(rec.n);
     }
   }
-  return (stageCache[k] = {index: k, stage, nodes, added, changed, consumers, gradients});
+  const graph = {index: k, stage, nodes, added, changed, consumers, gradients};
+  graph.drawnScope = pageFlatScopes(graph);
+  return (stageCache[k] = graph);
 }
+
+// A scope with very many nodes of its own (an optimizer's updates, all in "optimizer") would
+// unfold into one drawing too big to read or to lay out quickly. Its nodes are drawn in pages
+// of kPageSize instead, each a box of its own ("optimizer/[65-96]"), and the pages in sections
+// of kFlatSections ("optimizer/[1-256]/[65-96]") when there are more, in an order that keeps chains
+// together: depth first from the stage's outputs and updates, every node after its inputs.
+const kFlatScopeLimit = 48, kPageSize = 32, kFlatSections = 8;
+function pageFlatScopes(graph) {
+  const direct = new Map();
+  for (const rec of graph.nodes.values()) direct.set(rec.s, (direct.get(rec.s) || 0) + 1);
+  const drawn = new Map();
+  const big = new Set([...direct].filter(([scope, n]) => scope && n > kFlatScopeLimit).map(([scope]) => scope));
+  if (!big.size) return drawn;
+  const order = [], seen = new Set();
+  const visit = (start) => {
+    const stack = [[start, false]];
+    while (stack.length) {
+      const [name, expanded] = stack.pop();
+      if (expanded) {
+        order.push(name);
+        continue;
+      }
+      if (seen.has(name) || !graph.nodes.has(name)) continue;
+      seen.add(name);
+      stack.push([name, true]);
+      const inputs = graph.nodes.get(name).i;
+      for (let i = inputs.length - 1; i >= 0; --i) stack.push([producerName(inputs[i]), false]);
+    }
+  };
+  for (const root of graph.stage.roots) visit(producerName(root));
+  for (const name of graph.nodes.keys()) visit(name);
+  const members = new Map();
+  for (const name of order) {
+    const scope = graph.nodes.get(name).s;
+    if (!big.has(scope)) continue;
+    if (!members.has(scope)) members.set(scope, []);
+    members.get(scope).push(name);
+  }
+  // Pages of kPageSize nodes, and sections of kFlatSections pages around them when there are
+  // more pages than that, so that one unfolding shows few boxes.
+  const range = (first, count, total) => `[${first + 1}-${Math.min(first + count, total)}]`;
+  const section = kPageSize * kFlatSections;
+  for (const [scope, names] of members)
+    names.forEach((name, i) => {
+      const page = range(Math.floor(i / kPageSize) * kPageSize, kPageSize, names.length);
+      const part = names.length > section ? '/' + range(Math.floor(i / section) * section, section, names.length) : '';
+      drawn.set(name, `${scope}${part}/${page}`);
+    });
+  return drawn;
+}
+// The scope a node is drawn in: its own, or a page of it (above).
+function drawnScope(graph, rec) { return graph.drawnScope.get(rec.n) || rec.s; }
 function current() { return stageGraph(view.stage); }
 
 // The nodes a selection relates to through autodiff: a forward node's gradient nodes, or a
@@ -110,8 +164,8 @@ function gradientLinks(graph, name) {
 // ---------------------------------------------------------------------------------------------
 // What is drawn: each node either itself or inside the box of its outermost folded scope.
 
-function itemOf(rec) {
-  for (const prefix of scopePrefixes(rec.s))
+function itemOf(rec, graph = current()) {
+  for (const prefix of scopePrefixes(drawnScope(graph, rec)))
     if (!view.expanded.has(prefix)) return 'scope:' + prefix;
   return 'node:' + rec.n;
 }
@@ -125,11 +179,11 @@ function buildScene(graph) {
     return 'cluster:' + scope;
   };
   for (const rec of graph.nodes.values()) {
-    const id = itemOf(rec);
+    const id = itemOf(rec, graph);
     let item = items.get(id);
     if (!item) {
       if (id.startsWith('node:'))
-        item = {id, kind: 'node', rec, parent: clusterOf(rec.s)};
+        item = {id, kind: 'node', rec, parent: clusterOf(drawnScope(graph, rec))};
       else {
         const scope = id.slice(6);
         item = {
@@ -149,11 +203,11 @@ function buildScene(graph) {
     }
   }
   for (const rec of graph.nodes.values()) {
-    const to = itemOf(rec);
+    const to = itemOf(rec, graph);
     for (const input of rec.i) {
       const producer = graph.nodes.get(producerName(input));
       if (!producer) continue;
-      const from = itemOf(producer);
+      const from = itemOf(producer, graph);
       if (from === to) continue;
       const key = from + '\u0001' + to;
       const edge = edges.get(key);
@@ -171,7 +225,7 @@ function itemSize(item) {
     const text = Math.max(item.rec.o.length * 7, leaf(item.rec.n).length * 6);
     return {width: Math.max(54, text + 18), height: 34};
   }
-  const label = `${leaf(item.scope)}  (${item.members.length})`;
+  const label = `${groupLabel(item)}  (${item.members.length})`;
   return {width: Math.max(80, label.length * 7 + 24), height: 40};
 }
 
@@ -213,13 +267,21 @@ function drawNode(item) {
       `<text class="leaf" x="${item.x}" y="${y + 27}" text-anchor="middle">${esc(leaf(rec.n))}</text></g>`;
 }
 
+// A scope's last name; for a page of a flat scope ("optimizer/[65-96]"), the page and its first node.
+function groupLabel(item) {
+  const name = leaf(item.scope);
+  if (!name.startsWith('[')) return name;
+  const first = leaf(item.members[0].n);
+  return `${name} ${first.length > 22 ? first.slice(0, 21) + '…' : first}`;
+}
+
 function drawGroup(item) {
   const x = item.x - item.width / 2, y = item.y - item.height / 2;
   const role = item.roles.indexOf(Math.max(...item.roles));
   return `<g class="group role-${role}" data-item="${esc(item.id)}" data-scope="${esc(item.scope)}">` +
       `<title>${esc(item.scope)}: ${item.members.length} nodes (click to unfold)</title>` +
       `<rect x="${x}" y="${y}" width="${item.width}" height="${item.height}" rx="4"></rect>` +
-      `<text x="${item.x}" y="${y + 16}" text-anchor="middle">${esc(leaf(item.scope))} ▸</text>` +
+      `<text x="${item.x}" y="${y + 16}" text-anchor="middle">${esc(groupLabel(item))} ▸</text>` +
       `<text class="count" x="${item.x}" y="${y + 31}" text-anchor="middle">${item.members.length} nodes</text>` +
       `<text class="badge" x="${x + item.width - 4}" y="${y + 11}" text-anchor="end"></text></g>`;
 }
@@ -261,7 +323,7 @@ function applyMarks() {
   const mark = (name, cls) => {
     const rec = graph.nodes.get(name);
     if (!rec) return;
-    const id = itemOf(rec);
+    const id = itemOf(rec, graph);
     if (!marks.has(id)) marks.set(id, {classes: new Set(), counts: {}});
     const m = marks.get(id);
     m.classes.add(cls);
@@ -426,7 +488,7 @@ function reveal(name, stage) {
     view.stage = where;
     graph = current();
   }
-  for (const prefix of scopePrefixes(graph.nodes.get(name).s)) view.expanded.add(prefix);
+  for (const prefix of scopePrefixes(drawnScope(graph, graph.nodes.get(name)))) view.expanded.add(prefix);
   showTab('graph');
   view.selected = name;
   renderGraph();
@@ -535,8 +597,10 @@ function showNodeDetails(name) {
 }
 
 function showScopeDetails(scope) {
-  const graph = current(),
-        members = [...graph.nodes.values()].filter((r) => r.s === scope || r.s.startsWith(scope + '/'));
+  const graph = current(), members = [...graph.nodes.values()].filter((r) => {
+    const drawn = drawnScope(graph, r);
+    return drawn === scope || drawn.startsWith(scope + '/');
+  });
   const ops = new Map(), roles = [0, 0, 0];
   let flops = 0;
   for (const r of members) {
