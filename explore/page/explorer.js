@@ -716,7 +716,7 @@ function renderMemory() {
   const width = Math.max(700, (panel.clientWidth || 1000) - 40), height = 440, left = 70, bottom = 30, top = 16;
   const x = (s) => left + (s / Math.max(1, steps)) * (width - left - 10);
   const y = (bytes) => top + (1 - bytes / peak) * (height - top - bottom);
-  const nodes = current();
+  const nodes = stageGraph(DATA.stages.length - 1);  // the memory plan is of the last stage
   let bars = '';
   m.buffers.forEach((b, i) => {
     const producer = nodes.nodes.get(producerName(b[4][0] || ''));
