@@ -11,6 +11,7 @@
 #include "fovea/runtime/executable.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include <fmt/format.h>
 
@@ -65,11 +66,16 @@ void Executable::run_checked_steps() {
 // One step, with its outputs summarised when statistics are on (runtime/statistics.cpp) and
 // scanned in anomaly mode. The summary comes first, so that a run stopped here still has the
 // statistics of the node it names.
-void Executable::run_checked_step(const Step& step) {
+void Executable::run_checked_step(const Step& step, double* kernel_seconds) {
   const bool scanned = check_finite_ && checked(step.context);
   const std::vector<char> before =
       (scanned || value_statistics_on_) && overwrites_input(step.context) ? inputs_finite(step) : std::vector<char>{};
+  const auto start = std::chrono::steady_clock::now();
   step.kernel(step.context);
+  if (kernel_seconds) {
+    backend_->synchronize();
+    *kernel_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
   if (value_statistics_on_) {
     const std::size_t first = value_statistics_.size();
     summarise_step_outputs(step);

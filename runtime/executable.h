@@ -232,7 +232,9 @@ class Executable {
   };
   // Anomaly mode (runtime/anomaly.cpp): the steps, each one's outputs scanned after it runs.
   void run_checked_steps();
-  void run_checked_step(const Step& step);
+  // With `kernel_seconds`, adds the time of the step's kernel alone (the device waited for), not
+  // of the scans around it: a profiled, observed run reports what the kernels cost.
+  void run_checked_step(const Step& step, double* kernel_seconds = nullptr);
   void check_step_finite(const Step& step, const std::vector<char>& inputs_finite_before);
   std::vector<char> inputs_finite(const Step& step);
   NonFinite first_non_finite_in(const TensorArg& arg, bool negative_infinity_allowed);
