@@ -16,12 +16,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "fovea/core/cpu_features.h"
 #include "fovea/core/graph.h"
 #include "fovea/core/thread_pool.h"
 
@@ -208,8 +210,17 @@ class Backend {
   virtual void discard_capture() {}
 };
 
-// The CPU backend: OpenBLAS for matmul, the engine's own kernels on the default thread pool.
+// The CPU backend: OpenBLAS for matmul, the engine's own kernels on the default thread pool,
+// compiled for the instruction set active_isa() chooses (core/cpu_features.h).
 std::shared_ptr<Backend> cpu();
+
+struct CpuOptions {
+  // The instruction set whose kernels run; unset: active_isa() (FOVEA_ISA, or the CPU's best).
+  std::optional<Isa> isa = std::nullopt;
+};
+// The CPU backend with the kernels of `options.isa`: one per Isa for the process, all on the
+// default thread pool. Throws fovea::Error when this CPU cannot run that Isa.
+std::shared_ptr<Backend> cpu(const CpuOptions& options);
 
 // Whether this build includes the CUDA backend and a GPU is visible; `reason` says why not.
 bool cuda_available(std::string* reason = nullptr);

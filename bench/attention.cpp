@@ -110,8 +110,10 @@ int main(int argc, char** argv) {
   report.set("head_dim", head_dim);
   report.set("threads", fovea::cpu()->pool().size());
   report.set("reps", reps);
-  std::printf("fused vs unfused attention fwd+bwd, f32, [1,%lld,N,%lld], %d threads, median of %d runs\n",
-              static_cast<long long>(heads), static_cast<long long>(head_dim), fovea::cpu()->pool().size(), reps);
+  report.set("isa", std::string(fovea::isa_name(fovea::active_isa())));
+  std::printf("fused vs unfused attention fwd+bwd, f32, [1,%lld,N,%lld], %d threads, %s kernels, median of %d runs\n",
+              static_cast<long long>(heads), static_cast<long long>(head_dim), fovea::cpu()->pool().size(),
+              std::string(fovea::isa_name(fovea::active_isa())).c_str(), reps);
   std::printf("%6s  %10s %10s %8s  %9s %9s  %12s %12s\n", "N", "fused ms", "unfused ms", "speedup", "fused GF/s",
               "unfus GF/s", "fused peak", "unfused peak");
 

@@ -60,8 +60,9 @@ int main(int argc, char** argv) try {
   };
 
   fovea::tools::Report report;
-  std::printf("elementwise chains on f32[%lld], %d threads, median of %d\n", static_cast<long long>(n),
-              fovea::configured_thread_count(), reps);
+  report.set("isa", std::string(fovea::isa_name(fovea::active_isa())));
+  std::printf("elementwise chains on f32[%lld], %d threads, %s kernels, median of %d\n", static_cast<long long>(n),
+              fovea::configured_thread_count(), std::string(fovea::isa_name(fovea::active_isa())).c_str(), reps);
   for (const Chain& chain : chains) {
     fovea::Graph g(chain.name);
     const Value x = g.placeholder("x", fovea::f32, {n});

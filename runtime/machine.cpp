@@ -8,9 +8,10 @@
 
 #include <fmt/format.h>
 
+#include "fovea/core/cpu_features.h"
 #include "fovea/core/thread_pool.h"
 
-#if defined(__AVX512F__) || (defined(__AVX__) && defined(__FMA__))
+#if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
@@ -25,23 +26,16 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 // Independent accumulators per thread: an FMA's result is ready about 4 cycles after it starts
 // and a core starts up to 2 per cycle, so at least 8 chains must be in flight; 12 leaves room.
 constexpr int kAccumulators = 12;
-#if defined(__AVX512F__)
-constexpr int kLanes = 16;
-constexpr const char* kVectors = "512-bit FMA";
-#elif defined(__AVX__) && defined(__FMA__)
-constexpr int kLanes = 8;
-constexpr const char* kVectors = "256-bit FMA";
-#else
-constexpr int kLanes = 8;
-constexpr const char* kVectors = "8-lane multiply-add";
-#endif
-constexpr double kFlopsPerRound = 2.0 * kAccumulators * kLanes;
 
-// `rounds` multiply-adds on every lane of every accumulator. The factor and the addend pull
-// each lane towards addend / (1 - factor), so no value overflows or turns subnormal. The sum
-// returned keeps the compiler from dropping the loop.
-float multiply_add_rounds(std::int64_t rounds, float factor, float addend) {
-#if defined(__AVX512F__)
+// The multiply-add loops below come in one version per instruction set (core/cpu_features.h),
+// like the kernels, and the one of the active Isa runs: the library is compiled for plain
+// x86-64, so each vector version is a function compiled for its level by GCC's target
+// attribute. Each does `rounds` multiply-adds on every lane of every accumulator. The factor
+// and the addend pull each lane towards addend / (1 - factor), so no value overflows or turns
+// subnormal. The sum returned keeps the compiler from dropping the loop.
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) float multiply_add_rounds_avx512(std::int64_t rounds, float factor, float addend) {
+  constexpr int lanes = 16;
   __m512 accumulators[kAccumulators];
   for (int i = 0; i < kAccumulators; ++i) accumulators[i] = _mm512_set1_ps(1.0f + 0.01f * static_cast<float>(i));
   const __m512 a = _mm512_set1_ps(factor), b = _mm512_set1_ps(addend);
@@ -50,12 +44,15 @@ float multiply_add_rounds(std::int64_t rounds, float factor, float addend) {
   __m512 total = accumulators[0];
   for (int i = 1; i < kAccumulators; ++i) total = _mm512_add_ps(total, accumulators[i]);
   // Stored and summed by hand: GCC 12 warns about its own _mm512_reduce_add_ps.
-  alignas(64) float lanes[kLanes];
-  _mm512_store_ps(lanes, total);
+  alignas(64) float values[lanes];
+  _mm512_store_ps(values, total);
   float sum = 0;
-  for (float lane : lanes) sum += lane;
+  for (float value : values) sum += value;
   return sum;
-#elif defined(__AVX__) && defined(__FMA__)
+}
+
+__attribute__((target("avx2,fma"))) float multiply_add_rounds_avx2(std::int64_t rounds, float factor, float addend) {
+  constexpr int lanes = 8;
   __m256 accumulators[kAccumulators];
   for (int i = 0; i < kAccumulators; ++i) accumulators[i] = _mm256_set1_ps(1.0f + 0.01f * static_cast<float>(i));
   const __m256 a = _mm256_set1_ps(factor), b = _mm256_set1_ps(addend);
@@ -63,15 +60,19 @@ float multiply_add_rounds(std::int64_t rounds, float factor, float addend) {
     for (__m256& acc : accumulators) acc = _mm256_fmadd_ps(acc, a, b);
   __m256 total = accumulators[0];
   for (int i = 1; i < kAccumulators; ++i) total = _mm256_add_ps(total, accumulators[i]);
-  alignas(32) float lanes[kLanes];
-  _mm256_store_ps(lanes, total);
+  alignas(32) float values[lanes];
+  _mm256_store_ps(values, total);
   float sum = 0;
-  for (float lane : lanes) sum += lane;
+  for (float value : values) sum += value;
   return sum;
-#else
-  float accumulators[kAccumulators][kLanes];
+}
+#endif
+
+float multiply_add_rounds_portable(std::int64_t rounds, float factor, float addend) {
+  constexpr int lanes = 8;
+  float accumulators[kAccumulators][lanes];
   for (int i = 0; i < kAccumulators; ++i)
-    for (int l = 0; l < kLanes; ++l) accumulators[i][l] = 1.0f + 0.01f * static_cast<float>(i);
+    for (int l = 0; l < lanes; ++l) accumulators[i][l] = 1.0f + 0.01f * static_cast<float>(i);
   for (std::int64_t r = 0; r < rounds; ++r)
     for (auto& acc : accumulators)
       for (float& lane : acc) lane = lane * factor + addend;
@@ -79,7 +80,23 @@ float multiply_add_rounds(std::int64_t rounds, float factor, float addend) {
   for (const auto& acc : accumulators)
     for (float lane : acc) sum += lane;
   return sum;
+}
+
+// The loop of one instruction set, with what a report says of it.
+struct PeakLoop {
+  float (*rounds)(std::int64_t rounds, float factor, float addend);
+  int lanes;
+  const char* vectors;
+};
+
+PeakLoop peak_loop(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case Isa::avx512: return {multiply_add_rounds_avx512, 16, "512-bit FMA"};
+    case Isa::avx2: return {multiply_add_rounds_avx2, 8, "256-bit FMA"};
 #endif
+    default: return {multiply_add_rounds_portable, 8, "8-lane multiply-add (SSE2)"};
+  }
 }
 
 // Where the benchmarks' results go, so that the compiler must compute them.
@@ -87,10 +104,10 @@ volatile float sink = 0;
 
 // The FLOP peak: one thread's speed measured first (a few milliseconds), to size the pool's job
 // to about 0.12 s; then 8 pieces per thread, handed out by the pool, timed together.
-double measure_gflops(ThreadPool& pool) {
+double measure_gflops(ThreadPool& pool, const PeakLoop& loop) {
   constexpr std::int64_t trial_rounds = 1 << 15;
   const Clock::time_point trial_start = Clock::now();
-  sink = sink + multiply_add_rounds(trial_rounds, 0.999f, 0.001f);
+  sink = sink + loop.rounds(trial_rounds, 0.999f, 0.001f);
   const double round_seconds = std::max(seconds_since(trial_start), 1e-6) / trial_rounds;
   constexpr double piece_seconds = 0.015;
   const auto rounds = std::max<std::int64_t>(1000, static_cast<std::int64_t>(piece_seconds / round_seconds));
@@ -99,11 +116,12 @@ double measure_gflops(ThreadPool& pool) {
   const Clock::time_point start = Clock::now();
   pool.parallel_for(pieces, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t p = begin; p < end; ++p)
-      results[static_cast<std::size_t>(p)] = multiply_add_rounds(rounds, 0.999f, 0.001f);
+      results[static_cast<std::size_t>(p)] = loop.rounds(rounds, 0.999f, 0.001f);
   });
   const double seconds = seconds_since(start);
   for (float r : results) sink = sink + r;
-  return kFlopsPerRound * static_cast<double>(rounds) * static_cast<double>(pieces) / seconds / 1e9;
+  const double flops_per_round = 2.0 * kAccumulators * loop.lanes;
+  return flops_per_round * static_cast<double>(rounds) * static_cast<double>(pieces) / seconds / 1e9;
 }
 
 constexpr std::int64_t kTriadBytes = std::int64_t{64} << 20;  // per array
@@ -139,13 +157,14 @@ MachinePeak measure() {
   ThreadPool& pool = default_thread_pool();
   MachinePeak peak;
   peak.threads = pool.size();
-  peak.gflops = measure_gflops(pool);
+  const PeakLoop loop = peak_loop(active_isa());
+  peak.gflops = measure_gflops(pool, loop);
   peak.gbytes_per_second = measure_gbytes_per_second(pool);
   peak.method = fmt::format(
-      "f32 {} on {} independent {}-lane accumulators per thread for the FLOPs (2 per lane and instruction), and the "
+      "f32 {} ({}) on {} independent {}-lane accumulators per thread for the FLOPs (2 per lane and instruction), and the "
       "best of {} triads a[i] = b[i] + s*c[i] over three {} MiB arrays for the bandwidth (bytes read and written), "
       "both on the {} threads of the engine's pool",
-      kVectors, kAccumulators, kLanes, kTriads, kTriadBytes >> 20, peak.threads);
+      loop.vectors, isa_name(active_isa()), kAccumulators, loop.lanes, kTriads, kTriadBytes >> 20, peak.threads);
   return peak;
 }
 

@@ -82,7 +82,7 @@
 #include "fovea/backends/cpu/philox_lanes.h"
 #include "fovea/ops/attention.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -642,4 +642,4 @@ void register_attention_kernels(KernelRegistry& r) {
   r.add(ops::fused_attention_backward, DType::f16, &half_fused_attention_backward_kernel<float16>);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

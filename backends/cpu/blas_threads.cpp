@@ -1,6 +1,6 @@
 #include <cblas.h>
 
-#include "fovea/backends/cpu/kernels.h"
+#include "fovea/backends/cpu/isa_kernels.h"
 
 namespace fovea::cpu_backend {
 

@@ -11,9 +11,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "fovea/backends/cpu/isa_namespace.h"
 #include "fovea/core/shape.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 template <int N> struct BroadcastLayout {
   std::vector<std::int64_t> dims;                  // collapsed output dims
@@ -73,4 +74,4 @@ template <int N> struct BroadcastLayout {
   }
 };
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

@@ -62,7 +62,7 @@
 
 #include "fovea/backends/cpu/kernels.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -792,4 +792,4 @@ void register_convolution_kernels(KernelRegistry& registry) {
   registry.add(ops::conv2d_backward_filter, DType::f64, &conv2d_backward_filter_kernel<double>);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

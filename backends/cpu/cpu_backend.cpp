@@ -1,29 +1,37 @@
-// The CPU backend: host memory, the default thread pool, and the kernel families.
+// The CPU backend: host memory, the default thread pool, and the kernel families of one
+// instruction set (backends/cpu/isa_kernels.h).
+#include <array>
 #include <cstring>
+#include <mutex>
 
-#include "fovea/backends/cpu/kernels.h"
+#include "fovea/backends/cpu/isa_kernels.h"
 
 namespace fovea {
 
 namespace {
 
+void register_kernels(Isa isa, KernelRegistry& registry) {
+  switch (isa) {
+#if defined(FOVEA_ISA_VARIANTS)
+    case Isa::avx512:
+      cpu_backend::avx512::register_all_kernels(registry);
+      return;
+    case Isa::avx2:
+      cpu_backend::avx2::register_all_kernels(registry);
+      return;
+#endif
+    default:
+      cpu_backend::portable::register_all_kernels(registry);
+      return;
+  }
+}
+
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() : pool_(default_thread_pool()) {
+  explicit CpuBackend(Isa isa) : pool_(default_thread_pool()) {
     // OpenBLAS on one thread: matmul spreads its calls over the pool (matmul_kernels.cpp).
     cpu_backend::set_blas_threads(1);
-    cpu_backend::register_elementwise_kernels(kernels_);
-    cpu_backend::register_reduce_kernels(kernels_);
-    cpu_backend::register_matmul_kernels(kernels_);
-    cpu_backend::register_shape_kernels(kernels_);
-    cpu_backend::register_indexing_kernels(kernels_);
-    cpu_backend::register_creation_kernels(kernels_);
-    cpu_backend::register_state_kernels(kernels_);
-    cpu_backend::register_attention_kernels(kernels_);
-    cpu_backend::register_normalization_kernels(kernels_);
-    cpu_backend::register_fused_elementwise_kernels(kernels_);
-    cpu_backend::register_convolution_kernels(kernels_);
-    cpu_backend::register_pooling_kernels(kernels_);
+    register_kernels(isa, kernels_);
   }
 
   std::string_view name() const override { return "cpu"; }
@@ -45,8 +53,19 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
+std::shared_ptr<Backend> cpu(const CpuOptions& options) {
+  const Isa isa = options.isa.value_or(active_isa());
+  require_isa(isa);
+  static std::mutex mutex;
+  static std::array<std::shared_ptr<Backend>, std::size(kAllIsas)> backends;
+  const std::lock_guard lock(mutex);
+  std::shared_ptr<Backend>& backend = backends[static_cast<std::size_t>(isa)];
+  if (!backend) backend = std::make_shared<CpuBackend>(isa);
+  return backend;
+}
+
 std::shared_ptr<Backend> cpu() {
-  static std::shared_ptr<Backend> backend = std::make_shared<CpuBackend>();
+  static std::shared_ptr<Backend> backend = cpu(CpuOptions{});
   return backend;
 }
 

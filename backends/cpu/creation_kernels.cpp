@@ -10,7 +10,7 @@
 #include "fovea/backends/cpu/philox_lanes.h"
 #include "fovea/core/philox.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -163,4 +163,4 @@ void register_creation_kernels(KernelRegistry& r) {
       ops::random_normal, [](auto zero) { return &random_normal_kernel<decltype(zero)>; }, float{}, double{});
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

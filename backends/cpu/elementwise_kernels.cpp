@@ -8,7 +8,7 @@
 #include "fovea/backends/cpu/kernels.h"
 #include "fovea/ops/functors.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -141,4 +141,4 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add(ops::fmod, DType::i64, &checked_integer_div_kernel<i64_t, fn::Fmod>);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

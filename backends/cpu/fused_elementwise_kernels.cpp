@@ -26,7 +26,7 @@
 #include "fovea/ops/functors.h"
 #include "fovea/ops/fused_elementwise.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -326,4 +326,4 @@ void register_fused_elementwise_kernels(KernelRegistry& r) {
   for (DType t : {DType::f32, DType::f64, DType::boolean}) r.add(ops::fused_elementwise, t, &fused_elementwise_kernel);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

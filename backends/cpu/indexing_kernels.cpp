@@ -15,7 +15,7 @@
 #include "fovea/backends/cpu/kernels.h"
 #include "fovea/ops/indexing.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -196,4 +196,4 @@ void register_indexing_kernels(KernelRegistry& r) {
   r.add(ops::check_indices, DType::i64, &check_indices_kernel<std::int64_t>);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

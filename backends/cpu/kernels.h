@@ -2,6 +2,7 @@
 #pragma once
 
 #include "fovea/backends/backend.h"
+#include "fovea/backends/cpu/isa_namespace.h"
 // The OpDefs (ops::matmul, ...) that the kernels are registered under.
 #include "fovea/ops/attention.h"
 #include "fovea/ops/convolution.h"
@@ -22,6 +23,12 @@ namespace fovea::cpu_backend {
 // more than it saves.
 inline constexpr std::int64_t kElementwiseGrain = 1 << 15;
 
+// The families of the instruction set this file is compiled for (isa_namespace.h).
+namespace FOVEA_ISA_NAMESPACE {
+
+// Every family below: what the backend calls (backends/cpu/isa_kernels.h).
+void register_all_kernels(KernelRegistry& registry);
+
 void register_elementwise_kernels(KernelRegistry& registry);
 void register_reduce_kernels(KernelRegistry& registry);
 void register_matmul_kernels(KernelRegistry& registry);
@@ -35,7 +42,6 @@ void register_fused_elementwise_kernels(KernelRegistry& registry);
 void register_convolution_kernels(KernelRegistry& registry);
 void register_pooling_kernels(KernelRegistry& registry);
 
-// Sets OpenBLAS's thread count (the backend gives BLAS the same cores as its own pool).
-void set_blas_threads(int threads);
+}  // namespace FOVEA_ISA_NAMESPACE
 
 }  // namespace fovea::cpu_backend

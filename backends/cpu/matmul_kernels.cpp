@@ -32,7 +32,7 @@
 
 #include "fovea/backends/cpu/kernels.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -166,4 +166,4 @@ void register_matmul_kernels(KernelRegistry& registry) {
   registry.add(ops::matmul, DType::f64, &matmul_kernel<double>);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

@@ -32,7 +32,7 @@
 #include "fovea/backends/cpu/kernels.h"
 #include "fovea/ops/batch_norm.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -582,4 +582,4 @@ void register_normalization_kernels(KernelRegistry& r) {
   add_kernels<double>(r);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

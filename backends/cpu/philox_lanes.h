@@ -16,9 +16,10 @@
 #include <immintrin.h>
 #endif
 
+#include "fovea/backends/cpu/isa_namespace.h"
 #include "fovea/core/philox.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace philox_detail {
 
@@ -115,4 +116,4 @@ void philox_uniform_run(std::uint64_t seed, std::uint64_t stream, double low, do
   for (; i < n; ++i) one(i);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

@@ -21,7 +21,7 @@
 
 #include "fovea/backends/cpu/kernels.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -594,4 +594,4 @@ void register_pooling_kernels(KernelRegistry& registry) {
   registry.add(ops::pad_backward, DType::f64, &pad_backward_kernel<double>);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

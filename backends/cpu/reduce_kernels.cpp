@@ -30,7 +30,7 @@
 
 #include "fovea/backends/cpu/kernels.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -420,4 +420,4 @@ void register_reduce_kernels(KernelRegistry& registry) {
   add_reductions<float, double, std::int32_t, std::int64_t>(registry);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

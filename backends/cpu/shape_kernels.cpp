@@ -12,7 +12,7 @@
 #include "fovea/backends/cpu/kernels.h"
 #include "fovea/ops/shape_ops.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -345,4 +345,4 @@ void register_shape_kernels(KernelRegistry& r) {
   add_by_element_size(r, ops::slice, &slice_kernel<1>, &slice_kernel<2>, &slice_kernel<4>, &slice_kernel<8>);
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

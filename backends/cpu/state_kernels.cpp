@@ -5,7 +5,7 @@
 #include "fovea/backends/cpu/kernels.h"
 #include "fovea/ops/state.h"
 
-namespace fovea::cpu_backend {
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
@@ -30,4 +30,4 @@ void register_state_kernels(KernelRegistry& registry) {
   }
 }
 
-}  // namespace fovea::cpu_backend
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

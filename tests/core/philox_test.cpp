@@ -107,7 +107,7 @@ TEST_CASE("philox_uniform_run draws exactly philox::uniform's numbers from any s
   for (std::int64_t begin : {0, 1, 3, 4, 31, 1000003}) {
     for (std::int64_t n : {0, 1, 5, 32, 33, 100}) {
       std::vector<double> y(static_cast<std::size_t>(n));
-      fovea::cpu_backend::philox_uniform_run<double>(77, (1ull << 33) + 5, -1.0, 2.0, begin, n, y.data());
+      fovea::cpu_backend::portable::philox_uniform_run<double>(77, (1ull << 33) + 5, -1.0, 2.0, begin, n, y.data());
       for (std::int64_t i = 0; i < n; ++i) {
         CAPTURE(begin);
         CAPTURE(i);
