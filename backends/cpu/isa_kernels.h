@@ -3,7 +3,7 @@
 // kernels of the Isa it was asked for.
 //
 // Each is backends/cpu/all_kernels.cpp compiled with the -march of its level; see
-// isa_namespace.h and cmake/seal_isa_objects.cmake for how the copies are kept apart.
+// isa_namespace.h and the CPU kernels' section of CMakeLists.txt for how the copies are kept apart.
 #pragma once
 
 #include "fovea/backends/backend.h"

@@ -6,7 +6,8 @@
 // inline helpers of this folder's headers (broadcast.h, philox_lanes.h), are distinct symbols:
 // fovea::cpu_backend::avx2::register_all_kernels and so on. Code of shared headers that the
 // kernels instantiate (the standard library's, core's) cannot be put in a namespace of ours;
-// CMake renames those copies after compiling (cmake/seal_isa_objects.cmake explains why).
+// the AVX copies are compiled with -fno-weak, which keeps that code local to each object (the
+// CPU kernels' section of CMakeLists.txt explains why, and tools/check_isa_symbols.py checks it).
 //
 // Anything else that includes these headers (a test) gets the portable namespace, which is what
 // plain x86-64 code compiles to anyway.
