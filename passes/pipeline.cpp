@@ -1,7 +1,6 @@
 #include "fovea/passes/pipeline.h"
 
 #include <atomic>
-#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -170,45 +169,22 @@ namespace {
 std::atomic<TrainingStepExploreWriter> installed_step_writer{nullptr};
 
 void write_step_page(CompiledTrainingStep& step, const std::string& path, const std::string& anomaly) {
-  const TrainingStepExploreWriter writer = installed_step_writer.load();
-  if (!writer) {
-    std::fprintf(stderr,
-                 "fovea: not writing the explorer to %s: this program does not include <fovea/fovea.h> (or "
-                 "<fovea/explore/explorer.h>), which provides it\n",
-                 path.c_str());
-    return;
-  }
-  writer(step, path, anomaly);
+  if (const TrainingStepExploreWriter writer = installed_step_writer.load())
+    writer(step, path, anomaly);
+  else
+    warn_explorer_missing(path);
 }
 
 }  // namespace
 
 void set_training_step_explore_writer(TrainingStepExploreWriter writer) { installed_step_writer.store(writer); }
 
-// The second run, profiled and observed, then the page; profiling and value statistics are put
-// back as they were. A run stopped by an error (anomaly mode) writes the page too, with the error.
+// The second run, profiled and observed, then the page (runtime/explore.cpp).
 std::vector<Tensor> CompiledTrainingStep::run_and_explore(const Feeds& feeds, std::source_location where) {
   const std::string path = std::exchange(explore_path_, {});
-  Executable& exe = *executable_;
-  const bool was_profiling = exe.profiling(), was_observing = exe.value_statistics_on();
-  if (!was_profiling) exe.reset_profile();
-  exe.set_profiling(true);
-  exe.set_value_statistics(true);
-  auto restore = [&] {
-    exe.set_profiling(was_profiling);
-    exe.set_value_statistics(was_observing);
-  };
-  std::vector<Tensor> outputs;
-  try {
-    outputs = run_mapped(feeds, where);
-  } catch (const Error& error) {
-    restore();
-    write_step_page(*this, path, error.what());
-    throw;
-  }
-  restore();
-  write_step_page(*this, path, "");
-  return outputs;
+  return run_observed_for_explorer(
+      *executable_, [&] { return run_mapped(feeds, where); },
+      [&](const std::string& anomaly) { write_step_page(*this, path, anomaly); });
 }
 
 }  // namespace fovea::passes

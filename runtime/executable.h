@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <source_location>
@@ -126,6 +127,14 @@ ExploreWriter explore_writer();
 // The path FOVEA_EXPLORE gives the next program part that asks (compile(), compile_training_step):
 // "" when it is not set; the path itself the first time, then "<stem>-2.html", "-3", ...
 std::string next_explore_path_from_environment();
+// The run that writes an explorer (CompileOptions::explore, TrainingStepOptions::explore):
+// calls `run` with `exe` profiled and observed, puts profiling and value statistics back as they
+// were, then calls `write` with "" or, when the run threw a fovea::Error (anomaly mode), with its
+// message before rethrowing it. Returns what `run` returned.
+std::vector<Tensor> run_observed_for_explorer(Executable& exe, const std::function<std::vector<Tensor>()>& run,
+                                              const std::function<void(const std::string& anomaly)>& write);
+// Says on stderr that no page is written to `path` because the program lacks the explorer.
+void warn_explorer_missing(const std::string& path);
 
 class Executable {
  public:

@@ -17,37 +17,11 @@ namespace {
 
 std::atomic<ExploreWriter> installed_writer{nullptr};
 
-// Restores profiling and value statistics to what they were, however the run ends.
-class ObservedRun {
- public:
-  explicit ObservedRun(Executable& exe, bool was_profiling, bool was_observing)
-      : exe_(exe), profiling_(was_profiling), observing_(was_observing) {
-    if (!profiling_) exe_.reset_profile();
-    exe_.set_profiling(true);
-    exe_.set_value_statistics(true);
-  }
-  ~ObservedRun() {
-    exe_.set_profiling(profiling_);
-    exe_.set_value_statistics(observing_);
-  }
-  ObservedRun(const ObservedRun&) = delete;
-  ObservedRun& operator=(const ObservedRun&) = delete;
-
- private:
-  Executable& exe_;
-  bool profiling_, observing_;
-};
-
 void write_page(const Executable& exe, const std::string& path, const std::string& anomaly) {
-  const ExploreWriter writer = installed_writer.load();
-  if (!writer) {
-    std::fprintf(stderr,
-                 "fovea: not writing the explorer to %s: this program does not include <fovea/fovea.h> (or "
-                 "<fovea/explore/explorer.h>), which provides it\n",
-                 path.c_str());
-    return;
-  }
-  writer(exe, path, anomaly);
+  if (const ExploreWriter writer = installed_writer.load())
+    writer(exe, path, anomaly);
+  else
+    warn_explorer_missing(path);
 }
 
 }  // namespace
@@ -70,20 +44,40 @@ std::string next_explore_path_from_environment() {
   return fmt::format("{}-{}{}", stem, handed_out, extension);
 }
 
+void warn_explorer_missing(const std::string& path) {
+  std::fprintf(stderr,
+               "fovea: not writing the explorer to %s: this program does not include <fovea/fovea.h> (or "
+               "<fovea/explore/explorer.h>), which provides it\n",
+               path.c_str());
+}
+
+std::vector<Tensor> run_observed_for_explorer(Executable& exe, const std::function<std::vector<Tensor>()>& run,
+                                              const std::function<void(const std::string& anomaly)>& write) {
+  const bool was_profiling = exe.profiling(), was_observing = exe.value_statistics_on();
+  if (!was_profiling) exe.reset_profile();
+  exe.set_profiling(true);
+  exe.set_value_statistics(true);
+  auto restore = [&] {
+    exe.set_profiling(was_profiling);
+    exe.set_value_statistics(was_observing);
+  };
+  std::vector<Tensor> outputs;
+  try {
+    outputs = run();
+  } catch (const Error& error) {
+    restore();
+    write(error.what());
+    throw;
+  }
+  restore();
+  write("");
+  return outputs;
+}
+
 std::vector<Tensor> Executable::run_and_explore(const Feeds& feeds, std::source_location where) {
   const std::string path = std::exchange(explore_path_, {});
-  std::vector<Tensor> outputs;
-  {
-    const ObservedRun observed(*this, profiling_, value_statistics_on_);
-    try {
-      outputs = run(feeds, where);
-    } catch (const Error& error) {
-      write_page(*this, path, error.what());
-      throw;
-    }
-  }
-  write_page(*this, path, "");
-  return outputs;
+  return run_observed_for_explorer(
+      *this, [&] { return run(feeds, where); }, [&](const std::string& anomaly) { write_page(*this, path, anomaly); });
 }
 
 }  // namespace fovea

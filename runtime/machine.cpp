@@ -92,10 +92,13 @@ struct PeakLoop {
 PeakLoop peak_loop(Isa isa) {
   switch (isa) {
 #if defined(__x86_64__)
-    case Isa::avx512: return {multiply_add_rounds_avx512, 16, "512-bit FMA"};
-    case Isa::avx2: return {multiply_add_rounds_avx2, 8, "256-bit FMA"};
+    case Isa::avx512:
+      return {multiply_add_rounds_avx512, 16, "512-bit FMA"};
+    case Isa::avx2:
+      return {multiply_add_rounds_avx2, 8, "256-bit FMA"};
 #endif
-    default: return {multiply_add_rounds_portable, 8, "8-lane multiply-add (SSE2)"};
+    default:
+      return {multiply_add_rounds_portable, 8, "8-lane multiply-add (SSE2)"};
   }
 }
 
@@ -161,7 +164,8 @@ MachinePeak measure() {
   peak.gflops = measure_gflops(pool, loop);
   peak.gbytes_per_second = measure_gbytes_per_second(pool);
   peak.method = fmt::format(
-      "f32 {} ({}) on {} independent {}-lane accumulators per thread for the FLOPs (2 per lane and instruction), and the "
+      "f32 {} ({}) on {} independent {}-lane accumulators per thread for the FLOPs (2 per lane and instruction), and "
+      "the "
       "best of {} triads a[i] = b[i] + s*c[i] over three {} MiB arrays for the bandwidth (bytes read and written), "
       "both on the {} threads of the engine's pool",
       loop.vectors, isa_name(active_isa()), kAccumulators, loop.lanes, kTriads, kTriadBytes >> 20, peak.threads);

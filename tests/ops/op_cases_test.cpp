@@ -232,7 +232,7 @@ TEST_CASE("every op case gives the portable kernels' numbers with every instruct
       const DType out = portable.dtype();
       if (out == DType::f32) largest_f32 = std::max(largest_f32, largest_difference(vector, portable));
       if (out == DType::f64) largest_f64 = std::max(largest_f64, largest_difference(vector, portable));
-      const Tolerance tol = out == DType::f32 ? Tolerance{1e-5, 1e-5}
+      const Tolerance tol = out == DType::f32   ? Tolerance{1e-5, 1e-5}
                             : out == DType::f64 ? Tolerance{1e-12, 1e-12}
                             : is_half(out)      ? Tolerance{1.0 / 128, 1.0 / 128}
                                                 : Tolerance{};
