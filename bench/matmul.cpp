@@ -18,6 +18,12 @@
 //                150 ms, so that OpenBLAS's threads, which busy-wait for about 0.1 s after a
 //                call, are parked before the engine's next run instead of competing with it.
 //
+// Every timed call is the second of two calls in a row of the same variant, so that each side is
+// timed with its threads awake, as in a loop of products. A thread woken from sleep on this kind
+// of virtual machine can take from tens of microseconds to a scheduler tick to run (it may be
+// queued behind the thread that woke it while the other core idles), which would make the small
+// shapes measure the scheduler rather than the gemm.
+//
 // GFLOP/s are from median times (cblas: over all its runs). Ratios are medians over
 // repetitions of the paired ratio t_cblas / t_variant; >= 0.95 is the target.
 // min_ratio_vs_cblas is over the engine (parameter) variant.
@@ -142,8 +148,12 @@ Result measure(const Case& c, int reps) {
 
   // Each variant's run is followed by a cblas run; the pair gives one ratio.
   std::vector<double> t_engine, t_feed, t_kernel, t_cblas, r_engine, r_feed, r_kernel;
+  // Each side is timed on its second call in a row, so both are timed warm: their threads awake
+  // and spinning, as in a loop of products (a training step), rather than woken from sleep.
   auto paired = [&](auto&& variant, std::vector<double>& times, std::vector<double>& ratios) {
+    variant();
     times.push_back(seconds(variant));
+    run_cblas();
     t_cblas.push_back(seconds(run_cblas));
     ratios.push_back(t_cblas.back() / times.back());
     std::this_thread::sleep_for(std::chrono::milliseconds(150));

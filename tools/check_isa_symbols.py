@@ -37,7 +37,10 @@ def symbols(path, demangle):
 
 def finding(kind, mangled, name, isa):
     namespace = f"fovea::cpu_backend::{isa}::"
-    if name.startswith(namespace):
+    # The demangled name of a function template starts with its return type, so the namespace is
+    # read from the mangled name: _ZN, then each nested name as its length and its letters.
+    mangled_namespace = f"_ZN5fovea11cpu_backend{len(isa)}{isa}"
+    if name.startswith(namespace) or mangled.startswith(mangled_namespace):
         return None
     if kind.isupper() or kind in "uvw":
         if mangled == "DW.ref.__gxx_personality_v0":

@@ -1,0 +1,427 @@
+// The engine's gemm (gemm.h): packed operands, a register-blocked micro-kernel, the shared
+// operand packed once per block by all threads together.
+//
+// The loops, outermost first (the names are BLIS's):
+//
+//   jc  over N in blocks of NC columns
+//   pc  over K in blocks of KC          pack B's KC × NC block into B̃, by all threads
+//   --- the threads split the tiles of C: row ranges (and column ranges when M is short)
+//   ic  over the task's rows in blocks of MC   pack A's MC × KC block into Ã, per thread
+//   jr  over the task's NR-wide panels of B̃
+//   ir  over Ã's MR-tall panels                micro-kernel: C[MR × NR] (+)= Ã panel · B̃ panel
+//
+// B̃ (KC × NC, a few MB) is shared and read from the last-level cache; Ã (MC × KC) stays in the
+// thread's L2 while every panel of B̃ passes it; one B̃ panel (KC × NR) stays in L1 while the ir
+// loop walks Ã. Packing lays each panel out in the order the micro-kernel reads it, contiguous,
+// aligned and zero-padded to whole tiles, so the micro-kernel has no edge cases: a partial tile
+// of C is written through a small buffer instead.
+//
+// The micro-kernel holds MR × NR elements of C in vector registers: per step along K it loads one
+// row of the B̃ panel (NR/width vectors), broadcasts MR elements of the Ã panel and issues MR·NR/width
+// fused multiply-adds. MR is sized to the register file: 12 × (2 vectors) = 24 accumulators of 32
+// registers with AVX-512, 6 × 2 = 12 of 16 with AVX2 and SSE2. The portable copy has no FMA
+// instruction and multiplies then adds.
+#include "fovea/backends/cpu/gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <new>
+#include <vector>
+
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
+
+namespace {
+
+// One vector register of T, and the few operations the micro-kernel needs.
+template <typename T>
+struct Vec;
+
+#if defined(__AVX512F__)
+constexpr int kVectorRegisters = 32;
+template <>
+struct Vec<float> {
+  using R = __m512;
+  static constexpr int width = 16;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R load(const float* p) { return _mm512_load_ps(p); }
+  static R loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static R broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  using R = __m512d;
+  static constexpr int width = 8;
+  static R zero() { return _mm512_setzero_pd(); }
+  static R load(const double* p) { return _mm512_load_pd(p); }
+  static R loadu(const double* p) { return _mm512_loadu_pd(p); }
+  static R broadcast(const double* p) { return _mm512_set1_pd(*p); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kVectorRegisters = 16;
+template <>
+struct Vec<float> {
+  using R = __m256;
+  static constexpr int width = 8;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R load(const float* p) { return _mm256_load_ps(p); }
+  static R loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static R broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  using R = __m256d;
+  static constexpr int width = 4;
+  static R zero() { return _mm256_setzero_pd(); }
+  static R load(const double* p) { return _mm256_load_pd(p); }
+  static R loadu(const double* p) { return _mm256_loadu_pd(p); }
+  static R broadcast(const double* p) { return _mm256_broadcast_sd(p); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+};
+#else
+constexpr int kVectorRegisters = 16;
+template <>
+struct Vec<float> {
+  using R = __m128;
+  static constexpr int width = 4;
+  static R zero() { return _mm_setzero_ps(); }
+  static R load(const float* p) { return _mm_load_ps(p); }
+  static R loadu(const float* p) { return _mm_loadu_ps(p); }
+  static R broadcast(const float* p) { return _mm_set1_ps(*p); }
+  static R fma(R a, R b, R c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static R add(R a, R b) { return _mm_add_ps(a, b); }
+  static void store(float* p, R v) { _mm_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  using R = __m128d;
+  static constexpr int width = 2;
+  static R zero() { return _mm_setzero_pd(); }
+  static R load(const double* p) { return _mm_load_pd(p); }
+  static R loadu(const double* p) { return _mm_loadu_pd(p); }
+  static R broadcast(const double* p) { return _mm_set1_pd(*p); }
+  static R fma(R a, R b, R c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+  static R add(R a, R b) { return _mm_add_pd(a, b); }
+  static void store(double* p, R v) { _mm_storeu_pd(p, v); }
+};
+#endif
+
+// The tile and the cache blocks. KC · NR · sizeof(T) is one B̃ panel (32 KB for f32 with AVX-512:
+// L1-sized); MC · KC · sizeof(T) is Ã (192 KB: well inside a 1 MB L2, leaving room for B̃
+// panels streaming through); NC · KC is B̃, shared by the threads through L3.
+template <typename T>
+struct Blocking {
+  static constexpr int vectors = 2;  // per row of the tile
+  static constexpr int nr = vectors * Vec<T>::width;
+  static constexpr int mr = kVectorRegisters == 32 ? 12 : 6;
+  static constexpr std::int64_t kc = 256;
+  static constexpr std::int64_t mc = mr * (kVectorRegisters == 32 ? 16 : 24);
+  static constexpr std::int64_t nc = 2048;
+};
+
+constexpr std::size_t kAlignment = 64;
+
+// A growing, 64-byte aligned buffer, one per thread and role, kept for the thread's life so that
+// small products (a batch of attention heads) allocate nothing.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { ::operator delete(data_, std::align_val_t{kAlignment}); }
+
+  template <typename T>
+  T* get(std::int64_t count) {
+    const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(T);
+    if (bytes > size_) {
+      ::operator delete(data_, std::align_val_t{kAlignment});
+      data_ = nullptr;  // stays consistent if the allocation throws
+      size_ = 0;
+      data_ = ::operator new(bytes, std::align_val_t{kAlignment});
+      size_ = bytes;
+    }
+    return static_cast<T*>(data_);
+  }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+thread_local Scratch packed_a_scratch;  // Ã: each thread its own
+thread_local Scratch packed_b_scratch;  // B̃: the calling thread's, shared with the pool's threads
+
+template <typename T>
+T op_a(const GemmOperands<T>& g, std::int64_t row, std::int64_t depth) {
+  return g.transpose_a ? g.a[depth * g.lda + row] : g.a[row * g.lda + depth];
+}
+
+// Ã panel: rows [row, row + MR) of op(a), depths [depth, depth + kc), laid out [kc][MR], rows
+// past m zero.
+template <typename T>
+void pack_a_panel(const GemmOperands<T>& g, std::int64_t row, std::int64_t depth, std::int64_t kc, T* out) {
+  constexpr int mr = Blocking<T>::mr;
+  const std::int64_t rows = std::min<std::int64_t>(mr, g.m - row);
+  if (g.transpose_a) {  // a[depth][row] is contiguous along the panel's rows
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const T* source = g.a + (depth + p) * g.lda + row;
+      T* target = out + p * mr;
+      for (std::int64_t i = 0; i < rows; ++i) target[i] = source[i];
+      for (std::int64_t i = rows; i < mr; ++i) target[i] = T(0);
+    }
+    return;
+  }
+  for (std::int64_t i = 0; i < rows; ++i) {  // a[row][depth] is contiguous along K
+    const T* source = g.a + (row + i) * g.lda + depth;
+    for (std::int64_t p = 0; p < kc; ++p) out[p * mr + i] = source[p];
+  }
+  for (std::int64_t i = rows; i < mr; ++i)
+    for (std::int64_t p = 0; p < kc; ++p) out[p * mr + i] = T(0);
+}
+
+// B̃ panel: depths [depth, depth + kc), columns [column, column + NR) of op(b), laid out [kc][NR],
+// columns past n zero.
+template <typename T>
+void pack_b_panel(const GemmOperands<T>& g, std::int64_t depth, std::int64_t column, std::int64_t kc, T* out) {
+  constexpr int nr = Blocking<T>::nr;
+  const std::int64_t columns = std::min<std::int64_t>(nr, g.n - column);
+  if (!g.transpose_b) {  // b[depth][column] is contiguous along the panel's columns
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const T* source = g.b + (depth + p) * g.ldb + column;
+      T* target = out + p * nr;
+      for (std::int64_t j = 0; j < columns; ++j) target[j] = source[j];
+      for (std::int64_t j = columns; j < nr; ++j) target[j] = T(0);
+    }
+    return;
+  }
+  for (std::int64_t j = 0; j < columns; ++j) {  // b[column][depth] is contiguous along K
+    const T* source = g.b + (column + j) * g.ldb + depth;
+    for (std::int64_t p = 0; p < kc; ++p) out[p * nr + j] = source[p];
+  }
+  for (std::int64_t j = columns; j < nr; ++j)
+    for (std::int64_t p = 0; p < kc; ++p) out[p * nr + j] = T(0);
+}
+
+// c[rows × columns] (+)= Ã panel · B̃ panel over kc steps; the tile is MR × NR, of which the top-left
+// rows × columns are C's.
+template <typename T>
+void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b, T* c, std::int64_t ldc,
+                  std::int64_t rows, std::int64_t columns, bool accumulate) {
+  using V = Vec<T>;
+  using R = typename V::R;
+  constexpr int mr = Blocking<T>::mr, nr = Blocking<T>::nr, vectors = Blocking<T>::vectors, width = V::width;
+  R acc[mr][vectors];
+#pragma GCC unroll 16
+  for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < vectors; ++v) acc[i][v] = V::zero();
+
+  for (std::int64_t p = 0; p < kc; ++p, a += mr, b += nr) {
+    R row[vectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < vectors; ++v) row[v] = V::load(b + v * width);
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; ++i) {
+      const R x = V::broadcast(a + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < vectors; ++v) acc[i][v] = V::fma(x, row[v], acc[i][v]);
+    }
+  }
+
+  if (rows == mr && columns == nr) {
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < vectors; ++v) {
+        T* out = c + i * ldc + v * width;
+        V::store(out, accumulate ? V::add(acc[i][v], V::loadu(out)) : acc[i][v]);
+      }
+    return;
+  }
+  // Every index into acc is a constant once the loops are unrolled, this one's too: that is what
+  // lets the compiler keep acc in registers rather than in memory.
+  alignas(kAlignment) T tile[mr * nr];
+#pragma GCC unroll 16
+  for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < vectors; ++v) V::store(tile + i * nr + v * width, acc[i][v]);
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < columns; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * nr + j] : tile[i * nr + j];
+}
+
+// B̃ for one block of NC columns and all of K, packed on demand: the first task to need a panel
+// packs it while any other that needs it meanwhile waits (the packer is running, so the wait is
+// short and cannot deadlock), and every later reader finds it ready. The pool's threads thus pack
+// the shared operand together, each panel once, inside the one parallel loop that computes C.
+// Panel q of the K block at depth pc sits at pc · panels · NR + q · kc · NR.
+template <typename T>
+class SharedPanels {
+ public:
+  SharedPanels(const GemmOperands<T>& g, std::int64_t column, std::int64_t panels, T* data, int* state)
+      : g_(g), column_(column), panels_(panels), data_(data), state_(state) {}
+
+  const T* get(std::int64_t depth, std::int64_t kc, std::int64_t q) const {
+    constexpr int nr = Blocking<T>::nr;
+    T* panel = data_ + depth * panels_ * nr + q * kc * nr;
+    std::atomic_ref<int> state(state_[depth / Blocking<T>::kc * panels_ + q]);
+    if (state.load(std::memory_order_acquire) == kReady) return panel;
+    int expected = kUnpacked;
+    if (state.compare_exchange_strong(expected, kPacking, std::memory_order_acq_rel)) {
+      pack_b_panel(g_, depth, column_ + q * nr, kc, panel);
+      state.store(kReady, std::memory_order_release);
+      return panel;
+    }
+    while (state.load(std::memory_order_acquire) != kReady) _mm_pause();
+    return panel;
+  }
+
+  static constexpr int kUnpacked = 0, kPacking = 1, kReady = 2;
+
+ private:
+  const GemmOperands<T>& g_;
+  std::int64_t column_, panels_;
+  T* data_;
+  int* state_;
+};
+
+// What one task computes of a block of NC columns: rows [row_begin, row_end) of C (a multiple of
+// MR apart, but for the last) over panels [panel_begin, panel_end) of B̃, starting at panel
+// `first` and wrapping around, so that tasks of the same columns begin by packing different panels.
+struct TaskRange {
+  std::int64_t row_begin, row_end, panel_begin, panel_end, first;
+};
+
+template <typename T>
+void compute_task(const GemmOperands<T>& g, std::int64_t column, const SharedPanels<T>& b, const TaskRange& t) {
+  constexpr int mr = Blocking<T>::mr, nr = Blocking<T>::nr;
+  const std::int64_t mc = Blocking<T>::mc, count = t.panel_end - t.panel_begin;
+  T* packed_a = packed_a_scratch.get<T>(mc * std::min(Blocking<T>::kc, g.k));
+  for (std::int64_t depth = 0; depth < g.k; depth += Blocking<T>::kc) {
+    const std::int64_t kc = std::min(Blocking<T>::kc, g.k - depth);
+    const bool accumulate = g.accumulate || depth > 0;
+    for (std::int64_t ic = t.row_begin; ic < t.row_end; ic += mc) {
+      const std::int64_t rows = std::min(mc, t.row_end - ic);
+      const std::int64_t row_panels = (rows + mr - 1) / mr;
+      for (std::int64_t r = 0; r < row_panels; ++r) pack_a_panel(g, ic + r * mr, depth, kc, packed_a + r * mr * kc);
+      for (std::int64_t i = 0; i < count; ++i) {
+        const std::int64_t q = t.panel_begin + (t.first - t.panel_begin + i) % count;
+        const T* panel = b.get(depth, kc, q);
+        const std::int64_t first_column = column + q * nr;
+        const std::int64_t columns = std::min<std::int64_t>(nr, g.n - first_column);
+        for (std::int64_t r = 0; r < row_panels; ++r) {
+          const std::int64_t row = ic + r * mr;
+          micro_kernel(kc, packed_a + r * mr * kc, panel, g.c + row * g.ldc + first_column, g.ldc,
+                       std::min<std::int64_t>(mr, ic + rows - row), columns, accumulate);
+        }
+      }
+    }
+  }
+}
+
+// How many row ranges and column ranges the tiles of a block are split into: kTasksPerThread
+// tasks per thread, rows first (a column split makes each of its tasks pack the same rows of A).
+// More tasks than threads, claimed as threads come free, keep the threads even when one starts
+// late (a sleeping worker takes tens of microseconds to wake) or is slowed by another process.
+constexpr int kTasksPerThread = 4;
+struct Split {
+  std::int64_t row_parts, column_parts;
+};
+Split split_tiles(std::int64_t row_panels, std::int64_t column_panels, int threads) {
+  const std::int64_t tasks = std::int64_t{kTasksPerThread} * threads;
+  if (row_panels >= tasks) return {tasks, 1};
+  const std::int64_t columns = std::min<std::int64_t>(column_panels, (tasks + row_panels - 1) / row_panels);
+  return {row_panels, std::max<std::int64_t>(columns, 1)};
+}
+
+thread_local std::vector<int> panel_states;  // the calling thread's, shared like packed_b_scratch
+
+// Elements of B̃ at most (8 MB of f32), but for at least 4 panels of a very deep K.
+constexpr std::int64_t kPackedBudget = std::int64_t{1} << 21;  // the calling thread's, shared like packed_b_scratch
+
+// The whole product as `threads` tasks (1: on the calling thread), one parallel loop per block of
+// NC columns.
+template <typename T>
+void run_gemm(ThreadPool* pool, int threads, const GemmOperands<T>& g) {
+  constexpr int mr = Blocking<T>::mr, nr = Blocking<T>::nr;
+  const std::int64_t row_panels = (g.m + mr - 1) / mr;
+  const std::int64_t k_blocks = (g.k + Blocking<T>::kc - 1) / Blocking<T>::kc;
+  // B̃ holds all of K: fewer columns per block when K is deep, to keep it within a budget.
+  const std::int64_t nc = std::clamp(kPackedBudget / g.k / nr * nr, std::int64_t{4} * nr, Blocking<T>::nc);
+  for (std::int64_t column = 0; column < g.n; column += nc) {
+    const std::int64_t panels = (std::min(nc, g.n - column) + nr - 1) / nr;
+    panel_states.assign(static_cast<std::size_t>(k_blocks * panels), SharedPanels<T>::kUnpacked);
+    const SharedPanels<T> b(g, column, panels, packed_b_scratch.get<T>(panels * nr * g.k), panel_states.data());
+    const Split split = split_tiles(row_panels, panels, threads);
+    auto task = [&](std::int64_t index) {
+      const std::int64_t r = index / split.column_parts, q = index % split.column_parts;
+      const std::int64_t panel_begin = panels * q / split.column_parts;
+      const std::int64_t panel_end = panels * (q + 1) / split.column_parts;
+      compute_task(g, column, b,
+                   TaskRange{row_panels * r / split.row_parts * mr,
+                             std::min(g.m, row_panels * (r + 1) / split.row_parts * mr), panel_begin, panel_end,
+                             panel_begin + (panel_end - panel_begin) * r / split.row_parts});
+    };
+    const std::int64_t tasks = split.row_parts * split.column_parts;
+    if (pool == nullptr || tasks == 1) {
+      for (std::int64_t i = 0; i < tasks; ++i) task(i);
+      continue;
+    }
+    pool->parallel_for(tasks, 1, [&](std::int64_t first, std::int64_t last) {
+      for (std::int64_t i = first; i < last; ++i) task(i);
+    });
+  }
+}
+
+// Below this many multiply-adds a product stays on one thread: waking the pool costs more.
+constexpr std::int64_t kParallelWork = std::int64_t{1} << 20;
+
+}  // namespace
+
+template <typename T>
+void gemm(const GemmOperands<T>& g) {
+  if (g.m <= 0 || g.n <= 0) return;
+  if (g.k <= 0) {
+    if (!g.accumulate)
+      for (std::int64_t i = 0; i < g.m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + g.n, T(0));
+    return;
+  }
+  run_gemm<T>(nullptr, 1, g);
+}
+
+template <typename T>
+void gemm(ThreadPool& pool, const GemmOperands<T>& g) {
+  if (pool.size() == 1 || g.k <= 0 || g.m * g.n * g.k < kParallelWork) {
+    gemm(g);
+    return;
+  }
+  if (g.m <= 0 || g.n <= 0) return;
+  run_gemm<T>(&pool, pool.size(), g);
+}
+
+template <typename T>
+GemmTile<T> gemm_tile() {
+  return {Blocking<T>::mr, Blocking<T>::nr};
+}
+
+template void gemm<float>(const GemmOperands<float>&);
+template void gemm<double>(const GemmOperands<double>&);
+template void gemm<float>(ThreadPool&, const GemmOperands<float>&);
+template void gemm<double>(ThreadPool&, const GemmOperands<double>&);
+template GemmTile<float> gemm_tile<float>();
+template GemmTile<double> gemm_tile<double>();
+
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE
