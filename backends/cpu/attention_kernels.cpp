@@ -68,8 +68,8 @@
 //
 // Tasks (batch items, or batch item x block pairs) go to the pool one at a time (grain 1);
 // causal masking skips the blocks a task cannot see, so tasks are uneven in cost and the
-// pool's small chunks balance them. The tile products are plain loops, register-blocked so
-// that GCC keeps an 8x32 block of the result in vector registers (see multiply_add); exp in
+// pool's small chunks balance them. The tile products are register-blocked: a block of the
+// result sized to the instruction set's registers stays in them (see multiply_add); exp in
 // f32 is a polynomial the compiler vectorises (see exp_f32). Both were measured: see
 // bench/attention.cpp.
 #include <algorithm>
@@ -80,6 +80,7 @@
 
 #include "fovea/backends/cpu/kernels.h"
 #include "fovea/backends/cpu/philox_lanes.h"
+#include "fovea/backends/cpu/simd.h"
 #include "fovea/ops/attention.h"
 
 namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
@@ -116,38 +117,73 @@ void multiply_add_plain(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, c
     }
 }
 
-// The same for one Rows x Cols block of c, whose partial sums stay in registers across the
-// whole loop over p: per p, Cols values of b are loaded once and used by Rows rows. With
-// Cols = 32 GCC vectorises the j loop (2 AVX-512 or 4 AVX2 registers per row). Measured on
-// 64x128x64 f32 tiles, one core (Zen, AVX-512): plain loops 150 GFLOP/s, 6x32 blocks 260,
-// 8x32 blocks 245 (and no leftover rows for 64 or 128 rows). Narrower blocks (16 columns)
-// made GCC 12 vectorise the loop over rows instead and run 5x slower.
-template <typename T, int Rows, int Cols>
+// The same for one Rows x Cols block of c, whose partial sums stay in vector registers across
+// the whole loop over p: per p, one row of b (Cols values, two vectors) is loaded once and used
+// by Rows rows. The block is sized to the register file: 8 x 32 floats (16 of AVX-512's 32
+// registers), 6 x 16 with AVX2 (12 of 16; 8 x 32 spilled to the stack). Written with the
+// instructions themselves: left to GCC, plain loops kept the block in registers for AVX-512
+// only, and 16-column blocks were vectorised along the rows, 5x slower. Measured on 64x128x64
+// f32 tiles, one core (Zen 4, AVX-512): plain loops 150 GFLOP/s... see bench/attention.
+// Without a fused multiply-add (the portable copy) the block is plain loops of std::fma, so that
+// every element is the same chain of single-rounding fmas as multiply_add_plain's.
+#if defined(__AVX512F__)
+constexpr int kBlockRows = 8;
+#else
+constexpr int kBlockRows = 6;
+#endif
+
+template <typename T, int Rows>
 void multiply_add_block(i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c, i64 ldc) {
-  T sum[Rows][Cols];
-  for (int r = 0; r < Rows; ++r)
-    for (int j = 0; j < Cols; ++j) sum[r][j] = c[r * ldc + j];
-  for (i64 p = 0; p < k; ++p) {
-    const T* b_row = b + p * ldb;
+  using V = Vec<T>;
+  constexpr int width = V::width, cols = 2 * width;
+  if constexpr (!kHasFma) {
+    T sum[Rows][cols];
+    for (int r = 0; r < Rows; ++r)
+      for (int j = 0; j < cols; ++j) sum[r][j] = c[r * ldc + j];
+    for (i64 p = 0; p < k; ++p)
+      for (int r = 0; r < Rows; ++r)
+        for (int j = 0; j < cols; ++j) sum[r][j] = std::fma(a[r * a_row + p * a_col], b[p * ldb + j], sum[r][j]);
+    for (int r = 0; r < Rows; ++r)
+      for (int j = 0; j < cols; ++j) c[r * ldc + j] = sum[r][j];
+  } else {
+    typename V::R sum[Rows][2];
+#pragma GCC unroll 16
     for (int r = 0; r < Rows; ++r) {
-      const T arp = a[r * a_row + p * a_col];
-      for (int j = 0; j < Cols; ++j) sum[r][j] = std::fma(arp, b_row[j], sum[r][j]);
+      sum[r][0] = V::loadu(c + r * ldc);
+      sum[r][1] = V::loadu(c + r * ldc + width);
+    }
+    for (i64 p = 0; p < k; ++p) {
+      const typename V::R b0 = V::loadu(b + p * ldb), b1 = V::loadu(b + p * ldb + width);
+#pragma GCC unroll 16
+      for (int r = 0; r < Rows; ++r) {
+        const typename V::R x = V::broadcast(a + r * a_row + p * a_col);
+        sum[r][0] = V::fma(x, b0, sum[r][0]);
+        sum[r][1] = V::fma(x, b1, sum[r][1]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < Rows; ++r) {
+      V::store(c + r * ldc, sum[r][0]);
+      V::store(c + r * ldc + width, sum[r][1]);
     }
   }
-  for (int r = 0; r < Rows; ++r)
-    for (int j = 0; j < Cols; ++j) c[r * ldc + j] = sum[r][j];
 }
 
-// multiply_add_plain's result, computed by 8x32 blocks with plain loops at the edges.
+// multiply_add_plain's result, computed by register blocks (kBlockRows rows, then pairs of
+// rows) with plain loops at the edges.
 template <typename T>
 void multiply_add(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c, i64 ldc) {
-  constexpr int Rows = 8, Cols = 32;
-  const i64 m_blocked = m / Rows * Rows, n_blocked = n / Cols * Cols;
-  for (i64 i = 0; i < m_blocked; i += Rows)
+  constexpr int Cols = 2 * Vec<T>::width;
+  const i64 n_blocked = n / Cols * Cols;
+  i64 i = 0;
+  for (; i + kBlockRows <= m; i += kBlockRows)
     for (i64 j = 0; j < n_blocked; j += Cols)
-      multiply_add_block<T, Rows, Cols>(k, a + i * a_row, a_row, a_col, b + j, ldb, c + i * ldc + j, ldc);
-  multiply_add_plain(m_blocked, n - n_blocked, k, a, a_row, a_col, b + n_blocked, ldb, c + n_blocked, ldc);
-  multiply_add_plain(m - m_blocked, n, k, a + m_blocked * a_row, a_row, a_col, b, ldb, c + m_blocked * ldc, ldc);
+      multiply_add_block<T, kBlockRows>(k, a + i * a_row, a_row, a_col, b + j, ldb, c + i * ldc + j, ldc);
+  for (; i + 2 <= m; i += 2)
+    for (i64 j = 0; j < n_blocked; j += Cols)
+      multiply_add_block<T, 2>(k, a + i * a_row, a_row, a_col, b + j, ldb, c + i * ldc + j, ldc);
+  multiply_add_plain(i, n - n_blocked, k, a, a_row, a_col, b + n_blocked, ldb, c + n_blocked, ldc);
+  multiply_add_plain(m - i, n, k, a + i * a_row, a_row, a_col, b, ldb, c + i * ldc, ldc);
 }
 
 // dst[w, c] = src[c, w] for c < count, w < width: a block of rows stored as columns (leading

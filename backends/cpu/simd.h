@@ -1,0 +1,102 @@
+// One vector register of T and the few operations that the CPU kernels' register-blocked
+// products need (gemm_kernels.cpp, attention_kernels.cpp), for the instruction set the including
+// file is compiled for (isa_namespace.h): AVX-512 (32 registers of 16 floats), AVX2 with FMA (16
+// of 8) or SSE2 (16 of 4, with no fused multiply-add: fma multiplies, rounds, then adds).
+//
+// kHasFma says whether fma is one rounding, the same as std::fma: kernels that promise bitwise
+// equal results between tile layouts rely on it.
+#pragma once
+
+#include <immintrin.h>
+
+#include "fovea/backends/cpu/isa_namespace.h"
+
+namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
+
+template <typename T>
+struct Vec;
+
+#if defined(__AVX512F__)
+constexpr int kVectorRegisters = 32;
+constexpr bool kHasFma = true;
+template <>
+struct Vec<float> {
+  using R = __m512;
+  static constexpr int width = 16;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R load(const float* p) { return _mm512_load_ps(p); }
+  static R loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static R broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  using R = __m512d;
+  static constexpr int width = 8;
+  static R zero() { return _mm512_setzero_pd(); }
+  static R load(const double* p) { return _mm512_load_pd(p); }
+  static R loadu(const double* p) { return _mm512_loadu_pd(p); }
+  static R broadcast(const double* p) { return _mm512_set1_pd(*p); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kVectorRegisters = 16;
+constexpr bool kHasFma = true;
+template <>
+struct Vec<float> {
+  using R = __m256;
+  static constexpr int width = 8;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R load(const float* p) { return _mm256_load_ps(p); }
+  static R loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static R broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  using R = __m256d;
+  static constexpr int width = 4;
+  static R zero() { return _mm256_setzero_pd(); }
+  static R load(const double* p) { return _mm256_load_pd(p); }
+  static R loadu(const double* p) { return _mm256_loadu_pd(p); }
+  static R broadcast(const double* p) { return _mm256_broadcast_sd(p); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+};
+#else
+constexpr int kVectorRegisters = 16;
+constexpr bool kHasFma = false;
+template <>
+struct Vec<float> {
+  using R = __m128;
+  static constexpr int width = 4;
+  static R zero() { return _mm_setzero_ps(); }
+  static R load(const float* p) { return _mm_load_ps(p); }
+  static R loadu(const float* p) { return _mm_loadu_ps(p); }
+  static R broadcast(const float* p) { return _mm_set1_ps(*p); }
+  static R fma(R a, R b, R c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static R add(R a, R b) { return _mm_add_ps(a, b); }
+  static void store(float* p, R v) { _mm_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  using R = __m128d;
+  static constexpr int width = 2;
+  static R zero() { return _mm_setzero_pd(); }
+  static R load(const double* p) { return _mm_load_pd(p); }
+  static R loadu(const double* p) { return _mm_loadu_pd(p); }
+  static R broadcast(const double* p) { return _mm_set1_pd(*p); }
+  static R fma(R a, R b, R c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+  static R add(R a, R b) { return _mm_add_pd(a, b); }
+  static void store(double* p, R v) { _mm_storeu_pd(p, v); }
+};
+#endif
+
+}  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE
