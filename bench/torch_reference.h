@@ -184,15 +184,15 @@ inline TorchReference run_torch_reference(const std::string& script, const std::
     result.why_not = script + " failed in both settings";
     return result;
   }
-  for (const auto& [figures, spinning] : {std::pair{&plain, false}, std::pair{&spin, true}}) {
+  for (const auto& [figures, no_spin] : {std::pair{&plain, false}, std::pair{&spin, true}}) {
     if (figures->is_null()) continue;
     for (const auto& [key, value] : figures->items()) {
       if (!value.is_number() || !detail::is_time(key)) continue;
       TorchTime& t = result.times[key];
-      (spinning ? t.gomp_spincount_0_ms : t.default_ms) = value.get<double>();
+      (no_spin ? t.gomp_spincount_0_ms : t.default_ms) = value.get<double>();
       if (std::isnan(t.ms) || value.get<double>() < t.ms) {
         t.ms = value.get<double>();
-        t.setting = spinning ? "GOMP_SPINCOUNT=0" : "default";
+        t.setting = no_spin ? "GOMP_SPINCOUNT=0" : "default";
       }
     }
   }
@@ -203,7 +203,7 @@ inline TorchReference run_torch_reference(const std::string& script, const std::
 // (null where that setting gave none).
 inline void record(tools::Report& report, const std::string& key, const TorchTime& time) {
   auto number = [](double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); };
-  report.set(key, time.ms);
+  report.set(key, number(time.ms));
   report.set(key + "_default", number(time.default_ms));
   report.set(key + "_gomp_spincount_0", number(time.gomp_spincount_0_ms));
 }
