@@ -15,8 +15,18 @@
 // Measured on the 2-core development machine (AMD EPYC, AVX-512, quiet at the time), N = 4096:
 // fused 320-335 ms, unfused 874-904 ms (2.6-2.8x); planned peak 50 MB vs 2.19 GB (43x).
 //
+// --torch then times the same forward + backward in PyTorch at the same sizes
+// (bench/reference/attention_torch.py: F.scaled_dot_product_attention and the written-out
+// matmul/softmax/matmul; bench/torch_reference.h: a Python with PyTorch 2.x, from
+// FOVEA_TORCH_PYTHON or python3 on PATH, run with the same thread count in PyTorch's default
+// setting and with GOMP_SPINCOUNT=0, the faster kept) and prints it beside ours. Keys per size:
+// `n<N>_torch_sdpa_ms` and `n<N>_torch_unfused_ms` (each also `_default` and
+// `_gomp_spincount_0`; the unfused null when skipped) and `n<N>_fused_speedup_vs_sdpa` =
+// PyTorch's SDPA / our fused kernel (> 1: Fovea is faster). Without such a Python it says why and
+// the torch keys are absent.
+//
 //   build/bench/attention [--reps 3] [--big] [--sizes 512 1024 ...] [--heads 8] [--head-dim 64]
-//                         [--max-unfused-bytes 6442450944] [--json FILE]
+//                         [--max-unfused-bytes 6442450944] [--torch] [--json FILE]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -31,6 +41,7 @@
 #include <CLI/CLI.hpp>
 
 #include "report.h"
+#include "torch_reference.h"
 
 namespace {
 
@@ -83,12 +94,54 @@ double median(std::vector<double> xs) {
   return xs[xs.size() / 2];
 }
 
+// Attention in PyTorch (bench/reference/attention_torch.py) at the same sizes, beside the fused
+// kernel's figures already in `report`.
+void compare_with_torch(fovea::tools::Report& report, const std::vector<std::int64_t>& sizes, std::int64_t heads,
+                        std::int64_t head_dim, int reps, double max_unfused_bytes) {
+  std::vector<std::string> arguments{"--sizes"};
+  for (const std::int64_t n : sizes) arguments.push_back(std::to_string(n));
+  for (const std::string& a : {std::string("--heads"), std::to_string(heads), std::string("--head-dim"),
+                               std::to_string(head_dim), std::string("--reps"), std::to_string(reps),
+                               std::string("--max-unfused-bytes"), std::to_string(max_unfused_bytes)})
+    arguments.push_back(a);
+  const fovea::bench::TorchReference torch =
+      fovea::bench::run_torch_reference("attention_torch.py", arguments, fovea::cpu()->pool().size());
+  if (!torch.ran()) {
+    std::printf("--torch: no comparison: %s\n", torch.why_not.c_str());
+    return;
+  }
+  report.set("torch_version", torch.version);
+  std::printf("\nfused attention against PyTorch %s (the faster of its default and GOMP_SPINCOUNT=0 settings)\n",
+              torch.version.c_str());
+  std::printf("%6s  %10s %10s %10s %10s  %-16s %14s\n", "N", "fused ms", "sdpa ms", "unfused ms", "sdpa GF/s",
+              "sdpa setting", "fused vs sdpa");
+  for (const std::int64_t n : sizes) {
+    const std::string key = "n" + std::to_string(n) + "_";
+    const fovea::bench::TorchTime* sdpa = torch.find(key + "sdpa_ms");
+    if (!sdpa) {
+      std::printf("%6lld  attention_torch.py reported no time\n", static_cast<long long>(n));
+      continue;
+    }
+    const fovea::bench::TorchTime* unfused = torch.find(key + "unfused_ms");
+    const double fused = report.json().at(key + "fused_ms").get<double>();
+    const double flops = 12.0 * static_cast<double>(heads) * static_cast<double>(n) * static_cast<double>(n) *
+                         static_cast<double>(head_dim);
+    fovea::bench::record(report, key + "torch_sdpa_ms", *sdpa);
+    fovea::bench::record(report, key + "torch_unfused_ms", unfused ? *unfused : fovea::bench::TorchTime{});
+    report.set(key + "fused_speedup_vs_sdpa", sdpa->ms / fused);
+    char unfused_text[32] = "-";
+    if (unfused) std::snprintf(unfused_text, sizeof unfused_text, "%.1f", unfused->ms);
+    std::printf("%6lld  %10.1f %10.1f %10s %10.1f  %-16s %13.2fx\n", static_cast<long long>(n), fused, sdpa->ms,
+                unfused_text, flops / sdpa->ms / 1e6, sdpa->setting.c_str(), sdpa->ms / fused);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Fused vs unfused attention, forward + backward, on the CPU"};
   int reps = 3;
-  bool big = false;
+  bool big = false, torch = false;
   std::int64_t heads = 8, head_dim = 64;
   double max_unfused_bytes = 6.0 * (1ull << 30);
   std::vector<std::int64_t> sizes{512, 1024, 2048, 4096};
@@ -100,6 +153,7 @@ int main(int argc, char** argv) {
   app.add_option("--head-dim", head_dim, "dims per head");
   app.add_option("--max-unfused-bytes", max_unfused_bytes,
                  "skip the unfused graph when its planned arena exceeds this");
+  app.add_flag("--torch", torch, "then time the same in PyTorch (bench/reference/attention_torch.py) and compare");
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
   reps = std::max(reps, 3);
@@ -157,6 +211,7 @@ int main(int argc, char** argv) {
     report.set(key + "peak_ratio", static_cast<double>(unfused_peak) / static_cast<double>(fused_peak));
     std::fflush(stdout);
   }
+  if (torch) compare_with_torch(report, sizes, heads, head_dim, reps, max_unfused_bytes);
   report.finish(json);
   return 0;
 }

@@ -11,7 +11,7 @@
 // peak of the step's memory arena.
 //
 //   build/bench/transformer [--steps 7] [--big] [--profile] [--backend cpu|cuda] [--mixed-precision]
-//                           [--capture] [--check-finite] [--json FILE]
+//                           [--capture] [--check-finite] [--torch] [--json FILE]
 //
 // --backend cuda runs both modes on the GPU (the same keys; "backend" says which), where
 // --mixed-precision puts the optimized step's attention in bf16 (passes/mixed_precision.h) and
@@ -28,6 +28,16 @@
 // small configuration is the 5.3 GFLOP step PyTorch was measured on, 78 ms with 2 threads),
 // `big_ms_per_step`, and `small_optimizer_speedup`. The translator's keys carry
 // `_translator_`.
+//
+// --torch runs bench/reference/transformer_torch.py right after, on the same configurations
+// and steps (bench/torch_reference.h: a Python with PyTorch 2.x, from FOVEA_TORCH_PYTHON or
+// python3 on PATH, run with the same thread count in PyTorch's default setting and with
+// GOMP_SPINCOUNT=0), and prints its GPT step beside ours. Keys per configuration:
+// `torch_small_ms_per_step` (PyTorch's best: the faster of written-out and SDPA attention, in
+// the faster setting), `torch_small_ms_per_step_default` and `_gomp_spincount_0`,
+// `torch_small_sdpa_ms_per_step` and `torch_small_plain_attention_ms_per_step`,
+// `torch_small_setting`, and `small_speedup_vs_torch` = PyTorch's best / our optimized step
+// (> 1: Fovea is faster). Without such a Python it says why and the torch keys are absent.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -42,6 +52,7 @@
 #include <CLI/CLI.hpp>
 
 #include "report.h"
+#include "torch_reference.h"
 
 namespace nn = fovea::nn;
 using fovea::Tensor;
@@ -274,12 +285,48 @@ void record(fovea::tools::Report& report, const std::string& prefix, const std::
   report.set(prefix + "_nodes" + suffix, m.nodes);
 }
 
+// The GPT step of each configuration in PyTorch (bench/reference/transformer_torch.py), beside
+// the optimized step already in `report`.
+void compare_with_torch(fovea::tools::Report& report, const std::vector<Config>& configs, int warmup, int steps) {
+  std::vector<std::string> arguments{"--steps", std::to_string(steps), "--warmup", std::to_string(warmup)};
+  if (configs.size() > 1) arguments.push_back("--big");
+  const fovea::bench::TorchReference torch =
+      fovea::bench::run_torch_reference("transformer_torch.py", arguments, fovea::configured_thread_count());
+  if (!torch.ran()) {
+    std::printf("--torch: no comparison: %s\n", torch.why_not.c_str());
+    return;
+  }
+  report.set("torch_version", torch.version);
+  std::printf("\nGPT training step, Fovea (optimized) and PyTorch %s (best of written-out and SDPA attention)\n",
+              torch.version.c_str());
+  std::printf("  %-6s %10s %10s %10s %16s  %-30s %8s\n", "config", "fovea ms", "torch ms", "default",
+              "GOMP_SPINCOUNT=0", "torch's best", "speed-up");
+  for (const Config& c : configs) {
+    const fovea::bench::TorchTime* best = torch.find(c.name + "_torch_ms_per_step");
+    const fovea::bench::TorchTime* sdpa = torch.find(c.name + "_torch_sdpa_ms_per_step");
+    const fovea::bench::TorchTime* plain = torch.find(c.name + "_torch_plain_attention_ms_per_step");
+    if (!best || !sdpa || !plain) {
+      std::printf("  %-6s transformer_torch.py reported no time\n", c.name.c_str());
+      continue;
+    }
+    const double ours = report.json().at(c.name + "_ms_per_step").get<double>();
+    const std::string attention = sdpa->ms <= plain->ms ? "sdpa" : "written-out";
+    fovea::bench::record(report, "torch_" + c.name + "_ms_per_step", *best);
+    report.set("torch_" + c.name + "_sdpa_ms_per_step", sdpa->ms);
+    report.set("torch_" + c.name + "_plain_attention_ms_per_step", plain->ms);
+    report.set("torch_" + c.name + "_setting", attention + ", " + best->setting);
+    report.set(c.name + "_speedup_vs_torch", best->ms / ours);
+    std::printf("  %-6s %10.2f %10.2f %10.2f %16.2f  %-30s %7.2fx\n", c.name.c_str(), ours, best->ms, best->default_ms,
+                best->gomp_spincount_0_ms, (attention + ", " + best->setting).c_str(), best->ms / ours);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
   CLI::App app{"Training-step time of a GPT and the translator (encoder-decoder Transformer), optimizer on and off"};
   int steps = 7, warmup = 2;
-  bool big = false, profile = false, skip_translator = false, check_finite = false;
+  bool big = false, profile = false, skip_translator = false, check_finite = false, torch = false;
   std::string json, backend = "cpu";
   Settings settings;
   app.add_option("--steps", steps, "timed steps per model and mode (the median is reported; at least 5)")
@@ -293,8 +340,15 @@ int main(int argc, char** argv) try {
   app.add_flag("--capture", settings.capture, "record each step as one CUDA Graph (CUDA only)");
   app.add_flag("--check-finite", check_finite,
                "also time the optimized GPT step in anomaly mode (CompileOptions::check_finite) against it without");
+  app.add_flag("--torch", torch,
+               "then time the GPT step in PyTorch (bench/reference/transformer_torch.py; CPU only) and compare");
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
+  if (torch && backend != "cpu") {
+    std::printf("--torch: transformer_torch.py times the CPU step only; no comparison with --backend %s\n",
+                backend.c_str());
+    torch = false;
+  }
   if (backend == "cuda") {
     std::string reason;
     if (!fovea::cuda_available(&reason)) {
@@ -345,6 +399,7 @@ int main(int argc, char** argv) try {
     record(report, c.name + "_translator", "_unoptimized", tr_off);
     report.set(c.name + "_translator_optimizer_speedup", tr_off.ms_per_step / tr_on.ms_per_step);
   }
+  if (torch) compare_with_torch(report, configs, warmup, steps);
   report.finish(json);
   return 0;
 } catch (const fovea::Error& e) {

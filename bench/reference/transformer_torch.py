@@ -2,8 +2,12 @@
 
 Not part of the build or the tests (the project needs no Python). It exists so that the
 figure the issue compares against can be measured side by side on the machine at hand:
+bench/transformer --torch runs it after its own steps, with the same configurations, --steps,
+--warmup and thread count, once in PyTorch's default setting and once with GOMP_SPINCOUNT=0,
+and reports the faster beside its own figures. By hand:
 
-    GOMP_SPINCOUNT=0 OMP_NUM_THREADS=2 python3 bench/reference/transformer_torch.py [--big] [--json F]
+    GOMP_SPINCOUNT=0 OMP_NUM_THREADS=2 python3 bench/reference/transformer_torch.py [--big] [--steps 9]
+        [--warmup 3] [--threads 2] [--json F]
 
 The model is nn::GPT of nn/transformer.h: learned positions, pre-norm blocks (LayerNorm eps 1e-5),
 4·d² attention projections with biases, GELU (tanh form) feed-forward, dropout 0.1 on the
@@ -11,6 +15,10 @@ embeddings, the attention probabilities, the feed-forward's hidden layer and eve
 branch, a final LayerNorm and a bias-free head; cross-entropy; AdamW (lr 1e-4, weight decay 0.01).
 Attention is timed both written out (matmul, softmax, matmul: what the engine's user writes) and
 through F.scaled_dot_product_attention (PyTorch's fused kernel); the faster is PyTorch's best.
+
+JSON keys, per configuration (small, and big with --big): small_torch_ms_per_step (the faster of
+the two), small_torch_plain_attention_ms_per_step, small_torch_sdpa_ms_per_step; and
+torch_version, threads.
 """
 import argparse
 import json
