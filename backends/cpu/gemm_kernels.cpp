@@ -132,10 +132,11 @@ void pack_b_panel(const GemmOperands<T>& g, std::int64_t depth, std::int64_t col
 }
 
 // c[rows × columns] (+)= Ã panel · B̃ panel over kc steps; the tile is MR × NR, of which the top-left
-// rows × columns are C's.
+// rows × columns are C's. Consecutive rows of the B panel are b_stride apart: NR when packed, ldb
+// when read in place (SharedPanels).
 template <typename T>
-void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b, T* c, std::int64_t ldc,
-                  std::int64_t rows, std::int64_t columns, bool accumulate) {
+void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b, std::int64_t b_stride, T* c,
+                  std::int64_t ldc, std::int64_t rows, std::int64_t columns, bool accumulate) {
   using V = Vec<T>;
   using R = typename V::R;
   constexpr int mr = Blocking<T>::mr, nr = Blocking<T>::nr, vectors = Blocking<T>::vectors, width = V::width;
@@ -145,10 +146,13 @@ void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
 #pragma GCC unroll 4
     for (int v = 0; v < vectors; ++v) acc[i][v] = V::zero();
 
-  for (std::int64_t p = 0; p < kc; ++p, a += mr, b += nr) {
+#pragma GCC unroll 16
+  for (int i = 0; i < mr; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 4
+  for (std::int64_t p = 0; p < kc; ++p, a += mr, b += b_stride) {
     R row[vectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < vectors; ++v) row[v] = V::load(b + v * width);
+    for (int v = 0; v < vectors; ++v) row[v] = V::loadu(b + v * width);
 #pragma GCC unroll 16
     for (int i = 0; i < mr; ++i) {
       const R x = V::broadcast(a + i);
@@ -179,30 +183,43 @@ void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * nr + j] : tile[i * nr + j];
 }
 
+// One panel of B as the micro-kernel reads it: its first row and the distance between rows.
+template <typename T>
+struct Panel {
+  const T* data;
+  std::int64_t stride;
+};
+
 // B̃ for one block of NC columns and all of K, packed on demand: the first task to need a panel
 // packs it while any other that needs it meanwhile waits (the packer is running, so the wait is
 // short and cannot deadlock), and every later reader finds it ready. The pool's threads thus pack
 // the shared operand together, each panel once, inside the one parallel loop that computes C.
 // Panel q of the K block at depth pc sits at pc · panels · NR + q · kc · NR.
+//
+// A product on one thread whose b is stored [K, N] reads its whole panels in place instead: a
+// small product (a batch of attention heads) spends as long packing as multiplying, and one that
+// fits in cache gains nothing from packing.
 template <typename T>
 class SharedPanels {
  public:
-  SharedPanels(const GemmOperands<T>& g, std::int64_t column, std::int64_t panels, T* data, int* state)
-      : g_(g), column_(column), panels_(panels), data_(data), state_(state) {}
+  SharedPanels(const GemmOperands<T>& g, std::int64_t column, std::int64_t panels, T* data, int* state, bool in_place)
+      : g_(g), column_(column), panels_(panels), data_(data), state_(state), in_place_(in_place && !g.transpose_b) {}
 
-  const T* get(std::int64_t depth, std::int64_t kc, std::int64_t q) const {
+  Panel<T> get(std::int64_t depth, std::int64_t kc, std::int64_t q) const {
     constexpr int nr = Blocking<T>::nr;
+    const std::int64_t first_column = column_ + q * nr;
+    if (in_place_ && first_column + nr <= g_.n) return {g_.b + depth * g_.ldb + first_column, g_.ldb};
     T* panel = data_ + depth * panels_ * nr + q * kc * nr;
     std::atomic_ref<int> state(state_[depth / Blocking<T>::kc * panels_ + q]);
-    if (state.load(std::memory_order_acquire) == kReady) return panel;
+    if (state.load(std::memory_order_acquire) == kReady) return {panel, nr};
     int expected = kUnpacked;
     if (state.compare_exchange_strong(expected, kPacking, std::memory_order_acq_rel)) {
-      pack_b_panel(g_, depth, column_ + q * nr, kc, panel);
+      pack_b_panel(g_, depth, first_column, kc, panel);
       state.store(kReady, std::memory_order_release);
-      return panel;
+      return {panel, nr};
     }
     while (state.load(std::memory_order_acquire) != kReady) _mm_pause();
-    return panel;
+    return {panel, nr};
   }
 
   static constexpr int kUnpacked = 0, kPacking = 1, kReady = 2;
@@ -212,6 +229,7 @@ class SharedPanels {
   std::int64_t column_, panels_;
   T* data_;
   int* state_;
+  bool in_place_;
 };
 
 // What one task computes of a block of NC columns: rows [row_begin, row_end) of C (a multiple of
@@ -235,12 +253,12 @@ void compute_task(const GemmOperands<T>& g, std::int64_t column, const SharedPan
       for (std::int64_t r = 0; r < row_panels; ++r) pack_a_panel(g, ic + r * mr, depth, kc, packed_a + r * mr * kc);
       for (std::int64_t i = 0; i < count; ++i) {
         const std::int64_t q = t.panel_begin + (t.first - t.panel_begin + i) % count;
-        const T* panel = b.get(depth, kc, q);
+        const Panel<T> panel = b.get(depth, kc, q);
         const std::int64_t first_column = column + q * nr;
         const std::int64_t columns = std::min<std::int64_t>(nr, g.n - first_column);
         for (std::int64_t r = 0; r < row_panels; ++r) {
           const std::int64_t row = ic + r * mr;
-          micro_kernel(kc, packed_a + r * mr * kc, panel, g.c + row * g.ldc + first_column, g.ldc,
+          micro_kernel(kc, packed_a + r * mr * kc, panel.data, panel.stride, g.c + row * g.ldc + first_column, g.ldc,
                        std::min<std::int64_t>(mr, ic + rows - row), columns, accumulate);
         }
       }
@@ -266,7 +284,7 @@ Split split_tiles(std::int64_t row_panels, std::int64_t column_panels, int threa
 thread_local std::vector<int> panel_states;  // the calling thread's, shared like packed_b_scratch
 
 // Elements of B̃ at most (8 MB of f32), but for at least 4 panels of a very deep K.
-constexpr std::int64_t kPackedBudget = std::int64_t{1} << 21;  // the calling thread's, shared like packed_b_scratch
+constexpr std::int64_t kPackedBudget = std::int64_t{1} << 21;
 
 // The whole product as `threads` tasks (1: on the calling thread), one parallel loop per block of
 // NC columns.
@@ -280,7 +298,8 @@ void run_gemm(ThreadPool* pool, int threads, const GemmOperands<T>& g) {
   for (std::int64_t column = 0; column < g.n; column += nc) {
     const std::int64_t panels = (std::min(nc, g.n - column) + nr - 1) / nr;
     panel_states.assign(static_cast<std::size_t>(k_blocks * panels), SharedPanels<T>::kUnpacked);
-    const SharedPanels<T> b(g, column, panels, packed_b_scratch.get<T>(panels * nr * g.k), panel_states.data());
+    const SharedPanels<T> b(g, column, panels, packed_b_scratch.get<T>(panels * nr * g.k), panel_states.data(),
+                            pool == nullptr);
     const Split split = split_tiles(row_panels, panels, threads);
     auto task = [&](std::int64_t index) {
       const std::int64_t r = index / split.column_parts, q = index % split.column_parts;
