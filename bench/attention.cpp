@@ -12,8 +12,10 @@
 // GFLOP/s counts the nominal work of attention: 4·H·N²·D forward (q·kᵀ and P·v) and 8·H·N²·D
 // backward (dv, dP, dq, dk), the same for both graphs.
 //
-// Measured on the 2-core development machine (AMD EPYC, AVX-512, quiet at the time), N = 4096:
-// fused 320-335 ms, unfused 874-904 ms (2.6-2.8x); planned peak 50 MB vs 2.19 GB (43x).
+// Measured on the 2-core development machine (AMD EPYC Zen 4, AVX-512, quiet at the time), N = 4096,
+// 3 runs: fused 723 ms (143 GFLOP/s, 65% of the measured multiply-add peak of 219), unfused
+// 1250 ms (1.73x); with FOVEA_ISA=avx2, fused 849 ms, unfused 1428 ms (1.68x); PyTorch 2.15's SDPA
+// in the same run (--torch) 918 ms. Planned peak 50 MB vs 2.19 GB (43x).
 //
 // --torch then times the same forward + backward in PyTorch at the same sizes
 // (bench/reference/attention_torch.py: F.scaled_dot_product_attention and the written-out
@@ -38,6 +40,7 @@
 #include <vector>
 
 #include <fovea/engine.h>
+#include <fovea/runtime/machine.h>
 #include <CLI/CLI.hpp>
 
 #include "report.h"
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
   reps = std::max(reps, 3);
 
   if (big) sizes.push_back(8192);
+  const fovea::MachinePeak& peak = fovea::machine_peak();
   fovea::tools::Report report;
   report.set("heads", heads);
   report.set("head_dim", head_dim);
@@ -209,8 +213,12 @@ int main(int argc, char** argv) {
                   max_unfused_bytes);
     }
     report.set(key + "peak_ratio", static_cast<double>(unfused_peak) / static_cast<double>(fused_peak));
+    report.set(key + "fused_fraction_of_fma_peak", flops / f / 1e6 / peak.gflops);
     std::fflush(stdout);
   }
+  std::printf("the machine's f32 multiply-add peak, measured (runtime/machine.h): %.1f GFLOP/s on %d threads\n",
+              peak.gflops, peak.threads);
+  report.set("machine_fma_peak_gflops", peak.gflops);
   if (torch) compare_with_torch(report, sizes, heads, head_dim, reps, max_unfused_bytes);
   report.finish(json);
   return 0;

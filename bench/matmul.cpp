@@ -24,7 +24,8 @@
 // queued behind the thread that woke it while the other core idles), which would make the small
 // shapes measure the scheduler rather than the gemm.
 //
-// GFLOP/s are from median times (cblas: over all its runs). Ratios are medians over
+// GFLOP/s are from median times (cblas: over all its runs); the machine's measured f32 multiply-add
+// peak (runtime/machine.h) is reported with them, key machine_fma_peak_gflops. Ratios are medians over
 // repetitions of the paired ratio t_cblas / t_variant; >= 0.95 is the target.
 // min_ratio_vs_cblas is over the engine (parameter) variant.
 //
@@ -40,6 +41,7 @@
 #include <vector>
 
 #include <fovea/fovea.h>
+#include <fovea/runtime/machine.h>
 #include <CLI/CLI.hpp>
 
 #include "report.h"
@@ -220,6 +222,10 @@ int main(int argc, char** argv) {
     min_ratio_feed = std::min(min_ratio_feed, r.ratio_feed);
     min_ratio_kernel = std::min(min_ratio_kernel, r.ratio_kernel);
   }
+  const fovea::MachinePeak& peak = fovea::machine_peak();
+  std::printf("\nthe machine's f32 multiply-add peak, measured (runtime/machine.h): %.1f GFLOP/s on %d threads\n",
+              peak.gflops, peak.threads);
+  report.set("machine_fma_peak_gflops", peak.gflops);
   report.set("threads", threads);
   report.set("reps", reps);
   report.set("min_ratio_vs_cblas", min_ratio);
