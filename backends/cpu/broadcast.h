@@ -16,8 +16,9 @@
 
 namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
-template <int N> struct BroadcastLayout {
-  std::vector<std::int64_t> dims;                  // collapsed output dims
+template <int N>
+struct BroadcastLayout {
+  std::vector<std::int64_t> dims;                    // collapsed output dims
   std::array<std::vector<std::int64_t>, N> strides;  // per input, per collapsed dim
 
   BroadcastLayout(const Shape& out, const std::array<const Shape*, N>& inputs) {

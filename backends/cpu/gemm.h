@@ -44,11 +44,10 @@ template <typename T>
 void gemm(ThreadPool& pool, const GemmOperands<T>& g);
 
 // The micro-kernel's tile for this instruction set and type, for tests and benches.
-template <typename T>
 struct GemmTile {
   int mr, nr;
 };
 template <typename T>
-GemmTile<T> gemm_tile();
+GemmTile gemm_tile();
 
 }  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

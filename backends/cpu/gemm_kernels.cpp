@@ -3,16 +3,17 @@
 //
 // The loops, outermost first (the names are BLIS's):
 //
-//   jc  over N in blocks of NC columns
-//   pc  over K in blocks of KC          pack B's KC × NC block into B̃, by all threads
-//   --- the threads split the tiles of C: row ranges (and column ranges when M is short)
+//   jc  over N in blocks of NC columns: one parallel loop each, whose tasks split the tiles of C
+//       into row ranges (and column ranges when M is short)
+//   pc  over K in blocks of KC          (in each task)
 //   ic  over the task's rows in blocks of MC   pack A's MC × KC block into Ã, per thread
-//   jr  over the task's NR-wide panels of B̃
+//   jr  over the task's NR-wide panels of B̃   packed on first use, by whichever task needs it
+//                                              first (SharedPanels): each panel once, shared
 //   ir  over Ã's MR-tall panels                micro-kernel: C[MR × NR] (+)= Ã panel · B̃ panel
 //
-// B̃ (KC × NC, a few MB) is shared and read from the last-level cache; Ã (MC × KC) stays in the
-// thread's L2 while every panel of B̃ passes it; one B̃ panel (KC × NR) stays in L1 while the ir
-// loop walks Ã. Packing lays each panel out in the order the micro-kernel reads it, contiguous,
+// B̃ (all of K × NC, a few MB) is shared and read from the last-level cache; Ã (MC × KC) stays in
+// the thread's L2 while every panel of B̃ passes it; one B̃ panel (KC × NR) stays in L1 while the
+// ir loop walks Ã. Packing lays each panel out in the order the micro-kernel reads it, contiguous,
 // aligned and zero-padded to whole tiles, so the micro-kernel has no edge cases: a partial tile
 // of C is written through a small buffer instead.
 //
@@ -80,55 +81,47 @@ class Scratch {
 thread_local Scratch packed_a_scratch;  // Ã: each thread its own
 thread_local Scratch packed_b_scratch;  // B̃: the calling thread's, shared with the pool's threads
 
-template <typename T>
-T op_a(const GemmOperands<T>& g, std::int64_t row, std::int64_t depth) {
-  return g.transpose_a ? g.a[depth * g.lda + row] : g.a[row * g.lda + depth];
+// One panel of `width` lanes (Ã's MR rows, or B̃'s NR columns) and kc steps along K, laid out
+// [kc][width], lanes past `lanes` zero. Lane l of step p is source[l·lane_stride + p·depth_stride];
+// one of the two strides is 1, and the loops run along it.
+template <int width, typename T>
+void pack_panel(const T* source, std::int64_t lane_stride, std::int64_t depth_stride, std::int64_t lanes,
+                std::int64_t kc, T* out) {
+  if (lane_stride == 1) {  // each step's lanes are contiguous
+    for (std::int64_t p = 0; p < kc; ++p) {
+      const T* step = source + p * depth_stride;
+      T* target = out + p * width;
+      for (std::int64_t l = 0; l < lanes; ++l) target[l] = step[l];
+      for (std::int64_t l = lanes; l < width; ++l) target[l] = T(0);
+    }
+    return;
+  }
+  for (std::int64_t l = 0; l < lanes; ++l) {  // each lane's steps are contiguous
+    const T* lane = source + l * lane_stride;
+    for (std::int64_t p = 0; p < kc; ++p) out[p * width + l] = lane[p];
+  }
+  for (std::int64_t l = lanes; l < width; ++l)
+    for (std::int64_t p = 0; p < kc; ++p) out[p * width + l] = T(0);
 }
 
-// Ã panel: rows [row, row + MR) of op(a), depths [depth, depth + kc), laid out [kc][MR], rows
-// past m zero.
+// Ã panel: rows [row, row + MR) of op(a), depths [depth, depth + kc).
 template <typename T>
 void pack_a_panel(const GemmOperands<T>& g, std::int64_t row, std::int64_t depth, std::int64_t kc, T* out) {
-  constexpr int mr = Blocking<T>::mr;
-  const std::int64_t rows = std::min<std::int64_t>(mr, g.m - row);
-  if (g.transpose_a) {  // a[depth][row] is contiguous along the panel's rows
-    for (std::int64_t p = 0; p < kc; ++p) {
-      const T* source = g.a + (depth + p) * g.lda + row;
-      T* target = out + p * mr;
-      for (std::int64_t i = 0; i < rows; ++i) target[i] = source[i];
-      for (std::int64_t i = rows; i < mr; ++i) target[i] = T(0);
-    }
-    return;
-  }
-  for (std::int64_t i = 0; i < rows; ++i) {  // a[row][depth] is contiguous along K
-    const T* source = g.a + (row + i) * g.lda + depth;
-    for (std::int64_t p = 0; p < kc; ++p) out[p * mr + i] = source[p];
-  }
-  for (std::int64_t i = rows; i < mr; ++i)
-    for (std::int64_t p = 0; p < kc; ++p) out[p * mr + i] = T(0);
+  const std::int64_t rows = std::min<std::int64_t>(Blocking<T>::mr, g.m - row);
+  if (g.transpose_a)  // stored [K, M]
+    pack_panel<Blocking<T>::mr>(g.a + depth * g.lda + row, 1, g.lda, rows, kc, out);
+  else
+    pack_panel<Blocking<T>::mr>(g.a + row * g.lda + depth, g.lda, 1, rows, kc, out);
 }
 
-// B̃ panel: depths [depth, depth + kc), columns [column, column + NR) of op(b), laid out [kc][NR],
-// columns past n zero.
+// B̃ panel: depths [depth, depth + kc), columns [column, column + NR) of op(b).
 template <typename T>
 void pack_b_panel(const GemmOperands<T>& g, std::int64_t depth, std::int64_t column, std::int64_t kc, T* out) {
-  constexpr int nr = Blocking<T>::nr;
-  const std::int64_t columns = std::min<std::int64_t>(nr, g.n - column);
-  if (!g.transpose_b) {  // b[depth][column] is contiguous along the panel's columns
-    for (std::int64_t p = 0; p < kc; ++p) {
-      const T* source = g.b + (depth + p) * g.ldb + column;
-      T* target = out + p * nr;
-      for (std::int64_t j = 0; j < columns; ++j) target[j] = source[j];
-      for (std::int64_t j = columns; j < nr; ++j) target[j] = T(0);
-    }
-    return;
-  }
-  for (std::int64_t j = 0; j < columns; ++j) {  // b[column][depth] is contiguous along K
-    const T* source = g.b + (column + j) * g.ldb + depth;
-    for (std::int64_t p = 0; p < kc; ++p) out[p * nr + j] = source[p];
-  }
-  for (std::int64_t j = columns; j < nr; ++j)
-    for (std::int64_t p = 0; p < kc; ++p) out[p * nr + j] = T(0);
+  const std::int64_t columns = std::min<std::int64_t>(Blocking<T>::nr, g.n - column);
+  if (g.transpose_b)  // stored [N, K]
+    pack_panel<Blocking<T>::nr>(g.b + column * g.ldb + depth, g.ldb, 1, columns, kc, out);
+  else
+    pack_panel<Blocking<T>::nr>(g.b + depth * g.ldb + column, 1, g.ldb, columns, kc, out);
 }
 
 // c[rows × columns] (+)= Ã panel · B̃ panel over kc steps; the tile is MR × NR, of which the top-left
@@ -286,11 +279,12 @@ thread_local std::vector<int> panel_states;  // the calling thread's, shared lik
 // Elements of B̃ at most (8 MB of f32), but for at least 4 panels of a very deep K.
 constexpr std::int64_t kPackedBudget = std::int64_t{1} << 21;
 
-// The whole product as `threads` tasks (1: on the calling thread), one parallel loop per block of
-// NC columns.
+// The whole product, one parallel loop per block of NC columns on `pool`, or on the calling thread
+// alone when it is null.
 template <typename T>
-void run_gemm(ThreadPool* pool, int threads, const GemmOperands<T>& g) {
+void run_gemm(ThreadPool* pool, const GemmOperands<T>& g) {
   constexpr int mr = Blocking<T>::mr, nr = Blocking<T>::nr;
+  const int threads = pool == nullptr ? 1 : pool->size();
   const std::int64_t row_panels = (g.m + mr - 1) / mr;
   const std::int64_t k_blocks = (g.k + Blocking<T>::kc - 1) / Blocking<T>::kc;
   // B̃ holds all of K: fewer columns per block when K is deep, to keep it within a budget.
@@ -305,13 +299,13 @@ void run_gemm(ThreadPool* pool, int threads, const GemmOperands<T>& g) {
       const std::int64_t r = index / split.column_parts, q = index % split.column_parts;
       const std::int64_t panel_begin = panels * q / split.column_parts;
       const std::int64_t panel_end = panels * (q + 1) / split.column_parts;
-      compute_task(g, column, b,
-                   TaskRange{row_panels * r / split.row_parts * mr,
-                             std::min(g.m, row_panels * (r + 1) / split.row_parts * mr), panel_begin, panel_end,
-                             panel_begin + (panel_end - panel_begin) * r / split.row_parts});
+      compute_task(
+          g, column, b,
+          TaskRange{row_panels * r / split.row_parts * mr, std::min(g.m, row_panels * (r + 1) / split.row_parts * mr),
+                    panel_begin, panel_end, panel_begin + (panel_end - panel_begin) * r / split.row_parts});
     };
     const std::int64_t tasks = split.row_parts * split.column_parts;
-    if (pool == nullptr || tasks == 1) {
+    if (threads == 1 || tasks == 1) {
       for (std::int64_t i = 0; i < tasks; ++i) task(i);
       continue;
     }
@@ -334,21 +328,20 @@ void gemm(const GemmOperands<T>& g) {
       for (std::int64_t i = 0; i < g.m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + g.n, T(0));
     return;
   }
-  run_gemm<T>(nullptr, 1, g);
+  run_gemm<T>(nullptr, g);
 }
 
 template <typename T>
 void gemm(ThreadPool& pool, const GemmOperands<T>& g) {
-  if (pool.size() == 1 || g.k <= 0 || g.m * g.n * g.k < kParallelWork) {
+  // An empty product has no work either, and goes to the one-thread version's checks.
+  if (pool.size() == 1 || g.m * g.n * g.k < kParallelWork)
     gemm(g);
-    return;
-  }
-  if (g.m <= 0 || g.n <= 0) return;
-  run_gemm<T>(&pool, pool.size(), g);
+  else
+    run_gemm<T>(&pool, g);
 }
 
 template <typename T>
-GemmTile<T> gemm_tile() {
+GemmTile gemm_tile() {
   return {Blocking<T>::mr, Blocking<T>::nr};
 }
 
@@ -356,7 +349,7 @@ template void gemm<float>(const GemmOperands<float>&);
 template void gemm<double>(const GemmOperands<double>&);
 template void gemm<float>(ThreadPool&, const GemmOperands<float>&);
 template void gemm<double>(ThreadPool&, const GemmOperands<double>&);
-template GemmTile<float> gemm_tile<float>();
-template GemmTile<double> gemm_tile<double>();
+template GemmTile gemm_tile<float>();
+template GemmTile gemm_tile<double>();
 
 }  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE

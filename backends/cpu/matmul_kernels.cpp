@@ -20,12 +20,7 @@
 //   - otherwise each product is spread over the pool by gemm itself, which packs each block of
 //     B once, with all threads, and splits the tiles of C.
 #include <algorithm>
-#include <limits>
-#include <type_traits>
-#include <utility>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "fovea/backends/cpu/gemm.h"
 #include "fovea/backends/cpu/kernels.h"

@@ -46,8 +46,8 @@ void check_gemm(const GemmCase& c, ThreadPool* pool, double tolerance) {
   const std::vector<T> b = random_values<T>((c.transpose_b ? c.n : c.k) * ldb, 2);
   const std::vector<T> c0 = random_values<T>(c.m * ldc, 3);
   std::vector<T> out = c0;
-  const gemm_impl::GemmOperands<T> g{c.transpose_a, c.transpose_b, c.m,      c.n, c.k,         a.data(),
-                                     lda,           b.data(),      ldb,      out.data(), ldc, c.accumulate};
+  const gemm_impl::GemmOperands<T> g{c.transpose_a, c.transpose_b, c.m, c.n,        c.k, a.data(),
+                                     lda,           b.data(),      ldb, out.data(), ldc, c.accumulate};
   if (pool != nullptr)
     gemm_impl::gemm(*pool, g);
   else
@@ -71,7 +71,7 @@ void check_gemm(const GemmCase& c, ThreadPool* pool, double tolerance) {
 }
 
 std::vector<GemmCase> gemm_cases() {
-  const gemm_impl::GemmTile<float> tile = gemm_impl::gemm_tile<float>();
+  const gemm_impl::GemmTile tile = gemm_impl::gemm_tile<float>();
   const std::int64_t mr = tile.mr, nr = tile.nr;
   std::vector<GemmCase> cases;
   for (bool ta : {false, true})
@@ -124,7 +124,7 @@ TEST_CASE("matmul on every instruction set this CPU runs agrees with a plain sum
   };
   const std::vector<Case> cases = {
       {{140, 257}, {257, 100}, false, false},        // one product, rows split over the threads
-      {{257, 140}, {100, 257}, true, true},        // both operands read transposed by the packing
+      {{257, 140}, {100, 257}, true, true},          // both operands read transposed by the packing
       {{3, 200, 64}, {64, 333}, false, false},       // a batch against a shared b: one tall product
       {{5, 96, 80}, {5, 72, 80}, false, true},       // 5 whole products over the threads
       {{2, 1, 48, 600}, {3, 600, 40}, false, false}  // broadcast batch
@@ -147,7 +147,8 @@ TEST_CASE("matmul on every instruction set this CPU runs agrees with a plain sum
       Value product = mul(unsqueeze(c.transpose_a ? transpose(ra, -1, -2) : ra, -1),
                           unsqueeze(c.transpose_b ? transpose(rb, -1, -2) : rb, -3));
       Value expected = reduce_sum(product, {-2});
-      const Tensor want = compile(reference_graph, {expected}, cpu({.isa = Isa::portable})).run({{ra, ta}, {rb, tb}})[0];
+      const Tensor want =
+          compile(reference_graph, {expected}, cpu({.isa = Isa::portable})).run({{ra, ta}, {rb, tb}})[0];
       check_close(out, want, 1e-12, 1e-12);
     }
   }
