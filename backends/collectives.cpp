@@ -94,7 +94,8 @@ void scatter(const KernelContext& ctx, const CollectiveParams& p, const Collecti
 
 void copy_input(const KernelContext& ctx, const CollectiveMemory& memory) {
   const std::size_t bytes = ctx.out().type.nbytes();
-  if (ctx.out().data != ctx.in(0).data && bytes) memory.copy_rows(ctx.out().data, bytes, ctx.in(0).data, bytes, bytes, 1, memory.stream);
+  if (ctx.out().data != ctx.in(0).data && bytes)
+    memory.copy_rows(ctx.out().data, bytes, ctx.in(0).data, bytes, bytes, 1, memory.stream);
 }
 
 void wait_for(const KernelContext& ctx, const CollectiveMemory& memory) {

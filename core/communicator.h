@@ -62,8 +62,7 @@ class Communicator {
   // device communicator (nullptr: the default stream), and ignored by host communicators.
   //
   // data[0, count) ← the reduction over the ranks of their data[0, count), on every rank.
-  virtual void all_reduce(void* data, std::int64_t count, DType dtype, Reduction reduction,
-                          void* stream = nullptr) = 0;
+  virtual void all_reduce(void* data, std::int64_t count, DType dtype, Reduction reduction, void* stream = nullptr) = 0;
   // data[0, count) on every rank ← root's data[0, count).
   virtual void broadcast(void* data, std::int64_t count, DType dtype, int root, void* stream = nullptr) = 0;
   // On root: data[0, count) ← the sum over the ranks of their data; on every other rank,
@@ -71,8 +70,7 @@ class Communicator {
   virtual void reduce(void* data, std::int64_t count, DType dtype, int root, void* stream = nullptr) = 0;
   // receive[r·count, (r+1)·count) ← rank r's send[0, count), for every r, on every rank.
   // send and receive do not overlap.
-  virtual void all_gather(const void* send, void* receive, std::int64_t count, DType dtype,
-                          void* stream = nullptr) = 0;
+  virtual void all_gather(const void* send, void* receive, std::int64_t count, DType dtype, void* stream = nullptr) = 0;
   // receive[0, count) on rank r ← the reduction over the ranks of their send[r·count,
   // (r+1)·count). send and receive do not overlap.
   virtual void reduce_scatter(const void* send, void* receive, std::int64_t count, DType dtype, Reduction reduction,

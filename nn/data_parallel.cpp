@@ -61,9 +61,18 @@ std::vector<Value> average_gradients(const std::vector<Value>& grads, const Data
   if (grads.empty()) return {};
   Graph& graph = grads.front().graph();
   auto scope = graph.scope("data_parallel");
+  // Part of computing the gradients: drawn and profiled with the backward.
+  const NodeRole role = graph.role();
+  graph.set_role(NodeRole::backward);
   std::vector<Value> reduced(grads.size());
-  for (const Bucket& bucket : make_buckets(grads, options.bucket_bytes))
-    reduce_bucket(grads, bucket, options, reduced);
+  try {
+    for (const Bucket& bucket : make_buckets(grads, options.bucket_bytes))
+      reduce_bucket(grads, bucket, options, reduced);
+  } catch (...) {
+    graph.set_role(role);
+    throw;
+  }
+  graph.set_role(role);
   return reduced;
 }
 

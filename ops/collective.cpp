@@ -18,7 +18,9 @@ Reduction reduction_of(const Attributes& attrs) {
   throw Error(fmt::format("unknown reduction '{}' (sum or mean)", name));
 }
 
-Communicator& communicator_in(const Attributes& attrs) { return *registered_communicator(attrs.get_int("communicator")); }
+Communicator& communicator_in(const Attributes& attrs) {
+  return *registered_communicator(attrs.get_int("communicator"));
+}
 
 // The checks every collective shares: a dtype the communicators carry, a root among the ranks.
 const Communicator& check_collective(const InferContext& ctx) {

@@ -40,16 +40,15 @@ Value broadcast_from(Value x, const std::shared_ptr<Communicator>& communicator,
 // of broadcast_from).
 Value reduce_to(Value x, const std::shared_ptr<Communicator>& communicator, int root = 0, Loc where = Loc::current());
 // The ranks' x side by side along `axis`, rank 0's first: dim `axis` grows size() times.
-Value all_gather(Value x, const std::shared_ptr<Communicator>& communicator, int axis = 0,
-                 Loc where = Loc::current());
+Value all_gather(Value x, const std::shared_ptr<Communicator>& communicator, int axis = 0, Loc where = Loc::current());
 // Dim `axis` of x is cut into size() equal parts; rank r gets part r reduced over the ranks.
 Value reduce_scatter(Value x, const std::shared_ptr<Communicator>& communicator, int axis = 0,
                      Reduction reduction = Reduction::sum, Loc where = Loc::current());
 
 // all_reduce in two nodes; all_reduce_wait(all_reduce_start(x, c, r)) is all_reduce(x, c, r).
 // The start's output must be read only by its wait.
-Value all_reduce_start(Value x, const std::shared_ptr<Communicator>& communicator,
-                       Reduction reduction = Reduction::sum, Loc where = Loc::current());
+Value all_reduce_start(Value x, const std::shared_ptr<Communicator>& communicator, Reduction reduction = Reduction::sum,
+                       Loc where = Loc::current());
 Value all_reduce_wait(Value started, Loc where = Loc::current());
 
 // What the kernels read: the communicator itself, looked up once per compiled step.
@@ -65,8 +64,7 @@ struct CollectiveParams {
 Communicator& communicator_of(const Node& node);
 
 namespace ops {
-extern const OpDef all_reduce, broadcast_from, reduce_to, all_gather, reduce_scatter, all_reduce_start,
-    all_reduce_wait;
+extern const OpDef all_reduce, broadcast_from, reduce_to, all_gather, reduce_scatter, all_reduce_start, all_reduce_wait;
 }  // namespace ops
 
 }  // namespace fovea

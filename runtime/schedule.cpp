@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-
 #include "fovea/core/needed.h"
 
 namespace fovea {
@@ -93,7 +92,8 @@ std::vector<std::uint32_t> schedule_for(const Graph& graph, const std::vector<Va
   for (std::uint32_t id = 0; id < graph.size(); ++id)
     if (needed[id] && graph.node(id).op->source) schedule.push_back(id);
   bool any_early = false;
-  for (std::uint32_t id = 0; id < graph.size(); ++id) any_early = any_early || (needed[id] && graph.node(id).op->schedule_early);
+  for (std::uint32_t id = 0; id < graph.size(); ++id)
+    any_early = any_early || (needed[id] && graph.node(id).op->schedule_early);
   if (any_early) {
     const std::vector<std::uint32_t> middle = middle_with_early(graph, needed);
     schedule.insert(schedule.end(), middle.begin(), middle.end());

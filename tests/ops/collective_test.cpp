@@ -54,22 +54,18 @@ TEST_CASE("collectives print their communicator and reduction, and keep their ty
 
 TEST_CASE("the gradients of the collectives on one rank pass the finite-difference check") {
   gradcheck("all_reduce sum", [](Graph&, const std::vector<Value>& x) { return all_reduce(x[0], solo()); }, {{{3, 2}}});
-  gradcheck(
-      "all_reduce mean", [](Graph&, const std::vector<Value>& x) { return all_reduce(x[0], solo(), Reduction::mean); },
-      {{{4}}});
+  gradcheck("all_reduce mean",
+            [](Graph&, const std::vector<Value>& x) { return all_reduce(x[0], solo(), Reduction::mean); }, {{{4}}});
   gradcheck("broadcast_from", [](Graph&, const std::vector<Value>& x) { return broadcast_from(x[0], solo()); },
             {{{2, 2}}});
   gradcheck("reduce_to", [](Graph&, const std::vector<Value>& x) { return reduce_to(x[0], solo()); }, {{{5}}});
-  gradcheck("all_gather", [](Graph&, const std::vector<Value>& x) { return all_gather(x[0], solo(), 1); },
+  gradcheck("all_gather", [](Graph&, const std::vector<Value>& x) { return all_gather(x[0], solo(), 1); }, {{{2, 3}}});
+  gradcheck("reduce_scatter",
+            [](Graph&, const std::vector<Value>& x) { return reduce_scatter(x[0], solo(), 0, Reduction::mean); },
             {{{2, 3}}});
-  gradcheck(
-      "reduce_scatter",
-      [](Graph&, const std::vector<Value>& x) { return reduce_scatter(x[0], solo(), 0, Reduction::mean); },
-      {{{2, 3}}});
-  gradcheck(
-      "start and wait",
-      [](Graph&, const std::vector<Value>& x) { return all_reduce_wait(all_reduce_start(x[0] * x[0], solo())); },
-      {{{3}}});
+  gradcheck("start and wait",
+            [](Graph&, const std::vector<Value>& x) { return all_reduce_wait(all_reduce_start(x[0] * x[0], solo())); },
+            {{{3}}});
 }
 
 TEST_CASE("collectives reject what no communicator carries, naming the node and the user's line") {
@@ -97,9 +93,7 @@ TEST_CASE("an all_reduce_start runs as soon as its inputs exist, its wait where 
   const Value done = all_reduce_wait(started) + chain;
   Executable exe = compile(g, {done}, cpu());
   const std::vector<std::uint32_t>& order = exe.schedule();
-  auto position = [&](const Value& v) {
-    return std::find(order.begin(), order.end(), v.ref().node) - order.begin();
-  };
+  auto position = [&](const Value& v) { return std::find(order.begin(), order.end(), v.ref().node) - order.begin(); };
   CHECK(position(started) < position(chain));
   CHECK(position(flat) < position(started));
   CHECK(position(started) < position(done));

@@ -10,8 +10,8 @@
 #include <fovea/core/philox.h>
 #include <fovea/nn/layers.h>
 #include <fovea/nn/losses.h>
-#include <fovea/ops/collective.h>
 #include <fovea/ops/attention.h>
+#include <fovea/ops/collective.h>
 #include <fovea/ops/fused_elementwise.h>
 #include <fovea/ops/normalization.h>
 #include <fovea/ops/state.h>
