@@ -111,6 +111,17 @@ Batcher::Batcher(const Dataset& dataset, std::int64_t batch_size, std::uint64_t 
                     batch_size, dataset_.size()));
 }
 
+void Batcher::shard(int rank, int ranks) {
+  if (ranks <= 0 || rank < 0 || rank >= ranks)
+    throw Error(fmt::format("Batcher: rank {} of {} ranks is not a rank", rank, ranks));
+  if (batch_size_ % ranks != 0)
+    throw Error(fmt::format("Batcher: a batch of {} rows does not split evenly over {} ranks", batch_size_, ranks));
+  if (!drop_last_ && ranks > 1)
+    throw Error("Batcher: sharding needs drop_last (a short last batch would not split evenly over the ranks)");
+  rank_ = rank;
+  ranks_ = ranks;
+}
+
 std::int64_t Batcher::batches_per_epoch() const {
   const std::int64_t n = dataset_.size();
   return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
@@ -120,7 +131,7 @@ std::int64_t Batcher::rows_in_batch(std::int64_t index) const {
   if (index < 0 || index >= batches_per_epoch())
     throw Error(
         fmt::format("Batcher: batch index {} is out of range: an epoch has {} batches", index, batches_per_epoch()));
-  return std::min(batch_size_, dataset_.size() - index * batch_size_);
+  return std::min(batch_size_, dataset_.size() - index * batch_size_) / ranks_;
 }
 
 // Fisher-Yates, from the back: for i = N-1 .. 1, swap order[i] with order[j], j uniform in
@@ -147,7 +158,8 @@ const std::vector<std::int64_t>& Batcher::order(std::int64_t epoch) {
   return cached_order_;
 }
 
-// images_out[r, :] = images[order[index·B + r], :], labels_out[r] = labels[order[index·B + r]]
+// images_out[r, :] = images[order[index·B + first + r], :], labels_out[r] = labels[order[index·B + first + r]],
+// where first = rank · rows is where this rank's share of the global batch begins.
 void Batcher::batch(std::int64_t epoch, std::int64_t index, Tensor& images_out, Tensor& labels_out) {
   if (epoch < 0) throw Error(fmt::format("Batcher: epoch must be non-negative, got {}", epoch));
   const std::int64_t rows = rows_in_batch(index);
@@ -166,7 +178,7 @@ void Batcher::batch(std::int64_t epoch, std::int64_t index, Tensor& images_out, 
   std::int32_t* labels_dst = labels_out.data<std::int32_t>().data();
   const auto row_bytes = static_cast<std::size_t>(features) * sizeof(float);
   for (std::int64_t r = 0; r < rows; ++r) {
-    const std::int64_t example = examples[static_cast<std::size_t>(index * batch_size_ + r)];
+    const std::int64_t example = examples[static_cast<std::size_t>(index * batch_size_ + rank_ * rows + r)];
     std::memcpy(images_dst + r * features, images + example * features, row_bytes);
     labels_dst[r] = labels[example];
   }

@@ -51,9 +51,16 @@ class Batcher {
   Batcher(const Dataset& dataset, std::int64_t batch_size, std::uint64_t seed, bool shuffle = true,
           bool drop_last = true);
 
+  // Data-parallel training (nn/data_parallel.h): every global batch of batch_size rows is cut
+  // into `ranks` equal shares, and this Batcher yields share `rank` of each: batch_size / ranks
+  // rows. Every rank's Batcher must have the same seed, so that the shares are of the same global
+  // batch. Needs drop_last and a batch size that `ranks` divides.
+  void shard(int rank, int ranks);
+
   std::int64_t batch_size() const { return batch_size_; }
   std::int64_t batches_per_epoch() const;
-  // Rows in batch `index`: batch_size, except for a short last batch when drop_last is false.
+  // Rows in batch `index`: batch_size (over the ranks when sharded), except for a short last
+  // batch when drop_last is false.
   std::int64_t rows_in_batch(std::int64_t index) const;
 
   // Fills `images_out` (f32 [rows, features]) and `labels_out` (i32 [rows]) in place with batch
@@ -72,6 +79,7 @@ class Batcher {
   std::int64_t batch_size_;
   std::uint64_t seed_;
   bool shuffle_, drop_last_;
+  int rank_ = 0, ranks_ = 1;
   std::int64_t cached_epoch_ = -1;  // no epoch yet (epochs are never negative)
   std::vector<std::int64_t> cached_order_;
 };

@@ -230,6 +230,32 @@ TEST_CASE("Batcher's batches follow the epoch's permutation and cover each examp
   CHECK(seen.size() == 9);
 }
 
+TEST_CASE("sharded Batchers split each global batch into the ranks' shares, in rank order") {
+  const fovea::Dataset d = counting_dataset(20, 2);
+  fovea::Batcher whole(d, 6, 9);
+  std::vector<fovea::Batcher> shares(3, fovea::Batcher(d, 6, 9));
+  for (int r = 0; r < 3; ++r) shares[static_cast<std::size_t>(r)].shard(r, 3);
+  CHECK(shares[0].rows_in_batch(0) == 2);
+  CHECK(shares[0].batches_per_epoch() == whole.batches_per_epoch());
+  fovea::Tensor x = fovea::Tensor::empty(fovea::f32, {6, 2}), y = fovea::Tensor::empty(fovea::i32, {6});
+  fovea::Tensor xs = fovea::Tensor::empty(fovea::f32, {2, 2}), ys = fovea::Tensor::empty(fovea::i32, {2});
+  for (std::int64_t i = 0; i < whole.batches_per_epoch(); ++i) {
+    whole.batch(1, i, x, y);
+    for (int r = 0; r < 3; ++r) {
+      shares[static_cast<std::size_t>(r)].batch(1, i, xs, ys);
+      for (std::int64_t j = 0; j < 2; ++j) {
+        CHECK(ys.at(j) == y.at(2 * r + j));
+        CHECK(xs.at(2 * j + 1) == x.at(2 * (2 * r + j) + 1));
+      }
+    }
+  }
+  fovea::Batcher odd(d, 5, 9);
+  CHECK_THROWS_WITH(odd.shard(0, 2), doctest::Contains("does not split evenly over 2 ranks"));
+  fovea::Batcher short_last(d, 6, 9, true, /*drop_last=*/false);
+  CHECK_THROWS_WITH(short_last.shard(1, 2), doctest::Contains("sharding needs drop_last"));
+  CHECK_THROWS_WITH(whole.shard(3, 3), doctest::Contains("is not a rank"));
+}
+
 TEST_CASE("Batcher without drop_last ends the epoch with a short batch") {
   fovea::Batcher batcher(counting_dataset(10, 3), 4, 5, /*shuffle=*/true, /*drop_last=*/false);
   CHECK(batcher.batches_per_epoch() == 3);
