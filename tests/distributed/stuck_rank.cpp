@@ -1,8 +1,9 @@
 // A rank that stops must make the others fail, not hang (CTest: mpi_stuck_rank_times_out).
 // Under mpirun -np 2 with FOVEA_COLLECTIVE_TIMEOUT=3: rank 1 joins the communicator and then
-// sleeps instead of joining the all_reduce; rank 0's all_reduce gives up after 3 s, and rank 0
-// prints the error and exits. Destroying the broken communicator on the way out ends the whole
-// job (MPI_Abort), rank 1 included, so mpirun returns within seconds of the timeout.
+// sleeps instead of joining the all_reduce; rank 0's all_reduce gives up after 3 s, rank 0
+// prints the error, checks that the next collective fails at once, and exits. Destroying the
+// broken communicator on the way out ends the whole job (MPI_Abort), rank 1 included, so mpirun
+// returns within seconds of the timeout.
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -22,8 +23,18 @@ int main() {
   } catch (const fovea::Error& e) {
     std::printf("rank 0: %s\n", e.what());
     std::fflush(stdout);
+  }
+  // The communicator is broken now: the next collective fails at once, without waiting again.
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    world->barrier();
+  } catch (const fovea::Error& e) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const bool immediate = world->broken() && seconds < 1.0;
+    std::printf("rank 0: %s (after %.3f s)\n%s", e.what(), seconds, immediate ? "" : "stuck_rank: FAILED\n");
+    std::fflush(stdout);
     return 1;
   }
-  std::printf("rank 0: the all_reduce completed without rank 1\n");
+  std::printf("stuck_rank: FAILED: the barrier completed without rank 1\n");
   return 2;
 }
