@@ -17,9 +17,12 @@
 // ranks, the message size and the library's version. With set_fixed_order(true), all_reduce
 // and reduce_scatter instead exchange every rank's values and add them in rank order
 // 0, 1, ..., size()-1 on every rank: the result is bit-identical across runs and ranks and
-// independent of Open MPI. The cost: each rank receives (size() - 1) times the buffer instead of
-// about twice it, and adds size() values per element itself; all_reduce works through the buffer
-// in blocks of a million elements so that the extra memory stays at size() blocks.
+// independent of Open MPI. The cost, for all_reduce: each rank receives (size() - 1) times the
+// buffer (an all-gather) instead of about twice it (a ring's reduce-scatter and all-gather),
+// and adds size() values per element itself; it works through the buffer in blocks of a
+// million elements, so that the extra memory stays at size() blocks. For reduce_scatter an
+// all-to-all brings each rank its block from every rank, the same traffic as MPI's own; only
+// the additions move to the rank. reduce() is not affected: it sums with MPI's order.
 //
 // This header does not include mpi.h: the library's users need no MPI headers. When Fovea is
 // built without MPI, world() throws fovea::Error saying what to install, and mpi_available()
