@@ -72,12 +72,12 @@ int register_communicator(std::shared_ptr<Communicator> communicator) {
   return static_cast<int>(r.entries.size() - 1);
 }
 
-Communicator& registered_communicator(std::int64_t id) {
+std::shared_ptr<Communicator> registered_communicator(std::int64_t id) {
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
   if (id < 0 || id >= static_cast<std::int64_t>(r.entries.size()))
     throw Error(fmt::format("no communicator is registered under {} (register_communicator)", id));
-  return *r.entries[static_cast<std::size_t>(id)];
+  return r.entries[static_cast<std::size_t>(id)];
 }
 
 }  // namespace fovea

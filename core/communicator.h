@@ -126,6 +126,6 @@ class SoloCommunicator final : public Communicator {
 // communicator.
 int register_communicator(std::shared_ptr<Communicator> communicator);
 // The communicator registered under `id`; throws fovea::Error for an unknown id.
-Communicator& registered_communicator(std::int64_t id);
+std::shared_ptr<Communicator> registered_communicator(std::int64_t id);
 
 }  // namespace fovea

@@ -140,6 +140,11 @@ struct OpDef {
   bool key_on_output = false;
   // Writes input 1 into input 0's persistent buffer; output 0 is that buffer (ops/state.h).
   bool assigns = false;
+  // Runs as early as its inputs allow, together with the nodes that exist only to feed it,
+  // rather than in graph order (runtime/schedule.h): the start of an asynchronous collective,
+  // which a data-parallel step builds after the whole backward pass but wants running while
+  // the backward of earlier layers goes on.
+  bool schedule_early = false;
   // Takes or makes bf16/f16 tensors (core/half.h). Graph::apply refuses half tensors for every
   // other op, with a message saying to cast: the half types are for mixed precision only.
   bool half_types = false;

@@ -49,9 +49,10 @@ void check_parameters(Value loss, const std::vector<Value>& parameters, const ch
 // Differentiates, counts the step, computes lr(t), the norm, and clips: what every optimizer
 // shares. Returns t (this step's number, 1-based) as a float scalar.
 Value begin_step(TrainStep& step, Value loss, const std::vector<Value>& parameters, const Schedule& lr,
-                 double clip_norm) {
+                 double clip_norm, const std::optional<DataParallelOptions>& data_parallel) {
   Graph& g = loss.graph();
   step.grads = grad(loss, parameters);
+  if (data_parallel) step.grads = average_gradients(step.grads, *data_parallel);
   UpdateScope scope(g);
   Value counter = g.state("step", DType::i64, {}, init::zeros());
   Value next = counter + 1.0;
@@ -86,7 +87,7 @@ std::vector<Value> clip_by_global_norm(const std::vector<Value>& grads, Value no
 TrainStep sgd(Value loss, const std::vector<Value>& parameters, const SgdOptions& o) {
   check_parameters(loss, parameters, "sgd");
   TrainStep step;
-  begin_step(step, loss, parameters, o.lr, o.clip_norm);
+  begin_step(step, loss, parameters, o.lr, o.clip_norm, o.data_parallel);
   Graph& g = loss.graph();
   UpdateScope scope(g);
   for (std::size_t i = 0; i < parameters.size(); ++i) {
@@ -108,7 +109,7 @@ TrainStep sgd(Value loss, const std::vector<Value>& parameters, const SgdOptions
 static TrainStep adam_impl(Value loss, const std::vector<Value>& parameters, const AdamOptions& o, bool decoupled) {
   check_parameters(loss, parameters, decoupled ? "adamw" : "adam");
   TrainStep step;
-  const Value t = begin_step(step, loss, parameters, o.lr, o.clip_norm);
+  const Value t = begin_step(step, loss, parameters, o.lr, o.clip_norm, o.data_parallel);
   Graph& g = loss.graph();
   UpdateScope scope(g);
   // Bias corrections 1 - β^t, shared by every parameter.

@@ -11,9 +11,11 @@
 // All update nodes carry NodeRole::update and live under the scope "optimizer/".
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "fovea/core/graph.h"
+#include "fovea/nn/data_parallel.h"
 #include "fovea/nn/schedule.h"
 
 namespace fovea::nn {
@@ -24,7 +26,9 @@ struct TrainStep {
   Value learning_rate;         // lr(t) of the step being taken
   Value grad_norm;             // global L2 norm of the gradients before clipping
   Value step;                  // the step counter after this step (i64 state, "optimizer/step")
-  std::vector<Value> grads;    // ∂loss/∂param, in the order of the parameters (never clipped)
+  // ∂loss/∂param, in the order of the parameters (never clipped); with data_parallel, averaged
+  // over the ranks.
+  std::vector<Value> grads;
   // The gradients the update rule uses: grads scaled by clip_by_global_norm when clip_norm > 0,
   // grads themselves otherwise.
   std::vector<Value> applied_grads;
@@ -36,6 +40,9 @@ struct SgdOptions {
   bool nesterov = false;      // step along g + μv instead of v
   double weight_decay = 0.0;  // L2 penalty: g ← g + λp (coupled, as in torch.optim.SGD)
   double clip_norm = 0.0;     // > 0: scale gradients so their global norm is at most this
+  // Average the gradients over the ranks of a communicator before anything reads them (the
+  // norm, the clipping and the update see the same values on every rank): nn/data_parallel.h.
+  std::optional<DataParallelOptions> data_parallel = std::nullopt;
 };
 
 struct AdamOptions {
@@ -43,6 +50,7 @@ struct AdamOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double weight_decay = 0.0;  // Adam: added to the gradient; AdamW: decoupled, p ← p - lr·λp
   double clip_norm = 0.0;
+  std::optional<DataParallelOptions> data_parallel = std::nullopt;  // as SgdOptions::data_parallel
 };
 
 // Stochastic gradient descent (with momentum and Nesterov momentum).

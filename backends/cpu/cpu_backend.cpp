@@ -4,6 +4,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "fovea/backends/collectives.h"
 #include "fovea/backends/cpu/isa_kernels.h"
 
 namespace fovea {
@@ -26,12 +27,16 @@ void register_kernels(Isa isa, KernelRegistry& registry) {
   }
 }
 
+// The collectives exchange host memory as it is.
+void collective_kernel(const KernelContext& ctx) { run_collective(ctx, host_collective_memory()); }
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(Isa isa) : pool_(default_thread_pool()) {
     // OpenBLAS on one thread: matmul spreads its calls over the pool (matmul_kernels.cpp).
     cpu_backend::set_blas_threads(1);
     register_kernels(isa, kernels_);
+    register_collective_kernels(kernels_, &collective_kernel);
   }
 
   std::string_view name() const override { return "cpu"; }

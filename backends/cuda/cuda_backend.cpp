@@ -120,6 +120,7 @@ CudaBackend::CudaBackend(int device) : ordinal_(device) {
   cuda_backend::register_indexing_kernels(kernels_);
   cuda_backend::register_creation_kernels(kernels_);
   cuda_backend::register_state_kernels(kernels_);
+  cuda_backend::register_collective_kernels(kernels_);
   cuda_backend::register_attention_kernels(kernels_);
   cuda_backend::register_normalization_kernels(kernels_);
   cuda_backend::register_transfer_kernels(kernels_);
@@ -231,8 +232,16 @@ void* CudaBackend::workspace(std::size_t bytes) {
   return workspace_.get();
 }
 
-bool CudaBackend::can_capture(std::string_view, DType, std::string&) const {
-  // Every kernel of this backend can be recorded: none waits for the stream mid-run.
+bool CudaBackend::can_capture(std::string_view op, DType, std::string& reason) const {
+  // Every kernel of this backend can be recorded but the collectives': none other waits for
+  // the stream mid-run, while a collective's communicator is called from the host at every run
+  // (and may stage its data through host memory).
+  for (std::string_view collective : {"all_reduce", "broadcast_from", "reduce_to", "all_gather", "reduce_scatter",
+                                      "all_reduce_start", "all_reduce_wait"})
+    if (op == collective) {
+      reason = fmt::format("{} calls its communicator from the host at every run", op);
+      return false;
+    }
   return true;
 }
 

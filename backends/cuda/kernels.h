@@ -42,6 +42,7 @@ void register_attention_kernels(KernelRegistry& registry);
 void register_normalization_kernels(KernelRegistry& registry);
 void register_transfer_kernels(KernelRegistry& registry);
 void register_convolution_kernels(KernelRegistry& registry);
+void register_collective_kernels(KernelRegistry& registry);
 
 // The launchers' name for a dtype (the enums share their order).
 inline Element element(DType t) {

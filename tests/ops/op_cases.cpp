@@ -10,6 +10,7 @@
 #include <fovea/core/philox.h>
 #include <fovea/nn/layers.h>
 #include <fovea/nn/losses.h>
+#include <fovea/ops/collective.h>
 #include <fovea/ops/attention.h>
 #include <fovea/ops/fused_elementwise.h>
 #include <fovea/ops/normalization.h>
@@ -1081,6 +1082,31 @@ void add_fused_comparison_case(std::vector<OpCase>& cases) {
                    .reference = binary([](double a, double b) { return a < b; })});
 }
 
+// The collectives on one rank (SoloCommunicator), where each returns its input: what they do
+// between ranks is tested under mpirun (tests/distributed/).
+void add_collective_cases(std::vector<OpCase>& cases) {
+  static const auto solo = std::make_shared<SoloCommunicator>();
+  const Reference identity = [](const Inputs& in, const Value&) { return in[0].to(DType::f64); };
+  const std::vector<std::pair<std::string, CaseBuilder>> builds = {
+      {"all_reduce", [](Graph&, const std::vector<Value>& x) { return all_reduce(x[0], solo, Reduction::mean); }},
+      {"broadcast_from", [](Graph&, const std::vector<Value>& x) { return broadcast_from(x[0], solo); }},
+      {"reduce_to", [](Graph&, const std::vector<Value>& x) { return reduce_to(x[0], solo); }},
+      {"all_gather", [](Graph&, const std::vector<Value>& x) { return all_gather(x[0], solo, 1); }},
+      {"reduce_scatter", [](Graph&, const std::vector<Value>& x) { return reduce_scatter(x[0], solo, 1); }},
+      {"all_reduce_wait",
+       [](Graph&, const std::vector<Value>& x) { return all_reduce_wait(all_reduce_start(x[0], solo)); }},
+      {"all_reduce_start",
+       [](Graph&, const std::vector<Value>& x) { return all_reduce_wait(all_reduce_start(x[0], solo)) * 1.0; }}};
+  for (const auto& [op, build] : builds)
+    cases.push_back({.op = op,
+                     .name = op + " [2,3] on one rank",
+                     .dtypes = kNumeric,
+                     .inputs = {{{2, 3}, std::nullopt, -5, 5}},
+                     .build = build,
+                     .reference = identity,
+                     .differentiable = true});
+}
+
 void add_state_cases(std::vector<OpCase>& cases) {
   // assign writes its value into a state (initially zeros); the case reads the state back.
   cases.push_back({.op = "assign",
@@ -1111,6 +1137,7 @@ const std::vector<OpCase>& op_cases() {
     add_fused_elementwise_cases(all);
     add_fused_comparison_case(all);
     add_state_cases(all);
+    add_collective_cases(all);
     add_convolution_cases(all);
     return all;
   }();
