@@ -58,7 +58,7 @@ TEST_CASE("communicator registry: one number per communicator, and unknown numbe
   auto solo = std::make_shared<SoloCommunicator>();
   const int id = register_communicator(solo);
   CHECK(register_communicator(solo) == id);
-  CHECK(&registered_communicator(id) == solo.get());
+  CHECK(registered_communicator(id).get() == solo.get());
   CHECK(register_communicator(std::make_shared<SoloCommunicator>()) != id);
   CHECK_THROWS_WITH_AS(registered_communicator(-1), doctest::Contains("no communicator"), Error);
   CHECK_THROWS_AS(register_communicator(nullptr), Error);
