@@ -33,6 +33,7 @@ LEVELS = {
     "backends": 2,  # kernels per (op, dtype) and device memory; CPU and CUDA
     "nn": 3,  # layers, losses, optimizers, schedules as compositions of ops
     "runtime": 3,  # schedule, memory plan, Executable: runs kernels from a backend
+    "distributed": 3,  # communicators over MPI and NCCL (core/communicator.h's implementations)
     "passes": 4,  # the optimizer and the compile pipeline (passes, then runtime)
     "io": 5,  # files in and out: checkpoints, datasets, plots
     "explore": 5,  # the explorer: one HTML page of the graph, its passes, memory, time and values

@@ -7,12 +7,14 @@
 # cannot reach its index: those tests then report themselves skipped).
 # The explorer (explore/) compiles Debian's dagre (node-dagre-layout) into its pages; its browser
 # test opens one in headless Chromium through Selenium (chromium, chromium-driver, python3-selenium).
+# Data-parallel training across processes (distributed/) uses Open MPI: libopenmpi-dev to build
+# MpiCommunicator, openmpi-bin for mpirun, which the MPI tests start their ranks with.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PACKAGES=(cmake make g++ python3 libopenblas-dev libfmt-dev doctest-dev libcli11-dev nlohmann-json3-dev zlib1g-dev graphviz dataset-fashion-mnist fortunes
           libonnx-dev libprotobuf-dev libonnx-testdata python3-venv
-          node-dagre-layout chromium chromium-driver python3-selenium)
+          node-dagre-layout chromium chromium-driver python3-selenium libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
