@@ -7,6 +7,9 @@
 // written.
 //
 //   build/examples/fashion_mnist [--model mlp|cnn] [--epochs N] [--batch 128] [--out DIR] [--json FILE]
+//   mpirun -np 2 build/examples/fashion_mnist --data-parallel     (docs/distributed.md: each rank
+//       trains on its share of every batch, rank 0 prints, writes the checkpoint and the figures;
+//       the CNN's batch norms keep running statistics of their own rank's rows)
 //
 // The MLP trains 3 epochs by default, the CNN 8.
 //
@@ -29,6 +32,7 @@
 #include <fovea/fovea.h>
 #include <CLI/CLI.hpp>
 
+#include "data_parallel.h"
 #include "device.h"
 #include "explore_option.h"
 #include "report.h"
@@ -161,7 +165,11 @@ int main(int argc, char** argv) try {
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
   fovea::tools::DeviceOptions device;
   device.add_to(app, /*offer_mixed_precision=*/false);  // an MLP has no attention
+  fovea::tools::Ranks ranks;
+  ranks.add_to(app);
   CLI11_PARSE(app, argc, argv);
+  ranks.join(batch, out_dir, json);
+  const std::int64_t local_batch = batch / ranks.size();  // this rank's share of every batch
   if (model_kind == "cnn" && app.count("--epochs") == 0) epochs = 8;  // the CNN's default run
   const std::shared_ptr<fovea::Backend> backend = device.backend();
   std::filesystem::create_directories(out_dir);
@@ -179,8 +187,8 @@ int main(int argc, char** argv) try {
     model.cnn.emplace(g, channels[0], channels[1], dropout);
   else
     model.mlp.emplace(g);
-  const Value x = g.placeholder("x", fovea::f32, {batch, 784});
-  const Value y = g.placeholder("y", fovea::i32, {batch});
+  const Value x = g.placeholder("x", fovea::f32, {local_batch, 784});
+  const Value y = g.placeholder("y", fovea::i32, {local_batch});
   // The CNN's dropout draws fresh masks each step from the step number; its batch norms put
   // their running statistics' updates in `running`, applied with the optimizer's.
   const Value step_number = cnn ? g.placeholder("step", fovea::i64, {}) : Value{};
@@ -205,13 +213,17 @@ int main(int argc, char** argv) try {
 
   // --- The training step: autodiff and AdamW, built by the graph optimizer's training pipeline
   // (passes/pipeline.h) on the optimized forward graph, or on the user's graph with --no-optimize.
+  if (ranks.enabled()) nn::broadcast_parameters(g, *ranks.world());  // rank 0's weights everywhere
   auto build_step = [&](fovea::Graph& graph, const std::vector<Value>& forward) {
     const nn::TrainStep step = nn::adamw(
         forward[0], graph.parameters(),
-        {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02), .weight_decay = weight_decay});
+        {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02),
+         .weight_decay = weight_decay,
+         .data_parallel = ranks.averaging()});
     std::vector<Value> updates = step.updates;
     updates.insert(updates.end(), forward.begin() + 2, forward.end());  // the running statistics
-    return fovea::passes::StepParts{{forward[0], forward[1], step.learning_rate}, updates};
+    // The loss over the global batch (the mean over the ranks); the batch accuracy is rank 0's.
+    return fovea::passes::StepParts{{ranks.global_mean(forward[0]), forward[1], step.learning_rate}, updates};
   };
   std::vector<Value> forward_values{loss, train_correct};
   forward_values.insert(forward_values.end(), running.begin(), running.end());
@@ -265,8 +277,9 @@ int main(int argc, char** argv) try {
     std::printf("resumed from %s at step %lld\n", resume.c_str(), static_cast<long long>(start_step));
   }
   fovea::Batcher batches(train, batch, seed);
-  fovea::Tensor bx = fovea::Tensor::empty(fovea::f32, {batch, 784});
-  fovea::Tensor by = fovea::Tensor::empty(fovea::i32, {batch});
+  batches.shard(ranks.rank(), ranks.size());
+  fovea::Tensor bx = fovea::Tensor::empty(fovea::f32, {local_batch, 784});
+  fovea::Tensor by = fovea::Tensor::empty(fovea::i32, {local_batch});
   fovea::MetricsLog metrics(out_dir + "/metrics.csv", start_step > 0);
   fovea::Progress progress(total_steps, "train");
   std::vector<double> curve_x, curve_y, acc_x, acc_y;
@@ -288,7 +301,8 @@ int main(int argc, char** argv) try {
                       "or resume from {}/checkpoint.safetensors",
                       s + 1, epoch + 1, index, l, out_dir));
     smoothed = s == start_step ? l : 0.98 * smoothed + 0.02 * l;
-    metrics.write(done, epoch, {{"loss", l}, {"batch_accuracy", out[1].item() / batch}, {"lr", out[2].item()}});
+    metrics.write(done, epoch,
+                  {{"loss", l}, {"batch_accuracy", out[1].item() / static_cast<double>(local_batch)}, {"lr", out[2].item()}});
     curve_x.push_back(static_cast<double>(done));
     curve_y.push_back(l);
     progress.update(done, {{"epoch", static_cast<double>(epoch + 1)}, {"loss", smoothed}}, batch);
@@ -299,13 +313,15 @@ int main(int argc, char** argv) try {
       acc_y.push_back(final_accuracy);
       if (final_accuracy >= 0.88 && seconds_to_88 < 0) seconds_to_88 = train_seconds;
       train_step.executable().pull_state();  // on a GPU: the trained values back to the host first
-      fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
+      if (ranks.writes_checkpoints())
+        fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
       std::printf("\nepoch %lld: test accuracy %.4f after %.1f s of training\n", static_cast<long long>(epoch + 1),
                   final_accuracy, train_seconds);
     }
     if (stop_after > 0 && done - start_step >= stop_after) {
       train_step.executable().pull_state();  // on a GPU: the trained values back to the host first
-      fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
+      if (ranks.writes_checkpoints())
+        fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
       std::printf("\nstopped after %lld steps; resume with --resume %s/checkpoint.safetensors\n",
                   static_cast<long long>(done - start_step), out_dir.c_str());
       break;
@@ -338,6 +354,7 @@ int main(int argc, char** argv) try {
   report.set("optimized", train_step.optimized());
   report.set("device", device.device);
   report.set("model", model_kind);
+  report.set("ranks", ranks.size());
   report.finish(json);
   if (final_accuracy < min_accuracy) {
     std::fprintf(stderr, "test accuracy %.4f is below --min-accuracy %.4f\n", final_accuracy, min_accuracy);

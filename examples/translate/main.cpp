@@ -26,6 +26,18 @@
 // `encoder/layer0` is one box), encoder_layer0.svg (one encoder layer, fully expanded),
 // metrics.csv, validation.csv, loss.svg, validation.svg, and heatmaps of the decoder's cross-attention
 // (cross_attention_<example>_layer<l>.svg: output characters down, source characters across).
+//
+// Data-parallel (docs/distributed.md):
+//
+//   mpirun -np 2 build/examples/translate --data-parallel [--batch 64]
+//
+// Every rank draws the same global batch of --batch sentences and trains on its share of the
+// rows; the gradients are averaged over the ranks (nn::DataParallelOptions), so the run follows
+// the one-process run at the same global batch. Rank 0 prints and writes --out and --json; the
+// loss it prints is the mean over the ranks. The other ranks write their files under
+// --out/rank<r>. Dropout draws the same masks for local row i on every rank (they are keyed by
+// the graph's seed, the step and the node), so with dropout the run differs from one process's;
+// --dropout 0 makes it match to float rounding.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -39,6 +51,7 @@
 #include <fovea/fovea.h>
 #include <CLI/CLI.hpp>
 
+#include "data_parallel.h"
 #include "dates.h"
 #include "device.h"
 #include "explore_option.h"
@@ -58,6 +71,12 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 Tensor ids_tensor(const std::vector<std::int32_t>& ids, std::int64_t rows, std::int64_t columns) {
   return Tensor::from(ids, {rows, columns});
+}
+
+// Rows [first, first + rows) of a batch's ids, `columns` per row.
+Tensor ids_tensor(const std::vector<std::int32_t>& ids, std::int64_t first, std::int64_t rows, std::int64_t columns) {
+  const auto begin = ids.begin() + first * columns;
+  return Tensor::from(std::vector<std::int32_t>(begin, begin + rows * columns), {rows, columns});
 }
 
 // The last node built so far in `scope` (or a scope inside it): the output of a layer, since a
@@ -217,6 +236,8 @@ int main(int argc, char** argv) try {
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
   fovea::tools::DeviceOptions device;
   device.add_to(app);
+  fovea::tools::Ranks ranks;
+  ranks.add_to(app);
   CLI11_PARSE(app, argc, argv);
   const std::shared_ptr<fovea::Backend> backend = device.backend();
   if (quick) {
@@ -224,6 +245,8 @@ int main(int argc, char** argv) try {
     eval_every = 10, validation_size = 32, test_size = 64, eval_rows = 32;
   }
   eval_rows = std::min(eval_rows, test_size);  // both fixed sets come in batches of eval_rows
+  ranks.join(batch, out_dir, json);
+  const std::int64_t local_batch = batch / ranks.size();
   std::filesystem::create_directories(out_dir);
   const std::int64_t source_length = dates::max_source_length() + 1;  // the longest sentence + EOS
 
@@ -254,9 +277,9 @@ int main(int argc, char** argv) try {
                                   .layers = layers,
                                   .max_len = source_length,
                                   .dropout = dropout});
-  const Value source = g.placeholder("source", fovea::i32, {batch, source_length});
-  const Value decoder_input = g.placeholder("decoder_input", fovea::i32, {batch, decoder_length});
-  const Value decoder_target = g.placeholder("decoder_target", fovea::i32, {batch, decoder_length});
+  const Value source = g.placeholder("source", fovea::i32, {local_batch, source_length});
+  const Value decoder_input = g.placeholder("decoder_input", fovea::i32, {local_batch, decoder_length});
+  const Value decoder_target = g.placeholder("decoder_target", fovea::i32, {local_batch, decoder_length});
   const Value step_number = g.placeholder("step", fovea::i64, {});
   const nn::AttentionMask source_mask = nn::padding_mask(fovea::equal(source, fovea::scalar_like(source, dates::pad)));
   const Value logits = model(source, decoder_input, source_mask, {.training = true, .step = step_number});
@@ -270,13 +293,16 @@ int main(int argc, char** argv) try {
   // optimized forward graph (fused attention, normalisations and elementwise chains), or on the
   // graph as written with --no-optimize.
   std::vector<Value> gradients;  // in the graph build_step ran on, for the drawing below
+  if (ranks.enabled()) nn::broadcast_parameters(g, *ranks.world());  // equal already (one seed)
   auto build_step = [&](fovea::Graph& graph, const std::vector<Value>& forward) {
     const nn::TrainStep step =
         nn::adamw(forward[0], graph.parameters(),
                   {.lr = nn::warmup_cosine(lr, static_cast<double>(warmup), static_cast<double>(steps), lr * 0.05),
-                   .weight_decay = weight_decay});
+                   .weight_decay = weight_decay,
+                   .data_parallel = ranks.averaging()});
     gradients = step.grads;
-    return fovea::passes::StepParts{{forward[0], step.learning_rate}, step.updates};
+    // The loss over the whole global batch: the mean of the ranks' losses over their rows.
+    return fovea::passes::StepParts{{ranks.global_mean(forward[0]), step.learning_rate}, step.updates};
   };
   fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
       g, {loss}, build_step, backend,
@@ -330,10 +356,12 @@ int main(int argc, char** argv) try {
   for (std::int64_t s = 0; s < steps; ++s) {
     const dates::Batch data = dates::make_batch(training, batch, source_length);
     const auto t0 = std::chrono::steady_clock::now();
-    const auto out = train_step.run({{source, ids_tensor(data.source, batch, source_length)},
-                                     {decoder_input, ids_tensor(data.decoder_input, batch, decoder_length)},
-                                     {decoder_target, ids_tensor(data.decoder_target, batch, decoder_length)},
-                                     {step_number, Tensor::scalar<std::int64_t>(s)}});
+    const std::int64_t first = ranks.rank() * local_batch;  // this rank's rows of the global batch
+    const auto out =
+        train_step.run({{source, ids_tensor(data.source, first, local_batch, source_length)},
+                        {decoder_input, ids_tensor(data.decoder_input, first, local_batch, decoder_length)},
+                        {decoder_target, ids_tensor(data.decoder_target, first, local_batch, decoder_length)},
+                        {step_number, Tensor::scalar<std::int64_t>(s)}});
     train_seconds += seconds_since(t0);
     done = s + 1;
     const double l = out[0].item();
@@ -408,6 +436,7 @@ int main(int argc, char** argv) try {
   report.set("device", device.device);
   report.set("mixed_precision", device.mixed_precision);
   report.set("parameters", parameter_count);
+  report.set("ranks", ranks.size());
   report.finish(json);
   if (test_exact < min_exact_match) {
     std::fprintf(stderr, "test exact match %.4f is below --min-exact-match %.4f\n", test_exact, min_exact_match);
