@@ -18,6 +18,12 @@
 //
 // Writes to --out: the forward graph (text IR, and SVG folded so that `gpt/block0` is one box),
 // metrics.csv, validation.csv, loss.svg, and sample.txt.
+//
+//   mpirun -np 2 build/examples/char_gpt --data-parallel     (docs/distributed.md)
+//
+// trains on every rank: each draws the same --batch windows per step and takes its share, the
+// gradients are averaged over the ranks, and rank 0 prints and writes the figures (the others
+// write under --out/rank<r>). Every rank validates and samples the same way.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -36,6 +42,7 @@
 #include <fovea/io/text.h>
 #include <CLI/CLI.hpp>
 
+#include "data_parallel.h"
 #include "device.h"
 #include "explore_option.h"
 #include "report.h"
@@ -114,12 +121,16 @@ int main(int argc, char** argv) try {
   app.add_flag("--no-optimize", no_optimize, "compile the training step without the graph optimizer");
   fovea::tools::DeviceOptions device;
   device.add_to(app);
+  fovea::tools::Ranks ranks;
+  ranks.add_to(app);
   CLI11_PARSE(app, argc, argv);
   const std::shared_ptr<fovea::Backend> backend = device.backend();
   if (quick) {
     d_model = 32, heads = 2, d_ff = 64, layers = 1, context = 32, batch = 8, steps = 20, warmup = 5;
     eval_every = 10, eval_batches = 2, final_eval_batches = 4, sample_length = 60;
   }
+  ranks.join(batch, out_dir, json);
+  const std::int64_t local_batch = batch / ranks.size();  // this rank's windows of every step
   std::filesystem::create_directories(out_dir);
 
   // --- The text, its vocabulary, the split.
@@ -159,8 +170,8 @@ int main(int argc, char** argv) try {
                           .layers = layers,
                           .max_len = context,
                           .dropout = dropout});
-  const Value inputs = g.placeholder("inputs", fovea::i32, {batch, context});
-  const Value targets = g.placeholder("targets", fovea::i32, {batch, context});
+  const Value inputs = g.placeholder("inputs", fovea::i32, {local_batch, context});
+  const Value targets = g.placeholder("targets", fovea::i32, {local_batch, context});
   const Value step_number = g.placeholder("step", fovea::i64, {});
   Value loss;
   {
@@ -173,9 +184,12 @@ int main(int argc, char** argv) try {
     const nn::TrainStep step =
         nn::adamw(forward[0], graph.parameters(),
                   {.lr = nn::warmup_cosine(lr, static_cast<double>(warmup), static_cast<double>(steps), lr * 0.1),
-                   .weight_decay = weight_decay});
-    return fovea::passes::StepParts{{forward[0], step.learning_rate}, step.updates};
+                   .weight_decay = weight_decay,
+                   .data_parallel = ranks.averaging()});
+    // The loss over the global batch: the mean of the ranks' losses.
+    return fovea::passes::StepParts{{ranks.global_mean(forward[0]), step.learning_rate}, step.updates};
   };
+  if (ranks.enabled()) nn::broadcast_parameters(g, *ranks.world());  // rank 0's weights everywhere
   fovea::passes::CompiledTrainingStep train_step = fovea::passes::compile_training_step(
       g, {loss}, build_step, backend,
       {.optimize = !no_optimize, .pipeline = device.pipeline(), .explore = explore.option()});
@@ -211,15 +225,15 @@ int main(int argc, char** argv) try {
     std::printf("(no SVG drawing: %s)\n", why.c_str());
 
   // Validation windows: consecutive, from the start of the held-out part.
-  Tensor batch_inputs = Tensor::empty(fovea::i32, {batch, context});
-  Tensor batch_targets = Tensor::empty(fovea::i32, {batch, context});
+  Tensor batch_inputs = Tensor::empty(fovea::i32, {local_batch, context});
+  Tensor batch_targets = Tensor::empty(fovea::i32, {local_batch, context});
   const std::int64_t held_out_windows = (total - 1 - held_out_begin) / context;
   auto validation_bits = [&](std::int64_t batches) {
-    batches = std::min(batches, held_out_windows / batch);
+    batches = std::min(batches, held_out_windows / local_batch);
     double sum = 0;
     for (std::int64_t k = 0; k < batches; ++k) {
       std::vector<std::int64_t> starts;
-      for (std::int64_t b = 0; b < batch; ++b) starts.push_back(held_out_begin + (k * batch + b) * context);
+      for (std::int64_t b = 0; b < local_batch; ++b) starts.push_back(held_out_begin + (k * local_batch + b) * context);
       fill_windows(ids, starts, context, batch_inputs, batch_targets);
       sum += evaluate.run({{inputs, batch_inputs}, {targets, batch_targets}})[0].item();
     }
@@ -234,9 +248,11 @@ int main(int argc, char** argv) try {
   std::vector<double> curve_x, curve_y, smooth_y, val_x, val_y;
   double train_seconds = 0, smoothed = 0, val_bits = std::nan("");
   for (std::int64_t s = 0; s < steps; ++s) {
-    std::vector<std::int64_t> starts;
+    std::vector<std::int64_t> starts;  // the global batch's windows, the same on every rank
     for (std::int64_t b = 0; b < batch; ++b)
       starts.push_back(static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(held_out_begin - context)));
+    starts.erase(starts.begin(), starts.begin() + ranks.rank() * local_batch);  // this rank's share
+    starts.resize(static_cast<std::size_t>(local_batch));
     fill_windows(ids, starts, context, batch_inputs, batch_targets);
     const auto t0 = std::chrono::steady_clock::now();
     const auto out =
@@ -316,6 +332,7 @@ int main(int argc, char** argv) try {
   report.set("planned_peak_bytes", train_step.executable().planned_peak_bytes());
   report.set("optimized", train_step.optimized());
   report.set("device", device.device);
+  report.set("ranks", ranks.size());
   report.set("mixed_precision", device.mixed_precision);
   report.set("parameters", parameter_count);
   report.finish(json);
