@@ -26,11 +26,6 @@ std::chrono::milliseconds default_timeout() {
   return std::chrono::minutes(10);
 }
 
-void check_root(int root, int size, const char* collective) {
-  if (root < 0 || root >= size)
-    throw Error(fmt::format("{}: root {} is not a rank of a communicator of {} rank(s)", collective, root, size));
-}
-
 struct Registry {
   std::mutex mutex;
   std::vector<std::shared_ptr<Communicator>> entries;
@@ -46,8 +41,13 @@ std::string_view reduction_name(Reduction reduction) { return reduction == Reduc
 
 Communicator::Communicator() : timeout_(default_timeout()) {}
 
-void SoloCommunicator::broadcast(void*, std::int64_t, DType, int root, void*) { check_root(root, 1, "broadcast"); }
-void SoloCommunicator::reduce(void*, std::int64_t, DType, int root, void*) { check_root(root, 1, "reduce"); }
+void Communicator::check_root(const char* collective, int root) const {
+  if (root < 0 || root >= size())
+    throw Error(fmt::format("{}: root {} is not a rank of a communicator of {} rank(s)", collective, root, size()));
+}
+
+void SoloCommunicator::broadcast(void*, std::int64_t, DType, int root, void*) { check_root("broadcast", root); }
+void SoloCommunicator::reduce(void*, std::int64_t, DType, int root, void*) { check_root("reduce", root); }
 
 void SoloCommunicator::all_gather(const void* send, void* receive, std::int64_t count, DType dtype, void*) {
   std::memcpy(receive, send, static_cast<std::size_t>(count) * dtype_size(dtype));

@@ -92,6 +92,8 @@ class Communicator {
 
  protected:
   Communicator();
+  // Throws fovea::Error unless `root` is a rank of this communicator.
+  void check_root(const char* collective, int root) const;
 
  private:
   std::chrono::milliseconds timeout_;

@@ -316,11 +316,6 @@ void check_arguments(const char* collective, std::int64_t count, DType dtype) {
   if (count < 0) throw Error(fmt::format("{}: negative count {}", collective, count));
 }
 
-void check_root(const char* collective, int root, int size) {
-  if (root < 0 || root >= size)
-    throw Error(fmt::format("{}: root {} is not a rank of a communicator of {} rank(s)", collective, root, size));
-}
-
 void check_int_count(const char* collective, std::int64_t count) {
   if (count > kLargestMpiCount)
     throw Error(fmt::format("{}: {} elements per rank is more than MPI's largest count ({})", collective, count,
@@ -387,7 +382,7 @@ void MpiCommunicator::all_reduce(void* data, std::int64_t count, DType dtype, Re
 
 void MpiCommunicator::broadcast(void* data, std::int64_t count, DType dtype, int root, void*) {
   check_arguments("broadcast", count, dtype);
-  check_root("broadcast", root, size_);
+  check_root("broadcast", root);
   State& s = *state_;
   s.run(
       describe("broadcast", count, dtype),
@@ -402,7 +397,7 @@ void MpiCommunicator::broadcast(void* data, std::int64_t count, DType dtype, int
 
 void MpiCommunicator::reduce(void* data, std::int64_t count, DType dtype, int root, void*) {
   check_arguments("reduce", count, dtype);
-  check_root("reduce", root, size_);
+  check_root("reduce", root);
   State& s = *state_;
   s.run(
       describe("reduce", count, dtype),

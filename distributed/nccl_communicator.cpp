@@ -52,11 +52,6 @@ void check_count(const char* collective, std::int64_t count) {
   if (count < 0) throw Error(fmt::format("{}: negative count {}", collective, count));
 }
 
-void check_root(const char* collective, int root, int size) {
-  if (root < 0 || root >= size)
-    throw Error(fmt::format("{}: root {} is not a rank of a communicator of {} rank(s)", collective, root, size));
-}
-
 // Makes `device` current for the scope and restores the caller's device after: NCCL's calls
 // must be made with the communicator's device current.
 class DeviceScope {
@@ -131,7 +126,7 @@ void NcclCommunicator::all_reduce(void* data, std::int64_t count, DType dtype, R
 
 void NcclCommunicator::broadcast(void* data, std::int64_t count, DType dtype, int root, void* stream) {
   check_count("broadcast", count);
-  check_root("broadcast", root, size_);
+  check_root("broadcast", root);
   const ncclDataType_t type = nccl_type("broadcast", dtype);
   state_->throw_if_broken(rank_, size_);
   DeviceScope scope(device_);
@@ -141,7 +136,7 @@ void NcclCommunicator::broadcast(void* data, std::int64_t count, DType dtype, in
 
 void NcclCommunicator::reduce(void* data, std::int64_t count, DType dtype, int root, void* stream) {
   check_count("reduce", count);
-  check_root("reduce", root, size_);
+  check_root("reduce", root);
   const ncclDataType_t type = nccl_type("reduce", dtype);
   state_->throw_if_broken(rank_, size_);
   DeviceScope scope(device_);

@@ -11,6 +11,20 @@ namespace fovea::nn {
 
 namespace {
 
+// Nodes built while it lives are part of computing the gradients: drawn and profiled with the
+// backward. The caller's role comes back when it goes, exception or not.
+class BackwardRole {
+ public:
+  explicit BackwardRole(Graph& graph) : graph_(graph), role_(graph.role()) { graph.set_role(NodeRole::backward); }
+  ~BackwardRole() { graph_.set_role(role_); }
+  BackwardRole(const BackwardRole&) = delete;
+  BackwardRole& operator=(const BackwardRole&) = delete;
+
+ private:
+  Graph& graph_;
+  NodeRole role_;
+};
+
 // One bucket: the indices of its gradients, in the order they are packed.
 using Bucket = std::vector<std::size_t>;
 
@@ -61,18 +75,9 @@ std::vector<Value> average_gradients(const std::vector<Value>& grads, const Data
   if (grads.empty()) return {};
   Graph& graph = grads.front().graph();
   auto scope = graph.scope("data_parallel");
-  // Part of computing the gradients: drawn and profiled with the backward.
-  const NodeRole role = graph.role();
-  graph.set_role(NodeRole::backward);
+  const BackwardRole role(graph);
   std::vector<Value> reduced(grads.size());
-  try {
-    for (const Bucket& bucket : make_buckets(grads, options.bucket_bytes))
-      reduce_bucket(grads, bucket, options, reduced);
-  } catch (...) {
-    graph.set_role(role);
-    throw;
-  }
-  graph.set_role(role);
+  for (const Bucket& bucket : make_buckets(grads, options.bucket_bytes)) reduce_bucket(grads, bucket, options, reduced);
   return reduced;
 }
 

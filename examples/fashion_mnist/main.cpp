@@ -169,7 +169,7 @@ int main(int argc, char** argv) try {
   ranks.add_to(app);
   CLI11_PARSE(app, argc, argv);
   ranks.join(batch, out_dir, json);
-  const std::int64_t local_batch = batch / ranks.size();  // this rank's share of every batch
+  const std::int64_t local_batch = batch / ranks.size();              // this rank's share of every batch
   if (model_kind == "cnn" && app.count("--epochs") == 0) epochs = 8;  // the CNN's default run
   const std::shared_ptr<fovea::Backend> backend = device.backend();
   std::filesystem::create_directories(out_dir);
@@ -215,11 +215,10 @@ int main(int argc, char** argv) try {
   // (passes/pipeline.h) on the optimized forward graph, or on the user's graph with --no-optimize.
   if (ranks.enabled()) nn::broadcast_parameters(g, *ranks.world());  // rank 0's weights everywhere
   auto build_step = [&](fovea::Graph& graph, const std::vector<Value>& forward) {
-    const nn::TrainStep step = nn::adamw(
-        forward[0], graph.parameters(),
-        {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02),
-         .weight_decay = weight_decay,
-         .data_parallel = ranks.averaging()});
+    const nn::TrainStep step = nn::adamw(forward[0], graph.parameters(),
+                                         {.lr = nn::warmup_cosine(lr, 100, static_cast<double>(total_steps), lr * 0.02),
+                                          .weight_decay = weight_decay,
+                                          .data_parallel = ranks.averaging()});
     std::vector<Value> updates = step.updates;
     updates.insert(updates.end(), forward.begin() + 2, forward.end());  // the running statistics
     // The loss over the global batch (the mean over the ranks); the batch accuracy is rank 0's.
@@ -301,8 +300,9 @@ int main(int argc, char** argv) try {
                       "or resume from {}/checkpoint.safetensors",
                       s + 1, epoch + 1, index, l, out_dir));
     smoothed = s == start_step ? l : 0.98 * smoothed + 0.02 * l;
-    metrics.write(done, epoch,
-                  {{"loss", l}, {"batch_accuracy", out[1].item() / static_cast<double>(local_batch)}, {"lr", out[2].item()}});
+    metrics.write(
+        done, epoch,
+        {{"loss", l}, {"batch_accuracy", out[1].item() / static_cast<double>(local_batch)}, {"lr", out[2].item()}});
     curve_x.push_back(static_cast<double>(done));
     curve_y.push_back(l);
     progress.update(done, {{"epoch", static_cast<double>(epoch + 1)}, {"loss", smoothed}}, batch);
@@ -314,14 +314,16 @@ int main(int argc, char** argv) try {
       if (final_accuracy >= 0.88 && seconds_to_88 < 0) seconds_to_88 = train_seconds;
       train_step.executable().pull_state();  // on a GPU: the trained values back to the host first
       if (ranks.writes_checkpoints())
-        fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
+        fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(),
+                               {{"step", std::to_string(done)}});
       std::printf("\nepoch %lld: test accuracy %.4f after %.1f s of training\n", static_cast<long long>(epoch + 1),
                   final_accuracy, train_seconds);
     }
     if (stop_after > 0 && done - start_step >= stop_after) {
       train_step.executable().pull_state();  // on a GPU: the trained values back to the host first
       if (ranks.writes_checkpoints())
-        fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(), {{"step", std::to_string(done)}});
+        fovea::save_checkpoint(out_dir + "/checkpoint.safetensors", train_step.graph(),
+                               {{"step", std::to_string(done)}});
       std::printf("\nstopped after %lld steps; resume with --resume %s/checkpoint.safetensors\n",
                   static_cast<long long>(done - start_step), out_dir.c_str());
       break;

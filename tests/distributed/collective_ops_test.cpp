@@ -63,10 +63,13 @@ TEST_CASE("all_reduce and its asynchronous pair sum and average the ranks' data,
     CAPTURE(dtype_name(dtype));
     // Integers are exact; floats summed in another order than x0 + x1 + ... differ in the last bits.
     const double tolerance = dtype == DType::f64 ? 1e-15 : 0;
-    const Tensor total = expected(shape, 1, [](Graph&, std::vector<Value> x) { return sum(x); }, dtype);
-    check_close(on_my_data(shape, 1, [](Value x) { return all_reduce(x, comm()); }, dtype), total, tolerance,
-                tolerance);
-    check_close(on_my_data(shape, 1, [](Value x) { return all_reduce_wait(all_reduce_start(x, comm())); }, dtype),
+    const Tensor total = expected(
+        shape, 1, [](Graph&, std::vector<Value> x) { return sum(x); }, dtype);
+    check_close(on_my_data(
+                    shape, 1, [](Value x) { return all_reduce(x, comm()); }, dtype),
+                total, tolerance, tolerance);
+    check_close(on_my_data(
+                    shape, 1, [](Value x) { return all_reduce_wait(all_reduce_start(x, comm())); }, dtype),
                 total, tolerance, tolerance);
     if (dtype == DType::f64)
       check_close(on_my_data(shape, 1, [](Value x) { return all_reduce(x, comm(), Reduction::mean); }),

@@ -53,7 +53,8 @@ std::vector<Tensor> train(bool data_parallel, bool overlap, int steps) {
   const nn::TrainStep step = nn::adamw(m.loss, m.graph.parameters(), options);
   Executable exe = compile(m.graph, {m.loss}, cpu(), {.updates = step.updates});
   for (int s = 0; s < steps; ++s) {
-    const Tensor x = random_tensor(DType::f64, {kBatch, kIn}, 300 + s), y = random_tensor(DType::f64, {kBatch, kOut}, 400 + s);
+    const Tensor x = random_tensor(DType::f64, {kBatch, kIn}, 300 + s),
+                 y = random_tensor(DType::f64, {kBatch, kOut}, 400 + s);
     const std::int64_t first = data_parallel ? world->rank() * rows : 0;
     exe.run({{m.x, rows_of(x, first, rows)}, {m.y, rows_of(y, first, rows)}});
   }
@@ -105,8 +106,9 @@ TEST_CASE("the gradients' all-reduces start while the backward still runs") {
   const std::shared_ptr<Communicator> world = MpiCommunicator::world();
   Model m;
   build_model(m, kBatch / world->size());
-  const nn::TrainStep step = nn::sgd(
-      m.loss, m.graph.parameters(), {.data_parallel = nn::DataParallelOptions{.communicator = world, .bucket_bytes = 64}});
+  const nn::TrainStep step =
+      nn::sgd(m.loss, m.graph.parameters(),
+              {.data_parallel = nn::DataParallelOptions{.communicator = world, .bucket_bytes = 64}});
   Executable exe = compile(m.graph, {m.loss}, cpu(), {.updates = step.updates});
   const std::vector<std::uint32_t>& order = exe.schedule();
   std::size_t first_start = order.size(), last_backward = 0;
