@@ -18,18 +18,19 @@
 //                150 ms, so that OpenBLAS's threads, which busy-wait for about 0.1 s after a
 //                call, are parked before the engine's next run instead of competing with it.
 //
-// Every timed call is the second of two calls in a row of the same variant, so that each side is
-// timed with its threads awake, as in a loop of products. A thread woken from sleep on this kind
-// of virtual machine can take from tens of microseconds to a scheduler tick to run (it may be
-// queued behind the thread that woke it while the other core idles), which would make the small
-// shapes measure the scheduler rather than the gemm.
+// Each timing is the mean over back-to-back calls of one variant lasting --span-ms (30 ms), after
+// an untimed call, so that each side is timed with its threads awake, as in a loop of products. A
+// thread woken from sleep on this kind of virtual machine can take from tens of microseconds to a
+// scheduler tick to run (it may be queued behind the thread that woke it while the other core
+// idles), and the machine drifts between fast and slow phases lasting seconds: timing single
+// calls made the millisecond shapes' ratios scatter from 0.8 to 1.3 between runs.
 //
 // GFLOP/s are from median times (cblas: over all its runs); the machine's measured f32 multiply-add
 // peak (runtime/machine.h) is reported with them, key machine_fma_peak_gflops. Ratios are medians over
-// repetitions of the paired ratio t_cblas / t_variant; >= 0.95 is the target.
+// repetitions of the paired ratio t_cblas / t_variant; >= 0.97 is the target.
 // min_ratio_vs_cblas is over the engine (parameter) variant.
 //
-//   build/bench/matmul [--reps 7] [--quick] [--json FILE]
+//   build/bench/matmul [--reps 7] [--span-ms 30] [--quick] [--json FILE]
 #include <cblas.h>
 
 #include <algorithm>
@@ -69,6 +70,19 @@ double seconds(F&& f) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Seconds per call of f, over a run of back-to-back calls lasting at least `span` seconds, after
+// one untimed call: the threads are awake and the caches warm, as in a loop of products (a training
+// step). A single call of a millisecond-long product on this kind of shared virtual machine measures
+// the hypervisor's scheduling as much as the product, and its ratios scatter by ±30%.
+template <typename F>
+double seconds_per_call(F&& f, double span) {
+  const double first = seconds(f);
+  const int calls = std::clamp(static_cast<int>(span / std::max(first, 1e-7)), 2, 100000);
+  const auto start = Clock::now();
+  for (int i = 0; i < calls; ++i) f();
+  return std::chrono::duration<double>(Clock::now() - start).count() / calls;
+}
+
 // y[β] = a[β]·op(b[β]) with raw cblas_sgemm: one call per matrix of the batch (a and b have
 // the same batch here, or b none).
 void cblas_matmul(const Case& c, const float* a, const float* b, float* y) {
@@ -93,7 +107,7 @@ struct Result {
   double ratio, ratio_feed, ratio_kernel;
 };
 
-Result measure(const Case& c, int reps) {
+Result measure(const Case& c, int reps, double span) {
   using namespace fovea;
   // Parameter graph: operands live in persistent buffers, nothing is fed.
   Graph pg("matmul_parameters");
@@ -150,13 +164,11 @@ Result measure(const Case& c, int reps) {
 
   // Each variant's run is followed by a cblas run; the pair gives one ratio.
   std::vector<double> t_engine, t_feed, t_kernel, t_cblas, r_engine, r_feed, r_kernel;
-  // Each side is timed on its second call in a row, so both are timed warm: their threads awake
-  // and spinning, as in a loop of products (a training step), rather than woken from sleep.
+  // Each side is timed over a run of calls in a row (seconds_per_call), so both are timed warm:
+  // their threads awake and spinning, as in a loop of products, rather than woken from sleep.
   auto paired = [&](auto&& variant, std::vector<double>& times, std::vector<double>& ratios) {
-    variant();
-    times.push_back(seconds(variant));
-    run_cblas();
-    t_cblas.push_back(seconds(run_cblas));
+    times.push_back(seconds_per_call(variant, span));
+    t_cblas.push_back(seconds_per_call(run_cblas, span));
     ratios.push_back(t_cblas.back() / times.back());
     std::this_thread::sleep_for(std::chrono::milliseconds(150));
   };
@@ -175,9 +187,12 @@ Result measure(const Case& c, int reps) {
 int main(int argc, char** argv) {
   CLI::App app{"Fovea matmul against raw cblas_sgemm"};
   int reps = 7;
+  double span_ms = 30;
   bool quick = false;
   std::string json;
   app.add_option("--reps", reps, "timed repetitions per shape (medians are reported)")->check(CLI::Range(1, 1000));
+  app.add_option("--span-ms", span_ms, "each timing is the mean of back-to-back calls lasting this long")
+      ->check(CLI::Range(0.0, 10000.0));
   app.add_flag("--quick", quick, "only the square shapes n = 256 and 512");
   app.add_option("--json", json, "write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
@@ -207,7 +222,7 @@ int main(int argc, char** argv) {
   fovea::tools::Report report;
   double min_ratio = 1e9, min_ratio_feed = 1e9, min_ratio_kernel = 1e9;
   for (const Case& c : cases) {
-    const Result r = measure(c, reps);
+    const Result r = measure(c, reps, span_ms * 1e-3);
     std::printf("%-30s %12.1f %12.1f %12.1f %12.1f %8.3f %8.3f %8.3f\n", c.name.c_str(), r.engine_gflops, r.feed_gflops,
                 r.kernel_gflops, r.cblas_gflops, r.ratio, r.ratio_feed, r.ratio_kernel);
     std::fflush(stdout);
