@@ -121,39 +121,45 @@ void multiply_add_plain(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, c
 // The same for one Rows x Cols block of c, whose partial sums stay in vector registers across
 // the whole loop over p: per p, one row of b (Cols values, two vectors) is loaded once and used
 // by Rows rows. The block is sized to the register file: 8 x 32 floats (16 of AVX-512's 32
-// registers), 6 x 16 with AVX2 (12 of 16; 8 x 32 spilled to the stack). Written with the
-// instructions themselves: left to GCC, plain loops kept the block in registers for AVX-512
-// only, and 16-column blocks were vectorised along the rows, 5x slower. Measured with
-// bench/attention (N = 4096, 8 heads of 64, forward + backward, 2 threads, Zen 4): the AVX2 copy
-// took 1999 ms with GCC's blocks, 1517 ms with these and 849 ms once exp was vectorised too
-// (exp_f32x8); the AVX-512 copy 790 ms before, 723 ms after.
+// registers; 12 x 32, the gemm's tile, measured 2% slower here, where k is only 64 or 128), 6 x 16
+// with AVX2 (12 of 16; 8 x 32 spilled to the stack). Written with the instructions themselves:
+// left to GCC, plain loops kept the block in registers for AVX-512 only, and 16-column blocks
+// were vectorised along the rows, 5x slower. Measured with bench/attention (N = 4096, 8 heads of
+// 64, forward + backward, 2 threads, Zen 4): the AVX2 copy took 1999 ms with GCC's blocks, 1517 ms
+// with these and 849 ms once exp was vectorised too (exp_f32x8); the AVX-512 copy 790 ms before,
+// 723 ms after, and about 660 ms once the score tiles were written in one pass (Overwrite) and
+// the scratch tiles aligned to cache lines.
 // Without a fused multiply-add (the portable copy) the block is plain loops of std::fma, so that
 // every element is the same chain of single-rounding fmas as multiply_add_plain's.
+//
+// With Overwrite the block starts its sums from zero instead of from c and stores factor·sum:
+// c = factor·(a·b) in one pass over c, the same bits as zeroing c, accumulating, then scaling
+// (the score tiles: s = scale·q·kᵀ).
 #if defined(__AVX512F__)
 constexpr int kBlockRows = 8;
 #else
 constexpr int kBlockRows = 6;
 #endif
 
-template <typename T, int Rows>
-void multiply_add_block(i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c, i64 ldc) {
+template <typename T, int Rows, bool Overwrite>
+void multiply_add_block(i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c, i64 ldc, T factor) {
   using V = Vec<T>;
   constexpr int width = V::width, cols = 2 * width;
   if constexpr (!kHasFma) {
     T sum[Rows][cols];
     for (int r = 0; r < Rows; ++r)
-      for (int j = 0; j < cols; ++j) sum[r][j] = c[r * ldc + j];
+      for (int j = 0; j < cols; ++j) sum[r][j] = Overwrite ? T(0) : c[r * ldc + j];
     for (i64 p = 0; p < k; ++p)
       for (int r = 0; r < Rows; ++r)
         for (int j = 0; j < cols; ++j) sum[r][j] = std::fma(a[r * a_row + p * a_col], b[p * ldb + j], sum[r][j]);
     for (int r = 0; r < Rows; ++r)
-      for (int j = 0; j < cols; ++j) c[r * ldc + j] = sum[r][j];
+      for (int j = 0; j < cols; ++j) c[r * ldc + j] = Overwrite ? factor * sum[r][j] : sum[r][j];
   } else {
     typename V::R sum[Rows][2];
 #pragma GCC unroll 16
     for (int r = 0; r < Rows; ++r) {
-      sum[r][0] = V::loadu(c + r * ldc);
-      sum[r][1] = V::loadu(c + r * ldc + width);
+      sum[r][0] = Overwrite ? V::zero() : V::loadu(c + r * ldc);
+      sum[r][1] = Overwrite ? V::zero() : V::loadu(c + r * ldc + width);
     }
     for (i64 p = 0; p < k; ++p) {
       const typename V::R b0 = V::loadu(b + p * ldb), b1 = V::loadu(b + p * ldb + width);
@@ -164,29 +170,57 @@ void multiply_add_block(i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64
         sum[r][1] = V::fma(x, b1, sum[r][1]);
       }
     }
+    const typename V::R f = V::broadcast(&factor);
 #pragma GCC unroll 16
     for (int r = 0; r < Rows; ++r) {
-      V::store(c + r * ldc, sum[r][0]);
-      V::store(c + r * ldc + width, sum[r][1]);
+      V::store(c + r * ldc, Overwrite ? V::mul(f, sum[r][0]) : sum[r][0]);
+      V::store(c + r * ldc + width, Overwrite ? V::mul(f, sum[r][1]) : sum[r][1]);
     }
   }
 }
 
-// multiply_add_plain's result, computed by register blocks (kBlockRows rows, then pairs of
-// rows) with plain loops at the edges.
-template <typename T>
-void multiply_add(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c, i64 ldc) {
+// Rows [i, m) of the product by blocks of Rows, then by blocks of 2; returns the first row left
+// for the plain loops.
+template <typename T, int Rows, bool Overwrite>
+i64 multiply_add_rows(i64 i, i64 m, i64 n_blocked, i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c,
+                      i64 ldc, T factor) {
+  constexpr int Cols = 2 * Vec<T>::width;
+  for (; i + Rows <= m; i += Rows)
+    for (i64 j = 0; j < n_blocked; j += Cols)
+      multiply_add_block<T, Rows, Overwrite>(k, a + i * a_row, a_row, a_col, b + j, ldb, c + i * ldc + j, ldc, factor);
+  if constexpr (Rows > 2)
+    return multiply_add_rows<T, 2, Overwrite>(i, m, n_blocked, k, a, a_row, a_col, b, ldb, c, ldc, factor);
+  else
+    return i;
+}
+
+// multiply_add_plain's result, computed by register blocks with plain loops at the edges; with
+// Overwrite, c = factor·(a·b) instead (c's old values are never read).
+template <typename T, bool Overwrite = false>
+void multiply_add(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c, i64 ldc,
+                  T factor = T(1)) {
   constexpr int Cols = 2 * Vec<T>::width;
   const i64 n_blocked = n / Cols * Cols;
-  i64 i = 0;
-  for (; i + kBlockRows <= m; i += kBlockRows)
-    for (i64 j = 0; j < n_blocked; j += Cols)
-      multiply_add_block<T, kBlockRows>(k, a + i * a_row, a_row, a_col, b + j, ldb, c + i * ldc + j, ldc);
-  for (; i + 2 <= m; i += 2)
-    for (i64 j = 0; j < n_blocked; j += Cols)
-      multiply_add_block<T, 2>(k, a + i * a_row, a_row, a_col, b + j, ldb, c + i * ldc + j, ldc);
-  multiply_add_plain(i, n - n_blocked, k, a, a_row, a_col, b + n_blocked, ldb, c + n_blocked, ldc);
-  multiply_add_plain(m - i, n, k, a + i * a_row, a_row, a_col, b, ldb, c + i * ldc, ldc);
+  const i64 i =
+      multiply_add_rows<T, kBlockRows, Overwrite>(0, m, n_blocked, k, a, a_row, a_col, b, ldb, c, ldc, factor);
+  // The edges: the last n - n_blocked columns of rows [0, i), then rows [i, m) whole.
+  auto plain = [&](i64 rows, i64 columns, const T* a_edge, const T* b_edge, T* c_edge) {
+    if (Overwrite)
+      for (i64 r = 0; r < rows; ++r) std::fill(c_edge + r * ldc, c_edge + r * ldc + columns, T(0));
+    multiply_add_plain(rows, columns, k, a_edge, a_row, a_col, b_edge, ldb, c_edge, ldc);
+    if (Overwrite)
+      for (i64 r = 0; r < rows; ++r)
+        for (i64 j = 0; j < columns; ++j) c_edge[r * ldc + j] *= factor;
+  };
+  plain(i, n - n_blocked, a, b + n_blocked, c + n_blocked);
+  plain(m - i, n, a + i * a_row, b, c + i * ldc);
+}
+
+// c = factor·(a·b): multiply_add overwriting c.
+template <typename T>
+void multiply_scaled(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, const T* b, i64 ldb, T* c, i64 ldc,
+                     T factor) {
+  multiply_add<T, true>(m, n, k, a, a_row, a_col, b, ldb, c, ldc, factor);
 }
 
 // dst[w, c] = src[c, w] for c < count, w < width: a block of rows stored as columns (leading
@@ -350,11 +384,9 @@ struct Attention {
   // causality forbids it, for r < rows, c < cols. kt is the key block transposed
   // ([D, kColumnBlock]); s has leading dim kColumnBlock.
   void scores_by_query(i64 b, i64 i0, i64 rows, i64 j0, i64 cols, const T* kt, T* s) const {
-    for (i64 r = 0; r < rows; ++r) std::fill(s + r * kColumnBlock, s + r * kColumnBlock + cols, T(0));
-    multiply_add(rows, cols, d, q + (b * tq + i0) * d, d, 1, kt, kColumnBlock, s, kColumnBlock);
+    multiply_scaled(rows, cols, d, q + (b * tq + i0) * d, d, 1, kt, kColumnBlock, s, kColumnBlock, scale);
     for (i64 r = 0; r < rows; ++r) {
       T* row = s + r * kColumnBlock;
-      for (i64 c = 0; c < cols; ++c) row[c] *= scale;
       if (mask) {
         const T* m = mask_at(b, i0 + r, j0);
         if (mask_column_stride == 1)
@@ -369,11 +401,9 @@ struct Attention {
   // By key: st[c, r] = s[i0 + r, j0 + c], the same scores transposed. qt is the query block
   // transposed ([D, kRowBlock]); st has leading dim kRowBlock.
   void scores_by_key(i64 b, i64 i0, i64 rows, i64 j0, i64 cols, const T* qt, T* st) const {
-    for (i64 c = 0; c < cols; ++c) std::fill(st + c * kRowBlock, st + c * kRowBlock + rows, T(0));
-    multiply_add(cols, rows, d, k + (b * tk + j0) * d, d, 1, qt, kRowBlock, st, kRowBlock);
+    multiply_scaled(cols, rows, d, k + (b * tk + j0) * d, d, 1, qt, kRowBlock, st, kRowBlock, scale);
     for (i64 c = 0; c < cols; ++c) {
       T* column = st + c * kRowBlock;
-      for (i64 r = 0; r < rows; ++r) column[r] *= scale;
       if (mask) {
         const T* m = mask_at(b, i0, j0 + c);
         for (i64 r = 0; r < rows; ++r) column[r] += m[r * mask_row_stride];
@@ -405,10 +435,10 @@ struct Attention {
 
 // Per-thread scratch, allocated once per chunk of tasks: the task's own blocks transposed,
 // two score-sized tiles (three with dropout: its factors Z), the task's output accumulator,
-// and per-row statistics.
+// and per-row statistics, each aligned to a cache line (the tile products load whole lines).
 template <typename T>
 struct Scratch {
-  std::vector<T> first_transposed, second_transposed, probabilities, score_gradients, accumulator, row_max, row_sum,
+  AlignedVector<T> first_transposed, second_transposed, probabilities, score_gradients, accumulator, row_max, row_sum,
       shift, block_max, dropout, uniforms;
   Scratch(const Attention<T>& a, i64 accumulator_size)
       : first_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
@@ -457,9 +487,11 @@ void forward_rows(const Attention<T>& a, i64 b, i64 i0, i64 rows, T* o, T* lse, 
       m[r] = block_max[r];
     }
     // p = e^(s - m'), l' = e^(m-m')·l + Σ_j p, a' = e^(m-m')·a + pᵀ·v
-    for (i64 c = 0; c < cols; ++c) exp_shifted(st + c * kRowBlock, shift, 1, rows);
-    for (i64 c = 0; c < cols; ++c)
-      for (i64 r = 0; r < rows; ++r) l[r] += st[c * kRowBlock + r];
+    for (i64 c = 0; c < cols; ++c) {
+      T* column = st + c * kRowBlock;
+      exp_shifted(column, shift, 1, rows);
+      for (i64 r = 0; r < rows; ++r) l[r] += column[r];
+    }
     // With dropout, only the kept weights, times c, meet v: p ← Z ⊙ p (l keeps the full sum).
     if (a.dropout) {
       T* zt = w.dropout.data();
@@ -535,8 +567,7 @@ void key_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 j0, i
       const T shift = exp_shift(g.lse[b * a.tq + i0 + r]);
       exp_shifted(p + r * kColumnBlock, &shift, 0, cols);
     }
-    for (i64 r = 0; r < rows; ++r) std::fill(ds + r * kColumnBlock, ds + r * kColumnBlock + cols, T(0));
-    multiply_add(rows, cols, a.dv, d_o, a.dv, 1, vt, kColumnBlock, ds, kColumnBlock);
+    multiply_scaled(rows, cols, a.dv, d_o, a.dv, 1, vt, kColumnBlock, ds, kColumnBlock, T(1));
     const T* z = w.dropout.data();
     if (a.dropout) {
       a.dropout_by_query(b, i0, rows, j0, cols, w.dropout.data());
@@ -584,8 +615,7 @@ void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0,
     const i64 cols = std::min(kColumnBlock, key_end - j0);
     a.scores_by_key(b, i0, rows, j0, cols, qt, pt);
     for (i64 c = 0; c < cols; ++c) exp_shifted(pt + c * kRowBlock, shift, 1, rows);
-    for (i64 c = 0; c < cols; ++c) std::fill(dst + c * kRowBlock, dst + c * kRowBlock + rows, T(0));
-    multiply_add(cols, rows, a.dv, a.v + (b * a.tk + j0) * a.dv, a.dv, 1, d_ot, kRowBlock, dst, kRowBlock);
+    multiply_scaled(cols, rows, a.dv, a.v + (b * a.tk + j0) * a.dv, a.dv, 1, d_ot, kRowBlock, dst, kRowBlock, T(1));
     if (a.dropout) {
       T* zt = w.dropout.data();
       a.dropout_by_key(b, i0, rows, j0, cols, zt, w.uniforms.data());

@@ -9,6 +9,10 @@
 
 #include <immintrin.h>
 
+#include <cstddef>
+#include <new>
+#include <vector>
+
 #include "fovea/backends/cpu/isa_namespace.h"
 
 namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
@@ -29,6 +33,7 @@ struct Vec<float> {
   static R broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
 };
 template <>
@@ -41,6 +46,7 @@ struct Vec<double> {
   static R broadcast(const double* p) { return _mm512_set1_pd(*p); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
   static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -56,6 +62,7 @@ struct Vec<float> {
   static R broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
   static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
 };
 template <>
@@ -68,6 +75,7 @@ struct Vec<double> {
   static R broadcast(const double* p) { return _mm256_broadcast_sd(p); }
   static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
   static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
 };
 #else
@@ -83,6 +91,7 @@ struct Vec<float> {
   static R broadcast(const float* p) { return _mm_set1_ps(*p); }
   static R fma(R a, R b, R c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
   static R add(R a, R b) { return _mm_add_ps(a, b); }
+  static R mul(R a, R b) { return _mm_mul_ps(a, b); }
   static void store(float* p, R v) { _mm_storeu_ps(p, v); }
 };
 template <>
@@ -95,8 +104,25 @@ struct Vec<double> {
   static R broadcast(const double* p) { return _mm_set1_pd(*p); }
   static R fma(R a, R b, R c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
   static R add(R a, R b) { return _mm_add_pd(a, b); }
+  static R mul(R a, R b) { return _mm_mul_pd(a, b); }
   static void store(double* p, R v) { _mm_storeu_pd(p, v); }
 };
 #endif
+
+// Memory aligned to a cache line, for scratch tiles that vector loads read: a 64-byte load from
+// an address that straddles two lines costs two loads, and std::vector's memory is aligned to 16.
+template <typename T>
+struct CacheAligned {
+  using value_type = T;
+  static constexpr std::align_val_t alignment{64};
+  CacheAligned() = default;
+  template <typename U>
+  CacheAligned(const CacheAligned<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, alignment); }
+  friend bool operator==(const CacheAligned&, const CacheAligned&) { return true; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, CacheAligned<T>>;
 
 }  // namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE
