@@ -227,7 +227,8 @@ class SharedPanels {
 
 // What one task computes of a block of NC columns: rows [row_begin, row_end) of C (a multiple of
 // MR apart, but for the last) over panels [panel_begin, panel_end) of B̃, starting at panel
-// `first` and wrapping around, so that tasks of the same columns begin by packing different panels.
+// `first` and wrapping around, so that tasks of the same columns that run at the same time begin
+// by packing different panels instead of one waiting while the other packs.
 struct TaskRange {
   std::int64_t row_begin, row_end, panel_begin, panel_end, first;
 };
@@ -302,7 +303,7 @@ void run_gemm(ThreadPool* pool, const GemmOperands<T>& g) {
       compute_task(
           g, column, b,
           TaskRange{row_panels * r / split.row_parts * mr, std::min(g.m, row_panels * (r + 1) / split.row_parts * mr),
-                    panel_begin, panel_end, panel_begin + (panel_end - panel_begin) * r / split.row_parts});
+                    panel_begin, panel_end, panel_begin + (panel_end - panel_begin) * (r % threads) / threads});
     };
     const std::int64_t tasks = split.row_parts * split.column_parts;
     if (threads == 1 || tasks == 1) {
