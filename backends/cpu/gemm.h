@@ -43,9 +43,10 @@ void gemm(const GemmOperands<T>& g);
 template <typename T>
 void gemm(ThreadPool& pool, const GemmOperands<T>& g);
 
-// The micro-kernel's tile for this instruction set and type, for tests and benches.
+// The micro-kernel's tile for this instruction set and type, and the depth of a K block, for
+// tests and benches.
 struct GemmTile {
-  int mr, nr;
+  int mr, nr, kc;
 };
 template <typename T>
 GemmTile gemm_tile();

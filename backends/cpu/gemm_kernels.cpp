@@ -12,8 +12,8 @@
 //   ir  over Ã's MR-tall panels                micro-kernel: C[MR × NR] (+)= Ã panel · B̃ panel
 //
 // B̃ (all of K × NC, a few MB) is shared and read from the last-level cache; Ã (MC × KC) stays in
-// the thread's L2 while every panel of B̃ passes it; one B̃ panel (KC × NR) stays in L1 while the
-// ir loop walks Ã. Packing lays each panel out in the order the micro-kernel reads it, contiguous,
+// the thread's L2 while every panel of B̃ passes it; one B̃ panel (KC × NR) is reused from L1 and
+// L2 while the ir loop walks Ã. Packing lays each panel out in the order the micro-kernel reads it, contiguous,
 // aligned and zero-padded to whole tiles, so the micro-kernel has no edge cases: a partial tile
 // of C is written through a small buffer instead.
 //
@@ -36,15 +36,19 @@ namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
 namespace {
 
-// The tile and the cache blocks. KC · NR · sizeof(T) is one B̃ panel (32 KB for f32 with AVX-512:
-// L1-sized); MC · KC · sizeof(T) is Ã (192 KB: well inside a 1 MB L2, leaving room for B̃
-// panels streaming through); NC · KC is B̃, shared by the threads through L3.
+// The tile and the cache blocks. KC · NR · sizeof(T) is one B̃ panel (64 KB for f32 with
+// AVX-512, 32 KB with AVX2), MC · KC · sizeof(T) is Ã (384 KB with AVX-512, 288 KB with AVX2: inside
+// a 1 MB L2, leaving room for B̃ panels streaming through), NC · KC is B̃, shared by the threads
+// through L3. KC = 512 rather than an L1-sized 256: the panel then streams from L2 while the
+// micro-kernel loads C half as often, and bench/matmul's large-K shapes gained 3-5% on Zen 4
+// (square 2048: 0.96 -> 1.03 of OpenBLAS with AVX-512, 0.94 -> 0.97 with AVX2; square 512
+// 0.96-0.98 -> 0.99-1.01), with no loss on the others.
 template <typename T>
 struct Blocking {
   static constexpr int vectors = 2;  // per row of the tile
   static constexpr int nr = vectors * Vec<T>::width;
   static constexpr int mr = kVectorRegisters == 32 ? 12 : 6;
-  static constexpr std::int64_t kc = 256;
+  static constexpr std::int64_t kc = 512;
   static constexpr std::int64_t mc = mr * (kVectorRegisters == 32 ? 16 : 24);
   static constexpr std::int64_t nc = 2048;
 };
@@ -263,8 +267,11 @@ void compute_task(const GemmOperands<T>& g, std::int64_t column, const SharedPan
 // How many row ranges and column ranges the tiles of a block are split into: kTasksPerThread
 // tasks per thread, rows first (a column split makes each of its tasks pack the same rows of A).
 // More tasks than threads, claimed as threads come free, keep the threads even when one starts
-// late (a sleeping worker takes tens of microseconds to wake) or is slowed by another process.
-constexpr int kTasksPerThread = 4;
+// late (a sleeping worker takes tens of microseconds to wake) or is slowed by another process;
+// fewer tasks pack fewer Ã blocks and share B̃ panels among fewer waiters. Two per thread beat four
+// in bench/matmul (N = 128 products, the weight gradients' shape: 0.92-0.93 -> 1.00 of OpenBLAS)
+// and lost nothing elsewhere; one per thread was faster still on squares but not on those.
+constexpr int kTasksPerThread = 2;
 struct Split {
   std::int64_t row_parts, column_parts;
 };
@@ -343,7 +350,7 @@ void gemm(ThreadPool& pool, const GemmOperands<T>& g) {
 
 template <typename T>
 GemmTile gemm_tile() {
-  return {Blocking<T>::mr, Blocking<T>::nr};
+  return {Blocking<T>::mr, Blocking<T>::nr, static_cast<int>(Blocking<T>::kc)};
 }
 
 template void gemm<float>(const GemmOperands<float>&);

@@ -72,18 +72,19 @@ void check_gemm(const GemmCase& c, ThreadPool* pool, double tolerance) {
 
 std::vector<GemmCase> gemm_cases() {
   const gemm_impl::GemmTile tile = gemm_impl::gemm_tile<float>();
-  const std::int64_t mr = tile.mr, nr = tile.nr;
+  const std::int64_t mr = tile.mr, nr = tile.nr, kc = tile.kc;
   std::vector<GemmCase> cases;
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
-      // Tile edges, one element, a K across blocks (256 deep), padded rows, accumulation.
+      // Tile edges, one element, K one past a block and a K block and a half, padded rows,
+      // accumulation.
       cases.push_back({1, 1, 1, ta, tb});
       cases.push_back({mr - 1, nr + 1, 7, ta, tb});
-      cases.push_back({mr + 1, nr - 1, 257, ta, tb, 3});
+      cases.push_back({mr + 1, nr - 1, kc + 1, ta, tb, 3});
       cases.push_back({2 * mr, 2 * nr, 64, ta, tb, 0, true});
-      cases.push_back({37, 53, 300, ta, tb, 5, true});
+      cases.push_back({37, 53, kc + kc / 2 + 3, ta, tb, 5, true});
       // Big enough for the pool: rows split across threads, and few rows (columns split).
-      cases.push_back({130, 97, 300, ta, tb});
+      cases.push_back({130, 97, kc + 44, ta, tb});
       cases.push_back({3, 700, 600, ta, tb, 1});
     }
   // K so deep that B̃ is cut into several blocks of columns.
