@@ -433,7 +433,8 @@ struct Attention {
   }
 };
 
-// Per-thread scratch, allocated once per chunk of tasks: the task's own blocks transposed,
+// Per-thread scratch, allocated once per chunk of tasks: the task's own blocks transposed (a
+// query block [D, kRowBlock] or a key block [D, kColumnBlock], whichever the pass owns),
 // two score-sized tiles (three with dropout: its factors Z), the task's output accumulator,
 // and per-row statistics, each aligned to a cache line (the tile products load whole lines).
 template <typename T>
@@ -441,8 +442,8 @@ struct Scratch {
   AlignedVector<T> first_transposed, second_transposed, probabilities, score_gradients, accumulator, row_max, row_sum,
       shift, block_max, dropout, uniforms;
   Scratch(const Attention<T>& a, i64 accumulator_size)
-      : first_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
-        second_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * kColumnBlock)),
+      : first_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * std::max(kRowBlock, kColumnBlock))),
+        second_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * std::max(kRowBlock, kColumnBlock))),
         probabilities(static_cast<std::size_t>(kRowBlock * kColumnBlock)),
         score_gradients(static_cast<std::size_t>(kRowBlock * kColumnBlock)),
         accumulator(static_cast<std::size_t>(accumulator_size)),
