@@ -12,10 +12,11 @@
 // GFLOP/s counts the nominal work of attention: 4·H·N²·D forward (q·kᵀ and P·v) and 8·H·N²·D
 // backward (dv, dP, dq, dk), the same for both graphs.
 //
-// Measured on the 2-core development machine (AMD EPYC Zen 4, AVX-512, quiet at the time), N = 4096,
-// 3 runs: fused 723 ms (143 GFLOP/s, 65% of the measured multiply-add peak of 219), unfused
-// 1250 ms (1.73x); with FOVEA_ISA=avx2, fused 849 ms, unfused 1428 ms (1.68x); PyTorch 2.15's SDPA
-// in the same run (--torch) 918 ms. Planned peak 50 MB vs 2.19 GB (43x).
+// Measured on the 2-core development machine (AMD EPYC Zen 4, AVX-512), N = 4096, 3 runs: fused
+// 647-666 ms (155-159 GFLOP/s, 73-75% of the measured multiply-add peak of 211; 86-88% counting the
+// backward's recomputed q·kᵀ), unfused 1000-1128 ms (1.54-1.74x, the unfused time moving most
+// between runs); PyTorch 2.15's SDPA in the same run (--torch) 811 ms (1.22x). With
+// FOVEA_ISA=avx2 fused 758-855 ms. Planned peak 50 MB vs 2.19 GB (43x).
 //
 // --torch then times the same forward + backward in PyTorch at the same sizes
 // (bench/reference/attention_torch.py: F.scaled_dot_product_attention and the written-out

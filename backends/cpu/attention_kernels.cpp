@@ -127,8 +127,9 @@ void multiply_add_plain(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, c
 // were vectorised along the rows, 5x slower. Measured with bench/attention (N = 4096, 8 heads of
 // 64, forward + backward, 2 threads, Zen 4): the AVX2 copy took 1999 ms with GCC's blocks, 1517 ms
 // with these and 849 ms once exp was vectorised too (exp_f32x8); the AVX-512 copy 790 ms before,
-// 723 ms after, and about 660 ms once the score tiles were written in one pass (Overwrite) and
-// the scratch tiles aligned to cache lines.
+// 723 ms after. Writing the score tiles in one pass (Overwrite) and aligning the scratch tiles
+// to cache lines then took the AVX-512 copy from 671-709 ms to 647-671 ms (five runs of each,
+// alternating); the AVX2 copy did not change beyond the noise.
 // Without a fused multiply-add (the portable copy) the block is plain loops of std::fma, so that
 // every element is the same chain of single-rounding fmas as multiply_add_plain's.
 //

@@ -13,9 +13,9 @@
 //
 // B̃ (all of K × NC, a few MB) is shared and read from the last-level cache; Ã (MC × KC) stays in
 // the thread's L2 while every panel of B̃ passes it; one B̃ panel (KC × NR) is reused from L1 and
-// L2 while the ir loop walks Ã. Packing lays each panel out in the order the micro-kernel reads it, contiguous,
-// aligned and zero-padded to whole tiles, so the micro-kernel has no edge cases: a partial tile
-// of C is written through a small buffer instead.
+// L2 while the ir loop walks Ã. Packing lays each panel out in the order the micro-kernel reads
+// it, contiguous, aligned and zero-padded to whole tiles, so the micro-kernel has no edge cases:
+// a partial tile of C is written through a small buffer instead.
 //
 // The micro-kernel holds MR × NR elements of C in vector registers: per step along K it loads one
 // row of the B̃ panel (NR/width vectors), broadcasts MR elements of the Ã panel and issues MR·NR/width
@@ -37,12 +37,12 @@ namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 namespace {
 
 // The tile and the cache blocks. KC · NR · sizeof(T) is one B̃ panel (64 KB for f32 with
-// AVX-512, 32 KB with AVX2), MC · KC · sizeof(T) is Ã (384 KB with AVX-512, 288 KB with AVX2: inside
-// a 1 MB L2, leaving room for B̃ panels streaming through), NC · KC is B̃, shared by the threads
-// through L3. KC = 512 rather than an L1-sized 256: the panel then streams from L2 while the
-// micro-kernel loads C half as often, and bench/matmul's large-K shapes gained 3-5% on Zen 4
-// (square 2048: 0.96 -> 1.03 of OpenBLAS with AVX-512, 0.94 -> 0.97 with AVX2; square 512
-// 0.96-0.98 -> 0.99-1.01), with no loss on the others.
+// AVX-512, 32 KB with AVX2), MC · KC · sizeof(T) is Ã (384 KB with AVX-512, 288 KB with AVX2:
+// inside a 1 MB L2, leaving room for B̃ panels streaming through), NC · KC is B̃, shared by the
+// threads through L3. KC = 512 rather than an L1-sized 256: the panel then streams from L2
+// while the micro-kernel loads C half as often, and the large-K shapes gained 3-5% on Zen 4
+// with 2 threads (square 2048: 0.96 -> 1.03 of OpenBLAS with AVX-512, 0.94 -> 0.97 with AVX2;
+// square 512: 0.96-0.98 -> 0.99-1.01), with no loss on the others.
 template <typename T>
 struct Blocking {
   static constexpr int vectors = 2;  // per row of the tile
