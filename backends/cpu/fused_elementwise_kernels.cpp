@@ -123,13 +123,13 @@ void gather(const InputLayout& l, const Src* src, std::int64_t begin, std::int64
 // in a register is T's 0 or 1: written as a select, which GCC vectorises (a compare and a masked
 // move), where the conversion of the 8-bit result to T left the loop scalar (vcomiss, setae,
 // vcvtusi2ss per element: most of a fused dropout's time).
-template <typename T, typename Result>
+template <typename Result>
 constexpr bool is_flag = std::is_same_v<Result, std::uint8_t> || std::is_same_v<Result, bool>;
 
 template <typename T, typename F>
 void unary(const T* a, T* r, std::int64_t n) {
   const F f{};
-  if constexpr (is_flag<T, decltype(f(a[0]))>)
+  if constexpr (is_flag<decltype(f(a[0]))>)
     for (std::int64_t i = 0; i < n; ++i) r[i] = f(a[i]) ? T(1) : T(0);
   else
     for (std::int64_t i = 0; i < n; ++i) r[i] = static_cast<T>(f(a[i]));
@@ -137,7 +137,7 @@ void unary(const T* a, T* r, std::int64_t n) {
 template <typename T, typename F>
 void binary(const T* a, const T* b, T* r, std::int64_t n) {
   const F f{};
-  if constexpr (is_flag<T, decltype(f(a[0], b[0]))>)
+  if constexpr (is_flag<decltype(f(a[0], b[0]))>)
     for (std::int64_t i = 0; i < n; ++i) r[i] = f(a[i], b[i]) ? T(1) : T(0);
   else
     for (std::int64_t i = 0; i < n; ++i) r[i] = static_cast<T>(f(a[i], b[i]));

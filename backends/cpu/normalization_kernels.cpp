@@ -27,6 +27,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "fovea/backends/cpu/kernels.h"
@@ -351,21 +352,21 @@ void layer_norm_partials(const T* dy, const T* x, const T* mean, const T* rstd, 
   for (i64 j0 = 0; j0 < n; j0 += kColumns) {
     const i64 width = std::min(kColumns, n - j0);
     double sum_gamma[kColumns] = {}, sum_beta[kColumns] = {};
-    for (i64 r = row_begin; r < row_end; ++r) {
-      const T *dyr = dy + r * n + j0, *xr = x + r * n + j0;
-      const T m = mean[r], s = rstd[r];
-      if (width == kColumns) {  // a constant trip count: the sums stay in vector registers
-        for (i64 j = 0; j < kColumns; ++j) {
-          sum_gamma[j] += static_cast<double>(dyr[j] * ((xr[j] - m) * s));
-          sum_beta[j] += static_cast<double>(dyr[j]);
-        }
-      } else {
-        for (i64 j = 0; j < width; ++j) {
+    auto add_rows = [&](auto columns) {
+      for (i64 r = row_begin; r < row_end; ++r) {
+        const T *dyr = dy + r * n + j0, *xr = x + r * n + j0;
+        const T m = mean[r], s = rstd[r];
+        for (i64 j = 0; j < columns; ++j) {
           sum_gamma[j] += static_cast<double>(dyr[j] * ((xr[j] - m) * s));
           sum_beta[j] += static_cast<double>(dyr[j]);
         }
       }
-    }
+    };
+    // A whole block with a constant trip count, so that the sums stay in vector registers.
+    if (width == kColumns)
+      add_rows(std::integral_constant<i64, kColumns>{});
+    else
+      add_rows(width);
     std::copy(sum_gamma, sum_gamma + width, pg + j0);
     std::copy(sum_beta, sum_beta + width, pb + j0);
   }
