@@ -88,12 +88,28 @@ thread_local Scratch packed_b_scratch;  // B̃: the calling thread's, shared wit
 // One panel of `width` lanes (Ã's MR rows, or B̃'s NR columns) and kc steps along K, laid out
 // [kc][width], lanes past `lanes` zero. Lane l of step p is source[l·lane_stride + p·depth_stride];
 // one of the two strides is 1, and the loops run along it.
+//
+// When each step's lanes are contiguous, the steps are depth_stride apart: a few bytes from each
+// of kc rows (a B̃ panel of a row-major b, 128 bytes from each of 512 rows 2 KB or more apart; an
+// Ã panel of a transposed a, 48 bytes). The hardware's prefetchers follow such a walk late, so a
+// product whose operands come from DRAM (a weight gradient, after the forward pass) waited on
+// each row; the loop prefetches the row kPackAhead steps ahead. Cold 128 x 512 x 2048 and
+// 512 x 128 x 2048 products with a transposed a (the weight gradients' shape) went from 0.90
+// to 0.98 of OpenBLAS, averaged over six alternating runs with 2 threads.
+constexpr std::int64_t kPackAhead = 8;
+
 template <int width, typename T>
 void pack_panel(const T* source, std::int64_t lane_stride, std::int64_t depth_stride, std::int64_t lanes,
                 std::int64_t kc, T* out) {
   if (lane_stride == 1) {  // each step's lanes are contiguous
+    constexpr std::size_t bytes = width * sizeof(T);
     for (std::int64_t p = 0; p < kc; ++p) {
       const T* step = source + p * depth_stride;
+      if (p + kPackAhead < kc) {
+        const char* ahead = reinterpret_cast<const char*>(step + kPackAhead * depth_stride);
+        for (std::size_t byte = 0; byte < bytes; byte += 64) _mm_prefetch(ahead + byte, _MM_HINT_T0);
+        _mm_prefetch(ahead + bytes - 1, _MM_HINT_T0);  // the row's last line, when it is not 64-aligned
+      }
       T* target = out + p * width;
       for (std::int64_t l = 0; l < lanes; ++l) target[l] = step[l];
       for (std::int64_t l = lanes; l < width; ++l) target[l] = T(0);
