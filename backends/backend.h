@@ -217,9 +217,13 @@ std::shared_ptr<Backend> cpu();
 struct CpuOptions {
   // The instruction set whose kernels run; unset: active_isa() (FOVEA_ISA, or the CPU's best).
   std::optional<Isa> isa = std::nullopt;
+  // Whether a fused_elementwise node whose program is one of the backend's compiled programs
+  // (backends/cpu/compiled_programs.h: GELU and dropout as the nn layers fuse them) runs that
+  // loop; false: every program is interpreted. Both give the same bits; the tests compare them.
+  bool compiled_programs = true;
 };
-// The CPU backend with the kernels of `options.isa`: one per Isa for the process, all on the
-// default thread pool. Throws fovea::Error when this CPU cannot run that Isa.
+// The CPU backend with the kernels of `options`: one per Isa and setting for the process, all on
+// the default thread pool. Throws fovea::Error when this CPU cannot run that Isa.
 std::shared_ptr<Backend> cpu(const CpuOptions& options);
 
 // Whether this build includes the CUDA backend and a GPU is visible; `reason` says why not.

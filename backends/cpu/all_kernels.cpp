@@ -4,7 +4,7 @@
 
 namespace fovea::cpu_backend::FOVEA_ISA_NAMESPACE {
 
-void register_all_kernels(KernelRegistry& registry) {
+void register_all_kernels(KernelRegistry& registry, bool compiled_programs) {
   register_elementwise_kernels(registry);
   register_reduce_kernels(registry);
   register_matmul_kernels(registry);
@@ -14,7 +14,7 @@ void register_all_kernels(KernelRegistry& registry) {
   register_state_kernels(registry);
   register_attention_kernels(registry);
   register_normalization_kernels(registry);
-  register_fused_elementwise_kernels(registry);
+  register_fused_elementwise_kernels(registry, compiled_programs);
   register_convolution_kernels(registry);
   register_pooling_kernels(registry);
 }

@@ -11,18 +11,18 @@ namespace fovea {
 
 namespace {
 
-void register_kernels(Isa isa, KernelRegistry& registry) {
+void register_kernels(Isa isa, bool compiled_programs, KernelRegistry& registry) {
   switch (isa) {
 #if defined(FOVEA_ISA_VARIANTS)
     case Isa::avx512:
-      cpu_backend::avx512::register_all_kernels(registry);
+      cpu_backend::avx512::register_all_kernels(registry, compiled_programs);
       return;
     case Isa::avx2:
-      cpu_backend::avx2::register_all_kernels(registry);
+      cpu_backend::avx2::register_all_kernels(registry, compiled_programs);
       return;
 #endif
     default:
-      cpu_backend::portable::register_all_kernels(registry);
+      cpu_backend::portable::register_all_kernels(registry, compiled_programs);
       return;
   }
 }
@@ -32,10 +32,10 @@ void collective_kernel(const KernelContext& ctx) { run_collective(ctx, host_coll
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(Isa isa) : pool_(default_thread_pool()) {
+  CpuBackend(Isa isa, bool compiled_programs) : pool_(default_thread_pool()) {
     // OpenBLAS on one thread: matmul spreads its calls over the pool (matmul_kernels.cpp).
     cpu_backend::set_blas_threads(1);
-    register_kernels(isa, kernels_);
+    register_kernels(isa, compiled_programs, kernels_);
     register_collective_kernels(kernels_, &collective_kernel);
   }
 
@@ -62,10 +62,10 @@ std::shared_ptr<Backend> cpu(const CpuOptions& options) {
   const Isa isa = options.isa.value_or(active_isa());
   require_isa(isa);
   static std::mutex mutex;
-  static std::array<std::shared_ptr<Backend>, std::size(kAllIsas)> backends;
+  static std::array<std::array<std::shared_ptr<Backend>, 2>, std::size(kAllIsas)> backends;
   const std::lock_guard lock(mutex);
-  std::shared_ptr<Backend>& backend = backends[static_cast<std::size_t>(isa)];
-  if (!backend) backend = std::make_shared<CpuBackend>(isa);
+  std::shared_ptr<Backend>& backend = backends[static_cast<std::size_t>(isa)][options.compiled_programs ? 1 : 0];
+  if (!backend) backend = std::make_shared<CpuBackend>(isa, options.compiled_programs);
   return backend;
 }
 

@@ -14,16 +14,16 @@ namespace fovea::cpu_backend {
 void set_blas_threads(int threads);
 
 namespace portable {
-void register_all_kernels(KernelRegistry& registry);
+void register_all_kernels(KernelRegistry& registry, bool compiled_programs);
 }  // namespace portable
 
 #if defined(FOVEA_ISA_VARIANTS)
 namespace avx2 {
-void register_all_kernels(KernelRegistry& registry);
+void register_all_kernels(KernelRegistry& registry, bool compiled_programs);
 }  // namespace avx2
 
 namespace avx512 {
-void register_all_kernels(KernelRegistry& registry);
+void register_all_kernels(KernelRegistry& registry, bool compiled_programs);
 }  // namespace avx512
 #endif
 

@@ -26,8 +26,9 @@ inline constexpr std::int64_t kElementwiseGrain = 1 << 15;
 // The families of the instruction set this file is compiled for (isa_namespace.h).
 namespace FOVEA_ISA_NAMESPACE {
 
-// Every family below: what the backend calls (backends/cpu/isa_kernels.h).
-void register_all_kernels(KernelRegistry& registry);
+// Every family below: what the backend calls (backends/cpu/isa_kernels.h). compiled_programs:
+// CpuOptions::compiled_programs.
+void register_all_kernels(KernelRegistry& registry, bool compiled_programs);
 
 void register_elementwise_kernels(KernelRegistry& registry);
 void register_reduce_kernels(KernelRegistry& registry);
@@ -38,7 +39,7 @@ void register_creation_kernels(KernelRegistry& registry);
 void register_state_kernels(KernelRegistry& registry);
 void register_attention_kernels(KernelRegistry& registry);
 void register_normalization_kernels(KernelRegistry& registry);
-void register_fused_elementwise_kernels(KernelRegistry& registry);
+void register_fused_elementwise_kernels(KernelRegistry& registry, bool compiled_programs);
 void register_convolution_kernels(KernelRegistry& registry);
 void register_pooling_kernels(KernelRegistry& registry);
 
