@@ -226,8 +226,9 @@ struct Element {
 // The entry `spec` over n elements: in[k] points at input k's elements (in place or gathered
 // into its slot, as for the interpreter), k holds the immediates, drawn[j] the uniforms of
 // instruction j when it is one, out[k] output k (as T, or as bool). With every register index a
-// constant, the compiler keeps the temporaries in vector registers; ivdep because the outputs
-// never overlap the inputs (the planner gives a fused node's outputs buffers of their own).
+// constant, the compiler keeps the temporaries in vector registers. ivdep: element i reads only
+// element i of each input, and an output shares memory with an input only exactly (the memory
+// plan's "in place"), so no element's store reaches another element's load.
 template <typename T, const auto& spec>
 void run_compiled_tile(const T* const* in, const T* k, const T* const* drawn, void* const* out, std::int64_t n) {
   constexpr std::size_t count = spec.code.size(), outputs = spec.out.size();
