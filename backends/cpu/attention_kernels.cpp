@@ -228,8 +228,7 @@ void multiply_scaled(i64 m, i64 n, i64 k, const T* a, i64 a_row, i64 a_col, cons
 // dim ld), so that products against it run along contiguous memory.
 template <typename T>
 void transpose_block(const T* src, i64 count, i64 width, T* dst, i64 ld) {
-  for (i64 c = 0; c < count; ++c)
-    for (i64 w = 0; w < width; ++w) dst[w * ld + c] = src[c * width + w];
+  transpose(src, width, count, width, dst, ld);
 }
 
 // --- exp --------------------------------------------------------------------------------------
@@ -425,23 +424,23 @@ struct Attention {
   }
 
   // By key: zt[c, r] = Z[i0 + r, j0 + c], the same factors transposed (leading dim
-  // kRowBlock), drawn row by row into `uniforms` (kColumnBlock elements).
-  void dropout_by_key(i64 b, i64 i0, i64 rows, i64 j0, i64 cols, T* zt, T* uniforms) const {
-    for (i64 r = 0; r < rows; ++r) {
-      philox_uniform_run(seed, stream, 0.0, 1.0, (b * tq + i0 + r) * tk + j0, cols, uniforms);
-      for (i64 c = 0; c < cols; ++c) zt[c * kRowBlock + r] = uniforms[c] >= keep_from ? kept_scale : T(0);
-    }
+  // kRowBlock): drawn by query into z (a tile like dropout_by_query's), then transposed by
+  // blocks, where writing each row's factors down a column cost a scalar store each.
+  void dropout_by_key(i64 b, i64 i0, i64 rows, i64 j0, i64 cols, T* zt, T* z) const {
+    dropout_by_query(b, i0, rows, j0, cols, z);
+    transpose(z, kColumnBlock, rows, cols, zt, kRowBlock);
   }
 };
 
 // Per-thread scratch, allocated once per chunk of tasks: the task's own blocks transposed (a
 // query block [D, kRowBlock] or a key block [D, kColumnBlock], whichever the pass owns),
-// two score-sized tiles (three with dropout: its factors Z), the task's output accumulator,
-// and per-row statistics, each aligned to a cache line (the tile products load whole lines).
+// two score-sized tiles (four with dropout: its factors Z, and Z by query to be transposed), the
+// task's output accumulator, and per-row statistics, each aligned to a cache line (the tile
+// products load whole lines).
 template <typename T>
 struct Scratch {
   AlignedVector<T> first_transposed, second_transposed, probabilities, score_gradients, accumulator, row_max, row_sum,
-      shift, block_max, dropout, uniforms;
+      shift, block_max, dropout, dropout_by_query;
   Scratch(const Attention<T>& a, i64 accumulator_size)
       : first_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * std::max(kRowBlock, kColumnBlock))),
         second_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * std::max(kRowBlock, kColumnBlock))),
@@ -453,7 +452,7 @@ struct Scratch {
         shift(kRowBlock),
         block_max(kRowBlock),
         dropout(static_cast<std::size_t>(a.dropout ? kRowBlock * kColumnBlock : 0)),
-        uniforms(static_cast<std::size_t>(a.dropout ? kColumnBlock : 0)) {}
+        dropout_by_query(static_cast<std::size_t>(a.dropout ? kRowBlock * kColumnBlock : 0)) {}
 };
 
 i64 blocks(i64 n, i64 block) { return (n + block - 1) / block; }
@@ -497,7 +496,7 @@ void forward_rows(const Attention<T>& a, i64 b, i64 i0, i64 rows, T* o, T* lse, 
     // With dropout, only the kept weights, times c, meet v: p ← Z ⊙ p (l keeps the full sum).
     if (a.dropout) {
       T* zt = w.dropout.data();
-      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.uniforms.data());
+      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.dropout_by_query.data());
       for (i64 c = 0; c < cols; ++c)
         for (i64 r = 0; r < rows; ++r) st[c * kRowBlock + r] *= zt[c * kRowBlock + r];
     }
@@ -620,7 +619,7 @@ void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0,
     multiply_scaled(cols, rows, a.dv, a.v + (b * a.tk + j0) * a.dv, a.dv, 1, d_ot, kRowBlock, dst, kRowBlock, T(1));
     if (a.dropout) {
       T* zt = w.dropout.data();
-      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.uniforms.data());
+      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.dropout_by_query.data());
       for (i64 c = 0; c < cols; ++c)
         for (i64 r = 0; r < rows; ++r) dst[c * kRowBlock + r] *= zt[c * kRowBlock + r];
     }

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
 #include <vector>
 
@@ -108,6 +109,42 @@ struct Vec<double> {
   static void store(double* p, R v) { _mm_storeu_pd(p, v); }
 };
 #endif
+
+// dst[c·dst_stride + r] = src[r·src_stride + c] for r < rows, c < cols: a transpose, by square
+// blocks of SSE registers (4 x 4 f32, 2 x 2 f64; every x86-64 has SSE2) where they fit, then
+// element by element. Element by element it is a load and a store each; by blocks, a quarter (f32)
+// of the loads and stores and a few shuffles. The gemm packs row-major a's panels with it, the
+// attention kernels their transposed blocks.
+inline void transpose_sse_block(const float* src, std::int64_t src_stride, float* dst, std::int64_t dst_stride) {
+  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + src_stride), r2 = _mm_loadu_ps(src + 2 * src_stride),
+         r3 = _mm_loadu_ps(src + 3 * src_stride);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(dst, r0);
+  _mm_storeu_ps(dst + dst_stride, r1);
+  _mm_storeu_ps(dst + 2 * dst_stride, r2);
+  _mm_storeu_ps(dst + 3 * dst_stride, r3);
+}
+inline void transpose_sse_block(const double* src, std::int64_t src_stride, double* dst, std::int64_t dst_stride) {
+  const __m128d r0 = _mm_loadu_pd(src), r1 = _mm_loadu_pd(src + src_stride);
+  _mm_storeu_pd(dst, _mm_unpacklo_pd(r0, r1));
+  _mm_storeu_pd(dst + dst_stride, _mm_unpackhi_pd(r0, r1));
+}
+
+template <typename T>
+void transpose(const T* src, std::int64_t src_stride, std::int64_t rows, std::int64_t cols, T* dst,
+               std::int64_t dst_stride) {
+  constexpr std::int64_t block = 16 / sizeof(T);
+  std::int64_t r = 0;
+  for (; r + block <= rows; r += block) {
+    std::int64_t c = 0;
+    for (; c + block <= cols; c += block)
+      transpose_sse_block(src + r * src_stride + c, src_stride, dst + c * dst_stride + r, dst_stride);
+    for (std::int64_t i = r; i < r + block; ++i)
+      for (std::int64_t j = c; j < cols; ++j) dst[j * dst_stride + i] = src[i * src_stride + j];
+  }
+  for (; r < rows; ++r)
+    for (std::int64_t j = 0; j < cols; ++j) dst[j * dst_stride + r] = src[r * src_stride + j];
+}
 
 // Memory aligned to a cache line, for scratch tiles that vector loads read: a 64-byte load from
 // an address that straddles two lines costs two loads, and std::vector's memory is aligned to 16.
