@@ -14,6 +14,7 @@
 // are also converted and put in element order eight blocks at a time (store_unit_floats).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -152,11 +153,8 @@ void philox_uniform_run(std::uint64_t seed, std::uint64_t stream, double low, do
   auto one = [&](std::int64_t i) {
     y[i] = static_cast<T>(low + scale * philox::uniform(seed, stream, static_cast<std::uint64_t>(begin + i)));
   };
-  std::int64_t i = 0;
-  // The head, up to the first element that starts a block.
-  for (; i < n && (begin + i) % 4 != 0; ++i) one(i);
-  // Whole groups of kLanes blocks (4·kLanes elements).
-  for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+  // Elements [i, i + 4·kLanes), i at the start of a block: kLanes blocks at once, into out.
+  auto group = [&](std::int64_t i, T* out) {
     const auto first = static_cast<std::uint64_t>(begin + i) / 4;
     std::uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
     for (int j = 0; j < kLanes; ++j) {
@@ -170,18 +168,32 @@ void philox_uniform_run(std::uint64_t seed, std::uint64_t stream, double low, do
 #if defined(__AVX2__)
     if constexpr (std::is_same_v<T, float>)
       if (low == 0.0 && high == 1.0) {  // dropout's draw: y = u, exactly representable in f32
-        for (int j = 0; j < kLanes; j += 8)
-          philox_detail::store_unit_floats(c0 + j, c1 + j, c2 + j, c3 + j, y + i + 4 * j);
-        continue;
+        for (int j = 0; j < kLanes; j += 8) philox_detail::store_unit_floats(c0 + j, c1 + j, c2 + j, c3 + j, out + 4 * j);
+        return;
       }
 #endif
     // Element 4j + lane of the group is lane `lane` of block j.
     for (int j = 0; j < kLanes; ++j) {
-      y[i + 4 * j + 0] = static_cast<T>(low + scale * philox::to_unit(c0[j]));
-      y[i + 4 * j + 1] = static_cast<T>(low + scale * philox::to_unit(c1[j]));
-      y[i + 4 * j + 2] = static_cast<T>(low + scale * philox::to_unit(c2[j]));
-      y[i + 4 * j + 3] = static_cast<T>(low + scale * philox::to_unit(c3[j]));
+      out[4 * j + 0] = static_cast<T>(low + scale * philox::to_unit(c0[j]));
+      out[4 * j + 1] = static_cast<T>(low + scale * philox::to_unit(c1[j]));
+      out[4 * j + 2] = static_cast<T>(low + scale * philox::to_unit(c2[j]));
+      out[4 * j + 3] = static_cast<T>(low + scale * philox::to_unit(c3[j]));
     }
+  };
+  std::int64_t i = 0;
+  // The head, up to the first element that starts a block.
+  for (; i < n && (begin + i) % 4 != 0; ++i) one(i);
+  // Whole groups of kLanes blocks (4·kLanes elements).
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes) group(i, y + i);
+  // The tail: a whole group drawn aside when four elements or more are left, else element by
+  // element (each costs a block of its own). Element by element, the 32-key tails of causal
+  // attention's rows at T = 96 ([32,4,96,32], dropout 0.1) took the forward from 2.09 to 2.63 ms
+  // and the backward from 4.1 to 6.0.
+  if (n - i >= 4) {
+    T rest[4 * kLanes];
+    group(i, rest);
+    std::copy(rest, rest + (n - i), y + i);
+    return;
   }
   for (; i < n; ++i) one(i);
 }
