@@ -158,9 +158,14 @@ constexpr Spec<instructions, outputs> parse(std::string_view name, std::string_v
   Spec<instructions, outputs> spec;
   spec.name = name;
   Parser p(text);
+  std::uint64_t immediates_seen = 0;  // bit j: k<j> appears
   auto note = [&](const Operand& o) {
     if (o.kind == Operand::Kind::input && o.index >= spec.inputs) spec.inputs = o.index + 1;
-    if (o.kind == Operand::Kind::immediate && o.index >= spec.immediates) spec.immediates = o.index + 1;
+    if (o.kind == Operand::Kind::immediate) {
+      Parser::check(o.index < 63, "at most 63 immediates");
+      immediates_seen |= std::uint64_t{1} << o.index;
+      if (o.index >= spec.immediates) spec.immediates = o.index + 1;
+    }
   };
   std::size_t j = 0, k = 0;
   while (!p.done()) {
@@ -195,6 +200,8 @@ constexpr Spec<instructions, outputs> parse(std::string_view name, std::string_v
     if (!p.done()) p.expect(";");
   }
   Parser::check(j == instructions && k == outputs, "miscounted statements");
+  // The matcher maps every k<j> to one of the program's immediates: none may be left unnamed.
+  Parser::check(immediates_seen == (std::uint64_t{1} << spec.immediates) - 1, "immediates are k0, k1, ... with no gap");
   return spec;
 }
 
