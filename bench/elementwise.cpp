@@ -119,12 +119,14 @@ int main(int argc, char** argv) try {
     const double pk = kernel_ms(plain, feeds), fk = kernel_ms(interpreted, fused_feeds),
                  ck = kernel_ms(compiled, fused_feeds);
     const double gbps = static_cast<double>(chain.tensors_moved) * 4.0 * static_cast<double>(n) / (ck * 1e6);
-    std::printf("  %-14s runs:    unfused %7.3f ms (%2zu kernels)  interpreted %7.3f ms  compiled %7.3f ms (%zu kernels)"
-                "  %.2fx, %.2fx\n",
-                chain.name.c_str(), p, plain.schedule().size(), f, c, compiled.schedule().size(), p / f, f / c);
-    std::printf("  %-14s kernels: unfused %7.3f ms              interpreted %7.3f ms  compiled %7.3f ms (%4.1f GB/s)"
-                "   %.2fx, %.2fx\n",
-                "", pk, fk, ck, gbps, pk / fk, fk / ck);
+    std::printf(
+        "  %-14s runs:    unfused %7.3f ms (%2zu kernels)  interpreted %7.3f ms  compiled %7.3f ms (%zu kernels)"
+        "  %.2fx, %.2fx\n",
+        chain.name.c_str(), p, plain.schedule().size(), f, c, compiled.schedule().size(), p / f, f / c);
+    std::printf(
+        "  %-14s kernels: unfused %7.3f ms              interpreted %7.3f ms  compiled %7.3f ms (%4.1f GB/s)"
+        "   %.2fx, %.2fx\n",
+        "", pk, fk, ck, gbps, pk / fk, fk / ck);
     report.set(chain.name + "_unfused_ms", p);
     report.set(chain.name + "_fused_ms", f);
     report.set(chain.name + "_compiled_ms", c);

@@ -434,13 +434,13 @@ struct Attention {
 
 // Per-thread scratch, allocated once per chunk of tasks: the task's own blocks transposed (a
 // query block [D, kRowBlock] or a key block [D, kColumnBlock], whichever the pass owns),
-// two score-sized tiles (four with dropout: its factors Z, and Z by query to be transposed), the
-// task's output accumulator, and per-row statistics, each aligned to a cache line (the tile
-// products load whole lines).
+// two score-sized tiles (four with dropout: its factors Z, and Z by query, dropout_rows, to be
+// transposed), the task's output accumulator, and per-row statistics, each aligned to a cache
+// line (the tile products load whole lines).
 template <typename T>
 struct Scratch {
   AlignedVector<T> first_transposed, second_transposed, probabilities, score_gradients, accumulator, row_max, row_sum,
-      shift, block_max, dropout, dropout_by_query;
+      shift, block_max, dropout, dropout_rows;
   Scratch(const Attention<T>& a, i64 accumulator_size)
       : first_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * std::max(kRowBlock, kColumnBlock))),
         second_transposed(static_cast<std::size_t>(std::max(a.d, a.dv) * std::max(kRowBlock, kColumnBlock))),
@@ -452,7 +452,7 @@ struct Scratch {
         shift(kRowBlock),
         block_max(kRowBlock),
         dropout(static_cast<std::size_t>(a.dropout ? kRowBlock * kColumnBlock : 0)),
-        dropout_by_query(static_cast<std::size_t>(a.dropout ? kRowBlock * kColumnBlock : 0)) {}
+        dropout_rows(static_cast<std::size_t>(a.dropout ? kRowBlock * kColumnBlock : 0)) {}
 };
 
 i64 blocks(i64 n, i64 block) { return (n + block - 1) / block; }
@@ -496,7 +496,7 @@ void forward_rows(const Attention<T>& a, i64 b, i64 i0, i64 rows, T* o, T* lse, 
     // With dropout, only the kept weights, times c, meet v: p ← Z ⊙ p (l keeps the full sum).
     if (a.dropout) {
       T* zt = w.dropout.data();
-      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.dropout_by_query.data());
+      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.dropout_rows.data());
       for (i64 c = 0; c < cols; ++c)
         for (i64 r = 0; r < rows; ++r) st[c * kRowBlock + r] *= zt[c * kRowBlock + r];
     }
@@ -619,7 +619,7 @@ void query_gradients(const Attention<T>& a, const Backward<T>& g, i64 b, i64 i0,
     multiply_scaled(cols, rows, a.dv, a.v + (b * a.tk + j0) * a.dv, a.dv, 1, d_ot, kRowBlock, dst, kRowBlock, T(1));
     if (a.dropout) {
       T* zt = w.dropout.data();
-      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.dropout_by_query.data());
+      a.dropout_by_key(b, i0, rows, j0, cols, zt, w.dropout_rows.data());
       for (i64 c = 0; c < cols; ++c)
         for (i64 r = 0; r < rows; ++r) dst[c * kRowBlock + r] *= zt[c * kRowBlock + r];
     }

@@ -168,7 +168,8 @@ void philox_uniform_run(std::uint64_t seed, std::uint64_t stream, double low, do
 #if defined(__AVX2__)
     if constexpr (std::is_same_v<T, float>)
       if (low == 0.0 && high == 1.0) {  // dropout's draw: y = u, exactly representable in f32
-        for (int j = 0; j < kLanes; j += 8) philox_detail::store_unit_floats(c0 + j, c1 + j, c2 + j, c3 + j, out + 4 * j);
+        for (int j = 0; j < kLanes; j += 8)
+          philox_detail::store_unit_floats(c0 + j, c1 + j, c2 + j, c3 + j, out + 4 * j);
         return;
       }
 #endif
